@@ -1,0 +1,134 @@
+"""CTC decoding of network outputs into gloss sentences: greedy ("max") or prefix beam search ("beam").
+
+Same API and output as the original ctcdecode-based ``Decode`` but in plain PyTorch: it runs on
+the device where the logits already are, needs no compiled extension, and prunes each frame to
+its ``top_k`` most probable tokens exactly as ctcdecode's default ``cutoff_top_n=40``.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from itertools import groupby
+
+import torch
+from torch import Tensor
+
+from utils.beam_search import ctc_prefix_beam_search
+
+Sentence = list[tuple[str, int]]
+SEARCH_MODES = ("max", "beam")
+
+
+class Decode:
+    """Turns (B, T, C) logits or probabilities into per-sample lists of (gloss, position)."""
+
+    def __init__(self, gloss_dict: Mapping[str, Sequence[int]], num_classes: int, search_mode: str,
+                 blank_id: int = 0, beam_width: int = 10, top_k: int = 40) -> None:
+        if search_mode not in SEARCH_MODES:
+            raise ValueError(f"search_mode must be one of {SEARCH_MODES}, got {search_mode!r}")
+        if not isinstance(gloss_dict, Mapping):
+            raise TypeError("gloss_dict must be a dict gloss -> [index, count] (gloss_dict.npy), "
+                            f"got {type(gloss_dict).__name__}")
+        if not 0 <= blank_id < num_classes:
+            raise ValueError(f"blank_id={blank_id} is outside range(num_classes={num_classes})")
+        if beam_width < 1 or top_k < 1:
+            raise ValueError(f"beam_width and top_k must be >= 1, got {beam_width} and {top_k}")
+        self.i2g_dict = _index_to_gloss(gloss_dict, num_classes, blank_id)
+        self.g2i_dict = {gloss: index for index, gloss in self.i2g_dict.items()}
+        self.num_classes = num_classes
+        self.search_mode = search_mode
+        self.blank_id = blank_id
+        self.beam_width = beam_width
+        self.top_k = top_k
+
+    def decode(self, nn_output: Tensor, vid_lgt: Tensor | Sequence[int], batch_first: bool = True,
+               probs: bool = False) -> list[Sentence]:
+        """Decode logits (probabilities if `probs`) of shape (B,T,C), or (T,B,C) if not batch_first."""
+        if nn_output.dim() != 3:
+            raise ValueError("nn_output must be 3-D (batch, time, classes), "
+                             f"got {tuple(nn_output.shape)}")
+        if not batch_first:
+            nn_output = nn_output.transpose(0, 1)
+        if nn_output.shape[-1] != self.num_classes:
+            raise ValueError(f"nn_output has {nn_output.shape[-1]} classes, the decoder was built "
+                             f"for num_classes={self.num_classes}")
+        if self.search_mode == "max":
+            return self.MaxDecode(nn_output, vid_lgt)
+        return self.BeamSearch(nn_output, vid_lgt, probs)
+
+    @torch.no_grad()
+    def BeamSearch(self, nn_output: Tensor, vid_lgt: Tensor | Sequence[int],
+                   probs: bool = False) -> list[Sentence]:
+        """Prefix beam search on (B,T,C) scores; repeated glosses of the best prefix merged."""
+        vid_lgt = _checked_lengths(vid_lgt, nn_output.shape[0], nn_output.shape[1], nn_output.device)
+        if probs:
+            # Probabilities of 0 give -inf, which the search treats as an impossible token.
+            log_probs = nn_output.float().clamp(min=0).log()
+        else:
+            log_probs = nn_output.float().log_softmax(-1)
+        result = ctc_prefix_beam_search(log_probs, vid_lgt, self.beam_width, self.top_k,
+                                        self.blank_id)
+        lengths = result.lengths[:, 0].tolist()
+        best = result.tokens[:, 0].tolist()
+        # As the original: "A _ A" decodes to one A (consecutive equal glosses merged).
+        return [self._to_sentence(_merge_repeats(row[:n])) for row, n in zip(best, lengths)]
+
+    @torch.no_grad()
+    def MaxDecode(self, nn_output: Tensor, vid_lgt: Tensor | Sequence[int]) -> list[Sentence]:
+        """Greedy path of (B,T,C) scores: argmax, collapse repeats, drop blanks, merge again."""
+        vid_lgt = _checked_lengths(vid_lgt, nn_output.shape[0], nn_output.shape[1], nn_output.device)
+        index = nn_output.argmax(dim=2)
+        time = torch.arange(index.shape[1], device=index.device)
+        changed = torch.ones_like(index, dtype=torch.bool)
+        changed[:, 1:] = index[:, 1:] != index[:, :-1]
+        keep = changed & (index != self.blank_id) & (time < vid_lgt[:, None])
+        sentences = []
+        for row, mask in zip(index.tolist(), keep.tolist()):
+            labels = [label for label, kept in zip(row, mask) if kept]
+            # As the original: equal glosses separated only by blanks are merged too.
+            sentences.append(self._to_sentence(_merge_repeats(labels)))
+        return sentences
+
+    def _to_sentence(self, labels: Sequence[int]) -> Sentence:
+        """Map class indices to (gloss, position) pairs."""
+        try:
+            return [(self.i2g_dict[label], position) for position, label in enumerate(labels)]
+        except KeyError as err:
+            raise KeyError(f"class index {err.args[0]} has no gloss in gloss_dict; num_classes="
+                           f"{self.num_classes} must be len(gloss_dict) + 1") from None
+
+
+def _merge_repeats(labels: Sequence[int]) -> list[int]:
+    """Collapse runs of equal labels."""
+    return [label for label, _ in groupby(labels)]
+
+
+def _index_to_gloss(gloss_dict: Mapping[str, Sequence[int]], num_classes: int,
+                    blank_id: int) -> dict[int, str]:
+    """Invert gloss -> [index, count], checking indices fit the classifier."""
+    i2g = {}
+    for gloss, value in gloss_dict.items():
+        try:
+            index = int(value[0])
+        except (TypeError, IndexError, ValueError):
+            raise ValueError(f"gloss_dict[{gloss!r}] = {value!r}: expected [index, count]") from None
+        if not 0 <= index < num_classes or index == blank_id:
+            raise ValueError(f"gloss_dict[{gloss!r}] has index {index}, outside 1..{num_classes - 1} or "
+                             f"equal to the blank {blank_id}; rebuild gloss_dict.npy or fix num_classes")
+        if index in i2g:
+            raise ValueError(f"glosses {i2g[index]!r} and {gloss!r} share index {index} in gloss_dict")
+        i2g[index] = gloss
+    return i2g
+
+
+def _checked_lengths(vid_lgt: Tensor | Sequence[int], batch: int, max_time: int,
+                     device: torch.device) -> Tensor:
+    """Lengths as a long tensor on `device`, each within 0..max_time."""
+    lengths = torch.as_tensor(vid_lgt).reshape(-1)
+    if lengths.is_floating_point() and not torch.equal(lengths, lengths.round()):
+        raise ValueError(f"vid_lgt must hold whole frame counts, got {lengths.tolist()}")
+    lengths = lengths.to(device=device, dtype=torch.long)
+    if lengths.numel() != batch:
+        raise ValueError(f"vid_lgt has {lengths.numel()} entries for a batch of {batch}")
+    if bool((lengths < 0).any()) or bool((lengths > max_time).any()):
+        raise ValueError(f"vid_lgt {lengths.tolist()} must lie within 0..{max_time} (the time axis)")
+    return lengths
