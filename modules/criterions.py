@@ -1,0 +1,36 @@
+"""Losses: per-sample CTC and sequence distillation (SeqKD), normalised as the original."""
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def ctc_per_sample(logits: Tensor, labels: Tensor, lengths: Tensor, label_lengths: Tensor,
+                   blank: int = 0) -> Tensor:
+    """CTC loss of every sample (B,) for (T, B, C) logits and concatenated labels (not averaged)."""
+    log_probs = logits.float().log_softmax(-1)
+    # CPU int32 targets/lengths, as the original: lets cuDNN's CTC run when on a GPU.
+    return F.ctc_loss(log_probs, labels.cpu().int(), lengths.cpu().int(), label_lengths.cpu().int(),
+                      blank=blank, reduction="none", zero_infinity=False)
+
+
+class SeqKD(nn.Module):
+    """KL(teacher || student) of temperature-softened (T, B, C) logits, times temperature^2.
+
+    Averaged over all T*B frames of the padded batch (KLDivLoss 'batchmean' on the flattened
+    frames), padding included, exactly as the published recipe trains.
+    """
+
+    def __init__(self, temperature: float = 8.0) -> None:
+        super().__init__()
+        self.T = temperature
+
+    def forward(self, prediction_logits: Tensor, ref_logits: Tensor, use_blank: bool = True) -> Tensor:
+        """Distillation loss; `use_blank=False` drops class 0 from both distributions."""
+        start = 0 if use_blank else 1
+        classes = ref_logits.shape[2] - start
+        student = F.log_softmax(prediction_logits[:, :, start:].float() / self.T, dim=-1)
+        teacher = F.softmax(ref_logits[:, :, start:].float() / self.T, dim=-1)
+        kl = F.kl_div(student.reshape(-1, classes), teacher.reshape(-1, classes),
+                      reduction="batchmean")
+        return kl * self.T * self.T

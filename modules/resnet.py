@@ -1,0 +1,123 @@
+"""Frame backbone: ResNet-18/34 of BasicBlocks with spatio-temporal fusion after layers 2-4.
+
+Runs on (B*T, C, H, W) frames with 2-D convolutions; the parameters keep the 5-D shapes of the
+original Conv3d formulation (`conv2d.*` in the published checkpoints).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from modules.frame_conv import FrameConv
+from modules.fusion import SpatioTemporalFusion
+
+
+def resnet_depths(arch: str) -> tuple[int, int, int, int]:
+    """Blocks per stage of a BasicBlock ResNet ('resnet18' or 'resnet34')."""
+    depths = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3)}
+    if arch not in depths:
+        raise ValueError(f"unknown c2d_type {arch!r}: STF-Net backbones are {sorted(depths)}")
+    return depths[arch]
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convs with BatchNorm and an identity (or 1x1 projection) shortcut."""
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = FrameConv(inplanes, planes, 3, stride=stride, padding=1)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = FrameConv(planes, planes, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = None
+        if stride != 1 or inplanes != planes:
+            self.downsample = nn.Sequential(FrameConv(inplanes, planes, 1, stride=stride),
+                                            nn.BatchNorm2d(planes))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))."""
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class ResNet(nn.Module):
+    """Per-frame ResNet whose layers 2-4 are followed by `x + alpha[i] * fusion_i(x)`.
+
+    `forward(video (B, T, 3, H, W)) -> (framewise (B, 8w, T), [layer1..layer4 outputs])`, the
+    layer outputs as (B*T, C, H, W) frames taken before the fusion is added (w = base_width).
+    """
+
+    def __init__(self, depths: Sequence[int], base_width: int = 64,
+                 channels_last: bool | None = None) -> None:
+        super().__init__()
+        if len(depths) != 4:
+            raise ValueError(f"ResNet needs 4 stage depths, got {list(depths)}")
+        widths = [base_width * 2 ** i for i in range(4)]
+        self.channels_last = channels_last
+        self.out_channels = widths[3]
+        self.conv1 = FrameConv(3, base_width, 7, stride=2, padding=3)
+        self.bn1 = nn.BatchNorm2d(base_width)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.layer1 = _make_stage(base_width, widths[0], depths[0], stride=1)
+        self.layer2 = _make_stage(widths[0], widths[1], depths[1], stride=2)
+        self.shift1 = SpatioTemporalFusion(widths[1])
+        self.layer3 = _make_stage(widths[1], widths[2], depths[2], stride=2)
+        self.shift2 = SpatioTemporalFusion(widths[2])
+        # Zero start: training begins from the plain (ImageNet) ResNet and learns the fusion.
+        self.alpha = nn.Parameter(torch.zeros(3))
+        self.layer4 = _make_stage(widths[2], widths[3], depths[3], stride=2)
+        self.shift3 = SpatioTemporalFusion(widths[3])
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """The original init: Kaiming-normal (fan-out) convs, unit/zero BatchNorm."""
+        for module in self.modules():
+            if isinstance(module, nn.Conv3d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def forward(self, video: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """Frame features (B, C, T) and the four stage outputs as (B*T, C, H, W) frames."""
+        if video.dim() != 5 or video.shape[2] != 3:
+            raise ValueError(f"expected a video batch (B, T, 3, H, W), got {tuple(video.shape)}")
+        batch = video.shape[0]
+        x = video.flatten(0, 1)
+        # None = automatic: channels-last helps cuDNN (tensor cores) but not oneDNN training on CPU.
+        channels_last = video.is_cuda if self.channels_last is None else self.channels_last
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        stages = []
+        for i, (layer, fusion) in enumerate(((self.layer1, None), (self.layer2, self.shift1),
+                                            (self.layer3, self.shift2), (self.layer4, self.shift3))):
+            x = layer(x)
+            stages.append(x)
+            if fusion is not None:
+                x = x + self.alpha[i - 1] * fusion(x, batch)
+        # Global average = the original AvgPool2d(7) at 224x224 input (7x7 maps); adapts to others.
+        framewise = x.mean(dim=(2, 3)).unflatten(0, (batch, -1)).transpose(1, 2)
+        return framewise, stages
+
+
+def _make_stage(inplanes: int, planes: int, blocks: int, stride: int) -> nn.Sequential:
+    """`blocks` BasicBlocks, the first one with the stride and the projection shortcut."""
+    return nn.Sequential(BasicBlock(inplanes, planes, stride),
+                         *(BasicBlock(planes, planes) for _ in range(blocks - 1)))
+
+
+def resnet18(base_width: int = 64, channels_last: bool | None = None) -> ResNet:
+    """ResNet-18 frame backbone (random init; see utils.pretrained for ImageNet weights)."""
+    return ResNet(resnet_depths("resnet18"), base_width, channels_last)
+
+
+def resnet34(base_width: int = 64, channels_last: bool | None = None) -> ResNet:
+    """ResNet-34 frame backbone (random init; see utils.pretrained for ImageNet weights)."""
+    return ResNet(resnet_depths("resnet34"), base_width, channels_last)

@@ -1,0 +1,66 @@
+"""Temporal stack (`conv1d.*` in checkpoints): 1-D convs and lift pooling over frame features."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from modules.lift_pool import TemporalLiftPool
+
+
+def kernel_sizes_for(conv_type: int) -> list[str]:
+    """Layer specs of a conv_type: 'Kk' = conv of width k (no padding), 'Pp' = pool by p."""
+    specs = {0: ["K3"], 1: ["K5", "P2"], 2: ["K5", "P2", "K5", "P2"]}
+    if conv_type not in specs:
+        raise ValueError(f"conv_type must be one of {sorted(specs)} (2 = published K5 P2 K5 P2), "
+                         f"got {conv_type!r}")
+    return list(specs[conv_type])
+
+
+def output_lengths(lengths: Tensor, kernel_sizes: Sequence[str]) -> Tensor:
+    """Sequence lengths after the stack: 'Kk' subtracts k - 1, 'Pp' floor-divides by p."""
+    for spec in kernel_sizes:
+        size = int(spec[1:])
+        lengths = lengths // size if spec[0] == "P" else lengths - (size - 1)
+    return lengths
+
+
+class TemporalConv(nn.Module):
+    """`forward(feats (B, C, T), lengths (B,)) -> dict` of visual_feat (T', B, H), conv_logits
+    (T', B, classes), feat_len (B,) on the CPU, and the summed lift-pool losses."""
+
+    def __init__(self, input_size: int, hidden_size: int, conv_type: int = 2,
+                 fc: nn.Module | None = None) -> None:
+        super().__init__()
+        self.kernel_size = kernel_sizes_for(conv_type)
+        self.temporal_conv = nn.ModuleList()
+        channels = input_size
+        for spec in self.kernel_size:
+            size = int(spec[1:])
+            if spec[0] == "P":
+                self.temporal_conv.append(TemporalLiftPool(channels, size))
+            else:
+                self.temporal_conv.append(nn.Sequential(
+                    nn.Conv1d(channels, hidden_size, size), nn.BatchNorm1d(hidden_size),
+                    nn.ReLU(inplace=True)))
+                channels = hidden_size
+        self.fc = fc
+
+    def forward(self, feats: Tensor, lengths: Tensor) -> dict[str, Tensor]:
+        """Run the stack, then the classifier (if any) on every output frame."""
+        loss_u = loss_p = feats.new_zeros((), dtype=torch.float32)
+        for layer in self.temporal_conv:
+            if isinstance(layer, TemporalLiftPool):
+                feats, step_u, step_p = layer(feats)
+                loss_u, loss_p = loss_u + step_u, loss_p + step_p
+            else:
+                feats = layer(feats)
+        visual = feats.permute(2, 0, 1)
+        return {
+            "visual_feat": visual,
+            "conv_logits": None if self.fc is None else self.fc(visual),
+            "feat_len": output_lengths(lengths.cpu(), self.kernel_size),
+            "loss_LiftPool_u": loss_u,
+            "loss_LiftPool_p": loss_p,
+        }

@@ -1,0 +1,189 @@
+"""STF-Net for continuous sign language recognition: the published network and its losses.
+
+    frames -> ResNet + spatio-temporal fusion (conv2d) -> temporal convs + lift pooling (conv1d)
+           -> BiLSTM (temporal_model) -> shared NormLinear classifier
+    ResNet stages 2-4 -> hierarchical branch (csa) -> three auxiliary CTC heads (same classifier)
+
+Parameter names and shapes are those of the published checkpoints.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from modules.bilstm import BiLSTMLayer
+from modules.classifier import make_classifier
+from modules.criterions import SeqKD, ctc_per_sample
+from modules.hsa import HierarchicalBranch
+from modules.resnet import ResNet, resnet_depths
+from modules.tconv import TemporalConv, kernel_sizes_for, output_lengths
+
+LOSS_NAMES = ("SeqCTC", "ConvCTC", "Dist", "Cu", "Cp")
+
+
+class SLRModel(nn.Module):
+    """The STF-Net model; `forward(x, len_x)` returns the dict described in `forward`.
+
+    Args (beyond the original ones; `use_bn` is accepted and unused, as in the original):
+        hsa_attention: temporal attention in the hierarchical branch (on for PHOENIX-2014,
+            off for the published PHOENIX-2014-T model).
+        base_width: ResNet width (64 published); frame features have 8 * base_width channels.
+        aux_dim: width of the hierarchical branch's shared Linear (1000 published).
+        search_mode, beam_width: decoding in eval mode ('beam' or 'max'); needs `gloss_dict`.
+        pretrained: ImageNet init of the ResNet: None/False (none), 'auto' or True (torch hub
+            cache if the file is there), or the path of a torchvision-format file.
+        channels_last: run the frame backbone in channels-last memory; None (default) = on CUDA
+            only (faster with cuDNN; measured no faster for oneDNN training on CPU).
+    """
+
+    def __init__(self, num_classes: int, c2d_type: str, conv_type: int, use_bn: bool = False,
+                 hidden_size: int = 1024, gloss_dict: Mapping[str, Sequence[int]] | None = None,
+                 loss_weights: Mapping[str, float] | None = None, weight_norm: bool = True,
+                 share_classifier: bool = True, *, hsa_attention: bool = True, base_width: int = 64,
+                 aux_dim: int = 1000, search_mode: str = "beam", beam_width: int = 10,
+                 pretrained: str | bool | None = None, channels_last: bool | None = None) -> None:
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError(f"num_classes must count the glosses plus the CTC blank, got {num_classes}")
+        self.num_classes = num_classes
+        self.loss_weights = _checked_loss_weights(loss_weights)
+        self.kernel_sizes = kernel_sizes_for(conv_type)
+        self.conv2d = ResNet(resnet_depths(c2d_type), base_width, channels_last)
+        feature_dim = self.conv2d.out_channels
+        conv_fc = make_classifier(hidden_size, num_classes, weight_norm)
+        self.conv1d = TemporalConv(feature_dim, hidden_size, conv_type, fc=conv_fc)
+        self.temporal_model = BiLSTMLayer(hidden_size, hidden_size, num_layers=2, bidirectional=True)
+        self.csa = HierarchicalBranch(base_width, aux_dim, hidden_size, conv_type, hsa_attention)
+        # Registered after the others so that the state dict lists keys in the published order.
+        self.classifier = conv_fc if share_classifier else make_classifier(hidden_size, num_classes,
+                                                                           weight_norm)
+        self.distillation = SeqKD(temperature=8)
+        self.decoder = None
+        if gloss_dict is not None:
+            from utils.decode import Decode  # imported here: the network itself needs no decoder
+            self.decoder = Decode(gloss_dict, num_classes, search_mode, blank_id=0,
+                                  beam_width=beam_width)
+        if pretrained not in (None, False):
+            from utils.pretrained import load_imagenet_resnet
+            load_imagenet_resnet(self.conv2d, c2d_type, pretrained)
+
+    def forward(self, x: Tensor, len_x: Tensor, label: Tensor | None = None,
+                label_lgt: Tensor | None = None) -> dict[str, Any]:
+        """Run the network on videos (B, T, 3, H, W) or frame features (B, C, T).
+
+        Returns feat_len (B,) (CPU), conv_logits / sequence_logits (T', B, classes), aux_logits
+        (alias res2: 3 x (T', B, classes), [] for features), loss_LiftPool_u / _p (scalars),
+        framewise_features (B, C, T), visual_features (T', B, hidden) and, in eval mode with a
+        gloss_dict, recognized_sents / conv_sents (per sample, list of (gloss, position)).
+        """
+        len_x = self._checked_lengths(x, len_x)
+        if x.dim() == 5:
+            framewise, stages = self.conv2d(x)
+            aux = self.csa(stages, x.shape[0])
+        else:
+            framewise, aux = x, []
+        conv = self.conv1d(framewise, len_x)
+        feat_len = conv["feat_len"]
+        sequence = self.classifier(self.temporal_model(conv["visual_feat"], feat_len))
+        aux_logits = [self.classifier(a.permute(2, 0, 1)) for a in aux]
+        decode = not self.training and self.decoder is not None
+        return {
+            "feat_len": feat_len,
+            "conv_logits": conv["conv_logits"],
+            "sequence_logits": sequence,
+            "aux_logits": aux_logits,
+            "res2": aux_logits,
+            "loss_LiftPool_u": conv["loss_LiftPool_u"],
+            "loss_LiftPool_p": conv["loss_LiftPool_p"],
+            "framewise_features": framewise,
+            "visual_features": conv["visual_feat"],
+            "conv_sents": self._decode(conv["conv_logits"], feat_len) if decode else None,
+            "recognized_sents": self._decode(sequence, feat_len) if decode else None,
+        }
+
+    def criterion_terms(self, ret_dict: Mapping[str, Any], label: Tensor, label_lgt: Tensor, *,
+                        per_sample: bool = False) -> dict[str, Tensor]:
+        """Each weighted loss term (scalars), in `loss_weights` order; their sum is the loss.
+
+        SeqCTC brings the three auxiliary CTC terms (weight 1) as `AuxCTC{0,1,2}`. With
+        `per_sample`, also `<name>/per_sample` (B,) unweighted CTC values, to report bad samples.
+        """
+        if self.loss_weights is None:
+            raise RuntimeError("this SLRModel was built without loss_weights; pass e.g. "
+                               "{'SeqCTC': 1.0, 'ConvCTC': 1.0, 'Dist': 25.0} to compute losses")
+        feat_len = ret_dict["feat_len"]
+        terms: dict[str, Tensor] = {}
+
+        def add_ctc(name: str, logits: Tensor, weight: float) -> None:
+            values = ctc_per_sample(logits, label, feat_len, label_lgt)
+            terms[name] = weight * values.mean()
+            if per_sample:
+                terms[f"{name}/per_sample"] = values.detach()
+
+        for name, weight in self.loss_weights.items():
+            if name == "ConvCTC":
+                add_ctc(name, ret_dict["conv_logits"], weight)
+            elif name == "SeqCTC":
+                add_ctc(name, ret_dict["sequence_logits"], weight)
+                for i, logits in enumerate(ret_dict["aux_logits"]):
+                    add_ctc(f"AuxCTC{i}", logits, 1.0)
+            elif name == "Dist":
+                terms[name] = weight * self.distillation(
+                    ret_dict["conv_logits"], ret_dict["sequence_logits"].detach(), use_blank=False)
+            elif name == "Cu":
+                terms[name] = weight * ret_dict["loss_LiftPool_u"]
+            elif name == "Cp":
+                terms[name] = weight * ret_dict["loss_LiftPool_p"]
+        return terms
+
+    def criterion_calculation(self, ret_dict: Mapping[str, Any], label: Tensor,
+                              label_lgt: Tensor) -> Tensor:
+        """The training loss: the sum of `criterion_terms`."""
+        terms = list(self.criterion_terms(ret_dict, label, label_lgt).values())
+        if not terms:
+            raise ValueError(f"loss_weights is empty: name at least one of {list(LOSS_NAMES)}")
+        return torch.stack(terms).sum()
+
+    @torch.compiler.disable  # host-side checks of the lengths: keep them out of compiled graphs
+    def _checked_lengths(self, x: Tensor, len_x: Tensor) -> Tensor:
+        """Validate the input shape and lengths; lengths as a CPU int64 tensor."""
+        if x.dim() == 5:
+            if x.shape[2] != 3:
+                raise ValueError(f"videos must be (B, T, 3, H, W), got {tuple(x.shape)}")
+            time = x.shape[1]
+        elif x.dim() == 3:
+            if x.shape[1] != self.conv2d.out_channels:
+                raise ValueError(f"frame features must be (B, {self.conv2d.out_channels}, T), got "
+                                 f"{tuple(x.shape)}")
+            time = x.shape[2]
+        else:
+            raise ValueError(f"x must be videos (B, T, 3, H, W) or features (B, C, T), got "
+                             f"{tuple(x.shape)}")
+        len_x = torch.as_tensor(len_x).cpu().long()
+        if len_x.shape != (x.shape[0],):
+            raise ValueError(f"len_x must have one length per sample ({x.shape[0]}), got shape "
+                             f"{tuple(len_x.shape)}")
+        if int(len_x.max()) > time or int(len_x.min()) < 1:
+            raise ValueError(f"len_x {len_x.tolist()} must lie in 1..{time} (the padded length)")
+        left = output_lengths(len_x, self.kernel_sizes)
+        if int(left.min()) < 1:
+            raise ValueError(f"input lengths {len_x.tolist()} are too short for the temporal stack "
+                             f"{self.kernel_sizes}: they leave {left.tolist()} frames")
+        return len_x
+
+    def _decode(self, logits: Tensor, feat_len: Tensor) -> list:
+        """Decoded sentences of (T', B, classes) logits."""
+        return self.decoder.decode(logits, feat_len, batch_first=False, probs=False)
+
+
+def _checked_loss_weights(loss_weights: Mapping[str, float] | None) -> dict[str, float] | None:
+    """Loss weights as a dict, refusing names the model does not compute."""
+    if loss_weights is None:
+        return None
+    unknown = sorted(set(loss_weights) - set(LOSS_NAMES))
+    if unknown:
+        raise ValueError(f"unknown loss_weights {unknown}: this model computes {list(LOSS_NAMES)}")
+    return {name: float(weight) for name, weight in loss_weights.items()}

@@ -1,0 +1,246 @@
+"""STF-Net network: shapes, lengths, losses, training, and equality with the Conv3d formulation."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from modules.conv3d_reference import conv3d_reference
+from modules.tconv import kernel_sizes_for, output_lengths
+from slr_network import SLRModel
+
+NUM_CLASSES = 9
+LOSS_WEIGHTS = {"SeqCTC": 1.0, "ConvCTC": 1.0, "Dist": 25.0, "Cu": 0.0005, "Cp": 0.0005}
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    """Tiny tensors: one thread is faster and immune to a busy machine's scheduling stalls."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_model(conv_type: int = 2, **kwargs) -> SLRModel:
+    """A resnet18 STF-Net a few hundred times smaller than the published one."""
+    torch.manual_seed(0)
+    options = dict(base_width=8, hidden_size=32, aux_dim=16, loss_weights=LOSS_WEIGHTS)
+    options.update(kwargs)
+    return SLRModel(NUM_CLASSES, "resnet18", conv_type, **options)
+
+
+def video(batch: int, time: int, size: int = 32, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Deterministic random clip batch (B, T, 3, size, size) in [-1, 1]."""
+    generator = torch.Generator().manual_seed(batch * 1000 + time)
+    return torch.rand(batch, time, 3, size, size, generator=generator, dtype=dtype) * 2 - 1
+
+
+def labels(lengths: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Concatenated gloss labels (no blank) and their lengths."""
+    generator = torch.Generator().manual_seed(sum(lengths))
+    return (torch.randint(1, NUM_CLASSES, (sum(lengths),), generator=generator),
+            torch.tensor(lengths))
+
+
+@pytest.mark.parametrize("time", [31, 32])
+def test_shapes_and_lengths_odd_even_and_padding(time):
+    model = tiny_model().train()
+    len_x = torch.tensor([time, time - 5])
+    out = model(video(2, time), len_x)
+    expected = output_lengths(len_x, ["K5", "P2", "K5", "P2"])
+    assert expected.tolist() == [((t - 4) // 2 - 4) // 2 for t in len_x.tolist()]
+    assert torch.equal(out["feat_len"], expected)
+    steps = ((time - 4) // 2 - 4) // 2
+    assert out["conv_logits"].shape == (steps, 2, NUM_CLASSES)
+    assert out["sequence_logits"].shape == (steps, 2, NUM_CLASSES)
+    assert len(out["aux_logits"]) == 3 and out["res2"] is out["aux_logits"]
+    assert all(a.shape == (steps, 2, NUM_CLASSES) for a in out["aux_logits"])
+    assert out["framewise_features"].shape == (2, 64, time)
+    assert out["loss_LiftPool_u"].dim() == 0 and out["loss_LiftPool_p"].dim() == 0
+    assert out["recognized_sents"] is None and out["conv_sents"] is None
+    # BiLSTM output past a sample's length is padding: exactly the classifier of zeros.
+    assert torch.count_nonzero(out["sequence_logits"][expected[1]:, 1]) == 0
+
+
+@pytest.mark.parametrize("conv_type, specs", [(0, ["K3"]), (1, ["K5", "P2"]),
+                                              (2, ["K5", "P2", "K5", "P2"])])
+def test_conv_types_length_arithmetic_in_features_mode(conv_type, specs):
+    assert kernel_sizes_for(conv_type) == specs
+    model = tiny_model(conv_type).train()
+    assert model.kernel_sizes == specs
+    time = 33
+    len_x = torch.tensor([33, 27, 20])
+    out = model(torch.randn(3, 64, time), len_x)  # features mode: (B, C, T)
+    manual = {0: lambda t: t - 2, 1: lambda t: (t - 4) // 2,
+              2: lambda t: ((t - 4) // 2 - 4) // 2}[conv_type]
+    assert out["feat_len"].tolist() == [manual(t) for t in len_x.tolist()]
+    assert out["conv_logits"].shape == (manual(time), 3, NUM_CLASSES)
+    assert out["sequence_logits"].shape == (manual(time), 3, NUM_CLASSES)
+    assert out["aux_logits"] == []
+    label, label_lgt = labels([2, 1, 1])
+    assert torch.isfinite(model.criterion_calculation(out, label, label_lgt))
+
+
+@pytest.mark.parametrize("conv_type", [0, 1])
+def test_other_conv_types_on_videos_align_aux_heads(conv_type):
+    out = tiny_model(conv_type).train()(video(1, 16), torch.tensor([16]))
+    steps = out["feat_len"].item()
+    assert all(a.shape[0] == steps for a in out["aux_logits"])
+
+
+@pytest.mark.parametrize("attention", [True, False])
+def test_matches_conv3d_formulation_outputs_and_gradients(attention):
+    model = tiny_model(hsa_attention=attention).double()
+    with torch.no_grad():  # non-zero alpha so that the fusion blocks count
+        model.conv2d.alpha.copy_(torch.tensor([0.5, -0.4, 0.3]))
+    reference = conv3d_reference(model)
+    x, len_x = video(2, 26, 40, torch.float64), torch.tensor([26, 21])
+    label, label_lgt = labels([3, 2])
+    for training in (True, False):
+        model.train(training)
+        reference.train(training)
+        torch.manual_seed(1)  # same LSTM dropout masks in both
+        ours = model(x, len_x)
+        torch.manual_seed(1)
+        theirs = reference(x, len_x)
+        for key in ("conv_logits", "sequence_logits", "framewise_features", "loss_LiftPool_u",
+                    "loss_LiftPool_p"):
+            torch.testing.assert_close(ours[key], theirs[key], rtol=1e-10, atol=1e-10)
+        for a, b in zip(ours["aux_logits"], theirs["aux_logits"], strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    model.train()
+    reference.train()
+    for m in (model, reference):
+        torch.manual_seed(1)
+        m.criterion_calculation(m(x, len_x), label, label_lgt).backward()
+    theirs = dict(reference.named_parameters())
+    for name, param in model.named_parameters():
+        if param.grad is None:
+            assert theirs[name].grad is None, name
+            continue
+        scale = max(1.0, theirs[name].grad.abs().max().item())
+        torch.testing.assert_close(param.grad, theirs[name].grad, rtol=0, atol=1e-9 * scale,
+                                   msg=lambda m, n=name: f"{n}: {m}")
+
+
+def test_float32_fast_path_close_to_conv3d_formulation():
+    model = tiny_model().eval()
+    reference = conv3d_reference(model).eval()
+    x, len_x = video(1, 20, 48), torch.tensor([20])
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, len_x)["sequence_logits"],
+                                   reference(x, len_x)["sequence_logits"], rtol=1e-4, atol=1e-4)
+
+
+def test_every_loss_finite_and_every_parameter_gets_gradient():
+    model = tiny_model().train()
+    with torch.no_grad():
+        model.conv2d.alpha.fill_(0.5)
+    out = model(video(2, 36), torch.tensor([36, 30]))
+    label, label_lgt = labels([3, 2])
+    terms = model.criterion_terms(out, label, label_lgt, per_sample=True)
+    assert set(terms) >= {"SeqCTC", "ConvCTC", "Dist", "Cu", "Cp", "AuxCTC0", "AuxCTC1", "AuxCTC2"}
+    assert terms["SeqCTC/per_sample"].shape == (2,)
+    scalar = {k: v for k, v in terms.items() if "/" not in k}
+    for name, value in scalar.items():
+        assert value.dim() == 0 and torch.isfinite(value), name
+    loss = model.criterion_calculation(out, label, label_lgt)
+    torch.testing.assert_close(loss, sum(scalar.values()))
+    loss.backward()
+    for name, param in model.named_parameters():
+        if name.startswith("csa.conv1."):  # unused by the published forward; kept for loading
+            assert param.grad is None
+            continue
+        assert param.grad is not None, f"{name} gets no gradient"
+        assert torch.isfinite(param.grad).all(), name
+
+
+def test_losses_follow_the_original_normalisation():
+    model = tiny_model().train()
+    out = model(video(2, 28), torch.tensor([28, 24]))
+    label, label_lgt = labels([2, 2])
+    terms = model.criterion_terms(out, label, label_lgt)
+    ctc = torch.nn.CTCLoss(reduction="none")
+    expected = ctc(out["sequence_logits"].log_softmax(-1), label, out["feat_len"], label_lgt).mean()
+    torch.testing.assert_close(terms["SeqCTC"], expected)
+    # Dist: KL over every frame of the padded batch (T' * B rows), blank dropped, times T^2.
+    student = (out["conv_logits"][..., 1:] / 8).log_softmax(-1).reshape(-1, NUM_CLASSES - 1)
+    teacher = (out["sequence_logits"][..., 1:] / 8).softmax(-1).reshape(-1, NUM_CLASSES - 1)
+    kl = (teacher * (teacher.log() - student)).sum() / student.shape[0] * 64
+    torch.testing.assert_close(terms["Dist"], 25.0 * kl, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(terms["Cu"], 0.0005 * out["loss_LiftPool_u"])
+
+
+def test_adam_steps_lower_the_loss():
+    model = tiny_model().train()
+    x, len_x = video(2, 24), torch.tensor([24, 24])
+    label, label_lgt = labels([2, 2])
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(6):
+        optimizer.zero_grad()
+        torch.manual_seed(0)
+        loss = model.criterion_calculation(model(x, len_x), label, label_lgt)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_hsa_attention_switch_and_loading_weights_across_it():
+    with_att, without = tiny_model(hsa_attention=True), tiny_model(hsa_attention=False)
+    keys_on, keys_off = set(with_att.state_dict()), set(without.state_dict())
+    assert {k for k in keys_on - keys_off} == {k for k in keys_on if k.startswith("csa.stf")}
+    assert any(k.startswith("csa.stf3.") for k in keys_on)
+    without.load_state_dict(with_att.state_dict(), strict=True)  # stf* weights ignored
+    with pytest.raises(RuntimeError, match="stf1"):
+        with_att.load_state_dict(without.state_dict(), strict=True)
+    out = without.eval()(video(1, 20), torch.tensor([20]))
+    assert len(out["aux_logits"]) == 3
+
+
+def test_eval_mode_decodes_with_gloss_dict():
+    gloss_dict = {f"G{i}": [i, 1] for i in range(1, NUM_CLASSES)}
+    for mode in ("max", "beam"):
+        model = tiny_model(gloss_dict=gloss_dict, search_mode=mode, beam_width=3).eval()
+        with torch.no_grad():
+            out = model(video(2, 24), torch.tensor([24, 20]))
+        for sents in (out["recognized_sents"], out["conv_sents"]):
+            assert len(sents) == 2
+            assert all(isinstance(g, str) and isinstance(p, int) for s in sents for g, p in s)
+
+
+def test_bf16_autocast_runs():
+    model = tiny_model().train()
+    label, label_lgt = labels([2, 1])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(video(2, 24), torch.tensor([24, 22]))
+        loss = model.criterion_calculation(out, label, label_lgt)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    loss.backward()
+
+
+def test_channels_last_off_gives_same_outputs():
+    fast, plain = tiny_model(channels_last=True).eval(), tiny_model(channels_last=False).eval()
+    x, len_x = video(1, 20), torch.tensor([20])
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x, len_x)["sequence_logits"],
+                                   plain(x, len_x)["sequence_logits"], rtol=1e-4, atol=1e-5)
+
+
+def test_bad_inputs_raise_clear_errors():
+    with pytest.raises(ValueError, match="c2d_type"):
+        SLRModel(5, "resnet50", 2)
+    with pytest.raises(ValueError, match="conv_type"):
+        SLRModel(5, "resnet18", 3, base_width=8)
+    with pytest.raises(ValueError, match="Focal"):
+        SLRModel(5, "resnet18", 2, base_width=8, loss_weights={"Focal": 1.0})
+    model = tiny_model()
+    with pytest.raises(ValueError, match="len_x"):
+        model(video(1, 20), torch.tensor([21]))
+    with pytest.raises(ValueError, match="too short"):
+        model(video(1, 12), torch.tensor([12]))
+    with pytest.raises(ValueError, match=r"\(B, T, 3, H, W\)"):
+        model(torch.zeros(1, 20, 1, 32, 32), torch.tensor([20]))
+    with pytest.raises(RuntimeError, match="loss_weights"):
+        tiny_model(loss_weights=None).criterion_calculation({}, torch.ones(1), torch.ones(1))
