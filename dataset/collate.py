@@ -1,0 +1,66 @@
+"""Batch collation: pad videos so the temporal convolution stack sees whole windows at both ends."""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import torch
+
+
+def temporal_padding(kernel_sizes: Sequence[str]) -> tuple[int, int]:
+    """(left_pad, total_stride) of a temporal stack like ['K5', 'P2', 'K5', 'P2'].
+
+    'K<k>' is an unpadded conv of width k, 'P<s>' a pooling of stride s. left_pad frames lost to
+    the convolutions are re-added by repeating the first frame, as the original feeder did.
+    """
+    left_pad, last_stride, total_stride = 0, 1, 1
+    for layer in kernel_sizes:
+        kind, value = layer[0], int(layer[1:])
+        if kind == "K":
+            left_pad = left_pad * last_stride + (value - 1) // 2
+        elif kind == "P":
+            last_stride = value
+            total_stride *= value
+        else:
+            raise ValueError(f"bad temporal layer {layer!r} in {list(kernel_sizes)}; expected 'K<int>' or 'P<int>'")
+    return left_pad, total_stride
+
+
+def _labels(labels: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Concatenated labels and their lengths."""
+    lengths = torch.tensor([len(lab) for lab in labels], dtype=torch.long)
+    flat = torch.cat([torch.as_tensor(lab, dtype=torch.long).reshape(-1) for lab in labels]) if labels else \
+        torch.zeros(0, dtype=torch.long)
+    return flat, lengths
+
+
+def pad_collate(batch: Sequence[tuple[torch.Tensor, Any, Any]], kernel_sizes: Sequence[str]) -> tuple:
+    """Sort by length (longest first) and pad; returns (video, video_length, labels, label_length, info).
+
+    Video items (T, C, H, W): each gets `left_pad` copies of its first frame and copies of its last
+    frame up to the batch length, a multiple of the total stride plus 2 * left_pad; video_length is
+    ceil(T / stride) * stride + 2 * left_pad (the original's lengths). Feature items (T, D): padded
+    with the last frame and returned as (B, D, T) with the true lengths.
+    """
+    if not batch:
+        raise ValueError("cannot collate an empty batch")
+    batch = sorted(batch, key=lambda item: len(item[0]), reverse=True)
+    videos, labels, info = zip(*batch)
+    labels = [torch.as_tensor(lab, dtype=torch.long) for lab in labels]
+    max_len = len(videos[0])
+    if videos[0].dim() > 3:
+        left_pad, stride = temporal_padding(kernel_sizes)
+        video_length = torch.tensor(
+            [math.ceil(len(v) / stride) * stride + 2 * left_pad for v in videos], dtype=torch.long
+        )
+        total = math.ceil(max_len / stride) * stride + 2 * left_pad
+        padded = torch.stack([
+            torch.cat((v[:1].expand(left_pad, -1, -1, -1), v, v[-1:].expand(total - len(v) - left_pad, -1, -1, -1)))
+            for v in videos
+        ])
+    else:
+        video_length = torch.tensor([len(v) for v in videos], dtype=torch.long)
+        padded = torch.stack([torch.cat((v, v[-1:].expand(max_len - len(v), -1))) for v in videos])
+        padded = padded.permute(0, 2, 1)
+    flat, label_length = _labels(labels)
+    return padded, video_length, flat, label_length, list(info)

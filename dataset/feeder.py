@@ -1,0 +1,199 @@
+"""BaseFeeder: the original family's dataset over preprocessed info dicts (frames, packed cache or features)."""
+from __future__ import annotations
+
+import glob
+import os
+import posixpath
+import warnings
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.utils.data as data
+
+from dataset.collate import pad_collate
+from dataset.layout import check_dataset, frames_root
+from dataset.packed import PackedFrames, read_rgb
+from dataset.transforms import VideoTransform, build_transform
+
+UNKNOWN_GLOSS_POLICIES = ("warn", "error")
+
+
+def load_info(path: str | Path) -> list[dict]:
+    """Per-video entries of a `<split>_info.npy` in index order (works for the original tools' files too)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found; run the dataset's preprocess script (preprocess/) first")
+    info = np.load(path, allow_pickle=True).item()
+    if not isinstance(info, dict):
+        raise ValueError(f"{path}: expected a pickled dict, got {type(info).__name__}")
+    keys = sorted(k for k in info if isinstance(k, (int, np.integer)))
+    if keys != list(range(len(keys))):
+        raise ValueError(f"{path}: video keys are not 0..{len(keys) - 1}")
+    return [info[k] for k in keys]
+
+
+def labels_to_ids(
+    entries: Sequence[Mapping[str, Any]], gloss_dict: Mapping[str, Sequence[int]]
+) -> tuple[list[list[int]], dict[str, int]]:
+    """Gloss indices of every entry's label and the glosses missing from the dictionary (with counts)."""
+    ids, unknown = [], {}
+    for entry in entries:
+        row = []
+        for gloss in entry["label"].split():
+            if gloss in gloss_dict:
+                row.append(int(gloss_dict[gloss][0]))
+            else:
+                unknown[gloss] = unknown.get(gloss, 0) + 1
+        ids.append(row)
+    return ids, unknown
+
+
+class BaseFeeder(data.Dataset):
+    """Video/feature dataset of one split; `ds[i] -> (video (T,3,H,W) in [-1,1], label LongTensor, info)`.
+
+    `info` is the entry's `original_info` string (its first '|' field is the file id), as the
+    original feeder returned. `kernel_size` is the model's temporal layer list used for padding.
+    """
+
+    def __init__(
+        self,
+        prefix: str,
+        gloss_dict: Mapping[str, Sequence[int]],
+        dataset: str = "phoenix2014",
+        drop_ratio: float = 1,
+        num_gloss: int = -1,
+        mode: str = "train",
+        transform_mode: bool = True,
+        datatype: str = "video",
+        frame_interval: int = 1,
+        image_scale: float = 1.0,
+        kernel_size: Sequence[str] = ("K5", "P2", "K5", "P2"),
+        input_size: int = 224,
+        *,
+        info_dir: str | Path | None = None,
+        frames_dir: str | Path | None = None,
+        frames_res: str = "256x256px",
+        packed: bool = False,
+        packed_dir: str | Path | None = None,
+        features_dir: str | Path = "features",
+        unknown_glosses: str = "warn",
+        flip_prob: float = 0.5,
+        temporal_scaling: float = 0.2,
+        temporal_min_len: int = 32,
+        temporal_max_len: int = 230,
+    ) -> None:
+        if datatype not in ("video", "features"):
+            raise ValueError(f"datatype {datatype!r} is not supported; use 'video' or 'features'")
+        if unknown_glosses not in UNKNOWN_GLOSS_POLICIES:
+            raise ValueError(f"unknown_glosses must be one of {UNKNOWN_GLOSS_POLICIES}, got {unknown_glosses!r}")
+        if frame_interval < 1:
+            raise ValueError(f"frame_interval must be >= 1, got {frame_interval}")
+        self.dataset = check_dataset(dataset)
+        self.prefix = prefix
+        self.mode = mode
+        self.dict = gloss_dict
+        self.drop_ratio = drop_ratio  # accepted for config compatibility; unused, as in the original
+        self.ng = num_gloss
+        self.data_type = datatype
+        self.frame_interval = frame_interval
+        self.kernel_sizes = list(kernel_size)
+        self.info_dir = Path(info_dir) if info_dir is not None else Path("preprocess") / dataset
+        self.frames_dir = Path(frames_dir) if frames_dir is not None else frames_root(dataset, prefix, frames_res)
+        self.features_dir = Path(features_dir)
+        self.inputs_list = load_info(self.info_dir / f"{mode}_info.npy")
+        self.labels, unknown = labels_to_ids(self.inputs_list, gloss_dict)
+        self._report_unknown(unknown, unknown_glosses)
+        self.transform: VideoTransform = build_transform(
+            bool(transform_mode), input_size, image_scale, flip_prob=flip_prob,
+            temporal_scaling=temporal_scaling, temporal_min_len=temporal_min_len,
+            temporal_max_len=temporal_max_len, frame_interval=frame_interval,
+        )
+        self.packed = packed
+        self._pack: PackedFrames | None = None
+        if packed:
+            packed_dir = Path(packed_dir) if packed_dir is not None else self.info_dir / f"packed-{frames_res}"
+            self._pack = PackedFrames.open(packed_dir, mode)
+            missing = [e["fileid"] for e in self.inputs_list if e["fileid"] not in self._pack]
+            if missing:
+                raise KeyError(f"{len(missing)} videos of {mode} are not in the pack {packed_dir} "
+                               f"(first: {missing[:3]}); re-run preprocessing with --pack")
+
+    def _report_unknown(self, unknown: Mapping[str, int], policy: str) -> None:
+        """Warn once (or raise) listing glosses of this split that the gloss dict lacks."""
+        if not unknown:
+            return
+        listing = ", ".join(f"{g} (x{n})" for g, n in sorted(unknown.items()))
+        message = (f"{self.mode} split of {self.dataset}: {len(unknown)} gloss(es) not in the gloss dict "
+                   f"are dropped from the labels: {listing}")
+        if policy == "error":
+            raise KeyError(message + "; use the gloss_dict.npy written with these info files")
+        warnings.warn(message, stacklevel=3)
+
+    def __len__(self) -> int:
+        return len(self.inputs_list)
+
+    # ------------------------------------------------------------------ frame access
+
+    def frame_files(self, index: int) -> list[str]:
+        """Sorted frame paths of video `index` in the resized frames folder."""
+        folder = self.inputs_list[index]["folder"]
+        files = sorted(glob.glob(os.path.join(self.frames_dir, folder)))
+        if not files:
+            # The original PHOENIX-2014-T tools wrote '<split>/<name>/1/*.png'; the frames are in '<split>/<name>/'.
+            directory, pattern = posixpath.split(folder)
+            if posixpath.basename(directory) == "1":
+                files = sorted(glob.glob(os.path.join(self.frames_dir, posixpath.dirname(directory), pattern)))
+        if not files:
+            raise FileNotFoundError(
+                f"no frames for video {self.inputs_list[index]['fileid']!r} at {self.frames_dir / folder}; "
+                "run the preprocess script with --process-image (or pass frames_dir)"
+            )
+        return files
+
+    def _frame_selection(self, num_frames: int) -> np.ndarray:
+        """Original frame indices: random-offset frame_interval subsampling, then the temporal plan."""
+        offset = int(torch.randint(0, self.frame_interval, (1,)))
+        kept = np.arange(offset, num_frames, self.frame_interval)
+        if len(kept) == 0:
+            kept = np.arange(min(offset, num_frames - 1), num_frames)
+        return kept[self.transform.sample_frames(len(kept))]
+
+    def read_video(self, index: int) -> torch.Tensor:
+        """Transformed clip of video `index` from per-frame image files (decodes only the frames used)."""
+        files = self.frame_files(index)
+        selection = self._frame_selection(len(files))
+        unique, inverse = np.unique(selection, return_inverse=True)
+        frames = np.stack([read_rgb(files[i]) for i in unique])
+        params = self.transform.sample_spatial(*frames.shape[1:3])
+        return self.transform.apply(frames, inverse, params)
+
+    def read_packed(self, index: int) -> torch.Tensor:
+        """Transformed clip of video `index` from the memory-mapped pack (copies only the crop window)."""
+        video = self._pack.video(self.inputs_list[index]["fileid"])
+        selection = self._frame_selection(len(video))
+        params = self.transform.sample_spatial(*video.shape[1:3])
+        return self.transform.apply(video, selection, params)
+
+    def read_features(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Saved frame features (T, D) and label of video `index`."""
+        fileid = self.inputs_list[index]["fileid"]
+        path = self.features_dir / self.mode / f"{fileid}_features.npy"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found; extract features for the {self.mode} split first")
+        saved = np.load(path, allow_pickle=True).item()
+        return torch.as_tensor(saved["features"], dtype=torch.float32), torch.as_tensor(saved["label"], dtype=torch.long)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, str]:
+        info = self.inputs_list[index]["original_info"]
+        if self.data_type == "features":
+            features, label = self.read_features(index)
+            return features, label, info
+        video = self.read_packed(index) if self.packed else self.read_video(index)
+        return video, torch.tensor(self.labels[index], dtype=torch.long), info
+
+    def collate_fn(self, batch: Sequence[tuple]) -> tuple:
+        """Pad a batch for this feeder's temporal stack (see dataset.collate.pad_collate)."""
+        return pad_collate(batch, self.kernel_sizes)
+

@@ -1,0 +1,420 @@
+"""Deterministic synthetic signing dataset written in the on-disk format of PHOENIX-2014, -T or CSL-Daily.
+
+A drawn signer (body, head, two arms and hands) signs sentences from a small weather grammar.
+Every gloss is a distinct pattern of the dominant hand (colour, position, shape, motion) and of
+the other hand's height, held for a signer-dependent number of frames with a transition frame
+between glosses. Signers differ in colours, sizes, speed and jitter; dev and test are signed by
+signers never seen in train. The same seed always writes the same bytes.
+
+    python -m dataset.synthetic --format phoenix2014 --out DIR --size tiny --seed 0
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import math
+import os
+import sys
+from dataclasses import dataclass
+from multiprocessing import Pool
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from dataset.layout import DATASETS, raw_frames_root
+
+# Grammar categories: German glosses (PHOENIX) and Chinese words / digits (CSL-Daily), aligned.
+CATEGORIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "time": (("HEUTE", "MORGEN", "NACHT", "ABEND"), ("今天", "明天", "晚上", "下午")),
+    "place": (("NORD", "SUED", "WEST", "OST", "REGION", "BERG"), ("北", "南", "西", "东", "地区", "山")),
+    "weather": (("REGEN", "SONNE", "WOLKE", "SCHNEE", "WIND", "GEWITTER", "NEBEL", "FROST"),
+                ("雨", "太阳", "云", "雪", "风", "雷", "雾", "冷")),
+    "modifier": (("STARK", "SCHWACH", "VIEL", "BISSCHEN"), ("大", "小", "多", "少")),
+    "number": (("EINS", "ZWEI", "DREI", "VIER", "FUENF"), ("1", "2", "3", "4", "5")),
+    "unit": (("GRAD",), ("度",)),
+    "connect": (("UND", "ABER", "DANN"), ("和", "但是", "然后")),
+}
+FRAME_SIZE = {"phoenix2014": (210, 260), "phoenix2014-T": (210, 260), "CSL-Daily": (512, 512)}  # (W, H)
+MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
+          "October", "November", "December")
+TRAIN_SIGNERS = (1, 2, 3, 4, 5, 6)
+DEV_SIGNERS = (7, 8)
+TEST_SIGNERS = (8, 9)
+# Dominant-hand cues of a gloss: colour (8 hues, the cue that survives low resolution best) x
+# position-and-shape (4 places, all on the signer's dominant side so that a horizontal flip never
+# lands one gloss on another's place) cover the 31 glosses uniquely; motion and the other hand's
+# height add redundant cues.
+HAND_COLOURS = ((40, 40, 230), (40, 200, 40), (230, 90, 30), (30, 220, 230),  # BGR: red, green, blue, yellow
+                (220, 40, 220), (230, 230, 40), (20, 140, 255), (250, 250, 250))  # magenta, cyan, orange, white
+HAND_POSITIONS = ((0.17, 0.34), (0.38, 0.4), (0.17, 0.62), (0.38, 0.68))
+HAND_SHAPES = ("circle", "square", "triangle", "diamond")
+OTHER_HAND_HEIGHTS = (0.82, 0.62, 0.4)
+MOTIONS = ("static", "horizontal", "vertical", "circle")
+
+
+@dataclass(frozen=True)
+class SizeSpec:
+    """Number of videos per split, glosses per sentence and frames per gloss of one dataset size."""
+
+    videos: dict[str, int]
+    glosses: tuple[int, int]
+    frames_per_gloss: tuple[int, int]
+
+
+# The model pools time by 4, so small/demo hold a gloss for 8-12 frames: 2-3 output steps per
+# gloss leave CTC room to align (at ~5 frames a gloss many sentences are barely alignable).
+SIZES = {
+    "tiny": SizeSpec({"train": 4, "dev": 2, "test": 2}, (2, 4), (2, 3)),
+    "small": SizeSpec({"train": 40, "dev": 10, "test": 10}, (2, 10), (8, 12)),
+    "demo": SizeSpec({"train": 200, "dev": 30, "test": 30}, (2, 6), (8, 12)),
+}
+
+
+@dataclass(frozen=True)
+class Signer:
+    """Appearance and signing style of one synthetic signer."""
+
+    sid: int
+    skin: tuple[int, int, int]
+    shirt: tuple[int, int, int]
+    bg_top: tuple[int, int, int]
+    bg_bottom: tuple[int, int, int]
+    head_scale: float
+    body_scale: float
+    hand_scale: float
+    speed: float
+    jitter: float
+
+
+@dataclass(frozen=True)
+class VideoSpec:
+    """Everything needed to render and name one video."""
+
+    split: str
+    index: int
+    signer: Signer
+    glosses: tuple[str, ...]
+    gloss_ids: tuple[int, ...]
+    seed: tuple[int, ...]
+
+
+def vocabulary(fmt: str) -> tuple[str, ...]:
+    """All glosses of the format's language, in the fixed order that defines their visual pattern."""
+    column = 1 if fmt == "CSL-Daily" else 0
+    return tuple(g for words in CATEGORIES.values() for g in words[column])
+
+
+def _colour(rng: np.random.Generator, low: int, high: int) -> tuple[int, int, int]:
+    """A random BGR colour with channels in [low, high)."""
+    return tuple(int(c) for c in rng.integers(low, high, size=3))
+
+
+def make_signer(seed: int, sid: int) -> Signer:
+    """Signer `sid`'s appearance, fixed by (seed, sid)."""
+    rng = np.random.default_rng([seed, 7919, sid])
+    tone = rng.uniform(0.55, 1.0)
+    return Signer(
+        sid=sid,
+        skin=(int(120 * tone), int(160 * tone), int(215 * tone)),
+        shirt=_colour(rng, 20, 110),
+        bg_top=_colour(rng, 120, 250),
+        bg_bottom=_colour(rng, 60, 200),
+        head_scale=float(rng.uniform(0.85, 1.15)),
+        body_scale=float(rng.uniform(0.85, 1.15)),
+        hand_scale=float(rng.uniform(0.9, 1.1)),
+        speed=float(rng.uniform(0.8, 1.25)),
+        jitter=float(rng.uniform(0.0, 1.0)),
+    )
+
+
+def sample_sentence(rng: np.random.Generator, length_range: tuple[int, int], fmt: str) -> list[str]:
+    """A sentence of the weather grammar: [time] clause (connect clause)*, cut to a sampled length."""
+    column = 1 if fmt == "CSL-Daily" else 0
+    words = {name: pair[column] for name, pair in CATEGORIES.items()}
+
+    def pick(category: str) -> str:
+        return words[category][int(rng.integers(len(words[category])))]
+
+    target = int(rng.integers(length_range[0], length_range[1] + 1))
+    tokens = [pick("time")] if rng.random() < 0.6 else []
+    while len(tokens) < target:
+        if tokens and tokens[-1] not in words["connect"] and rng.random() < 0.5:
+            tokens.append(pick("connect"))
+        if rng.random() < 0.25:
+            tokens += [pick("number"), pick("unit")]
+        else:
+            if rng.random() < 0.6:
+                tokens.append(pick("place"))
+            if rng.random() < 0.4:
+                tokens.append(pick("modifier"))
+            tokens.append(pick("weather"))
+    tokens = tokens[:target]
+    if tokens[-1] in words["connect"]:  # a sentence does not end on a conjunction
+        tokens[-1] = pick("weather")
+    return tokens
+
+
+def plan_videos(fmt: str, size: str, seed: int) -> list[VideoSpec]:
+    """The sentences and signers of every video of a dataset (cheap; rendering happens later)."""
+    spec = SIZES[size]
+    vocab = vocabulary(fmt)
+    lookup = {g: i for i, g in enumerate(vocab)}
+    signer_ids = {"train": TRAIN_SIGNERS, "dev": DEV_SIGNERS, "test": TEST_SIGNERS}
+    videos = []
+    for split_no, split in enumerate(("train", "dev", "test")):
+        rng = np.random.default_rng([seed, split_no])
+        for index in range(spec.videos[split]):
+            glosses = sample_sentence(rng, spec.glosses, fmt)
+            sid = signer_ids[split][index % len(signer_ids[split])]
+            videos.append(VideoSpec(split, index, make_signer(seed, sid), tuple(glosses),
+                                    tuple(lookup[g] for g in glosses), (seed, split_no, index)))
+    return videos
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+def _background(signer: Signer, rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """Vertical gradient in the signer's colours plus a few faint random panels (varies per video)."""
+    ramp = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None, None]
+    top, bottom = np.array(signer.bg_top, np.float32), np.array(signer.bg_bottom, np.float32)
+    image = np.broadcast_to(top * (1 - ramp) + bottom * ramp, (height, width, 3)).astype(np.uint8)
+    image = np.ascontiguousarray(image)
+    for _ in range(3):
+        x0, y0 = int(rng.integers(0, width)), int(rng.integers(0, height))
+        x1, y1 = x0 + int(rng.integers(width // 8, width // 2)), y0 + int(rng.integers(height // 8, height // 2))
+        panel = image.copy()
+        cv2.rectangle(panel, (x0, y0), (x1, y1), _colour(rng, 0, 256), -1)
+        image = cv2.addWeighted(panel, 0.25, image, 0.75, 0)
+    return image
+
+
+def _draw_hand(image: np.ndarray, centre: tuple[float, float], radius: float, shape: str,
+               colour: tuple[int, int, int]) -> None:
+    """Draw a filled hand of `shape` with a dark outline."""
+    x, y, r = centre[0], centre[1], radius
+    outline = tuple(max(0, c - 90) for c in colour)
+    if shape == "circle":
+        cv2.circle(image, (round(x), round(y)), round(r), colour, -1, cv2.LINE_AA)
+        cv2.circle(image, (round(x), round(y)), round(r), outline, 2, cv2.LINE_AA)
+        return
+    if shape == "square":
+        points = [(x - r, y - r), (x + r, y - r), (x + r, y + r), (x - r, y + r)]
+    elif shape == "triangle":
+        points = [(x, y - 1.2 * r), (x + 1.15 * r, y + 0.9 * r), (x - 1.15 * r, y + 0.9 * r)]
+    else:  # diamond
+        points = [(x, y - 1.3 * r), (x + r, y), (x, y + 1.3 * r), (x - r, y)]
+    poly = np.round(np.array(points)).astype(np.int32)
+    cv2.fillPoly(image, [poly], colour, cv2.LINE_AA)
+    cv2.polylines(image, [poly], True, outline, 2, cv2.LINE_AA)
+
+
+def _motion_offset(motion: str, phase: float, amplitude: float) -> tuple[float, float]:
+    """Hand displacement at `phase` in [0, 1) of a gloss for a motion pattern."""
+    angle = 2 * math.pi * phase
+    if motion == "horizontal":
+        return amplitude * math.sin(angle), 0.0
+    if motion == "vertical":
+        return 0.0, amplitude * math.sin(angle)
+    if motion == "circle":
+        return amplitude * (math.cos(angle) - 1.0), amplitude * math.sin(angle)
+    return 0.0, 0.0
+
+
+def gloss_pose(gloss_id: int, phase: float) -> tuple[tuple[float, float], str, tuple[int, int, int], float]:
+    """(dominant hand position, shape, colour, other hand height) of a gloss, in relative units."""
+    colour = HAND_COLOURS[gloss_id % len(HAND_COLOURS)]
+    place = (gloss_id // len(HAND_COLOURS)) % len(HAND_POSITIONS)
+    x, y = HAND_POSITIONS[place]
+    dx, dy = _motion_offset(MOTIONS[gloss_id % len(MOTIONS)], phase, 0.04)
+    return (x + dx, y + dy), HAND_SHAPES[place], colour, OTHER_HAND_HEIGHTS[gloss_id % 3]
+
+
+REST_POSE = ((0.3, 0.9), "circle", None, 0.88)
+
+
+def frame_poses(video: VideoSpec, frames_per_gloss: tuple[int, int], rng: np.random.Generator) -> list[tuple]:
+    """Per-frame hand poses: rest, each gloss for a signer-speed-dependent duration, rest.
+
+    The first frame of each gloss is a transition halfway from the previous pose (movement epenthesis).
+    """
+    poses = [REST_POSE]
+    for gloss_id in video.gloss_ids:
+        low, high = frames_per_gloss
+        duration = int(round(rng.integers(low, high + 1) / video.signer.speed))
+        duration = max(low, min(high + 1, duration))
+        for t in range(duration):
+            poses.append(gloss_pose(gloss_id, t / duration))
+        prev = poses[-duration - 1]
+        (px, py), (cx, cy) = prev[0], poses[-duration][0]
+        first = poses[-duration]
+        if duration > 2:
+            poses[-duration] = (((px + cx) / 2, (py + cy) / 2), first[1], first[2], (prev[3] + first[3]) / 2)
+    poses.append(REST_POSE)
+    return poses
+
+
+def render_video(video: VideoSpec, width: int, height: int, frames_per_gloss: tuple[int, int]) -> list[np.ndarray]:
+    """Render all BGR frames of one video."""
+    rng = np.random.default_rng(list(video.seed))
+    signer = video.signer
+    unit = min(width, height)
+    background = _background(signer, rng, width, height)
+    shift = rng.normal(0.0, 0.015, size=2) * (width, height)
+    head = (0.5 * width + shift[0], 0.27 * height + shift[1])
+    shoulder_y = 0.47 * height + shift[1]
+    half_body = 0.22 * unit * signer.body_scale
+    shoulders = ((head[0] - half_body, shoulder_y), (head[0] + half_body, shoulder_y))
+    hand_r = 0.09 * unit * signer.hand_scale
+    frames = []
+    for pose in frame_poses(video, frames_per_gloss, rng):
+        image = background.copy()
+        (hx, hy), shape, colour, other_h = pose
+        jitter = rng.normal(0.0, signer.jitter * 0.006 * unit, size=4)
+        dominant = (hx * width + shift[0] + jitter[0], hy * height + shift[1] + jitter[1])
+        other = (0.8 * width + shift[0] + jitter[2], other_h * height + shift[1] + jitter[3])
+        torso = np.array([[shoulders[0][0], shoulder_y], [shoulders[1][0], shoulder_y],
+                          [head[0] + 1.2 * half_body, height], [head[0] - 1.2 * half_body, height]])
+        cv2.fillPoly(image, [np.round(torso).astype(np.int32)], signer.shirt, cv2.LINE_AA)
+        cv2.circle(image, (round(head[0]), round(head[1])), round(0.11 * unit * signer.head_scale),
+                   signer.skin, -1, cv2.LINE_AA)
+        arm = max(3, round(0.045 * unit))
+        for start, end in ((shoulders[0], dominant), (shoulders[1], other)):
+            cv2.line(image, (round(start[0]), round(start[1])), (round(end[0]), round(end[1])),
+                     signer.shirt, arm, cv2.LINE_AA)
+        _draw_hand(image, other, hand_r * 0.8, "circle", signer.skin)
+        _draw_hand(image, dominant, hand_r, shape, colour if colour is not None else signer.skin)
+        frames.append(image)
+    return frames
+
+
+# ----------------------------------------------------------------------------- naming and writing
+
+
+SPLIT_OFFSET = {"train": 0, "dev": 100000, "test": 200000}  # keeps names unique across splits
+
+
+def phoenix_name(video: VideoSpec, fmt: str) -> tuple[str, str]:
+    """(video id, frame-name stem) in PHOENIX style, e.g. '01April_2010_Thursday_heute_default-0'.
+
+    Three videos share a broadcast date; the date moves on by a day per three videos and by
+    about three years per split, so names never collide.
+    """
+    number = SPLIT_OFFSET[video.split] // 100 + video.index
+    day = dt.date(2010, 1, 1) + dt.timedelta(days=number // 3)
+    show = ("heute", "tagesschau")[number % 2]
+    stem = f"{day.day:02d}{MONTHS[day.month - 1]}_{day.year}_{day.strftime('%A')}_{show}"
+    if fmt == "phoenix2014":
+        return f"{stem}_default-{number % 3}", f"{stem}.avi_pid0_fn"
+    return f"{stem}-{number % 3}", "images"
+
+
+def csl_name(video: VideoSpec) -> str:
+    """CSL-Daily style name S<sentence>_P<signer>_T00."""
+    sentence = SPLIT_OFFSET[video.split] + video.index
+    return f"S{sentence:06d}_P{video.signer.sid:04d}_T00"
+
+
+def frame_paths(fmt: str, root: Path, video: VideoSpec, count: int) -> list[Path]:
+    """Paths of the `count` raw frames of a video, named as the real download names them."""
+    frames = raw_frames_root(fmt, root)
+    if fmt == "CSL-Daily":
+        folder = frames / csl_name(video)
+        return [folder / f"{i:06d}.jpg" for i in range(count)]
+    vid, stem = phoenix_name(video, fmt)
+    if fmt == "phoenix2014":
+        folder = frames / video.split / vid / "1"
+        return [folder / f"{stem}{i:06d}-0.png" for i in range(count)]
+    folder = frames / video.split / vid
+    return [folder / f"{stem}{i + 1:04d}.png" for i in range(count)]
+
+
+def write_video(args: tuple[str, str, VideoSpec, tuple[int, int]]) -> int:
+    """Render and write one video's frames; returns the frame count (Pool worker)."""
+    fmt, root, video, frames_per_gloss = args
+    width, height = FRAME_SIZE[fmt]
+    frames = render_video(video, width, height, frames_per_gloss)
+    paths = frame_paths(fmt, Path(root), video, len(frames))
+    paths[0].parent.mkdir(parents=True, exist_ok=True)
+    params = [cv2.IMWRITE_JPEG_QUALITY, 92] if fmt == "CSL-Daily" else [cv2.IMWRITE_PNG_COMPRESSION, 1]
+    for path, image in zip(paths, frames):
+        if not cv2.imwrite(str(path), image, params):
+            raise OSError(f"could not write {path}")
+    return len(frames)
+
+
+def _write_lines(path: Path, lines: Sequence[str]) -> None:
+    """Write an annotation file (UTF-8, '\\n' line ends)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+
+
+def write_annotations(fmt: str, root: Path, videos: Sequence[VideoSpec], lengths: Sequence[int]) -> None:
+    """Write the format's annotation files for all videos."""
+    if fmt == "CSL-Daily":
+        mapping = ["index|name|length|gloss|char|word|postag"]
+        split_lines = ["name|split"]
+        for number, (video, length) in enumerate(zip(videos, lengths)):
+            name = csl_name(video)
+            chars = " ".join(ch for g in video.glosses for ch in g)
+            mapping.append(f"{number}|{name}|{length}|{' '.join(video.glosses)}|{chars}|"
+                           f"{' '.join(video.glosses)}|{' '.join('n' for _ in video.glosses)}")
+            split_lines.append(f"{name}|{video.split}")
+        _write_lines(root / "sentence_label" / "video_map.txt", mapping)
+        _write_lines(root / "sentence_label" / "split_1.txt", split_lines)
+        return
+    for split in ("train", "dev", "test"):
+        rows = []
+        for video in (v for v in videos if v.split == split):
+            vid, _stem = phoenix_name(video, fmt)
+            signer = f"Signer{video.signer.sid:02d}"
+            label = " ".join(video.glosses)
+            if fmt == "phoenix2014":
+                rows.append(f"{vid}|{vid}/1/*.png|{signer}|{label}")
+            else:
+                rows.append(f"{vid}|{vid}/1/*.png|-1|-1|{signer}|{label}|{label.lower()}")
+        if fmt == "phoenix2014":
+            header, name = "id|folder|signer|annotation", f"{split}.corpus.csv"
+        else:
+            header, name = "name|video|start|end|speaker|orth|translation", f"PHOENIX-2014-T.{split}.corpus.csv"
+        _write_lines(root / "annotations" / "manual" / name, [header] + rows)
+
+
+def generate(fmt: str, out: str | Path, size: str = "tiny", seed: int = 0, workers: int = 1) -> dict:
+    """Write a complete raw synthetic dataset; returns counts {videos, frames, glosses}."""
+    if fmt not in DATASETS:
+        raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(DATASETS)}")
+    if size not in SIZES:
+        raise ValueError(f"unknown size {size!r}; expected one of {', '.join(SIZES)}")
+    root = Path(out)
+    videos = plan_videos(fmt, size, seed)
+    jobs = [(fmt, str(root), video, SIZES[size].frames_per_gloss) for video in videos]
+    if workers > 1:
+        with Pool(workers) as pool:
+            lengths = pool.map(write_video, jobs, chunksize=4)
+    else:
+        lengths = [write_video(job) for job in jobs]
+    write_annotations(fmt, root, videos, lengths)
+    return {"videos": len(videos), "frames": int(sum(lengths)),
+            "glosses": len({g for v in videos for g in v.glosses})}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: write a synthetic dataset in one of the real formats."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--format", choices=DATASETS, required=True)
+    parser.add_argument("--out", required=True, help="dataset root to create (like the unpacked download)")
+    parser.add_argument("--size", choices=tuple(SIZES), default="tiny")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args(argv)
+    counts = generate(args.format, args.out, args.size, args.seed, args.workers)
+    print(f"wrote {counts['videos']} videos, {counts['frames']} frames, "
+          f"{counts['glosses']} distinct glosses to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""Command line shared by the three dataset_preprocess scripts."""
+from __future__ import annotations
+
+import argparse
+import os
+import posixpath
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from dataset.layout import frames_root
+from dataset.packed import write_packed
+from preprocess.common import (
+    InfoDict,
+    PreprocessError,
+    ResizeJob,
+    ResizeResult,
+    RunSummary,
+    build_gloss_dict,
+    info_entries,
+    list_frames,
+    parse_resolution,
+    read_marker,
+    resolution_tag,
+    resolve_scoring_normaliser,
+    run_resize,
+    save_npy_dict,
+    write_stm,
+)
+from preprocess.datasets import SPLITS, drop_empty_videos, empty_videos, load_raw_dataset
+
+# Whether STMs written from annotations get the scorer's gloss normalisation by default: the PHOENIX
+# hypotheses are normalised before scoring, so their references are too (treated alike). The published
+# PHOENIX-2014-T STMs keep two raw glosses (HABEN2) that no normalised hypothesis can match;
+# --no-stm-normalise reproduces those files byte for byte.
+STM_NORMALISED_BY_DEFAULT = {"phoenix2014": True, "phoenix2014-T": True, "CSL-Daily": False}
+
+DEFAULT_ROOTS = {
+    "phoenix2014": "dataset/phoenix2014/phoenix-2014-multisigner",
+    "phoenix2014-T": "dataset/phoenix2014-T/PHOENIX-2014-T",
+    "CSL-Daily": "dataset/CSL-Daily",
+}
+
+
+def _resolution_arg(value: str) -> str:
+    """argparse type of --output-res: a valid WIDTHxHEIGHTpx string, normalised."""
+    try:
+        return resolution_tag(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _positive_int(value: str) -> int:
+    """argparse type of --workers."""
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return int(value)
+
+
+def build_parser(dataset: str) -> argparse.ArgumentParser:
+    """Argument parser of one dataset's preprocess script."""
+    parser = argparse.ArgumentParser(
+        description=f"Prepare {dataset} for training: info dicts, gloss dict, ground-truth STMs, "
+        "resized frames and an optional packed frame cache."
+    )
+    parser.add_argument("--dataset-root", default=DEFAULT_ROOTS[dataset],
+                        help="the unpacked download (folder holding annotations/ or sentence_label/)")
+    parser.add_argument("--output-dir", default=f"preprocess/{dataset}",
+                        help="where the info/gloss dict/STM files (and the pack) are written")
+    parser.add_argument("--output-res", type=_resolution_arg, default="256x256px",
+                        help="resized frame size WIDTHxHEIGHTpx")
+    parser.add_argument("--process-image", "-p", action="store_true", help="resize the frames (resumable)")
+    parser.add_argument("--multiprocessing", "-m", action="store_true", help="resize in several processes")
+    parser.add_argument("--workers", type=_positive_int, default=os.cpu_count() or 1,
+                        help="processes used with --multiprocessing (default: all cores)")
+    parser.add_argument("--pack", action="store_true",
+                        help="also write the packed uint8 frame cache (memory-mapped fast path)")
+    parser.add_argument("--drop-empty", action="store_true",
+                        help="leave out videos whose frame folder is empty instead of stopping")
+    parser.add_argument("--stm-from-annotations", action="store_true",
+                        help="write STMs from the annotations even where the download ships official ones")
+    parser.add_argument("--stm-normalise", action=argparse.BooleanOptionalAction, default=None,
+                        help="apply the scorer's gloss normalisation to STMs written from annotations "
+                        f"(default: {', '.join(f'{k}={v}' for k, v in STM_NORMALISED_BY_DEFAULT.items())})")
+    return parser
+
+
+def resize_jobs(dataset: str, root: Path, info: InfoDict, res_tag: str) -> list[ResizeJob]:
+    """One resize job per video of `info`: raw frame folder -> same relative folder at `res_tag`."""
+    dst_root = frames_root(dataset, root, res_tag)
+    jobs = []
+    for key, entry in enumerate(info_entries(info)):
+        directory, pattern = posixpath.split(entry["folder"])
+        jobs.append(ResizeJob(key, str(Path(info["prefix"]) / directory), pattern, str(dst_root / directory)))
+    return jobs
+
+
+def apply_resize_results(info: InfoDict, results: Sequence[ResizeResult]) -> bool:
+    """Set num_frames of videos that lost unreadable frames to what was written; True if changed."""
+    changed = False
+    for entry, result in zip(info_entries(info), results):
+        if result.unreadable and entry["num_frames"] != result.written:
+            entry["num_frames"] = result.written
+            changed = True
+    return changed
+
+
+def pack_splits(dataset: str, root: Path, infos: dict[str, InfoDict], res_tag: str, out_dir: Path) -> Path:
+    """Write the packed cache of every split from the resized frames; returns its folder."""
+    src_root = frames_root(dataset, root, res_tag)
+    packed_dir = out_dir / f"packed-{res_tag}"
+    for split, info in infos.items():
+        videos = []
+        for entry in info_entries(info):
+            directory, pattern = posixpath.split(entry["folder"])
+            names = list_frames(src_root / directory, pattern)
+            if not names or read_marker(src_root / directory) is None:
+                raise PreprocessError(
+                    f"resized frames in {src_root / directory} are missing or unfinished; "
+                    "run with --process-image before (or together with) --pack"
+                )
+            videos.append((entry["fileid"], [src_root / directory / n for n in names]))
+        index = write_packed(packed_dir, split, videos)
+        print(f"packed {split}: {len(videos)} videos, {index['num_frames']} frames -> {packed_dir}")
+    return packed_dir
+
+
+def run(dataset: str, args: argparse.Namespace) -> int:
+    """Do the whole preprocessing for parsed `args`; returns the process exit status."""
+    root = Path(args.dataset_root)
+    out_dir = Path(args.output_dir)
+    size = parse_resolution(args.output_res)
+    res_tag = resolution_tag(args.output_res)
+    raw = load_raw_dataset(dataset, root)
+    infos = dict(raw.infos)
+
+    empty = empty_videos(infos)
+    if empty and not args.drop_empty:
+        listing = "\n  ".join(empty[:20]) + ("\n  ..." if len(empty) > 20 else "")
+        raise PreprocessError(
+            f"{len(empty)} video folder(s) have no frames:\n  {listing}\n"
+            "Check the download is complete, or pass --drop-empty to leave these videos out."
+        )
+    if empty:
+        print(f"warning: leaving out {len(empty)} video(s) without frames: {', '.join(empty[:5])}", file=sys.stderr)
+        infos = {split: drop_empty_videos(info) for split, info in infos.items()}
+
+    # Annotation outputs first: they are cheap and must exist even if resizing is interrupted.
+    wants_normalised = STM_NORMALISED_BY_DEFAULT[dataset] if args.stm_normalise is None else args.stm_normalise
+    normalise = resolve_scoring_normaliser(dataset) if wants_normalised else None
+    save_npy_dict(out_dir / "gloss_dict.npy", build_gloss_dict(infos[s] for s in SPLITS))
+    for split in SPLITS:
+        save_npy_dict(out_dir / f"{split}_info.npy", infos[split])
+        official = None if args.stm_from_annotations else raw.official_stm.get(split)
+        source = write_stm(out_dir / f"{dataset}-groundtruth-{split}.stm", infos[split], normalise, official)
+        print(f"{split}: {len(info_entries(infos[split]))} videos, STM from {source}")
+
+    if args.process_image:
+        workers = args.workers if args.multiprocessing else 1
+        summary = RunSummary()
+        for split in SPLITS:
+            jobs = resize_jobs(dataset, root, infos[split], res_tag)
+            results = run_resize(jobs, size, workers=workers, desc=f"resize {split} to {res_tag}")
+            summary.add(results)
+            if apply_resize_results(infos[split], results):
+                save_npy_dict(out_dir / f"{split}_info.npy", infos[split])
+        for line in summary.lines():
+            print(line)
+    if args.pack:
+        pack_splits(dataset, root, infos, res_tag, out_dir)
+    return 0
+
+
+def main(dataset: str, argv: Sequence[str] | None = None) -> int:
+    """Entry point of the scripts: clear one-paragraph errors instead of tracebacks for bad input."""
+    args = build_parser(dataset).parse_args(argv)
+    try:
+        return run(dataset, args)
+    except PreprocessError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2

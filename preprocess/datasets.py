@@ -1,0 +1,181 @@
+"""Readers turning each dataset's raw annotations into the original tools' per-split info dicts."""
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from dataset.layout import raw_frames_root
+from preprocess.common import (
+    InfoDict,
+    PreprocessError,
+    TableRow,
+    drop_rows,
+    list_frames,
+    make_info_dict,
+    read_table,
+    require_dir,
+)
+
+SPLITS = ("train", "dev", "test")
+PHOENIX2014_HEADER = ("id", "folder", "signer", "annotation")
+PHOENIX2014T_HEADER = ("name", "video", "start", "end", "speaker", "orth", "translation")
+CSL_DAILY_MAP_HEADER = ("index", "name", "length", "gloss", "char", "word", "postag")
+CSL_DAILY_SPLIT_HEADER = ("name", "split")
+# Row 2390 (0-based data row, i.e. pandas' index) of the PHOENIX-2014 train csv is a broken video.
+PHOENIX2014_BROKEN_TRAIN_ROWS = (2390,)
+
+
+@dataclass(frozen=True)
+class RawDataset:
+    """Everything preprocessing needs to know about one downloaded dataset."""
+
+    name: str
+    root: Path
+    infos: dict[str, InfoDict]  # split -> info dict (original layout)
+    official_stm: dict[str, Path]  # split -> the download's own ground-truth STM (may not exist)
+
+
+def _frame_count(prefix: str, folder: str) -> int:
+    """Number of frames matched by the info `folder` glob below `prefix`."""
+    directory, pattern = posixpath.split(folder)
+    return len(list_frames(Path(prefix) / directory, pattern))
+
+
+def _phoenix_entry(split: str, prefix: str, row: TableRow) -> dict:
+    """Info entry for one PHOENIX-2014 csv row."""
+    fileid, folder, signer, label = row.fields
+    folder = f"{split}/{folder}"
+    return {
+        "fileid": fileid,
+        "folder": folder,
+        "signer": signer,
+        "label": label,
+        "num_frames": _frame_count(prefix, folder),
+        "original_info": "|".join(row.fields),
+    }
+
+
+def phoenix2014_info(root: Path, split: str, broken_rows: tuple[int, ...] | None = None) -> InfoDict:
+    """Info dict of one PHOENIX-2014 split; train drops the known broken row(s)."""
+    csv = root / "annotations" / "manual" / f"{split}.corpus.csv"
+    rows = read_table(csv, PHOENIX2014_HEADER)
+    if broken_rows is None:
+        broken_rows = PHOENIX2014_BROKEN_TRAIN_ROWS if split == "train" else ()
+    rows = drop_rows(rows, broken_rows)
+    prefix = str(raw_frames_root("phoenix2014", root))
+    return make_info_dict(prefix, [_phoenix_entry(split, prefix, row) for row in rows])
+
+
+def _phoenix_t_folder(prefix: str, split: str, name: str, video: str) -> str:
+    """The frames glob of a PHOENIX-2014-T video.
+
+    The csv's `video` column says `<name>/1/*.png` but the release stores frames directly in
+    `<split>/<name>/`; use whichever exists so num_frames and resizing see the real frames.
+    """
+    as_listed = f"{split}/{video}"
+    if _frame_count(prefix, as_listed) > 0:
+        return as_listed
+    return f"{split}/{name}/*.png"
+
+
+def phoenix2014t_info(root: Path, split: str) -> InfoDict:
+    """Info dict of one PHOENIX-2014-T split."""
+    csv = root / "annotations" / "manual" / f"PHOENIX-2014-T.{split}.corpus.csv"
+    rows = read_table(csv, PHOENIX2014T_HEADER)
+    prefix = str(raw_frames_root("phoenix2014-T", root))
+    entries = []
+    for row in rows:
+        name, video, _start, _end, speaker, orth, _translation = row.fields
+        folder = _phoenix_t_folder(prefix, split, name, video)
+        entries.append(
+            {
+                "fileid": name,
+                "folder": folder,
+                "signer": speaker,
+                "label": orth,
+                "num_frames": _frame_count(prefix, folder),
+                "original_info": "|".join(row.fields),
+            }
+        )
+    return make_info_dict(prefix, entries)
+
+
+def csl_daily_splits(split_file: Path) -> dict[str, str]:
+    """Video name -> split from CSL-Daily's split file, rejecting unknown split names."""
+    assignment = {}
+    for row in read_table(split_file, CSL_DAILY_SPLIT_HEADER):
+        name, split = (field.strip() for field in row.fields)
+        if split not in SPLITS:
+            raise PreprocessError(
+                f"{split_file}:{row.line_no}: split {split!r} is not one of {', '.join(SPLITS)}"
+            )
+        assignment[name] = split
+    return assignment
+
+
+def csl_daily_infos(root: Path) -> dict[str, InfoDict]:
+    """Info dicts of all CSL-Daily splits (video_map order; videos missing from the split file go to train)."""
+    labels = root / "sentence_label"
+    rows = read_table(labels / "video_map.txt", CSL_DAILY_MAP_HEADER)
+    assignment = csl_daily_splits(labels / "split_1.txt")
+    prefix = str(raw_frames_root("CSL-Daily", root))
+    per_split: dict[str, list[dict]] = {split: [] for split in SPLITS}
+    for row in rows:
+        _index, name, _length, gloss, *_rest = (field.strip() for field in row.fields)
+        folder = f"{name}/*.jpg"
+        per_split[assignment.get(name, "train")].append(
+            {
+                "fileid": name,
+                "folder": folder,
+                "signer": "unknown",
+                "label": gloss,
+                "num_frames": _frame_count(prefix, folder),
+                # from 'name' on, as the original (inference scripts split it by '|')
+                "original_info": "|".join(field.strip() for field in row.fields[1:]),
+            }
+        )
+    return {split: make_info_dict(prefix, per_split[split]) for split in SPLITS}
+
+
+def _phoenix_infos(reader: Callable[[Path, str], InfoDict], root: Path) -> dict[str, InfoDict]:
+    """Info dicts of the three splits of a PHOENIX release."""
+    return {split: reader(root, split) for split in SPLITS}
+
+
+def load_raw_dataset(name: str, root: Path) -> RawDataset:
+    """Read and validate the annotations of dataset `name` unpacked at `root`."""
+    require_dir(Path(root), f"{name} dataset root")
+    root = Path(root)
+    if name == "phoenix2014":
+        require_dir(root / "annotations" / "manual", "PHOENIX-2014 annotations folder")
+        infos = _phoenix_infos(phoenix2014_info, root)
+        official = {s: root / "evaluation" / f"phoenix2014-groundtruth-{s}.stm" for s in SPLITS}
+    elif name == "phoenix2014-T":
+        require_dir(root / "annotations" / "manual", "PHOENIX-2014-T annotations folder")
+        infos = _phoenix_infos(phoenix2014t_info, root)
+        official = {s: root / "evaluation" / f"phoenix2014-T-groundtruth-{s}.stm" for s in SPLITS}
+    elif name == "CSL-Daily":
+        require_dir(root / "sentence_label", "CSL-Daily sentence_label folder")
+        infos = csl_daily_infos(root)
+        official = {}
+    else:
+        raise ValueError(f"unknown dataset {name!r}")
+    return RawDataset(name=name, root=root, infos=infos, official_stm=official)
+
+
+def empty_videos(infos: dict[str, InfoDict]) -> list[str]:
+    """'<split>: <prefix>/<folder>' of every video whose folder holds no frames."""
+    found = []
+    for split, info in infos.items():
+        for key, entry in info.items():
+            if isinstance(key, int) and entry["num_frames"] == 0:
+                found.append(f"{split}: {info['prefix']}/{entry['folder']}")
+    return found
+
+
+def drop_empty_videos(info: InfoDict) -> InfoDict:
+    """A copy of `info` without frame-less videos, re-indexed from 0."""
+    entries = [v for k, v in info.items() if isinstance(k, int) and v["num_frames"] > 0]
+    return make_info_dict(info["prefix"], entries)
