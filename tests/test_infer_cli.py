@@ -1,0 +1,230 @@
+"""test_one_video.py and generate_cam.py end to end on a tiny STF-Net trained on one synthetic video.
+
+The model is overfitted (about 100 Adam steps, a few seconds) to the sentence the synthetic signer
+signs, so its decisions have wide margins: the same glosses must come out of the frame folder, a
+lossless mp4 (bit-identical frames) and a lossy H.264 mp4 (frames a few grey levels off).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import generate_cam
+import test_one_video
+from dataset.synthetic import plan_videos, render_video, vocabulary
+from utils.checkpoint import save_checkpoint
+from utils.inference import prepare_input
+from utils.video_io import load_frames, write_video
+
+TINY_ARGS = {"c2d_type": "resnet18", "conv_type": 2, "use_bn": True, "hidden_size": 32,
+             "weight_norm": True, "share_classifier": True, "hsa_attention": True,
+             "base_width": 8, "aux_dim": 16}
+TINY_CLI = ["--backbone", "resnet18", "--hidden_size", "32", "--base_width", "8", "--aux_dim", "16",
+            "--image_scale", "0.25"]
+CONFIG = {"feeder_args": {"input_size": 224, "image_scale": 0.25}}  # 56x56 network input: fast
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors gain nothing from threads, and OpenMP threads crawl on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def assets(one_thread, tmp_path_factory) -> dict:
+    """Synthetic video (folder + 2 mp4s), gloss dict and checkpoints of a tiny trained model."""
+    from slr_network import SLRModel
+
+    root = tmp_path_factory.mktemp("infer")
+    video = plan_videos("phoenix2014", "tiny", 0)[0]
+    bgr = render_video(video, 210, 260, (5, 6))  # raw PHOENIX size: the reader resizes to 256x256
+    folder = root / "frames"
+    folder.mkdir()
+    for i, frame in enumerate(bgr):  # unpadded numbers: natural order matters (frame10 after frame9)
+        cv2.imwrite(str(folder / f"frame{i}.png"), frame)
+    rgb = np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in bgr])
+    write_video(root / "lossless.mp4", rgb, lossless=True)
+    write_video(root / "lossy.mp4", rgb, lossless=False)
+
+    gloss_dict = {g: [i + 1, 1] for i, g in enumerate(sorted(vocabulary("phoenix2014")))}
+    torch.manual_seed(0)
+    model = SLRModel(len(gloss_dict) + 1, gloss_dict=gloss_dict, search_mode="max",
+                     loss_weights={"SeqCTC": 1.0, "ConvCTC": 1.0}, **TINY_ARGS)
+    prepared = prepare_input(load_frames(folder).frames, model.kernel_sizes, 224, 0.25)
+    label = torch.tensor([gloss_dict[g][0] for g in video.glosses])
+    optimizer = torch.optim.Adam(model.parameters(), lr=4e-3)
+    sentence: list[str] = []
+    for step in range(1, 201):  # stops at about 60-100 steps: right sentence with a margin
+        model.train()
+        loss = model.criterion_calculation(model(prepared.video, prepared.length), label,
+                                           torch.tensor([len(label)]))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if step % 10 == 0:
+            model.eval()
+            with torch.no_grad():
+                sentence = [g for g, _ in model(prepared.video, prepared.length)["recognized_sents"][0]]
+            if sentence == list(video.glosses) and float(loss.detach()) < 3.0:
+                break
+    assert sentence == list(video.glosses), f"tiny model did not learn the sentence: {sentence}"
+
+    state = model.state_dict()
+    ours = root / "ours.pt"
+    save_checkpoint(ours, {"model_state_dict": state, "model_args": dict(TINY_ARGS), "config": CONFIG,
+                           "gloss_dict": gloss_dict, "epoch": 1})
+    published = root / "published.pt"  # weights only, with DataParallel prefixes as released files have
+    torch.save({"model_state_dict": {f"module.{k}": v for k, v in state.items()}}, published)
+    dict_path = root / "gloss_dict.npy"
+    np.save(dict_path, gloss_dict)
+    small_dict = root / "small_dict.npy"
+    np.save(small_dict, {g: v for g, v in list(gloss_dict.items())[:5]})
+    return {"root": root, "folder": folder, "lossless": root / "lossless.mp4", "lossy": root / "lossy.mp4",
+            "ours": ours, "published": published, "dict": dict_path, "small_dict": small_dict,
+            "sentence": list(video.glosses), "num_frames": len(bgr)}
+
+
+def _run_json(capsys, *argv: str) -> dict:
+    """test_one_video.main with --json, parsed."""
+    assert test_one_video.main([*argv, "--device", "cpu", "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def _error(capsys, module, *argv: str) -> str:
+    """Run a CLI expecting the clean error exit (2); return its stderr."""
+    assert module.main([*argv, "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ")
+    return err
+
+
+def test_folder_and_videos_give_the_same_glosses(assets, capsys):
+    results = {name: _run_json(capsys, "--model_path", str(assets["ours"]), "--video_path", str(assets[name]))
+               for name in ("folder", "lossless", "lossy")}
+    for name, result in results.items():
+        assert result["sentence"].split() == assets["sentence"], name
+    assert results["folder"] == {**results["lossless"], "video": results["folder"]["video"],
+                                 "reader": "images"}  # identical frames: identical spans and scores
+
+
+def test_json_shape(assets, capsys):
+    result = _run_json(capsys, "--model_path", str(assets["ours"]), "--video_path", str(assets["folder"]),
+                       "--search_mode", "beam", "--beam", "5")
+    t = assets["num_frames"]
+    assert result["num_frames"] == result["total_frames"] == t
+    assert result["temporal_stride"] == 4 and result["output_steps"] == -(-t // 4)
+    assert (result["search_mode"], result["beam_width"]) == ("beam", 5)
+    glosses = result["glosses"]
+    assert [g["gloss"] for g in glosses] == assets["sentence"]
+    assert set(glosses[0]) == {"gloss", "position", "class_index", "steps", "frames", "source_frames",
+                               "score", "log_prob"}
+    previous_end = -1
+    for k, g in enumerate(glosses):
+        assert g["position"] == k
+        first, last = g["steps"]
+        assert previous_end < first <= last < result["output_steps"]  # ordered, disjoint spans
+        previous_end = last
+        assert g["frames"] == [first * 4, min(last * 4 + 3, t - 1)]
+        assert g["source_frames"] == g["frames"]  # no sampling: sampled index = source index
+        assert 0.0 < g["score"] <= 1.0 and g["log_prob"] <= 0.0
+
+
+def test_plain_output_and_frame_sampling(assets, capsys):
+    assert test_one_video.main(["--model_path", str(assets["ours"]), "--video_path", str(assets["folder"]),
+                                "--device", "cpu"]) == 0
+    assert capsys.readouterr().out.strip() == "output glosses: " + " ".join(assets["sentence"])
+    result = _run_json(capsys, "--model_path", str(assets["ours"]), "--video_path", str(assets["lossless"]),
+                       "--max_frames_num", "12")
+    assert result["num_frames"] == 12 and result["total_frames"] == assets["num_frames"]
+    picked = np.linspace(0, assets["num_frames"] - 1, 12).astype(int)
+    for g in result["glosses"]:
+        assert g["source_frames"] == [int(picked[g["frames"][0]]), int(picked[g["frames"][1]])]
+
+
+def test_published_checkpoint_needs_dict_and_architecture(assets, capsys):
+    base = ["--model_path", str(assets["published"]), "--video_path", str(assets["folder"])]
+    result = _run_json(capsys, *base, "--dict_path", str(assets["dict"]), *TINY_CLI)
+    assert result["sentence"].split() == assets["sentence"]
+    err = _error(capsys, test_one_video, *base, "--dict_path", str(assets["dict"]), *TINY_CLI,
+                 "--hsa-attention", "off")
+    assert "does not fit the model" in err and "--hsa-attention" in err
+    err = _error(capsys, test_one_video, *base, "--dict_path", str(assets["dict"]))  # resnet34 defaults
+    assert "does not fit the model" in err and "--hidden_size" in err
+
+
+def test_vocabulary_size_mismatch(assets, capsys):
+    err = _error(capsys, test_one_video, "--model_path", str(assets["ours"]), "--video_path",
+                 str(assets["folder"]), "--dict_path", str(assets["small_dict"]))
+    assert "32 classes" in err and "5 glosses" in err and "small_dict.npy" in err
+
+
+def test_bad_inputs(assets, capsys, tmp_path):
+    ours = ["--model_path", str(assets["ours"])]
+    assert "video not found" in _error(capsys, test_one_video, *ours, "--video_path", str(tmp_path / "x.mp4"))
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00" * 4096)
+    assert "cannot decode video" in _error(capsys, test_one_video, *ours, "--video_path", str(broken))
+    (tmp_path / "empty").mkdir()
+    assert "contains no images" in _error(capsys, test_one_video, *ours, "--video_path", str(tmp_path / "empty"))
+    err = _error(capsys, test_one_video, "--model_path", str(tmp_path / "none.pt"), "--video_path",
+                 str(assets["folder"]))
+    assert "checkpoint not found" in err
+    # a published checkpoint with no vocabulary and no preprocess/ folder to fall back on
+    err = _error(capsys, test_one_video, "--model_path", str(assets["published"]), "--video_path",
+                 str(assets["folder"]), "--language", "csl-daily", *TINY_CLI)
+    assert "carries no vocabulary" in err or "--dict_path" in err
+
+
+def test_gradcam_maps_per_frame(assets):
+    from utils.inference import build_model
+
+    loaded = build_model(assets["ours"], torch.device("cpu"))
+    prepared = prepare_input(load_frames(assets["folder"]).frames, loaded.model.kernel_sizes,
+                             loaded.input_size, loaded.image_scale)
+    rec, maps = generate_cam.gloss_cams(loaded, prepared, "conv2d.layer4", "all", "max", 10,
+                                        torch.device("cpu"))
+    assert rec.glosses == assets["sentence"] and sorted(maps) == list(range(len(rec.glosses)))
+    for heat in maps.values():
+        assert heat.shape == (assets["num_frames"], 56, 56)  # one map per input frame, input size
+        assert torch.isfinite(heat).all() and (heat >= 0).all()
+        assert float(heat.std()) > 0  # not constant
+
+
+def test_generate_cam_cli_writes_frames_and_sheet(assets, capsys, tmp_path):
+    out = tmp_path / "cam"
+    assert generate_cam.main(["--model_path", str(assets["ours"]), "--video_path", str(assets["lossless"]),
+                              "--gloss", "1", "--out", str(out), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    gloss = assets["sentence"][1]
+    folder, sheet = out / f"gloss01_{gloss}", out / f"gloss01_{gloss}_sheet.png"
+    assert str(sheet) in printed and str(folder) in printed
+    jpgs = sorted(folder.glob("frame_*.jpg"))
+    assert len(jpgs) == assets["num_frames"]
+    assert cv2.imread(str(jpgs[0])).shape == (56, 56, 3)
+    image = cv2.imread(str(sheet))
+    assert image is not None and image.shape[0] > 112 and image.shape[1] > 112
+    err = _error(capsys, generate_cam, "--model_path", str(assets["ours"]), "--video_path",
+                 str(assets["folder"]), "--gloss", "9", "--out", str(out))
+    assert f"has {len(assets['sentence'])} glosses" in err
+    err = _error(capsys, generate_cam, "--model_path", str(assets["ours"]), "--video_path",
+                 str(assets["folder"]), "--layer", "conv2d.layer7", "--out", str(out))
+    assert "not found" in err and "conv2d.layer4" in err
+
+
+def test_scripts_run_as_commands(assets, repo_root):
+    proc = subprocess.run([sys.executable, "test_one_video.py", "--model_path", str(assets["ours"]),
+                           "--video_path", str(assets["folder"]), "--device", "cpu"],
+                          cwd=repo_root, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "output glosses: " + " ".join(assets["sentence"])

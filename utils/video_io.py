@@ -1,0 +1,243 @@
+"""Read one sign video (a video file or a folder of frame images) as RGB uint8 frames.
+
+Frames are sampled uniformly down to at most ``max_frames`` and resized to the resolution the
+dataset preprocessing writes (256x256, Lanczos), so a phone video reaches the network exactly
+like a preprocessed dataset sample does.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import cv2
+import numpy as np
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+PREPROCESS_SIZE = (256, 256)  # (width, height) written by preprocess/ (features/fullFrame-256x256px)
+BACKENDS = ("auto", "pyav", "opencv")
+
+
+class VideoReadError(ValueError):
+    """A video file or frame folder exists but cannot be turned into frames."""
+
+
+@dataclass(frozen=True)
+class VideoClip:
+    """Frames of one video plus where they came from."""
+
+    frames: np.ndarray  # (T, H, W, 3) uint8 RGB
+    source_indices: tuple[int, ...]  # index of each kept frame in the original video / folder
+    total_frames: int  # frames in the original video / folder before sampling
+    source: str  # the path read
+    backend: str  # 'pyav', 'opencv' or 'images'
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key that orders embedded numbers by value, so frame10 follows frame9."""
+    parts = re.split(r"(\d+)", name)
+    key = tuple((0, int(p), "") if p.isdigit() else (1, 0, p.lower()) for p in parts if p != "")
+    return key + ((2, 0, name),)  # exact name last: a deterministic tie-break (frame01 vs frame1)
+
+
+def uniform_indices(total: int, max_frames: int) -> list[int]:
+    """Indices of at most `max_frames` frames spread evenly over `total` (all when it fits)."""
+    if total <= 0:
+        return []
+    if max_frames <= 0:
+        raise ValueError(f"max_frames must be positive, got {max_frames}")
+    if total <= max_frames:
+        return list(range(total))
+    # Same rule as the original test_one_video: linspace over [0, total-1], truncated to int.
+    return np.linspace(0, total - 1, max_frames).astype(np.int64).tolist()
+
+
+def resize_frame(frame: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    """Resize an RGB frame to `size` (width, height) the way preprocessing does (Lanczos)."""
+    if size is None or (frame.shape[1], frame.shape[0]) == tuple(size):
+        return np.ascontiguousarray(frame)
+    return cv2.resize(frame, tuple(size), interpolation=cv2.INTER_LANCZOS4)
+
+
+def list_frame_files(folder: str | os.PathLike) -> list[Path]:
+    """Image files of a frame folder in natural order; error when there are none."""
+    folder = Path(folder)
+    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+    if not files:
+        raise VideoReadError(
+            f"frame folder {folder} contains no images (looked for {', '.join(IMAGE_EXTENSIONS)}); "
+            f"pass a folder of extracted frames or a video file ({', '.join(VIDEO_EXTENSIONS)})")
+    return sorted(files, key=lambda p: natural_key(p.name))
+
+
+def read_image_rgb(path: Path) -> np.ndarray:
+    """Read one image file as RGB uint8, with an error naming the file."""
+    data = np.fromfile(str(path), dtype=np.uint8)  # np.fromfile copes with non-ASCII paths
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise VideoReadError(f"cannot decode image {path}; remove it from the frame folder or "
+                             f"re-save it as PNG/JPEG")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_frame_folder(folder: str | os.PathLike, max_frames: int,
+                      size: tuple[int, int] | None = PREPROCESS_SIZE) -> VideoClip:
+    """Read a folder of frame images (naturally sorted), sampled uniformly to `max_frames`."""
+    files = list_frame_files(folder)
+    keep = uniform_indices(len(files), max_frames)
+    frames = [resize_frame(read_image_rgb(files[i]), size) for i in keep]
+    shapes = {f.shape for f in frames}
+    if len(shapes) > 1:
+        raise VideoReadError(f"frames in {folder} have different sizes {sorted(shapes)}; "
+                             f"all frames of one video must share one size (or pass a resize size)")
+    return VideoClip(np.stack(frames), tuple(keep), len(files), str(folder), "images")
+
+
+def _count_packets_pyav(path: Path) -> int:
+    """Number of video packets: one per frame for the codecs phones and ffmpeg write."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return sum(1 for packet in container.demux(stream) if packet.size > 0)
+
+
+def _decode_selected_pyav(path: Path, keep: set[int], size: tuple[int, int] | None
+                          ) -> tuple[dict[int, np.ndarray], int]:
+    """Decode every frame, converting only the kept ones; returns (kept frames, decoded count)."""
+    import av
+
+    kept: dict[int, np.ndarray] = {}
+    count = 0
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for frame in container.decode(stream):
+            if count in keep:
+                kept[count] = resize_frame(frame.to_ndarray(format="rgb24"), size)
+            count += 1
+    return kept, count
+
+
+def _count_frames_opencv(path: Path) -> int:
+    """Frame count by grabbing every frame (CAP_PROP_FRAME_COUNT is only an estimate)."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            raise VideoReadError(f"OpenCV cannot open {path}")
+        count = 0
+        while capture.grab():
+            count += 1
+        return count
+    finally:
+        capture.release()
+
+
+def _decode_selected_opencv(path: Path, keep: set[int], size: tuple[int, int] | None
+                            ) -> tuple[dict[int, np.ndarray], int]:
+    """Grab every frame, retrieving (decoding to BGR) only the kept ones."""
+    capture = cv2.VideoCapture(str(path))
+    kept: dict[int, np.ndarray] = {}
+    count = 0
+    try:
+        if not capture.isOpened():
+            raise VideoReadError(f"OpenCV cannot open {path}")
+        while capture.grab():
+            if count in keep:
+                ok, bgr = capture.retrieve()
+                if not ok or bgr is None:
+                    raise VideoReadError(f"OpenCV cannot decode frame {count} of {path}")
+                kept[count] = resize_frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), size)
+            count += 1
+    finally:
+        capture.release()
+    return kept, count
+
+
+def _read_with(path: Path, max_frames: int, size: tuple[int, int] | None,
+               count_fn: Callable[[Path], int],
+               decode_fn: Callable[[Path, set, tuple | None], tuple[dict, int]]
+               ) -> tuple[np.ndarray, list[int], int]:
+    """Count, pick uniform indices, decode them; redo once if the count was off."""
+    total = count_fn(path)
+    for _ in range(2):
+        keep = uniform_indices(total, max_frames)
+        kept, decoded = decode_fn(path, set(keep), size)
+        if decoded == total:
+            break
+        total = decoded  # container metadata lied (damaged tail, odd codec): sample the real count
+    if total == 0 or len(kept) != len(keep):
+        raise VideoReadError(f"{path} has no decodable video frames")
+    return np.stack([kept[i] for i in keep]), keep, total
+
+
+def read_video_file(path: str | os.PathLike, max_frames: int,
+                    size: tuple[int, int] | None = PREPROCESS_SIZE, backend: str = "auto") -> VideoClip:
+    """Decode a video file with PyAV (or OpenCV when PyAV fails), sampled to `max_frames`."""
+    path = Path(path)
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown video backend {backend!r}; use one of {BACKENDS}")
+    readers = {"pyav": (_count_packets_pyav, _decode_selected_pyav),
+               "opencv": (_count_frames_opencv, _decode_selected_opencv)}
+    order = ["pyav", "opencv"] if backend == "auto" else [backend]
+    errors = []
+    for name in order:
+        count_fn, decode_fn = readers[name]
+        try:
+            frames, keep, total = _read_with(path, max_frames, size, count_fn, decode_fn)
+        except Exception as exc:  # PyAV and OpenCV raise many unrelated types for bad files
+            errors.append(f"{name}: {type(exc).__name__}: {exc}")
+            continue
+        return VideoClip(frames, tuple(keep), total, str(path), name)
+    raise VideoReadError(
+        f"cannot decode video {path} ({'; '.join(errors)}). The file is damaged or uses a codec "
+        f"this build cannot read; re-encode it, e.g. `ffmpeg -i {path.name} -c:v libx264 out.mp4`, "
+        f"or pass a folder of extracted frames")
+
+
+def load_frames(path: str | os.PathLike, max_frames: int = 360,
+                size: tuple[int, int] | None = PREPROCESS_SIZE, backend: str = "auto") -> VideoClip:
+    """Read a video file or a frame folder as at most `max_frames` RGB frames of `size`."""
+    path = check_source(path)
+    if path.is_dir():
+        return read_frame_folder(path, max_frames, size)
+    return read_video_file(path, max_frames, size, backend)
+
+
+def check_source(path: str | os.PathLike) -> Path:
+    """Fail fast (before loading a model) on a missing path or an unsupported file type."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"video not found: {path} (pass a video file "
+                                f"{'/'.join(VIDEO_EXTENSIONS)} or a folder of frame images)")
+    if path.is_dir():
+        list_frame_files(path)
+    elif path.suffix.lower() not in VIDEO_EXTENSIONS:
+        raise VideoReadError(f"unsupported video file type {path.suffix!r} for {path}; "
+                             f"supported: {', '.join(VIDEO_EXTENSIONS)} or a folder of frame images")
+    return path
+
+
+def write_video(path: str | os.PathLike, frames: Sequence[np.ndarray] | np.ndarray, fps: int = 25,
+                lossless: bool = True) -> None:
+    """Write RGB uint8 frames as a video with PyAV (lossless H.264 RGB by default; tests, demos)."""
+    import av
+
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
+    path = Path(path)
+    codec, pix_fmt, options = (("libx264rgb", "rgb24", {"qp": "0", "preset": "ultrafast"}) if lossless
+                               else ("libx264", "yuv420p", {"crf": "18", "preset": "ultrafast"}))
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(codec, rate=fps, options=options)
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = pix_fmt
+        for image in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
