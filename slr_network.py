@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from modules.bilstm import BiLSTMLayer
 from modules.classifier import make_classifier
 from modules.criterions import SeqKD, ctc_per_sample
+from modules.frame_conv import store_frame_weights_channels_last
 from modules.hsa import HierarchicalBranch
 from modules.resnet import ResNet, resnet_depths
 from modules.tconv import TemporalConv, kernel_sizes_for, output_lengths
@@ -35,8 +36,8 @@ class SLRModel(nn.Module):
         search_mode, beam_width: decoding in eval mode ('beam' or 'max'); needs `gloss_dict`.
         pretrained: ImageNet init of the ResNet: None/False (none), 'auto' or True (torch hub
             cache if the file is there), or the path of a torchvision-format file.
-        channels_last: run the frame backbone in channels-last memory; None (default) = on CUDA
-            only (faster with cuDNN; measured no faster for oneDNN training on CPU).
+        channels_last: run the frame backbone and branch in channels-last memory; None (default)
+            = on (measured faster for oneDNN training on CPU and for cuDNN), False = off.
     """
 
     def __init__(self, num_classes: int, c2d_type: str, conv_type: int, use_bn: bool = False,
@@ -57,6 +58,8 @@ class SLRModel(nn.Module):
         self.conv1d = TemporalConv(feature_dim, hidden_size, conv_type, fc=conv_fc)
         self.temporal_model = BiLSTMLayer(hidden_size, hidden_size, num_layers=2, bidirectional=True)
         self.csa = HierarchicalBranch(base_width, aux_dim, hidden_size, conv_type, hsa_attention)
+        if channels_last is not False:  # its temporal gates see the backbone's channels-last maps
+            store_frame_weights_channels_last(self.csa)
         # Registered after the others so that the state dict lists keys in the published order.
         self.classifier = conv_fc if share_classifier else make_classifier(hidden_size, num_classes,
                                                                            weight_norm)

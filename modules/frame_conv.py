@@ -9,6 +9,7 @@ when the frames are channels-last).
 """
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -47,7 +48,29 @@ class TemporalConv3d(nn.Conv3d):
         image = frames.unflatten(0, (batch, -1)).flatten(3).transpose(1, 2)
         out = F.conv2d(image, self.weight.flatten(3), self.bias, 1, (self.padding[0], 0), 1,
                        self.groups)
-        return out.transpose(1, 2).unflatten(3, (height, width)).flatten(0, 1)
+        out = out.transpose(1, 2).unflatten(3, (height, width)).flatten(0, 1)
+        # Channels-last frames come back channels-last for free; contiguous ones would come back
+        # time-strided, which makes every later BatchNorm / ReLU / conv copy, so copy once here.
+        return out.contiguous(memory_format=frame_memory_format(frames))
+
+
+def frame_memory_format(frames: Tensor) -> torch.memory_format:
+    """channels_last if a (N, C, H, W) batch is stored channels-last (and not also contiguous)."""
+    if frames.is_contiguous(memory_format=torch.channels_last) and not frames.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def store_frame_weights_channels_last(module: nn.Module) -> None:
+    """Store every FrameConv / TemporalConv3d weight channels-last-3d (same shape and values).
+
+    Their (k, k) / (k, 1) views are then channels-last 4-D weights, the layout oneDNN wants for
+    channels-last frames: without it every conv copies its weight forward and backward, and
+    autograd copies each weight gradient back to the parameter's layout.
+    """
+    for layer in module.modules():
+        if isinstance(layer, (FrameConv, TemporalConv3d)):
+            layer.weight.data = layer.weight.data.contiguous(memory_format=torch.channels_last_3d)
 
 
 class FrameSequential(nn.Sequential):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -91,21 +92,37 @@ class HierarchicalBranch(nn.Module):
     def forward(self, stages: Sequence[Tensor], batch: int) -> list[Tensor]:
         """Auxiliary sequences from layer2, layer3 and layer4 (the latter used as is)."""
         levels = [self.conv2(stages[1], batch), self.conv3(stages[2], batch), stages[3]]
-        outputs = []
+        pooled = []
         for level, frames in enumerate(levels, start=1):
             if self.attention:
                 frames = getattr(self, f"stf{level}")(frames, batch)
-            pooled = _pool_level(frames, adaptive=level < 3)
-            feats = self.fc(pooled).unflatten(0, (batch, -1)).transpose(1, 2)  # (B, aux_dim, T)
-            outputs.append(self.tcn_layers(feats))
-        return outputs
+            pooled.append(_pool_level(frames, adaptive=level < 3))
+        # The three levels share `fc` and `tcn_layers`: run them once on the levels stacked along
+        # the batch (one weight read, one weight gradient, and batched convs take oneDNN's fast
+        # path instead of the batch-1 im2col one), but keep BatchNorm per level, as the original
+        # (batch statistics and running-stat updates level by level).
+        feats = self.fc(torch.cat(pooled)).unflatten(0, (len(levels) * batch, -1)).transpose(1, 2)
+        return list(_per_level_stack(self.tcn_layers, feats, len(levels)))
+
+
+def _per_level_stack(stack: nn.Sequential, feats: Tensor, levels: int) -> tuple[Tensor, ...]:
+    """Run `stack` on (levels * B, C, T) feats, its BatchNorms on each level's chunk apart."""
+    for layer in stack:
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+            feats = torch.cat([layer(chunk) for chunk in feats.chunk(levels)])
+        else:
+            feats = layer(feats)
+    return feats.chunk(levels)
 
 
 def _pool_level(frames: Tensor, adaptive: bool) -> Tensor:
     """One vector per frame: the original's 7x7 adaptive pool then mean (layers 2, 3) or mean."""
-    if adaptive:
-        # Identical to the global mean when H and W are multiples of 7 (224 input); the original
-        # weights overlapping bins otherwise, so keep its two steps there.
+    height, width = frames.shape[2:]
+    if adaptive and (height % 7 or width % 7):
+        # The original weights overlapping 7x7 bins unless H and W are multiples of 7: keep its
+        # two steps there. With multiples of 7 (224 input) the bins are equal and disjoint, so the
+        # mean of bin means is the global mean: one pass, and no adaptive-pool backward (which
+        # also copies channels-last maps to contiguous ones).
         frames = F.adaptive_avg_pool2d(frames, 7)
     return frames.mean(dim=(2, 3))
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from modules.frame_conv import FrameConv
+from modules.frame_conv import FrameConv, store_frame_weights_channels_last
 from modules.fusion import SpatioTemporalFusion
 
 
@@ -50,6 +50,9 @@ class ResNet(nn.Module):
 
     `forward(video (B, T, 3, H, W)) -> (framewise (B, 8w, T), [layer1..layer4 outputs])`, the
     layer outputs as (B*T, C, H, W) frames taken before the fusion is added (w = base_width).
+    `channels_last` (None = on): frames channels-last, which oneDNN (CPU) and cuDNN both run
+    faster; the frame-conv weights are then stored channels-last-3d to match (see
+    modules.frame_conv.store_frame_weights_channels_last).
     """
 
     def __init__(self, depths: Sequence[int], base_width: int = 64,
@@ -74,6 +77,8 @@ class ResNet(nn.Module):
         self.layer4 = _make_stage(widths[2], widths[3], depths[3], stride=2)
         self.shift3 = SpatioTemporalFusion(widths[3])
         self.reset_parameters()
+        if channels_last is not False:
+            store_frame_weights_channels_last(self)
 
     def reset_parameters(self) -> None:
         """The original init: Kaiming-normal (fan-out) convs, unit/zero BatchNorm."""
@@ -90,9 +95,7 @@ class ResNet(nn.Module):
             raise ValueError(f"expected a video batch (B, T, 3, H, W), got {tuple(video.shape)}")
         batch = video.shape[0]
         x = video.flatten(0, 1)
-        # None = automatic: channels-last helps cuDNN (tensor cores) but not oneDNN training on CPU.
-        channels_last = video.is_cuda if self.channels_last is None else self.channels_last
-        if channels_last:
+        if self.channels_last is not False:  # None = default = on (measured faster, CPU and CUDA)
             x = x.contiguous(memory_format=torch.channels_last)
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         stages = []

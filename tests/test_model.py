@@ -244,3 +244,11 @@ def test_bad_inputs_raise_clear_errors():
         model(torch.zeros(1, 20, 1, 32, 32), torch.tensor([20]))
     with pytest.raises(RuntimeError, match="loss_weights"):
         tiny_model(loss_weights=None).criterion_calculation({}, torch.ones(1), torch.ones(1))
+
+
+@pytest.mark.parametrize("size", [14, 28, 12])
+def test_hsa_level_pooling_matches_the_original_two_steps(size):
+    from modules.hsa import _pool_level
+    frames = torch.randn(3, 5, size, size, dtype=torch.float64)
+    original = torch.nn.functional.adaptive_avg_pool2d(frames, 7).mean(dim=(2, 3))
+    torch.testing.assert_close(_pool_level(frames, adaptive=True), original, rtol=1e-12, atol=1e-12)
