@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = REPO_ROOT.parent / "shared"
@@ -21,3 +22,12 @@ def shared_dir() -> Path:
 def repo_root() -> Path:
     """The repository root, for tests that run the command-line scripts."""
     return REPO_ROOT
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """Tiny tensors gain nothing from threads, and OpenMP threads crawl on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

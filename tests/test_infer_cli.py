@@ -31,17 +31,11 @@ TINY_CLI = ["--backbone", "resnet18", "--hidden_size", "32", "--base_width", "8"
 CONFIG = {"feeder_args": {"input_size": 224, "image_scale": 0.25}}  # 56x56 network input: fast
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from threads, and OpenMP threads crawl on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")
-def assets(one_thread, tmp_path_factory) -> dict:
+def assets(single_thread, tmp_path_factory) -> dict:
     """Synthetic video (folder + 2 mp4s), gloss dict and checkpoints of a tiny trained model."""
     from slr_network import SLRModel
 

@@ -15,13 +15,7 @@ from utils.pretrained import load_imagenet_resnet
 KEY_TABLE = "reference/stfnet-state-dict-resnet34-1296.tsv"
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny tensors: one thread is faster and immune to a busy machine's scheduling stalls."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def read_key_table(path) -> list[tuple[str, tuple[int, ...], str]]:
