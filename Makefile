@@ -22,3 +22,23 @@ bench: $(STAMP)
 	$(PY) bench/model_step.py
 	$(PY) bench/feeder.py
 	$(PY) bench/decode.py
+
+# ---- demo (TRAIN helper) ------------------------------------------------------------------
+# Synthetic PHOENIX-2014-format data -> the real preprocessing -> train config/demo.yaml on the
+# CPU -> score the best checkpoint's test-split hypotheses with the scorer.
+# CI runs the short form: make demo DEMO_SIZE=tiny DEMO_ARGS="--num-epoch 1"
+DEMO_DIR ?= demo_data
+DEMO_WORK ?= work_dir/demo
+DEMO_SIZE ?= demo
+DEMO_ARGS ?=
+
+demo: $(STAMP)
+	$(PY) -m dataset.synthetic --format phoenix2014 --out $(DEMO_DIR)/phoenix2014 --size $(DEMO_SIZE) --seed 0
+	$(PY) preprocess/dataset_preprocess.py --dataset-root $(DEMO_DIR)/phoenix2014 \
+		--output-dir $(DEMO_DIR)/preprocess --output-res 56x56px --process-image --multiprocessing
+	$(PY) main.py --config config/demo.yaml --overwrite --work-dir $(DEMO_WORK) \
+		--set dataset_info.dataset_root=$(DEMO_DIR)/phoenix2014 \
+		--set dataset_info.dict_path=$(DEMO_DIR)/preprocess/gloss_dict.npy $(DEMO_ARGS)
+	@echo "== test split, best checkpoint (BiLSTM output), scored by evaluation.wer:"
+	$(PY) -m evaluation.wer $(DEMO_DIR)/preprocess/phoenix2014-groundtruth-test.stm \
+		$(DEMO_WORK)/test_best/output-hypothesis-test.ctm

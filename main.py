@@ -1,0 +1,456 @@
+"""STFNet entry point: `python main.py --config config/<dataset>.yaml [--phase train|test|features]`.
+
+Multi-process: `torchrun --nproc_per_node N main.py --config ... --device 0,1,...` (gloo on CPU).
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from seq_scripts import (StepOptions, TrainState, score_hypotheses, seq_eval,
+                         seq_feature_generation, seq_train)
+from utils.checkpoint import load_checkpoint, model_state_from_checkpoint, save_checkpoint
+from utils.config import ConfigError, check_kwargs, resolve_config, save_config
+from utils.device import amp_dtype, make_grad_scaler, quiet_opencv_threads, select_device, worker_init
+from utils.distributed import (DistEnv, ShardedSampler, all_gather_objects, barrier,
+                               broadcast_object, convert_sync_batchnorm, env_from_environ,
+                               init_process_group, new_sync_group, shutdown)
+from utils.optimizer import build_optimizer, build_scheduler, current_lr
+from utils.random_state import SeededDataset, capture_rng_state, restore_rng_state, seed_everything
+from utils.record import MetricsLog, RunLog
+
+LAST = "last.pt"
+BEST = "best_model.pt"
+
+
+def import_class(name: str) -> Any:
+    """`package.module.Class` -> the class, with an error naming the config key."""
+    module_name, _, attr = name.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ConfigError(f"cannot import {name!r} (keys 'model' / 'feeder'): {exc}") from exc
+
+
+def prepare_work_dir(work_dir: Path, overwrite: bool, env: DistEnv) -> None:
+    """Create the work dir; with `overwrite`, delete an existing one first (never prompt)."""
+    if env.is_main:
+        if overwrite and work_dir.exists():
+            if Path.cwd().resolve().is_relative_to(work_dir.resolve()):
+                raise ConfigError(f"--overwrite refuses to delete {work_dir}: it contains the "
+                                  f"current directory")
+            shutil.rmtree(work_dir)
+        work_dir.mkdir(parents=True, exist_ok=True)
+    barrier(env)
+
+
+def copy_atomic(src: Path, dst: Path) -> None:
+    """Copy a file so that `dst` is always either the old or the complete new file."""
+    tmp = dst.with_name(f".{dst.name}.copy.tmp")
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def load_gloss_dict(path: str | Path) -> dict:
+    """The vocabulary written by the preprocessing (gloss -> [index, count])."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"gloss dictionary {path} not found (key dataset_info.dict_path): "
+                                f"run the preprocessing first, e.g. `python preprocess/"
+                                f"dataset_preprocess.py --dataset-root ...`")
+    gloss_dict = np.load(path, allow_pickle=True).item()
+    if not isinstance(gloss_dict, dict) or not gloss_dict:
+        raise ValueError(f"{path}: expected a non-empty dict gloss -> [index, count]")
+    return gloss_dict
+
+
+def dataset_paths(cfg: Mapping[str, Any], work_dir: Path) -> dict[str, Path]:
+    """Resolved data locations, filling the defaults that depend on other keys."""
+    info = cfg["dataset_info"]
+    dict_path = Path(info["dict_path"])
+    info_dir = Path(info["info_dir"]) if info.get("info_dir") else dict_path.parent
+    return {
+        "dataset_root": Path(info["dataset_root"]),
+        "dict_path": dict_path,
+        "info_dir": info_dir,
+        "frames_dir": Path(info["frames_dir"]) if info.get("frames_dir") else None,
+        "features_dir": Path(info["features_dir"]) if info.get("features_dir") else work_dir / "features",
+        "evaluation_dir": Path(info["evaluation_dir"]) if info.get("evaluation_dir") else info_dir,
+        "evaluation_prefix": info.get("evaluation_prefix") or f"{cfg['dataset']}-groundtruth",
+    }
+
+
+def model_kwargs(cfg: Mapping[str, Any], model_class: Any, gloss_dict: Mapping[str, Any],
+                 log: RunLog) -> dict:
+    """Constructor kwargs (without gloss_dict / loss_weights), num_classes from the vocabulary."""
+    kwargs = dict(cfg["model_args"])
+    num_classes = len(gloss_dict) + 1
+    if "num_classes" in kwargs and int(kwargs["num_classes"]) != num_classes:
+        log(f"model_args.num_classes={kwargs['num_classes']} replaced by {num_classes} "
+            f"(vocabulary size + CTC blank)")
+    kwargs["num_classes"] = num_classes
+    kwargs.setdefault("search_mode", cfg["decode_mode"])
+    kwargs.setdefault("beam_width", cfg["beam_width"])
+    check_kwargs(model_class, {**kwargs, "gloss_dict": None, "loss_weights": None}, "model_args")
+    return kwargs
+
+
+def load_weights(model: nn.Module, path: str | Path, ignore: list[str], log: RunLog) -> None:
+    """Initialise `model` from our checkpoint or a published one (`module.` prefixes are fine)."""
+    state = model_state_from_checkpoint(load_checkpoint(path))
+    dropped = [k for k in list(state) if any(k == w or k.startswith(w + ".") for w in ignore)]
+    for key in dropped:
+        state.pop(key)
+    if ignore:
+        log(f"ignored weights from {path}: {dropped or 'none matched ' + str(ignore)}")
+    own = model.state_dict()
+    shape_errors = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+                    for k, v in state.items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
+    if shape_errors:
+        raise RuntimeError(f"{path} does not fit the configured model ({len(shape_errors)} shape "
+                           f"mismatches, e.g. {shape_errors[:3]}); use the config it was trained "
+                           f"with (model_args, the gloss dictionary)")
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not any(k == w or k.startswith(w + ".") for w in ignore)]
+    if missing or unexpected:
+        raise RuntimeError(f"{path} does not fit the configured model: missing keys "
+                           f"{missing[:5]}{'...' if len(missing) > 5 else ''}, unexpected keys "
+                           f"{unexpected[:5]}{'...' if len(unexpected) > 5 else ''} "
+                           f"(pass --set ignore_weights=[...] to skip some on purpose)")
+    log(f"loaded weights from {path}")
+
+
+class Processor:
+    """Builds model, data and optimizer from a resolved config, then runs one phase."""
+
+    def __init__(self, cfg: dict, overwrite: bool = False) -> None:
+        self.cfg = cfg
+        quiet_opencv_threads()
+        self.env = env_from_environ()
+        self.device = select_device(cfg["device"], self.env.local_rank, self.env.world_size)
+        init_process_group(self.env, self.device, cfg["dist_backend"])
+        self.work_dir = Path(cfg["work_dir"])
+        prepare_work_dir(self.work_dir, overwrite, self.env)
+        self.log = RunLog(self.work_dir, enabled=self.env.is_main and cfg["print_log"])
+        self.amp = amp_dtype(cfg["amp"], self.device)
+        self.paths = dataset_paths(cfg, self.work_dir)
+        self.gloss_dict = load_gloss_dict(self.paths["dict_path"])
+        self.resume_path = self._resume_path()
+        if self.env.is_main:
+            self._save_config()
+        seed = int(cfg["random_seed"])
+        seed_everything(seed, cfg["deterministic"])  # same seed everywhere: identical initial weights
+        model_class = import_class(cfg["model"])
+        self.model_args = model_kwargs(cfg, model_class, self.gloss_dict, self.log)
+        self.core: nn.Module = model_class(**self.model_args, gloss_dict=self.gloss_dict,
+                                           loss_weights=dict(cfg["loss_weights"]))
+        if cfg["load_weights"] and not self.resume_path:
+            load_weights(self.core, cfg["load_weights"], list(cfg["ignore_weights"]), self.log)
+        elif cfg["phase"] != "train" and cfg["load_checkpoints"]:
+            load_weights(self.core, cfg["load_checkpoints"], [], self.log)
+        self.core.to(self.device)
+        self.model: nn.Module = self.core
+        if self.env.distributed and cfg["phase"] == "train":
+            if cfg["sync_bn"]:
+                group = new_sync_group(self.env, self.device)
+                self.core = convert_sync_batchnorm(self.core, self.device, group)
+            self.model = nn.parallel.DistributedDataParallel(
+                self.core, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=bool(cfg["find_unused_parameters"]))
+        self.optimizer = build_optimizer(self.core, cfg["optimizer_args"])
+        self.scheduler = build_scheduler(self.optimizer, cfg["optimizer_args"], cfg["num_epoch"])
+        self.scaler = make_grad_scaler(self.device, self.amp)
+        self.state = TrainState(epoch=int(cfg["optimizer_args"]["start_epoch"]))
+        seed_everything(seed + self.env.rank)  # per-process streams (dropout) from here on
+        self.metrics = MetricsLog(self.work_dir, cfg["tensorboard"]) if self.env.is_main else None
+
+    # ----------------------------------------------------------------------------- setup helpers
+    def _resume_path(self) -> Path | None:
+        """The checkpoint a training run continues from: --load-checkpoints, else <work_dir>/last.pt."""
+        if self.cfg["phase"] != "train":
+            return None
+        if self.cfg["load_checkpoints"]:
+            return Path(self.cfg["load_checkpoints"])
+        last = self.work_dir / LAST
+        return last if last.is_file() else None
+
+    def _save_config(self) -> None:
+        """Write the resolved config; on a resume, log which keys changed since the last run."""
+        path = self.work_dir / "config.yaml"
+        if path.is_file():
+            import yaml
+
+            old = yaml.safe_load(path.read_text()) or {}
+            changed = sorted(k for k in set(old) | set(self.cfg) if old.get(k) != self.cfg.get(k))
+            if changed:
+                self.log(f"config differs from the previous run in this work dir: {changed}")
+        save_config(self.cfg, path)
+
+    def build_dataset(self, split: str, train: bool) -> torch.utils.data.Dataset:
+        """The feeder for one split, wrapped for per-sample seeded augmentation."""
+        feeder_class = import_class(self.cfg["feeder"])
+        kwargs = {k: v for k, v in self.cfg["feeder_args"].items() if k != "mode"}
+        kwargs.update(prefix=str(self.paths["dataset_root"]), gloss_dict=self.gloss_dict,
+                      dataset=self.cfg["dataset"], mode=split, transform_mode=train,
+                      kernel_size=tuple(self.core.kernel_sizes))
+        optional = {"info_dir": self.paths["info_dir"], "frames_dir": self.paths["frames_dir"],
+                    "features_dir": self.paths["features_dir"]}
+        import inspect
+
+        accepted = inspect.signature(feeder_class).parameters
+        for key, value in optional.items():
+            if value is not None and key in accepted:
+                kwargs[key] = str(value)
+        check_kwargs(feeder_class, kwargs, "feeder_args")
+        return SeededDataset(feeder_class(**kwargs), seed=int(self.cfg["random_seed"]))
+
+    def build_loader(self, dataset: SeededDataset, train: bool, epoch: int = 0,
+                     start_batch: int = 0) -> torch.utils.data.DataLoader:
+        """A loader over this process's shard; training order depends on (seed, epoch) only."""
+        batch_size = int(self.cfg["batch_size"] if train else self.cfg["test_batch_size"])
+        sampler = ShardedSampler(len(dataset), self.env.world_size, self.env.rank, shuffle=train,
+                                 seed=int(self.cfg["random_seed"]), drop_last=train)
+        sampler.set_epoch(epoch)
+        sampler.set_start(start_batch * batch_size)
+        dataset.set_epoch(epoch)
+        workers = int(self.cfg["num_worker"])
+        return torch.utils.data.DataLoader(
+            dataset, batch_size=batch_size, sampler=sampler, drop_last=train,
+            num_workers=workers, collate_fn=dataset.dataset.collate_fn,
+            pin_memory=self.device.type == "cuda", persistent_workers=False, worker_init_fn=worker_init,
+            generator=torch.Generator().manual_seed(int(self.cfg["random_seed"]) + epoch),
+            multiprocessing_context="spawn" if workers and sys.platform == "darwin" else None)
+
+    # ----------------------------------------------------------------------------- checkpoints
+    def payload(self) -> dict:
+        """Everything an exact resume (or an inference tool) needs."""
+        rng = all_gather_objects(capture_rng_state(), self.env)
+        return {
+            "model_state_dict": self.core.state_dict(),
+            "optimizer_state_dict": self.optimizer.state_dict(),
+            "scheduler_state_dict": self.scheduler.state_dict(),
+            "scaler_state_dict": self.scaler.state_dict(),
+            "epoch": self.state.epoch,
+            "global_step": self.state.global_step,
+            "train_state": self.state.as_dict(),
+            "rng_state": rng[0],
+            "rng_state_per_rank": rng,
+            "config": self.cfg,
+            "gloss_dict": self.gloss_dict,
+            "model_args": self.model_args,
+            "best_dev_wer": self.state.best_dev_wer,
+        }
+
+    def save(self, *names: str) -> None:
+        """Write the checkpoint under each name (rank 0 only; every rank joins the RNG gather)."""
+        payload = self.payload()
+        if self.env.is_main:
+            save_checkpoint(self.work_dir / names[0], payload)
+            for name in names[1:]:  # copies: serialising a large model once is enough
+                copy_atomic(self.work_dir / names[0], self.work_dir / name)
+        barrier(self.env)
+
+    def resume(self, path: Path) -> None:
+        """Restore model, optimizer, scheduler, scaler, counters and RNG states from `path`."""
+        ckpt = load_checkpoint(path)
+        self.core.load_state_dict(model_state_from_checkpoint(ckpt))
+        if "optimizer_state_dict" in ckpt:
+            self.optimizer.load_state_dict(ckpt["optimizer_state_dict"])
+        if "scheduler_state_dict" in ckpt:
+            self.scheduler.load_state_dict(ckpt["scheduler_state_dict"])
+        if ckpt.get("scaler_state_dict"):
+            self.scaler.load_state_dict(ckpt["scaler_state_dict"])
+        if "train_state" in ckpt:
+            self.state = TrainState(**ckpt["train_state"])
+        else:  # the original's checkpoints: `epoch` is the last finished epoch
+            self.state = TrainState(epoch=int(ckpt.get("epoch", -1)), epoch_complete=True,
+                                    global_step=int(ckpt.get("global_step", 0)))
+        ranks = ckpt.get("rng_state_per_rank") or []
+        rng = ranks[self.env.rank] if len(ranks) == self.env.world_size else ckpt.get("rng_state")
+        if rng is not None:
+            self._pending_rng = rng
+        where = (f"end of epoch {self.state.epoch}" if self.state.epoch_complete
+                 else f"epoch {self.state.epoch}, batch {self.state.batch_in_epoch}")
+        self.log(f"resumed from {path} ({where}, step {self.state.global_step})")
+
+    # ----------------------------------------------------------------------------- phases
+    def start(self) -> dict:
+        """Run the configured phase; returns its summary (WERs, steps)."""
+        phase = self.cfg["phase"]
+        self.log(f"phase {phase} on {self.device} (world size {self.env.world_size}), "
+                 f"work dir {self.work_dir}")
+        try:
+            if phase == "train":
+                return self.train()
+            if phase == "test":
+                return self.test()
+            return self.features()
+        finally:
+            if self.metrics is not None:
+                self.metrics.close()
+
+    def step_options(self) -> StepOptions:
+        """The training-step settings from the config."""
+        c = self.cfg
+        return StepOptions(device=self.device, amp_dtype=self.amp, grad_accum=int(c["grad_accum"]),
+                           clip_grad_norm=float(c["clip_grad_norm"]),
+                           skip_nonfinite=bool(c["skip_nonfinite"]),
+                           log_interval=int(c["log_interval"]), max_steps=int(c["max_steps"]),
+                           save_steps=int(c["save_steps"]), progress_bar=bool(c["progress_bar"]))
+
+    def train(self) -> dict:
+        """Epochs of training, dev evaluation, checkpoints; then the best model on the test set."""
+        self._pending_rng = None
+        if self.resume_path is not None:
+            self.resume(self.resume_path)
+        train_set = self.build_dataset("train", train=True)
+        dev_set = self.build_dataset("dev", train=False) if "dev" in self.cfg["eval_splits"] else None
+        opts = self.step_options()
+        batch_size = int(self.cfg["batch_size"])
+        per_rank = len(train_set) // self.env.world_size
+        total_batches = per_rank // batch_size
+        if total_batches == 0:
+            raise ConfigError(f"the training split has {len(train_set)} videos: fewer than one batch "
+                              f"of {batch_size} per process; lower batch_size")
+        if self._pending_rng is not None:
+            restore_rng_state(self._pending_rng)  # last: nothing may draw between this and training
+        first = self.state.epoch + 1 if self.state.epoch_complete else self.state.epoch
+        stopped, start_time = False, time.time()
+        for epoch in range(first, int(self.cfg["num_epoch"])):
+            if self.state.epoch != epoch or self.state.epoch_complete:
+                self.state.start_epoch(epoch)
+            loader = self.build_loader(train_set, True, epoch, self.state.batch_in_epoch)
+            lr = current_lr(self.optimizer)
+            epoch_start = time.time()
+            result = seq_train(loader, self.model, self.core, self.optimizer, self.scaler,
+                               self.state, opts, self.env, self.log,
+                               on_checkpoint=lambda: self.save(LAST), total_batches=total_batches)
+            if result.stopped:
+                self.save(LAST)
+                self.log(f"stopped after {self.state.global_step} steps (max_steps); "
+                         f"rerun into {self.work_dir} to continue")
+                stopped = True
+                break
+            self.scheduler.step()
+            self.state.epoch_complete = True
+            row: dict[str, Any] = {"epoch": epoch, "lr": lr, "loss": result.mean_loss,
+                                   **{f"loss_{k}": v for k, v in result.terms.items()},
+                                   "skipped_batches": self.state.epoch_skipped,
+                                   "videos_per_s": result.videos_per_s,
+                                   "epoch_time_s": time.time() - epoch_start}
+            self.log(f"epoch {epoch}: mean loss {result.mean_loss:.4f}, {self.state.epoch_skipped} skipped "
+                     f"batches, {result.videos_per_s:.1f} videos/s, {time.time() - epoch_start:.0f}s")
+            names = [LAST]
+            last_epoch = epoch == int(self.cfg["num_epoch"]) - 1
+            if dev_set is not None and ((epoch + 1) % int(self.cfg["eval_interval"]) == 0 or last_epoch):
+                scores = self.evaluate(dev_set, "dev", f"epoch_{epoch}")
+                if scores is not None:
+                    row.update(dev_wer=scores["lstm"]["wer"], dev_conv_wer=scores["conv"]["wer"])
+                wer = broadcast_object(scores["lstm"]["wer"] if scores else None, self.env)
+                if wer is not None and wer < self.state.best_dev_wer:
+                    self.state.best_dev_wer, self.state.best_epoch = wer, epoch
+                    names.append(BEST)
+                self.log(f"epoch {epoch}: dev WER {wer:.2f}% (best {self.state.best_dev_wer:.2f}% "
+                         f"at epoch {self.state.best_epoch})")
+            if (epoch + 1) % int(self.cfg["save_interval"]) == 0:
+                names.append(f"epoch{epoch:03d}_model.pt")
+            self.save(*names)
+            if self.metrics is not None:
+                self.metrics.append(row)
+                self.metrics.plot()
+        summary: dict[str, Any] = {"global_step": self.state.global_step, "stopped": stopped,
+                                   "best_dev_wer": self.state.best_dev_wer,
+                                   "best_epoch": self.state.best_epoch,
+                                   "skipped_batches": self.state.skipped_batches,
+                                   "train_time_s": time.time() - start_time}
+        self.log(f"training: {self.state.global_step} steps, {self.state.skipped_batches} skipped "
+                 f"batches, {summary['train_time_s']:.0f}s")
+        if not stopped and self.cfg["test_best"] and "test" in self.cfg["eval_splits"]:
+            best = self.work_dir / BEST
+            if best.is_file():
+                self.core.load_state_dict(model_state_from_checkpoint(load_checkpoint(best)))
+                self.log(f"final test of {best} (dev WER {self.state.best_dev_wer:.2f}%)")
+            scores = self.evaluate(self.build_dataset("test", train=False), "test", "test_best")
+            if scores is not None:
+                summary["test_wer"] = scores["lstm"]["wer"]
+                summary["test_conv_wer"] = scores["conv"]["wer"]
+        self._write_summary("train_results.json", summary)
+        return summary
+
+    def evaluate(self, dataset: SeededDataset, split: str, tag: str) -> dict | None:
+        """Decode `split`, write CTMs under <work_dir>/<tag>/, score; rank 0 returns the scores."""
+        loader = self.build_loader(dataset, train=False)
+        hyps = seq_eval(loader, self.core, self.device, self.amp, self.env,
+                        progress_bar=bool(self.cfg["progress_bar"]), desc=f"{split} {tag}")
+        if hyps is None:
+            return None
+        stm = self.paths["evaluation_dir"] / f"{self.paths['evaluation_prefix']}-{split}.stm"
+        scores = score_hypotheses(hyps, stm, self.work_dir / tag, split, self.cfg["dataset"],
+                                  self.cfg["evaluate_tool"])
+        self.log(f"{split} ({tag}): WER {scores['lstm']['wer']:.2f}% (BiLSTM), "
+                 f"{scores['conv']['wer']:.2f}% (temporal stack); "
+                 f"sub {scores['lstm'].get('sub')}, del {scores['lstm'].get('del')}, "
+                 f"ins {scores['lstm'].get('ins')} of {scores['lstm'].get('words')} words")
+        return scores
+
+    def test(self) -> dict:
+        """Dev and test WER of the loaded weights, CTMs and reports under <work_dir>/eval/."""
+        summary: dict[str, Any] = {}
+        for split in self.cfg["eval_splits"]:
+            scores = self.evaluate(self.build_dataset(split, train=False), split, "eval")
+            if scores is not None:
+                summary[f"{split}_wer"] = scores["lstm"]["wer"]
+                summary[f"{split}_conv_wer"] = scores["conv"]["wer"]
+        self._write_summary("test_results.json", summary)
+        return summary
+
+    def features(self) -> dict:
+        """Frame features of every split for the `features` feeder mode."""
+        out = self.paths["features_dir"]
+        counts = {}
+        for split in ("train", "dev", "test"):
+            dataset = self.build_dataset(split, train=False)
+            counts[split] = seq_feature_generation(self.build_loader(dataset, train=False), self.core,
+                                                   self.device, self.amp, out / split, self.env,
+                                                   bool(self.cfg["progress_bar"]))
+            self.log(f"features: {counts[split]} videos of {split} written to {out / split}")
+        return counts
+
+    def _write_summary(self, name: str, summary: Mapping[str, Any]) -> None:
+        """A JSON summary of the phase in the work dir (rank 0)."""
+        if self.env.is_main:
+            clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                     for k, v in summary.items()}
+            (self.work_dir / name).write_text(json.dumps(clean, indent=2) + "\n")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Parse the command line and run the phase."""
+    cfg, args = resolve_config(argv)
+    try:
+        return Processor(cfg, overwrite=args.overwrite).start()
+    finally:
+        shutdown()
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ConfigError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

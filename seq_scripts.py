@@ -1,0 +1,286 @@
+"""The training epoch, the evaluation pass (hypotheses + WER) and frame-feature extraction."""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from utils.device import autocast, to_device
+from utils.distributed import DistEnv, all_gather_objects, any_true
+from utils.optimizer import current_lr
+
+
+@dataclass
+class TrainState:
+    """Progress counters saved in every checkpoint (what an exact resume needs)."""
+
+    epoch: int = 0                 # epoch in progress (0-based)
+    batch_in_epoch: int = 0        # batches of `epoch` already consumed on each process
+    epoch_complete: bool = False   # True once `epoch` finished (resume then starts epoch + 1)
+    global_step: int = 0           # optimizer steps taken
+    best_dev_wer: float = math.inf
+    best_epoch: int = -1
+    skipped_batches: int = 0       # batches dropped for a non-finite loss, over the whole run
+    epoch_loss_sum: float = 0.0    # so that an epoch split by a resume still reports its full mean
+    epoch_loss_count: int = 0
+    epoch_skipped: int = 0
+
+    def start_epoch(self, epoch: int) -> None:
+        """Reset the per-epoch counters for a new epoch."""
+        self.epoch, self.batch_in_epoch, self.epoch_complete = epoch, 0, False
+        self.epoch_loss_sum, self.epoch_loss_count, self.epoch_skipped = 0.0, 0, 0
+
+    def as_dict(self) -> dict:
+        """Plain values for the checkpoint payload."""
+        return asdict(self)
+
+
+@dataclass
+class StepOptions:
+    """How a training step runs."""
+
+    device: torch.device
+    amp_dtype: torch.dtype | None = None
+    grad_accum: int = 1
+    clip_grad_norm: float = 0.0
+    skip_nonfinite: bool = True
+    log_interval: int = 50
+    max_steps: int = 0             # stop after this many optimizer steps (0 = no limit)
+    save_steps: int = 0            # call `on_checkpoint` every N optimizer steps (0 = never)
+    progress_bar: bool = True
+
+
+@dataclass
+class EpochResult:
+    """What one (possibly partial) training epoch produced."""
+
+    mean_loss: float = math.nan    # over the whole epoch, also the part before a resume
+    terms: dict[str, float] = field(default_factory=dict)
+    batches: int = 0
+    skipped: int = 0
+    videos_per_s: float = 0.0
+    stopped: bool = False          # max_steps reached: the caller stops training
+
+
+def fileid_of(info: Any) -> str:
+    """The video id in a feeder's info item ('fileid|...' text or a dict with 'fileid')."""
+    if isinstance(info, Mapping):
+        return str(info.get("fileid", info.get("name", "")))
+    return str(info).split("|")[0]
+
+
+def unpack_batch(batch: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list]:
+    """(video, video_length, labels, label_length, info) from a collated feeder batch."""
+    if len(batch) < 5:
+        raise ValueError(f"a batch must be (video, video_length, labels, label_length, info); "
+                         f"got {len(batch)} items")
+    return batch[0], batch[1], batch[2], batch[3], list(batch[-1])
+
+
+def nonfinite_report(info: list, video_len: torch.Tensor, label_len: torch.Tensor,
+                     feat_len: torch.Tensor | None, loss: torch.Tensor) -> str:
+    """A message naming the videos of a skipped batch and why CTC may have failed on them."""
+    ids = [fileid_of(i) for i in info]
+    parts = [f"loss is {loss.item()} for videos {ids}",
+             f"frames {video_len.tolist()}, glosses {label_len.tolist()}"]
+    if feat_len is not None:
+        feat = feat_len.detach().cpu().tolist()
+        short = [vid for vid, f, g in zip(ids, feat, label_len.tolist()) if f < g]
+        parts.append(f"length after temporal pooling {feat}")
+        if short:
+            parts.append(f"CTC cannot align {short}: the video is shorter than its gloss sequence "
+                         f"after temporal pooling (check frame_interval / the video or drop it)")
+    parts.append("CTC cannot align a video shorter than its gloss sequence after pooling; "
+                 "a learning rate that is too high can also cause it")
+    return "; ".join(parts)
+
+
+def _loss_terms(core: nn.Module, ret: Mapping[str, Any], label: torch.Tensor,
+                label_len: torch.Tensor) -> dict[str, float]:
+    """The model's weighted loss terms as floats, when it exposes them."""
+    terms_fn = getattr(core, "criterion_terms", None)
+    if terms_fn is None:
+        return {}
+    with torch.no_grad():
+        terms = terms_fn(ret, label, label_len)
+    return {k: float(v.detach().float().mean()) for k, v in terms.items()}
+
+
+def seq_train(loader: torch.utils.data.DataLoader, model: nn.Module, core: nn.Module,
+              optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, state: TrainState,
+              opts: StepOptions, env: DistEnv, log: Callable[[str], None],
+              on_checkpoint: Callable[[], None] | None = None,
+              total_batches: int | None = None) -> EpochResult:
+    """Train for the rest of `state.epoch` (from `state.batch_in_epoch`); updates `state` in place.
+
+    `model` may be the DDP wrapper; `core` is the bare model (criterion, parameters).
+    Every process takes the same branches: a non-finite loss anywhere skips the batch everywhere.
+    """
+    model.train()
+    total = total_batches if total_batches is not None else state.batch_in_epoch + len(loader)
+    params = [p for p in core.parameters() if p.requires_grad]
+    result = EpochResult()
+    losses: list[float] = []
+    term_sums: dict[str, float] = {}
+    window_good = 0
+    videos = 0
+    start = time.perf_counter()
+    optimizer.zero_grad(set_to_none=True)
+    bar = tqdm(total=total, initial=state.batch_in_epoch, desc=f"epoch {state.epoch}",
+               disable=not (opts.progress_bar and env.is_main), dynamic_ncols=True, leave=False)
+    for batch in loader:
+        video, video_len, label, label_len, info = unpack_batch(batch)
+        video, video_len, label, label_len = to_device((video, video_len, label, label_len), opts.device)
+        state.batch_in_epoch += 1
+        sync_step = state.batch_in_epoch % opts.grad_accum == 0 or state.batch_in_epoch >= total
+        no_sync = getattr(model, "no_sync", None)
+        ctx = no_sync() if (no_sync is not None and not sync_step) else contextlib.nullcontext()
+        with ctx:
+            with autocast(opts.device, opts.amp_dtype):
+                ret = model(video, video_len, label=label, label_lgt=label_len)
+                loss = core.criterion_calculation(ret, label, label_len)
+            bad = any_true(not bool(torch.isfinite(loss.detach()).all()), env, opts.device)
+            if bad:
+                state.skipped_batches += 1
+                state.epoch_skipped += 1
+                result.skipped += 1
+                message = nonfinite_report(info, video_len, label_len, ret.get("feat_len"), loss)
+                if not opts.skip_nonfinite:
+                    raise FloatingPointError(f"epoch {state.epoch} batch {state.batch_in_epoch}: {message}")
+                log(f"skipped batch {state.batch_in_epoch} of epoch {state.epoch} "
+                    f"(on some process): {message}")
+                if sync_step and window_good and env.distributed and no_sync is not None:
+                    # Gradients accumulated under no_sync still have to be averaged across
+                    # processes: a zero loss through every parameter triggers DDP's all-reduce.
+                    (sum(p.sum() for p in params) * 0.0).backward()
+            else:
+                scaler.scale(loss / opts.grad_accum).backward()
+                window_good += 1
+                losses.append(float(loss.detach()))
+                state.epoch_loss_sum += losses[-1]
+                state.epoch_loss_count += 1
+                for k, v in _loss_terms(core, ret, label, label_len).items():
+                    term_sums[k] = term_sums.get(k, 0.0) + v
+        del ret
+        videos += int(video.shape[0]) * env.world_size
+        if sync_step:
+            if window_good:
+                if opts.clip_grad_norm > 0:
+                    scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(params, opts.clip_grad_norm)
+                scaler.step(optimizer)
+                scaler.update()
+                state.global_step += 1
+            optimizer.zero_grad(set_to_none=True)
+            window_good = 0
+        elapsed = max(time.perf_counter() - start, 1e-9)
+        bar.update(1)
+        if losses:
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", lr=f"{current_lr(optimizer):.2e}",
+                            vid_s=f"{videos / elapsed:.1f}", refresh=False)
+        if opts.log_interval and state.batch_in_epoch % opts.log_interval == 0 and losses:
+            log(f"epoch {state.epoch} batch {state.batch_in_epoch}/{total} loss {losses[-1]:.4f} "
+                f"lr {current_lr(optimizer):.2e} {videos / elapsed:.1f} videos/s")
+        if sync_step:
+            if opts.max_steps and state.global_step >= opts.max_steps:
+                result.stopped = True  # the caller saves the (mid-epoch) checkpoint
+                break
+            if (on_checkpoint is not None and opts.save_steps and state.batch_in_epoch < total
+                    and state.global_step % opts.save_steps == 0):
+                on_checkpoint()
+    bar.close()
+    result.batches = len(losses) + result.skipped
+    result.mean_loss = (state.epoch_loss_sum / state.epoch_loss_count if state.epoch_loss_count
+                        else math.nan)
+    result.terms = {k: v / max(len(losses), 1) for k, v in term_sums.items()}
+    result.videos_per_s = videos / max(time.perf_counter() - start, 1e-9)
+    return result
+
+
+@torch.no_grad()
+def seq_eval(loader: torch.utils.data.DataLoader, core: nn.Module, device: torch.device,
+             amp_dtype: torch.dtype | None, env: DistEnv, progress_bar: bool = True,
+             desc: str = "eval") -> dict[str, dict[str, list[str]]] | None:
+    """Decode a split; rank 0 gets {'lstm': {fileid: glosses}, 'conv': {...}} in dataset order.
+
+    The bare model runs (not the DDP wrapper): evaluation needs no collectives, so shards of
+    different sizes are fine; the hypotheses are gathered once at the end.
+    """
+    core.eval()
+    indices = list(loader.sampler) if loader.sampler is not None else []
+    rows: list[tuple[int, str, list[str], list[str]]] = []
+    pos = 0
+    for batch in tqdm(loader, desc=desc, disable=not (progress_bar and env.is_main), leave=False):
+        video, video_len, label, label_len, info = unpack_batch(batch)
+        video, video_len, label, label_len = to_device((video, video_len, label, label_len), device)
+        with autocast(device, amp_dtype):
+            ret = core(video, video_len, label=label, label_lgt=label_len)
+        lstm, conv = ret.get("recognized_sents"), ret.get("conv_sents")
+        if lstm is None or conv is None:
+            raise RuntimeError("the model returned no 'recognized_sents'/'conv_sents' in eval mode")
+        for b, item in enumerate(info):
+            index = indices[pos] if pos < len(indices) else pos
+            rows.append((index, fileid_of(item), [g for g, _ in lstm[b]], [g for g, _ in conv[b]]))
+            pos += 1
+    gathered = all_gather_objects(rows, env)
+    if not env.is_main:
+        return None
+    merged = sorted((r for part in gathered for r in part), key=lambda r: r[0])
+    return {"lstm": {r[1]: r[2] for r in merged}, "conv": {r[1]: r[3] for r in merged}}
+
+
+def score_hypotheses(hyps: Mapping[str, Mapping[str, Sequence[str]]], stm_path: str | Path,
+                     out_dir: str | Path, split: str, dataset: str, tool: str) -> dict[str, dict]:
+    """Write the CTMs of both outputs and score them; {'lstm': score dict, 'conv': score dict}."""
+    from evaluation.ctm import write_ctm
+    from evaluation.wer import score_files
+
+    stm_path = Path(stm_path)
+    if not stm_path.is_file():
+        raise FileNotFoundError(f"ground truth {stm_path} not found: run the preprocessing "
+                                f"(it writes <dataset>-groundtruth-<split>.stm) or set "
+                                f"dataset_info.evaluation_dir")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    scores = {}
+    for name, suffix in (("lstm", ""), ("conv", "-conv")):
+        ctm = out_dir / f"output-hypothesis-{split}{suffix}.ctm"
+        write_ctm(ctm, hyps[name])
+        scores[name] = score_files(stm_path, ctm, dataset=dataset, tool=tool,
+                                   report_dir=out_dir / f"report-{split}{suffix}")
+    return scores
+
+
+@torch.no_grad()
+def seq_feature_generation(loader: torch.utils.data.DataLoader, core: nn.Module,
+                           device: torch.device, amp_dtype: torch.dtype | None, out_dir: str | Path,
+                           env: DistEnv, progress_bar: bool = True) -> int:
+    """Save `<out_dir>/<fileid>_features.npy` ({'features': (T, D) float32, 'label': [int]}) per video."""
+    core.eval()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = 0
+    for batch in tqdm(loader, desc=f"features {out_dir.name}",
+                      disable=not (progress_bar and env.is_main), leave=False):
+        video, video_len, label, label_len, info = unpack_batch(batch)
+        with autocast(device, amp_dtype):
+            ret = core(to_device(video, device), to_device(video_len, device))
+        feats = ret["framewise_features"].float().cpu()
+        start = 0
+        for b, item in enumerate(info):
+            end = start + int(label_len[b])
+            length = int(video_len[b])
+            payload = {"features": feats[b][:, :length].T.contiguous().numpy().astype(np.float32),
+                       "label": [int(x) for x in label[start:end]]}
+            np.save(out_dir / f"{fileid_of(item)}_features.npy", payload)
+            start = end
+            written += 1
+    return written

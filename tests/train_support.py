@@ -1,0 +1,97 @@
+"""Helpers for the main.py tests: a tiny preprocessed synthetic dataset and a tiny config."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+import yaml
+from torch import nn
+
+from slr_network import SLRModel
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class NoDropoutSLRModel(SLRModel):
+    """SLRModel without the BiLSTM's dropout, so runs with different process counts can match."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for module in self.modules():
+            if isinstance(module, nn.RNNBase):
+                module.dropout = 0.0
+
+
+class NaNOnceSLRModel(SLRModel):
+    """SLRModel whose loss is NaN for the batches listed in `nan_batches` (counted per process)."""
+
+    nan_batches = (1,)
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.calls = 0
+
+    def criterion_calculation(self, ret_dict, label, label_lgt):
+        loss = super().criterion_calculation(ret_dict, label, label_lgt)
+        self.calls += 1
+        if self.calls in self.nan_batches:
+            loss = loss * torch.tensor(float("nan"))
+        return loss
+
+
+def make_tiny_dataset(root: Path) -> dict[str, Path]:
+    """Generate the tiny synthetic PHOENIX-2014 set and preprocess it to 64x64 frames."""
+    raw, pre = root / "raw", root / "pre"
+    subprocess.run([sys.executable, "-m", "dataset.synthetic", "--format", "phoenix2014", "--out",
+                    str(raw), "--size", "tiny", "--seed", "0"], cwd=REPO_ROOT, check=True,
+                   capture_output=True)
+    subprocess.run([sys.executable, "preprocess/dataset_preprocess.py", "--dataset-root", str(raw),
+                    "--output-dir", str(pre), "--output-res", "64x64px", "--process-image"],
+                   cwd=REPO_ROOT, check=True, capture_output=True)
+    return {"raw": raw, "pre": pre}
+
+
+def tiny_config(data: dict[str, Path], work_dir: Path, **overrides) -> dict:
+    """A complete config for a tiny model on the tiny dataset (CPU, no workers, no progress bar)."""
+    cfg = {
+        "base": str(REPO_ROOT / "config" / "baseline.yaml"),
+        "work_dir": str(work_dir),
+        "device": "cpu",
+        "num_epoch": 2,
+        "batch_size": 2,
+        "test_batch_size": 2,
+        "num_worker": 0,
+        "log_interval": 0,
+        "progress_bar": False,
+        "tensorboard": False,
+        "eval_interval": 1,
+        "save_interval": 1,
+        "dataset_info": {"dataset_root": str(data["raw"]),
+                         "dict_path": str(data["pre"] / "gloss_dict.npy")},
+        # Clips shorter than temporal_min_len are resampled to it: every training clip has 16 frames.
+        "feeder_args": {"input_size": 32, "frames_res": "64x64px", "temporal_min_len": 16},
+        "model": "tests.train_support.NoDropoutSLRModel",
+        "decode_mode": "max",
+        "model_args": {"c2d_type": "resnet18", "base_width": 4, "hidden_size": 16, "aux_dim": 8,
+                       "channels_last": False},
+        "optimizer_args": {"base_lr": 0.001, "step": [1]},
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
+            cfg[key] = {**cfg[key], **value}
+        else:
+            cfg[key] = value
+    return cfg
+
+
+def write_config(cfg: dict, path: Path) -> Path:
+    """Write `cfg` as YAML and return its path."""
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def model_state(path: Path) -> dict[str, torch.Tensor]:
+    """The model weights of a checkpoint file."""
+    return torch.load(path, map_location="cpu", weights_only=False)["model_state_dict"]

@@ -1,0 +1,288 @@
+"""Run configuration: defaults < YAML file(s) < command line, with unknown keys rejected by name."""
+from __future__ import annotations
+
+import argparse
+import copy
+import difflib
+import inspect
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import yaml
+
+# Nested sections whose keys are open (validated later against a constructor signature, or free).
+OPEN_SECTIONS = ("model_args", "feeder_args", "loss_weights")
+
+PHASES = ("train", "test", "features")
+AMP_MODES = ("none", "fp16", "bf16")
+LOSS_NAMES = ("SeqCTC", "ConvCTC", "Dist", "Cu", "Cp")
+
+
+def default_config() -> dict:
+    """The defaults every key falls back to (the original's parser defaults, plus the new options)."""
+    return {
+        "work_dir": "./work_dir/baseline/",
+        "phase": "train",
+        "device": "auto",
+        "random_fix": True,
+        "random_seed": 0,
+        "deterministic": False,
+        "save_interval": 5,
+        "eval_interval": 1,
+        "print_log": True,
+        "log_interval": 50,
+        "progress_bar": True,
+        "tensorboard": True,
+        "evaluate_tool": "python",
+        "feeder": "dataset.feeder.BaseFeeder",
+        "dataset": "phoenix2014",
+        "dataset_info": {
+            "dataset_root": "./dataset/phoenix2014/phoenix-2014-multisigner",
+            "dict_path": "./preprocess/phoenix2014/gloss_dict.npy",
+            "info_dir": None,          # where {split}_info.npy live; None = folder of dict_path
+            "frames_dir": None,        # resized frames; None = the feeder's default
+            "features_dir": None,      # datatype 'features': None = <work_dir>/features
+            "evaluation_dir": None,    # where the ground-truth STMs live; None = info_dir
+            "evaluation_prefix": None,  # None = '<dataset>-groundtruth'
+        },
+        "num_worker": 4,
+        "feeder_args": {
+            "datatype": "video",
+            "num_gloss": -1,
+            "drop_ratio": 1.0,
+            "frame_interval": 1,
+            "image_scale": 1.0,
+            "input_size": 224,
+        },
+        "model": "slr_network.SLRModel",
+        "model_args": {
+            "c2d_type": "resnet34",
+            "conv_type": 2,
+            "use_bn": 1,
+            "share_classifier": True,
+            "weight_norm": True,
+        },
+        "decode_mode": "beam",
+        "beam_width": 10,
+        "load_weights": None,
+        "load_checkpoints": None,
+        "ignore_weights": [],
+        "batch_size": 2,
+        "test_batch_size": 2,
+        "loss_weights": {"SeqCTC": 1.0},
+        "optimizer_args": {
+            "optimizer": "Adam",
+            "base_lr": 1e-4,
+            "step": [40, 60, 80],
+            "gamma": 0.2,
+            "learning_ratio": 1.0,
+            "weight_decay": 1e-4,
+            "momentum": 0.9,
+            "nesterov": False,
+            "start_epoch": 0,
+            "scheduler": "multistep",
+            "warmup_epochs": 0,
+        },
+        "num_epoch": 100,
+        "amp": "none",
+        "grad_accum": 1,
+        "clip_grad_norm": 0.0,
+        "sync_bn": False,
+        "find_unused_parameters": True,   # the published network has unused layers (csa.conv1)
+        "dist_backend": "auto",
+        "save_steps": 0,
+        "max_steps": 0,
+        "skip_nonfinite": True,
+        "eval_splits": ["dev", "test"],
+        "test_best": True,
+    }
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with the key (and file) it comes from."""
+
+
+def closest_key(key: str, valid: Iterable[str]) -> str:
+    """A hint naming the valid key closest to `key`, or an empty string."""
+    match = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
+    return f"; did you mean '{match[0]}'?" if match else ""
+
+
+def merge_config(base: dict, override: Mapping[str, Any], source: str, path: str = "",
+                 strict: bool = True) -> dict:
+    """Recursively merge `override` into a copy of `base`; unknown keys raise a ConfigError."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        full = f"{path}{key}"
+        if not isinstance(key, str):
+            raise ConfigError(f"{source}: key {full!r} is not a string")
+        if strict and key not in out and path.rstrip(".") not in OPEN_SECTIONS:
+            raise ConfigError(f"{source}: unknown key '{full}'{closest_key(key, out)}")
+        if isinstance(out.get(key), dict) and isinstance(value, Mapping) and key not in OPEN_SECTIONS:
+            out[key] = merge_config(out[key], value, source, f"{full}.", strict)
+        elif isinstance(out.get(key), dict) and isinstance(value, Mapping):
+            out[key] = {**out[key], **copy.deepcopy(dict(value))}
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_yaml(path: str | Path, seen: tuple[Path, ...] = ()) -> dict:
+    """Read a config file; a top-level `base:` names a file (relative to this one) it extends."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path} (pass --config config/<name>.yaml)")
+    if path.resolve() in seen:
+        raise ConfigError(f"{path}: circular 'base:' chain {[str(p) for p in seen]}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    parent = load_yaml(path.parent / base, seen + (path.resolve(),))
+    return merge_config(parent, data, str(path), strict=False)
+
+
+def parse_set_item(item: str) -> tuple[list[str], Any]:
+    """Split `a.b=value` into (['a', 'b'], value parsed as YAML)."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set optimizer_args.base_lr=1e-3")
+    key, raw = item.split("=", 1)
+    if not key.strip():
+        raise ConfigError(f"--set {item!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def nest(keys: Sequence[str], value: Any) -> dict:
+    """{'a': {'b': value}} from ['a', 'b']."""
+    out: Any = value
+    for key in reversed(keys):
+        out = {key: out}
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line options; every default is None so that only what was typed overrides."""
+    p = argparse.ArgumentParser(
+        description="STFNet continuous sign language recognition: train, test, extract features.",
+        argument_default=None)
+
+    def add(name: str, **kw: Any) -> None:
+        flags = [f"--{name}"] + ([f"--{name.replace('-', '_')}"] if "-" in name else [])
+        p.add_argument(*flags, **kw)
+
+    add("config", help="YAML config file (e.g. config/phoenix2014.yaml)")
+    add("work-dir", help="folder for checkpoints, logs, hypotheses; reused (resumed) if it exists")
+    add("phase", choices=PHASES, help="train, test or features")
+    add("device", help="'cpu', a GPU index '0', or '0,1' with torchrun; 'auto' = GPU 0 if present")
+    add("dataset", help="phoenix2014, phoenix2014-T or CSL-Daily")
+    add("load-weights", help="initialise the model from a checkpoint (ours or published)")
+    add("load-checkpoints", help="resume training from a checkpoint of this project")
+    add("batch-size", type=int)
+    add("test-batch-size", type=int)
+    add("num-epoch", type=int)
+    add("num-worker", type=int)
+    add("random-seed", type=int)
+    add("eval-interval", type=int, help="evaluate on dev every N epochs")
+    add("save-interval", type=int, help="keep a checkpoint every N epochs")
+    add("log-interval", type=int, help="log every N batches")
+    add("evaluate-tool", choices=("python", "sclite"))
+    add("decode-mode", choices=("beam", "max"))
+    add("amp", choices=AMP_MODES, help="mixed precision: fp16 (CUDA, grad scaler) or bf16")
+    add("grad-accum", type=int, help="accumulate gradients over N batches per optimizer step")
+    add("clip-grad-norm", type=float, help="clip the gradient norm to this value (0 = off)")
+    add("max-steps", type=int, help="stop after this many optimizer steps (0 = no limit)")
+    p.add_argument("--sync-bn", "--sync_bn", action="store_true", default=None,
+                   help="synchronise BatchNorm statistics across processes (DDP)")
+    p.add_argument("--overwrite", action="store_true", default=False,
+                   help="delete an existing --work-dir instead of resuming in it")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any (nested) key, e.g. --set optimizer_args.base_lr=1e-3")
+    return p
+
+
+def cli_overrides(args: argparse.Namespace) -> dict:
+    """The config keys given on the command line (dashes become underscores)."""
+    skip = {"config", "overwrite", "set"}
+    return {k: v for k, v in vars(args).items() if k not in skip and v is not None}
+
+
+def check_types(cfg: Mapping[str, Any], defaults: Mapping[str, Any], path: str = "") -> None:
+    """Reject a value whose type cannot stand for its default's (e.g. a list where a number goes)."""
+    for key, default in defaults.items():
+        if key not in cfg or default is None or cfg[key] is None:
+            continue
+        value, full = cfg[key], f"{path}{key}"
+        if isinstance(default, dict):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"key '{full}' must be a mapping, got {value!r}")
+            if key not in OPEN_SECTIONS:
+                check_types(value, default, f"{full}.")
+            continue
+        ok = (isinstance(value, bool) if isinstance(default, bool)
+              else isinstance(value, (int, float)) and not isinstance(value, bool)
+              if isinstance(default, float)
+              else isinstance(value, int) and not isinstance(value, bool) if isinstance(default, int)
+              else isinstance(value, type(default)))
+        if not ok:
+            raise ConfigError(f"key '{full}' expects a {type(default).__name__}, got {value!r}")
+
+
+def validate(cfg: Mapping[str, Any]) -> None:
+    """Value checks that do not need any other module."""
+    if cfg["phase"] not in PHASES:
+        raise ConfigError(f"key 'phase' must be one of {PHASES}, got {cfg['phase']!r}")
+    if cfg["amp"] not in AMP_MODES:
+        raise ConfigError(f"key 'amp' must be one of {AMP_MODES}, got {cfg['amp']!r}")
+    for name in cfg["loss_weights"]:
+        if name not in LOSS_NAMES:
+            raise ConfigError(f"unknown key 'loss_weights.{name}'{closest_key(name, LOSS_NAMES)} "
+                              f"(valid: {', '.join(LOSS_NAMES)})")
+    for key in ("batch_size", "test_batch_size", "grad_accum", "eval_interval", "save_interval",
+                "num_epoch"):
+        if int(cfg[key]) < 1 and not (key == "num_epoch" and cfg[key] == 0):
+            raise ConfigError(f"key '{key}' must be >= 1, got {cfg[key]!r}")
+    if cfg["phase"] == "test" and not (cfg["load_weights"] or cfg["load_checkpoints"]):
+        raise ConfigError("phase 'test' needs a model: pass --load-weights PATH.pt "
+                          "(or --load-checkpoints PATH.pt)")
+
+
+def resolve_config(argv: Sequence[str] | None = None) -> tuple[dict, argparse.Namespace]:
+    """Parse the command line and return (resolved config, parsed args)."""
+    args = build_parser().parse_args(argv)
+    cfg = default_config()
+    if args.config:
+        cfg = merge_config(cfg, load_yaml(args.config), str(args.config))
+    cfg = merge_config(cfg, cli_overrides(args), "command line")
+    for item in args.set:
+        keys, value = parse_set_item(item)
+        cfg = merge_config(cfg, nest(keys, value), f"--set {item}")
+    if isinstance(cfg["device"], int) and not isinstance(cfg["device"], bool):
+        cfg["device"] = str(cfg["device"])  # YAML reads `device: 0` as a number
+    check_types(cfg, default_config())
+    validate(cfg)
+    return cfg, args
+
+
+def check_kwargs(fn: Callable, kwargs: Mapping[str, Any], section: str) -> None:
+    """Fail on a key that `fn` does not accept (unless it takes **kwargs), naming the closest."""
+    params = inspect.signature(fn).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    for key in kwargs:
+        if key not in params:
+            raise ConfigError(f"unknown key '{section}.{key}'{closest_key(key, params)} "
+                              f"({getattr(fn, '__qualname__', fn)} does not take it)")
+
+
+def save_config(cfg: Mapping[str, Any], path: str | Path) -> None:
+    """Write the resolved config as YAML (what the run actually used)."""
+    Path(path).write_text(yaml.safe_dump(dict(cfg), sort_keys=False))

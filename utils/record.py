@@ -1,0 +1,142 @@
+"""Run records: a plain-text log, per-epoch metrics.csv (+ TensorBoard when installed), curves.png."""
+from __future__ import annotations
+
+import csv
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+
+class RunLog:
+    """Timestamped messages to stdout and `<work_dir>/log.txt`; silent on non-main processes."""
+
+    def __init__(self, work_dir: str | Path | None, enabled: bool = True, echo: bool = True) -> None:
+        self.path = Path(work_dir) / "log.txt" if (work_dir is not None and enabled) else None
+        self.enabled = enabled
+        self.echo = echo
+
+    def __call__(self, message: str) -> None:
+        """Log one message (several lines allowed)."""
+        if not self.enabled:
+            return
+        stamp = time.strftime("[%Y-%m-%d %H:%M:%S]")
+        text = f"{stamp} {message}"
+        if self.echo:
+            print(text, file=sys.stdout, flush=True)
+        if self.path is not None:
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(text + "\n")
+
+
+class MetricsLog:
+    """One row per epoch in `metrics.csv` (a re-run epoch replaces its row) and TensorBoard scalars."""
+
+    def __init__(self, work_dir: str | Path, tensorboard: bool = True) -> None:
+        self.csv_path = Path(work_dir) / "metrics.csv"
+        self.png_path = Path(work_dir) / "curves.png"
+        self.writer = _tensorboard_writer(Path(work_dir) / "tensorboard") if tensorboard else None
+
+    def append(self, row: Mapping[str, Any]) -> None:
+        """Add (or replace, by epoch) a row; new columns widen the file."""
+        rows = [r for r in read_metrics(self.csv_path) if str(r.get("epoch")) != str(row.get("epoch"))]
+        rows.append({k: _fmt(v) for k, v in row.items()})
+        rows.sort(key=lambda r: float(r.get("epoch", 0)))
+        columns: list[str] = []
+        for r in rows:
+            columns += [k for k in r if k not in columns]
+        tmp = self.csv_path.with_suffix(".csv.tmp")
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+        tmp.replace(self.csv_path)
+        if self.writer is not None:
+            step = int(row.get("epoch", 0))
+            for key, value in row.items():
+                if isinstance(value, (int, float)) and key != "epoch" and math.isfinite(float(value)):
+                    self.writer.add_scalar(key, value, step)
+            self.writer.flush()
+
+    def plot(self) -> None:
+        """Redraw curves.png from metrics.csv."""
+        plot_curves(self.csv_path, self.png_path)
+
+    def close(self) -> None:
+        """Close the TensorBoard writer."""
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _fmt(value: Any) -> Any:
+    """Floats to a compact but lossless-enough text."""
+    return f"{value:.6g}" if isinstance(value, float) else value
+
+
+def _tensorboard_writer(log_dir: Path) -> Any:
+    """A SummaryWriter when tensorboard is importable, else None (it is optional)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except Exception:  # ImportError, or tensorboard's own import errors
+        return None
+    return SummaryWriter(log_dir=str(log_dir))
+
+
+def read_metrics(path: str | Path) -> list[dict[str, str]]:
+    """Rows of a metrics.csv ([] when absent)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _column(rows: list[dict[str, str]], key: str) -> tuple[list[float], list[float]]:
+    """(epochs, values) of the rows where `key` has a number."""
+    xs, ys = [], []
+    for r in rows:
+        try:
+            x, y = float(r["epoch"]), float(r.get(key) or "nan")
+        except (KeyError, ValueError):
+            continue
+        if math.isfinite(y):
+            xs.append(x)
+            ys.append(y)
+    return xs, ys
+
+
+def plot_curves(csv_path: str | Path, png_path: str | Path) -> None:
+    """Two panels: training losses, and dev WERs (BiLSTM and temporal-stack outputs)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_metrics(csv_path)
+    if not rows:
+        return
+    fig, (ax_loss, ax_wer) = plt.subplots(1, 2, figsize=(11, 4))
+    for key in rows[0].keys():
+        if key.startswith("loss"):
+            xs, ys = _column(rows, key)
+            if xs:
+                ax_loss.plot(xs, ys, marker=".", label=key)
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("training loss")
+    ax_loss.set_yscale("symlog")
+    for key in [k for k in rows[-1].keys() if k.endswith("wer")]:
+        xs, ys = _column(rows, key)
+        if xs:
+            ax_wer.plot(xs, ys, marker="o", label=key)
+    ax_wer.set_xlabel("epoch")
+    ax_wer.set_ylabel("WER (%)")
+    for ax in (ax_loss, ax_wer):
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = Path(png_path).with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    tmp.replace(png_path)
