@@ -11,11 +11,11 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from utils.device import autocast, to_device
 from utils.distributed import DistEnv, all_gather_objects, any_true
 from utils.optimizer import current_lr
+from utils.record import progress
 
 
 @dataclass
@@ -134,7 +134,7 @@ def seq_train(loader: torch.utils.data.DataLoader, model: nn.Module, core: nn.Mo
     videos = 0
     start = time.perf_counter()
     optimizer.zero_grad(set_to_none=True)
-    bar = tqdm(total=total, initial=state.batch_in_epoch, desc=f"epoch {state.epoch}",
+    bar = progress(total=total, initial=state.batch_in_epoch, desc=f"epoch {state.epoch}",
                disable=not (opts.progress_bar and env.is_main), dynamic_ncols=True, leave=False)
     for batch in loader:
         video, video_len, label, label_len, info = unpack_batch(batch)
@@ -218,7 +218,7 @@ def seq_eval(loader: torch.utils.data.DataLoader, core: nn.Module, device: torch
     indices = list(loader.sampler) if loader.sampler is not None else []
     rows: list[tuple[int, str, list[str], list[str]]] = []
     pos = 0
-    for batch in tqdm(loader, desc=desc, disable=not (progress_bar and env.is_main), leave=False):
+    for batch in progress(loader, desc=desc, disable=not (progress_bar and env.is_main), leave=False):
         video, video_len, label, label_len, info = unpack_batch(batch)
         video, video_len, label, label_len = to_device((video, video_len, label, label_len), device)
         with autocast(device, amp_dtype):
@@ -268,7 +268,7 @@ def seq_feature_generation(loader: torch.utils.data.DataLoader, core: nn.Module,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = 0
-    for batch in tqdm(loader, desc=f"features {out_dir.name}",
+    for batch in progress(loader, desc=f"features {out_dir.name}",
                       disable=not (progress_bar and env.is_main), leave=False):
         video, video_len, label, label_len, info = unpack_batch(batch)
         with autocast(device, amp_dtype):

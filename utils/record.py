@@ -140,3 +140,11 @@ def plot_curves(csv_path: str | Path, png_path: str | Path) -> None:
     fig.savefig(tmp, dpi=90)
     plt.close(fig)
     tmp.replace(png_path)
+
+
+def progress(iterable: Any = None, **kwargs: Any) -> Any:
+    """A tqdm bar that redraws at most every 30 s when stderr is no terminal, so logs stay readable."""
+    from tqdm import tqdm
+
+    kwargs.setdefault("mininterval", 0.1 if sys.stderr.isatty() else 30.0)
+    return tqdm(iterable, **kwargs)
