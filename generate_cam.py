@@ -21,8 +21,9 @@ import torch
 
 from utils.decode import Decode
 from utils.gradcam import GradCAM, contact_sheet, normalise_maps, overlay_heatmap, upsample_maps
+from utils.device import select_device
 from utils.inference import (LoadedModel, PreparedInput, Recognition, add_model_arguments,
-                             align_sentence, device_from_arg, load_from_args, prepare_input,
+                             align_sentence, load_from_args, prepare_input,
                              steps_to_frames)
 from utils.video_io import check_source, load_frames
 
@@ -156,7 +157,7 @@ def gloss_cams(loaded: LoadedModel, prepared: PreparedInput, layer: str, gloss_s
 def generate(args: argparse.Namespace) -> list[dict]:
     """Compute and write the maps of the chosen glosses; returns what was written."""
     check_source(args.video_path)  # a typo in the path fails before the model loads
-    device = device_from_arg(args.device)
+    device = select_device(args.device)
     loaded = load_from_args(args)
     clip = load_frames(args.video_path, max_frames=args.max_frames_num, size=loaded.frame_size)
     prepared = prepare_input(clip.frames, loaded.model.kernel_sizes, loaded.input_size,

@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
 import torch
 from torch import nn
 
+from dataset.vocabulary import load_gloss_dict
 from seq_scripts import (StepOptions, TrainState, score_hypotheses, seq_eval,
                          seq_feature_generation, seq_train)
 from utils.checkpoint import load_checkpoint, model_state_from_checkpoint, save_checkpoint
@@ -64,19 +64,6 @@ def copy_atomic(src: Path, dst: Path) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
-
-
-def load_gloss_dict(path: str | Path) -> dict:
-    """The vocabulary written by the preprocessing (gloss -> [index, count])."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"gloss dictionary {path} not found (key dataset_info.dict_path): "
-                                f"run the preprocessing first, e.g. `python preprocess/"
-                                f"dataset_preprocess.py --dataset-root ...`")
-    gloss_dict = np.load(path, allow_pickle=True).item()
-    if not isinstance(gloss_dict, dict) or not gloss_dict:
-        raise ValueError(f"{path}: expected a non-empty dict gloss -> [index, count]")
-    return gloss_dict
 
 
 def dataset_paths(cfg: Mapping[str, Any], work_dir: Path) -> dict[str, Path]:
@@ -149,7 +136,7 @@ class Processor:
         self.log = RunLog(self.work_dir, enabled=self.env.is_main and cfg["print_log"])
         self.amp = amp_dtype(cfg["amp"], self.device)
         self.paths = dataset_paths(cfg, self.work_dir)
-        self.gloss_dict = load_gloss_dict(self.paths["dict_path"])
+        self.gloss_dict = load_gloss_dict(self.paths["dict_path"], hint="set dataset_info.dict_path")
         self.resume_path = self._resume_path()
         if self.env.is_main:
             self._save_config()

@@ -11,7 +11,8 @@ import sys
 import torch
 
 from utils.decode import Decode
-from utils.inference import (add_model_arguments, align_sentence, describe, device_from_arg,
+from utils.device import select_device
+from utils.inference import (add_model_arguments, align_sentence, describe,
                              load_from_args, prepare_input)
 from utils.video_io import check_source, load_frames
 
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
 def recognise(args: argparse.Namespace) -> dict:
     """Run the model on the video and return the result as a JSON-ready dict."""
     check_source(args.video_path)  # a typo in the path fails before the model loads
-    device = device_from_arg(args.device)
+    device = select_device(args.device)
     loaded = load_from_args(args)
     clip = load_frames(args.video_path, max_frames=args.max_frames_num, size=loaded.frame_size)
     prepared = prepare_input(clip.frames, loaded.model.kernel_sizes, loaded.input_size,

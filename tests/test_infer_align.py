@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from utils.inference import (CheckpointMismatchError, check_vocabulary, classifier_num_classes,
-                             forced_align, gloss_step_spans, parse_device, parse_resolution,
-                             steps_to_frames)
+                             forced_align, gloss_step_spans, parse_resolution, steps_to_frames)
+from utils.device import select_device
 
 
 def _collapse(path: tuple[int, ...], blank: int = 0) -> list[int]:
@@ -53,12 +53,12 @@ def test_options():
     assert parse_resolution("256x256px") == (256, 256) and parse_resolution("210x260") == (210, 260)
     with pytest.raises(ValueError, match="WIDTHxHEIGHT"):
         parse_resolution("big")
-    assert parse_device("cpu") == torch.device("cpu")
+    assert select_device("cpu") == torch.device("cpu")
     with pytest.raises(ValueError, match="--device"):
-        parse_device("gpu")
+        select_device("gpu")
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="CUDA is not available"):
-            parse_device("0")
+            select_device("0")
 
 
 def test_classifier_classes_and_vocabulary_check():

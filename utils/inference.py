@@ -4,7 +4,6 @@ and the CTC alignment that maps each recognised gloss back to the input frames.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -13,7 +12,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from dataset.vocabulary import check_gloss_dict, load_gloss_dict
+from preprocess.common import parse_resolution
 from utils.checkpoint import load_checkpoint, model_state_from_checkpoint
+from utils.device import select_device
 
 LANGUAGE_DATASETS = {"phoenix": "phoenix2014", "phoenix2014": "phoenix2014",
                      "phoenix2014-T": "phoenix2014-T", "csl-daily": "CSL-Daily", "csl": "CSL-Daily"}
@@ -61,24 +63,6 @@ class LoadedModel:
     source: dict = field(default_factory=dict)  # where architecture / vocabulary came from
 
 
-def parse_device(spec: str | int) -> torch.device:
-    """'cpu', a GPU index ('0') or 'cuda:N' -> torch.device, with an error when CUDA is absent."""
-    spec = str(spec).strip().lower()
-    if spec == "cpu":
-        return torch.device("cpu")
-    index = spec.split(":", 1)[1] if spec.startswith("cuda") and ":" in spec else spec
-    if spec == "cuda":
-        index = "0"
-    if not index.isdigit():
-        raise ValueError(f"--device {spec!r}: use 'cpu' or a GPU index such as 0")
-    if not torch.cuda.is_available():
-        raise RuntimeError(f"--device {spec} asks for a GPU but CUDA is not available in this "
-                           f"PyTorch build / machine; use --device cpu")
-    if int(index) >= torch.cuda.device_count():
-        raise RuntimeError(f"--device {spec}: only {torch.cuda.device_count()} GPU(s) visible")
-    return torch.device(f"cuda:{index}")
-
-
 def default_dict_path(language: str) -> Path:
     """Where preprocessing writes the gloss dictionary of the dataset behind `language`."""
     try:
@@ -87,30 +71,6 @@ def default_dict_path(language: str) -> Path:
         raise ValueError(f"unknown language {language!r}; use one of "
                          f"{sorted(set(LANGUAGE_DATASETS))}") from None
     return Path("preprocess") / dataset / "gloss_dict.npy"
-
-
-def load_gloss_dict(path: str | os.PathLike) -> dict:
-    """Read gloss_dict.npy (gloss -> [index, count]) with errors naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"gloss dictionary not found: {path}; pass --dict_path "
-                                f"preprocess/<dataset>/gloss_dict.npy (written by preprocess/)")
-    try:
-        value = np.load(path, allow_pickle=True).item()
-    except Exception as exc:
-        raise ValueError(f"cannot read gloss dictionary {path}: {exc}") from exc
-    return check_gloss_dict(value, str(path))
-
-
-def check_gloss_dict(gloss_dict: Any, source: str) -> dict:
-    """Validate gloss -> [index >= 1, count] with unique indices 1..N."""
-    if not isinstance(gloss_dict, Mapping) or not gloss_dict:
-        raise ValueError(f"{source}: expected a non-empty dict gloss -> [index, count]")
-    indices = sorted(int(v[0]) for v in gloss_dict.values())
-    if indices != list(range(1, len(indices) + 1)):
-        raise ValueError(f"{source}: gloss indices must be 1..{len(indices)} without gaps "
-                         f"(0 is the CTC blank); rebuild it with preprocess/")
-    return dict(gloss_dict)
 
 
 def classifier_num_classes(state: Mapping[str, Tensor], hidden_size: int) -> int | None:
@@ -146,7 +106,7 @@ def resolve_vocabulary(ckpt: Mapping[str, Any], ckpt_path: str, dict_path: str |
                        language: str) -> tuple[dict, str]:
     """(gloss_dict, where it came from): --dict_path, else the checkpoint's, else preprocess/."""
     if dict_path is not None:
-        return load_gloss_dict(dict_path), str(dict_path)
+        return load_gloss_dict(dict_path, hint="check --dict_path"), str(dict_path)
     if isinstance(ckpt.get("gloss_dict"), Mapping):
         source = f"{ckpt_path}['gloss_dict']"
         return check_gloss_dict(ckpt["gloss_dict"], source), source
@@ -228,14 +188,6 @@ def build_model(ckpt_path: str | os.PathLike, device: torch.device, *, dict_path
         search_mode=str(_first(search_mode, saved_mode, config.get("decode_mode"), "beam")),
         beam_width=int(_first(beam_width, saved_width, config.get("beam_width"), 10)),
         source={"vocabulary": vocab_source, "architecture": arch_source})
-
-
-def parse_resolution(text: str) -> tuple[int, int]:
-    """'256x256px' / '210x260' -> (width, height), the preprocessing's naming of frame folders."""
-    match = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*(px)?\s*", str(text))
-    if not match:
-        raise ValueError(f"frame resolution {text!r}: expected WIDTHxHEIGHT such as 256x256px")
-    return int(match.group(1)), int(match.group(2))
 
 
 def _head(items: list[str], count: int = 5) -> str:
@@ -459,16 +411,9 @@ def arch_from_args(args) -> ArchOptions:
                        base_width=args.base_width, aux_dim=args.aux_dim)
 
 
-def device_from_arg(spec: str) -> torch.device:
-    """'auto' -> first GPU when there is one, else CPU; otherwise parse_device."""
-    if str(spec).lower() == "auto":
-        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
-    return parse_device(spec)
-
-
 def load_from_args(args) -> LoadedModel:
     """build_model with the options of add_model_arguments."""
-    return build_model(args.model_path, device_from_arg(args.device), dict_path=args.dict_path,
+    return build_model(args.model_path, select_device(args.device), dict_path=args.dict_path,
                        language=args.language, arch=arch_from_args(args),
                        input_size=args.input_size, image_scale=args.image_scale,
                        frames_res=args.frames_res, search_mode=args.search_mode,
