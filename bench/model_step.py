@@ -47,15 +47,19 @@ def parse_args() -> argparse.Namespace:
                         help="memory format of our path (auto = the model default, on)")
     parser.add_argument("--breakdown", action="store_true",
                         help="also time backbone + branch alone (the part the formulations differ in)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (both models run there)")
     parser.add_argument("--bf16", action="store_true",
                         help="extra line: both models under CPU bf16 autocast")
     return parser.parse_args()
 
 
-def timed(fn: Callable[[], None]) -> tuple[float, float]:
-    """(wall, process CPU) seconds of one call."""
+def timed(fn: Callable[[], None], device: torch.device) -> tuple[float, float]:
+    """(wall, process CPU) seconds of one call; on CUDA the queued kernels are waited for."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
     wall, cpu = time.perf_counter(), time.process_time()
     fn()
+    sync()
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
@@ -64,7 +68,7 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: 
     """One forward/backward/Adam step."""
     x, len_x, label, label_lgt = batch
     optimizer.zero_grad(set_to_none=True)
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
         loss = model.criterion_calculation(model(x, len_x), label, label_lgt)
     loss.backward()
     optimizer.step()
@@ -78,8 +82,8 @@ def backbone_step(model: torch.nn.Module, x: torch.Tensor) -> None:
     (framewise.mean() + sum(a.mean() for a in aux)).backward()
 
 
-def alternate(calls: dict[str, Callable[[], None]], warmup: int,
-              steps: int) -> dict[str, list[tuple[float, float]]]:
+def alternate(calls: dict[str, Callable[[], None]], warmup: int, steps: int,
+              device: torch.device) -> dict[str, list[tuple[float, float]]]:
     """Warm up, then time the calls in turn (A, B, A, B, ...); (wall, CPU) per call."""
     for _ in range(warmup):  # allocator, oneDNN primitive caches
         for fn in calls.values():
@@ -89,7 +93,7 @@ def alternate(calls: dict[str, Callable[[], None]], warmup: int,
         # Swap the order every step so that neither formulation always runs second.
         order = list(calls) if step % 2 == 0 else list(reversed(calls))
         for name in order:
-            times[name].append(timed(calls[name]))
+            times[name].append(timed(calls[name], device))
     return times
 
 
@@ -123,18 +127,20 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    device = torch.device(args.device)
     channels_last = {"auto": None, "on": True, "off": False}[args.channels_last]
     fast = SLRModel(args.classes, args.arch, 2, loss_weights=LOSS_WEIGHTS,
                     channels_last=channels_last).train()
     reference = conv3d_reference(fast).train()
-    x = torch.rand(args.batch, args.frames, 3, args.size, args.size) * 2 - 1
+    fast, reference = fast.to(device), reference.to(device)
+    x = (torch.rand(args.batch, args.frames, 3, args.size, args.size) * 2 - 1).to(device)
     len_x = torch.full((args.batch,), args.frames)
-    label = torch.randint(1, args.classes, (2 * args.batch,))
-    batch = (x, len_x, label, torch.full((args.batch,), 2, dtype=torch.long))
+    label = torch.randint(1, args.classes, (2 * args.batch,)).to(device)
+    batch = (x, len_x, label, torch.full((args.batch,), 2, dtype=torch.long).to(device))
     models = {FAST: fast, REFERENCE: reference}
     optimizers = {name: torch.optim.Adam(m.parameters(), lr=1e-4) for name, m in models.items()}
     print(f"{args.arch}, B={args.batch}, T={args.frames}, {args.size}x{args.size}, "
-          f"{args.classes} classes, {torch.get_num_threads()} thread(s), "
+          f"{args.classes} classes, {device}, {torch.get_num_threads()} CPU thread(s), "
           f"channels_last={args.channels_last}, {args.warmup} warm-up + {args.steps} timed steps "
           f"each (alternating), torch {torch.__version__}")
     start = time.perf_counter()
@@ -143,14 +149,14 @@ def main() -> None:
         return {name: (lambda n=name: train_step(models[n], optimizers[n], batch, bf16))
                 for name in models}
 
-    report("training step, fp32 (headline):", alternate(steps(False), args.warmup, args.steps))
+    report("training step, fp32 (headline):", alternate(steps(False), args.warmup, args.steps, device))
     if args.breakdown:
         calls = {name: (lambda m=m: backbone_step(m, x)) for name, m in models.items()}
         report("backbone + branch only, forward + backward, fp32:",
-               alternate(calls, args.warmup, args.steps))
+               alternate(calls, args.warmup, args.steps, device))
     if args.bf16:
         report("training step, both under bf16 autocast (extra, not the headline):",
-               alternate(steps(True), args.warmup, args.steps))
+               alternate(steps(True), args.warmup, args.steps, device))
     print(f"bench time {time.perf_counter() - start:.0f} s")
 
 
