@@ -42,3 +42,7 @@ demo: $(STAMP)
 	@echo "== test split, best checkpoint (BiLSTM output), scored by evaluation.wer:"
 	$(PY) -m evaluation.wer $(DEMO_DIR)/preprocess/phoenix2014-groundtruth-test.stm \
 		$(DEMO_WORK)/test_best/output-hypothesis-test.ctm
+
+# Removes what `make demo` wrote (data, preprocessing outputs, run directory); keeps the venv.
+clean-demo:
+	rm -rf $(DEMO_DIR) $(DEMO_WORK)
