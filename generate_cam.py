@@ -21,11 +21,8 @@ import torch
 
 from utils.decode import Decode
 from utils.gradcam import GradCAM, contact_sheet, normalise_maps, overlay_heatmap, upsample_maps
-from utils.device import select_device
 from utils.inference import (LoadedModel, PreparedInput, Recognition, add_model_arguments,
-                             align_sentence, load_from_args, prepare_input,
-                             steps_to_frames)
-from utils.video_io import check_source, load_frames
+                             align_sentence, load_model_and_video, steps_to_frames)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -156,12 +153,7 @@ def gloss_cams(loaded: LoadedModel, prepared: PreparedInput, layer: str, gloss_s
 
 def generate(args: argparse.Namespace) -> list[dict]:
     """Compute and write the maps of the chosen glosses; returns what was written."""
-    check_source(args.video_path)  # a typo in the path fails before the model loads
-    device = select_device(args.device)
-    loaded = load_from_args(args)
-    clip = load_frames(args.video_path, max_frames=args.max_frames_num, size=loaded.frame_size)
-    prepared = prepare_input(clip.frames, loaded.model.kernel_sizes, loaded.input_size,
-                             loaded.image_scale)
+    loaded, _clip, prepared, device = load_model_and_video(args)
     rec, maps = gloss_cams(loaded, prepared, args.layer, args.gloss, loaded.search_mode,
                            loaded.beam_width, device)
     frames = input_frames_rgb(prepared)

@@ -20,7 +20,8 @@ from torch import nn
 from dataset.vocabulary import load_gloss_dict
 from seq_scripts import (StepOptions, TrainState, score_hypotheses, seq_eval,
                          seq_feature_generation, seq_train)
-from utils.checkpoint import load_checkpoint, model_state_from_checkpoint, save_checkpoint
+from utils.checkpoint import (load_checkpoint, model_state_from_checkpoint, save_checkpoint,
+                              shape_mismatches)
 from utils.config import ConfigError, check_kwargs, resolve_config, save_config
 from utils.device import amp_dtype, make_grad_scaler, quiet_opencv_threads, select_device, worker_init
 from utils.distributed import (DistEnv, ShardedSampler, all_gather_objects, barrier,
@@ -105,9 +106,7 @@ def load_weights(model: nn.Module, path: str | Path, ignore: list[str], log: Run
         state.pop(key)
     if ignore:
         log(f"ignored weights from {path}: {dropped or 'none matched ' + str(ignore)}")
-    own = model.state_dict()
-    shape_errors = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
-                    for k, v in state.items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
+    shape_errors = shape_mismatches(model.state_dict(), state)
     if shape_errors:
         raise RuntimeError(f"{path} does not fit the configured model ({len(shape_errors)} shape "
                            f"mismatches, e.g. {shape_errors[:3]}); use the config it was trained "

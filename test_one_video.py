@@ -11,10 +11,7 @@ import sys
 import torch
 
 from utils.decode import Decode
-from utils.device import select_device
-from utils.inference import (add_model_arguments, align_sentence, describe,
-                             load_from_args, prepare_input)
-from utils.video_io import check_source, load_frames
+from utils.inference import add_model_arguments, align_sentence, describe, load_model_and_video
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,12 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def recognise(args: argparse.Namespace) -> dict:
     """Run the model on the video and return the result as a JSON-ready dict."""
-    check_source(args.video_path)  # a typo in the path fails before the model loads
-    device = select_device(args.device)
-    loaded = load_from_args(args)
-    clip = load_frames(args.video_path, max_frames=args.max_frames_num, size=loaded.frame_size)
-    prepared = prepare_input(clip.frames, loaded.model.kernel_sizes, loaded.input_size,
-                             loaded.image_scale)
+    loaded, clip, prepared, device = load_model_and_video(args)
     with torch.inference_mode():
         ret = loaded.model(prepared.video.to(device), prepared.length.to(device))
     logits = ret["sequence_logits"][:, 0]  # (T', C)

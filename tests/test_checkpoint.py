@@ -52,3 +52,9 @@ def test_model_state_strips_wrapper_prefixes(prefix):
 def test_model_state_rejects_non_state_dict():
     with pytest.raises(RuntimeError, match="model_state_dict"):
         ckpt_io.model_state_from_checkpoint({1: 2})
+
+
+def test_shape_mismatches_lists_only_shared_keys_with_other_shapes():
+    model = {"a": torch.zeros(2, 3), "b": torch.zeros(4), "c": torch.zeros(1)}
+    state = {"a": torch.zeros(3, 2), "b": torch.zeros(4), "extra": torch.zeros(5)}
+    assert ckpt_io.shape_mismatches(model, state) == ["a: checkpoint (3, 2) vs model (2, 3)"]

@@ -83,3 +83,10 @@ def model_state_from_checkpoint(ckpt: Mapping[str, Any]) -> dict:
     if not isinstance(state, Mapping) or not all(isinstance(k, str) for k in state):
         raise RuntimeError("checkpoint has no 'model_state_dict' and is not a state dict itself")
     return strip_wrapper_prefixes(state)
+
+
+def shape_mismatches(expected: Mapping[str, Any], state: Mapping[str, Any]) -> list[str]:
+    """`key: checkpoint (shape) vs model (shape)` for every key both hold with different shapes."""
+    return [f"{key}: checkpoint {tuple(value.shape)} vs model {tuple(expected[key].shape)}"
+            for key, value in state.items()
+            if key in expected and tuple(value.shape) != tuple(expected[key].shape)]

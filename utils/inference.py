@@ -14,8 +14,9 @@ from torch import Tensor, nn
 
 from dataset.vocabulary import check_gloss_dict, load_gloss_dict
 from preprocess.common import parse_resolution
-from utils.checkpoint import load_checkpoint, model_state_from_checkpoint
+from utils.checkpoint import load_checkpoint, model_state_from_checkpoint, shape_mismatches
 from utils.device import select_device
+from utils.video_io import VideoClip, check_source, load_frames
 
 LANGUAGE_DATASETS = {"phoenix": "phoenix2014", "phoenix2014": "phoenix2014",
                      "phoenix2014-T": "phoenix2014-T", "csl-daily": "CSL-Daily", "csl": "CSL-Daily"}
@@ -202,8 +203,7 @@ def load_state_strict(model: nn.Module, state: Mapping[str, Tensor], ckpt_path: 
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    wrong = [f"{k} {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-             for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    wrong = shape_mismatches(expected, state)
     if missing or unexpected or wrong:
         raise CheckpointMismatchError(
             f"checkpoint {ckpt_path} does not fit the model built from {arch_source}: "
@@ -411,10 +411,16 @@ def arch_from_args(args) -> ArchOptions:
                        base_width=args.base_width, aux_dim=args.aux_dim)
 
 
-def load_from_args(args) -> LoadedModel:
-    """build_model with the options of add_model_arguments."""
-    return build_model(args.model_path, select_device(args.device), dict_path=args.dict_path,
-                       language=args.language, arch=arch_from_args(args),
-                       input_size=args.input_size, image_scale=args.image_scale,
-                       frames_res=args.frames_res, search_mode=args.search_mode,
-                       beam_width=args.beam)
+def load_model_and_video(args) -> tuple[LoadedModel, VideoClip, PreparedInput, torch.device]:
+    """The checkpoint's model (options of add_model_arguments) and the video, ready for it."""
+    check_source(args.video_path)  # a typo in the path fails before the model loads
+    device = select_device(args.device)
+    loaded = build_model(args.model_path, device, dict_path=args.dict_path,
+                         language=args.language, arch=arch_from_args(args),
+                         input_size=args.input_size, image_scale=args.image_scale,
+                         frames_res=args.frames_res, search_mode=args.search_mode,
+                         beam_width=args.beam)
+    clip = load_frames(args.video_path, max_frames=args.max_frames_num, size=loaded.frame_size)
+    prepared = prepare_input(clip.frames, loaded.model.kernel_sizes, loaded.input_size,
+                             loaded.image_scale)
+    return loaded, clip, prepared, device
