@@ -7,7 +7,6 @@ from __future__ import annotations
 import importlib
 import json
 import math
-import os
 import shutil
 import sys
 import time
@@ -20,6 +19,7 @@ from torch import nn
 from dataset.vocabulary import load_gloss_dict
 from seq_scripts import (StepOptions, TrainState, score_hypotheses, seq_eval,
                          seq_feature_generation, seq_train)
+from utils.atomic import atomic_path
 from utils.checkpoint import (load_checkpoint, model_state_from_checkpoint, save_checkpoint,
                               shape_mismatches)
 from utils.config import ConfigError, check_kwargs, resolve_config, save_config
@@ -58,13 +58,8 @@ def prepare_work_dir(work_dir: Path, overwrite: bool, env: DistEnv) -> None:
 
 def copy_atomic(src: Path, dst: Path) -> None:
     """Copy a file so that `dst` is always either the old or the complete new file."""
-    tmp = dst.with_name(f".{dst.name}.copy.tmp")
-    try:
+    with atomic_path(dst) as tmp:
         shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def dataset_paths(cfg: Mapping[str, Any], work_dir: Path) -> dict[str, Path]:

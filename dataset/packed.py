@@ -7,13 +7,14 @@ the frames and the crop window the augmentation keeps.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import cv2
 import numpy as np
+
+from utils.atomic import atomic_path
 
 PACK_VERSION = 1
 
@@ -41,32 +42,29 @@ def write_packed(
     half pack.
     """
     data_path, index_path = packed_paths(packed_dir, split)
-    data_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_data = data_path.with_name(f".{data_path.name}.tmp")
     entries: dict[str, list[int]] = {}
     shape: list[int] | None = None
     offset = 0
-    with tmp_data.open("wb") as handle:
-        for fileid, frames in videos:
-            start = offset
-            for frame_path in frames:
-                image = read_rgb(frame_path)
-                if shape is None:
-                    shape = list(image.shape)
-                elif list(image.shape) != shape:
-                    raise ValueError(
-                        f"{frame_path}: frame shape {image.shape} differs from the pack's {tuple(shape)}; "
-                        "all frames of a split must be resized to one resolution"
-                    )
-                handle.write(np.ascontiguousarray(image).tobytes())
-                offset += 1
-            entries[fileid] = [start, offset - start]
-    index = {"version": PACK_VERSION, "format": "raw-rgb-uint8", "frame_shape": shape or [0, 0, 3],
-             "num_frames": offset, "videos": entries}
-    tmp_index = index_path.with_name(f".{index_path.name}.tmp")
-    tmp_index.write_text(json.dumps(index), encoding="utf-8")
-    os.replace(tmp_data, data_path)
-    os.replace(tmp_index, index_path)
+    # Contexts exit inner first: the data file is in place before the index that describes it.
+    with atomic_path(index_path) as tmp_index, atomic_path(data_path) as tmp_data:
+        with tmp_data.open("wb") as handle:
+            for fileid, frames in videos:
+                start = offset
+                for frame_path in frames:
+                    image = read_rgb(frame_path)
+                    if shape is None:
+                        shape = list(image.shape)
+                    elif list(image.shape) != shape:
+                        raise ValueError(
+                            f"{frame_path}: frame shape {image.shape} differs from the pack's "
+                            f"{tuple(shape)}; all frames of a split must be resized to one resolution"
+                        )
+                    handle.write(np.ascontiguousarray(image).tobytes())
+                    offset += 1
+                entries[fileid] = [start, offset - start]
+        index = {"version": PACK_VERSION, "format": "raw-rgb-uint8", "frame_shape": shape or [0, 0, 3],
+                 "num_frames": offset, "videos": entries}
+        tmp_index.write_text(json.dumps(index), encoding="utf-8")
     return index
 
 

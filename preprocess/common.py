@@ -15,6 +15,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from utils.atomic import atomic_path
+
 # Written into a finished video's output folder; its presence is what makes a rerun skip the video.
 COMPLETE_MARKER = ".complete.json"
 STM_END_TIME = "1.79769e+308"  # sclite's "until the end" used by every published STM
@@ -108,18 +110,8 @@ def build_gloss_dict(infos: Iterable[Mapping[Any, Any]]) -> dict[str, list[int]]
 
 def save_npy_dict(path: Path, obj: Mapping[Any, Any]) -> None:
     """np.save a dict atomically (readers load it with allow_pickle=True).item())."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as handle:
+    with atomic_path(path) as tmp, tmp.open("wb") as handle:
         np.save(handle, dict(obj), allow_pickle=True)
-    os.replace(tmp, path)
-
-
-def load_npy_dict(path: Path) -> dict:
-    """Load a dict saved with np.save, with a clear error when missing."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"{path} not found; run the dataset's preprocess script first")
-    return np.load(path, allow_pickle=True).item()
 
 
 def stm_lines(info: Mapping[Any, Any], normalise: Normaliser | None = None) -> list[str]:
@@ -134,10 +126,8 @@ def stm_lines(info: Mapping[Any, Any], normalise: Normaliser | None = None) -> l
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Write a text file via a temporary sibling and rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def write_stm(
@@ -151,10 +141,8 @@ def write_stm(
     Returns 'official' or 'annotations' (which source was used) for the run summary.
     """
     if official is not None and official.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        shutil.copyfile(official, tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            shutil.copyfile(official, tmp)
         return "official"
     write_text_atomic(path, "".join(stm_lines(info, normalise)))
     return "annotations"
@@ -233,10 +221,8 @@ def _encode(image: np.ndarray, suffix: str) -> bytes:
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write bytes via a temporary sibling and rename: an interruption never leaves half a frame."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def resize_video(job: ResizeJob, size: tuple[int, int]) -> ResizeResult:

@@ -58,3 +58,19 @@ def test_shape_mismatches_lists_only_shared_keys_with_other_shapes():
     model = {"a": torch.zeros(2, 3), "b": torch.zeros(4), "c": torch.zeros(1)}
     state = {"a": torch.zeros(3, 2), "b": torch.zeros(4), "extra": torch.zeros(5)}
     assert ckpt_io.shape_mismatches(model, state) == ["a: checkpoint (3, 2) vs model (2, 3)"]
+
+
+def test_atomic_path_replaces_on_success_and_cleans_up_on_error(tmp_path):
+    from utils.atomic import atomic_path
+
+    target = tmp_path / "sub" / "file.txt"
+    with atomic_path(target) as tmp:
+        tmp.write_text("new")
+        assert not target.exists()  # nothing visible until the block succeeds
+    assert target.read_text() == "new"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("interrupted")
+    assert target.read_text() == "new"
+    assert [p.name for p in target.parent.iterdir()] == ["file.txt"]
