@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import posixpath
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Collection, Sequence
 
 from dataset.layout import frames_root
 from dataset.packed import write_packed
@@ -73,6 +74,11 @@ def build_parser(dataset: str) -> argparse.ArgumentParser:
     parser.add_argument("--multiprocessing", "-m", action="store_true", help="resize in several processes")
     parser.add_argument("--workers", type=_positive_int, default=os.cpu_count() or 1,
                         help="processes used with --multiprocessing (default: all cores)")
+    parser.add_argument("--redo", nargs="+", default=[], metavar="VIDEO_ID",
+                        help="with --process-image: resize these videos again even if they look up to date")
+    parser.add_argument("--verify", action="store_true",
+                        help="with --process-image: compare content hashes of every source and resized frame "
+                        "(default: sizes and modification times, hashing only files whose time moved)")
     parser.add_argument("--pack", action="store_true",
                         help="also write the packed uint8 frame cache (memory-mapped fast path)")
     parser.add_argument("--drop-empty", action="store_true",
@@ -85,14 +91,26 @@ def build_parser(dataset: str) -> argparse.ArgumentParser:
     return parser
 
 
-def resize_jobs(dataset: str, root: Path, info: InfoDict, res_tag: str) -> list[ResizeJob]:
+def resize_jobs(dataset: str, root: Path, info: InfoDict, res_tag: str, redo: Collection[str] = ()) -> list[ResizeJob]:
     """One resize job per video of `info`: raw frame folder -> same relative folder at `res_tag`."""
     dst_root = frames_root(dataset, root, res_tag)
     jobs = []
     for key, entry in enumerate(info_entries(info)):
         directory, pattern = posixpath.split(entry["folder"])
-        jobs.append(ResizeJob(key, str(Path(info["prefix"]) / directory), pattern, str(dst_root / directory)))
+        jobs.append(ResizeJob(key, str(Path(info["prefix"]) / directory), pattern, str(dst_root / directory),
+                              entry["fileid"], entry["fileid"] in redo))
     return jobs
+
+
+def check_redo_ids(infos: dict[str, InfoDict], redo: Sequence[str]) -> None:
+    """Raise naming every --redo id that is no video of the dataset (with the closest ids)."""
+    known = {entry["fileid"] for info in infos.values() for entry in info_entries(info)}
+    unknown = [name for name in redo if name not in known]
+    if unknown:
+        close = {name: difflib.get_close_matches(name, known, n=1) for name in unknown}
+        listing = ", ".join(f"{name!r}" + (f" (did you mean {close[name][0]!r}?)" if close[name] else "")
+                            for name in unknown)
+        raise PreprocessError(f"--redo names no video of this dataset: {listing}")
 
 
 def apply_resize_results(info: InfoDict, results: Sequence[ResizeResult]) -> bool:
@@ -133,6 +151,7 @@ def run(dataset: str, args: argparse.Namespace) -> int:
     res_tag = resolution_tag(args.output_res)
     raw = load_raw_dataset(dataset, root)
     infos = dict(raw.infos)
+    check_redo_ids(infos, args.redo)
 
     empty = empty_videos(infos)
     if empty and not args.drop_empty:
@@ -159,8 +178,9 @@ def run(dataset: str, args: argparse.Namespace) -> int:
         workers = args.workers if args.multiprocessing else 1
         summary = RunSummary()
         for split in SPLITS:
-            jobs = resize_jobs(dataset, root, infos[split], res_tag)
-            results = run_resize(jobs, size, workers=workers, desc=f"resize {split} to {res_tag}")
+            jobs = resize_jobs(dataset, root, infos[split], res_tag, set(args.redo))
+            results = run_resize(jobs, size, workers=workers, desc=f"resize {split} to {res_tag}",
+                                 verify=args.verify)
             summary.add(results)
             if apply_resize_results(infos[split], results):
                 save_npy_dict(out_dir / f"{split}_info.npy", infos[split])
@@ -173,7 +193,10 @@ def run(dataset: str, args: argparse.Namespace) -> int:
 
 def main(dataset: str, argv: Sequence[str] | None = None) -> int:
     """Entry point of the scripts: clear one-paragraph errors instead of tracebacks for bad input."""
-    args = build_parser(dataset).parse_args(argv)
+    parser = build_parser(dataset)
+    args = parser.parse_args(argv)
+    if (args.redo or args.verify) and not args.process_image:
+        parser.error("--redo and --verify act on resizing: add --process-image")
     try:
         return run(dataset, args)
     except PreprocessError as error:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -15,10 +14,22 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from preprocess.manifest import (
+    JPEG_QUALITY,
+    MANIFEST as COMPLETE_MARKER,
+    NEW,
+    REASONS,
+    REQUESTED,
+    Verdict,
+    build_manifest,
+    check_video,
+    file_record,
+    read_manifest as read_marker,
+    resize_settings,
+    stale_outputs,
+)
 from utils.atomic import atomic_path
 
-# Written into a finished video's output folder; its presence is what makes a rerun skip the video.
-COMPLETE_MARKER = ".complete.json"
 STM_END_TIME = "1.79769e+308"  # sclite's "until the end" used by every published STM
 
 InfoDict = dict  # {'prefix': str, 0: {...}, 1: {...}, ...} exactly as the original tools saved it
@@ -180,17 +191,23 @@ class ResizeJob:
     src_dir: str
     pattern: str
     dst_dir: str
+    fileid: str = ""
+    redo: bool = False  # redo even if its manifest says it is up to date
 
 
 @dataclass
 class ResizeResult:
-    """Outcome of one video: frames written, unreadable frames skipped, whether it was already done."""
+    """Outcome of one video: frames written, unreadable frames skipped, why it was (re)done."""
 
     key: int
     dst_dir: str
     written: int
     unreadable: list[str] = field(default_factory=list)
-    skipped: bool = False
+    skipped: bool = False  # up to date: nothing written
+    reason: str | None = None  # why it was resized (manifest.REASONS); None when skipped
+    detail: str = ""  # what exactly was stale, for the summary
+    fileid: str = ""
+    adopted: bool = False  # an older version's output, verified and given a manifest
 
 
 def list_frames(directory: str | Path, pattern: str) -> list[str]:
@@ -201,18 +218,9 @@ def list_frames(directory: str | Path, pattern: str) -> list[str]:
     return sorted(p.name for p in directory.glob(pattern) if not p.name.startswith("."))
 
 
-def read_marker(dst_dir: str | Path) -> dict | None:
-    """The completion record of a finished video folder, or None when the video is not finished."""
-    marker = Path(dst_dir) / COMPLETE_MARKER
-    try:
-        return json.loads(marker.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 def _encode(image: np.ndarray, suffix: str) -> bytes:
     """Encode an image for its file suffix (PNG lossless, JPEG at high quality)."""
-    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if suffix.lower() in (".jpg", ".jpeg") else []
+    params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if suffix.lower() in (".jpg", ".jpeg") else []
     ok, buf = cv2.imencode(suffix, image, params)
     if not ok:
         raise RuntimeError(f"could not encode a {suffix} image")
@@ -225,38 +233,58 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
-def resize_video(job: ResizeJob, size: tuple[int, int]) -> ResizeResult:
-    """Lanczos-resize one video's frames; resumable: a finished folder (marker present) is skipped."""
-    done = read_marker(job.dst_dir)
-    if done is not None:
-        return ResizeResult(job.key, job.dst_dir, int(done["frames"]), list(done["unreadable"]), True)
-    dst = Path(job.dst_dir)
+def _decode(data: bytes) -> np.ndarray | None:
+    """BGR image from encoded bytes, None when they are not a readable image."""
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+
+
+def resize_video(job: ResizeJob, size: tuple[int, int], verify: bool = False) -> ResizeResult:
+    """Lanczos-resize one video's frames unless its manifest proves the output current (see preprocess.manifest)."""
+    settings = resize_settings(size)
+    src, dst = Path(job.src_dir), Path(job.dst_dir)
+    names = list_frames(src, job.pattern)
+    verdict = Verdict(REQUESTED) if job.redo else check_video(
+        src, names, dst, list_frames(dst, job.pattern), settings, verify)
+    if verdict.reason is None:
+        if verdict.manifest is not None:
+            write_text_atomic(dst / COMPLETE_MARKER, json.dumps(verdict.manifest))
+        done = verdict.manifest or read_marker(dst)
+        return ResizeResult(job.key, job.dst_dir, int(done["frames"]), list(done["unreadable"]), True,
+                            fileid=job.fileid, adopted=verdict.adopted)
+    # Unfinished until the new manifest lands: an interrupted redo is redone by the next run.
+    (dst / COMPLETE_MARKER).unlink(missing_ok=True)
     dst.mkdir(parents=True, exist_ok=True)
-    written, unreadable = 0, []
-    for name in list_frames(job.src_dir, job.pattern):
-        src = os.path.join(job.src_dir, name)
-        image = cv2.imread(src, cv2.IMREAD_COLOR)
+    sources, outputs, unreadable = {}, {}, []
+    for name in names:
+        path = src / name
+        data = path.read_bytes()
+        sources[name] = file_record(path, data)
+        image = _decode(data)
         if image is None:
-            unreadable.append(src)
+            unreadable.append(str(path))
             continue
-        resized = cv2.resize(image, size, interpolation=cv2.INTER_LANCZOS4)
-        write_bytes_atomic(dst / name, _encode(resized, Path(name).suffix))
-        written += 1
-    record = {"frames": written, "unreadable": unreadable, "size": list(size)}
-    write_text_atomic(dst / COMPLETE_MARKER, json.dumps(record))
-    return ResizeResult(job.key, job.dst_dir, written, unreadable, False)
+        encoded = _encode(cv2.resize(image, size, interpolation=getattr(cv2, settings["interpolation"])),
+                         Path(name).suffix)
+        write_bytes_atomic(dst / name, encoded)
+        outputs[name] = file_record(dst / name, encoded)
+    for stale in stale_outputs(dst, list_frames(dst, job.pattern), outputs):
+        stale.unlink()  # frames of an earlier, longer version of this video
+    write_text_atomic(dst / COMPLETE_MARKER, json.dumps(build_manifest(settings, sources, outputs, unreadable)))
+    return ResizeResult(job.key, job.dst_dir, len(outputs), unreadable, False, verdict.reason, verdict.detail,
+                        job.fileid)
 
 
-def _resize_star(args: tuple[ResizeJob, tuple[int, int]]) -> ResizeResult:
+def _resize_star(args: tuple[ResizeJob, tuple[int, int], bool]) -> ResizeResult:
     """Pool.imap helper (top-level so it pickles)."""
     return resize_video(*args)
 
 
 def run_resize(
-    jobs: Sequence[ResizeJob], size: tuple[int, int], workers: int = 1, desc: str = "resize"
+    jobs: Sequence[ResizeJob], size: tuple[int, int], workers: int = 1, desc: str = "resize",
+    verify: bool = False,
 ) -> list[ResizeResult]:
     """Resize every job with a progress bar, in `workers` processes when > 1; results in job order."""
-    args = [(job, size) for job in jobs]
+    args = [(job, size, verify) for job in jobs]
     results: list[ResizeResult] = []
     with tqdm(total=len(jobs), desc=desc, unit="video", dynamic_ncols=True) as bar:
         if workers > 1 and len(jobs) > 1:
@@ -276,26 +304,42 @@ class RunSummary:
     """Counts reported at the end of a preprocessing run."""
 
     videos: int = 0
-    resized: int = 0
-    already_done: int = 0
+    up_to_date: int = 0
+    adopted: int = 0
     frames: int = 0
     unreadable: list[str] = field(default_factory=list)
+    done: dict[str, list[ResizeResult]] = field(default_factory=dict)  # reason -> videos resized for it
 
     def add(self, results: Iterable[ResizeResult]) -> None:
         """Accumulate per-video resize results."""
         for result in results:
             self.videos += 1
-            self.already_done += int(result.skipped)
-            self.resized += int(not result.skipped)
+            self.up_to_date += int(result.skipped)
+            self.adopted += int(result.adopted)
+            if not result.skipped:
+                self.done.setdefault(result.reason, []).append(result)
             self.frames += result.written
             self.unreadable.extend(result.unreadable)
 
+    def count(self, *reasons: str) -> int:
+        """Videos resized for any of `reasons`."""
+        return sum(len(self.done.get(reason, [])) for reason in reasons)
+
     def lines(self) -> Iterator[str]:
-        """Human-readable summary lines."""
+        """Human-readable summary lines: counts, then why each group of videos was redone."""
+        redone = [reason for reason in REASONS if reason != NEW]
+        adopted = f", {self.adopted} of them adopted from an older version" if self.adopted else ""
         yield (
-            f"videos: {self.videos} ({self.resized} resized, {self.already_done} already done), "
-            f"frames written: {self.frames}, unreadable frames skipped: {len(self.unreadable)}"
+            f"videos: {self.videos} ({self.count(NEW)} resized, {self.count(*redone)} redone, "
+            f"{self.up_to_date} up to date{adopted}), frames: {self.frames}, "
+            f"unreadable frames skipped: {len(self.unreadable)}"
         )
+        for reason in redone:
+            results = self.done.get(reason, [])
+            if results:
+                names = ", ".join(r.fileid or r.dst_dir for r in results[:5]) + (", ..." if len(results) > 5 else "")
+                example = f"; e.g. {results[0].detail}" if results[0].detail else ""
+                yield f"  redone, {reason}: {len(results)} ({names}){example}"
         for path in self.unreadable[:20]:
             yield f"  unreadable (skipped): {path}"
         if len(self.unreadable) > 20:

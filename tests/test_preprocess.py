@@ -153,7 +153,7 @@ def test_resume_skips_done_videos_and_redoes_interrupted(raw_sets, tmp_path, mon
     capsys.readouterr()
     assert _run("phoenix2014", root, out, "--process-image") == 0
     summary = capsys.readouterr().out
-    assert "(7 resized, 1 already done)" in summary
+    assert "(7 resized, 0 redone, 1 up to date)" in summary
     assert done_frame.stat().st_mtime_ns == stamp
     assert len(list(resized.rglob(COMPLETE_MARKER))) == 8
     assert not list(resized.rglob("*.tmp"))
