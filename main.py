@@ -16,6 +16,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from dataset.bucketing import LengthBucketBatchSampler
 from dataset.vocabulary import load_gloss_dict
 from seq_scripts import (StepOptions, TrainState, score_hypotheses, seq_eval,
                          seq_feature_generation, seq_train)
@@ -204,14 +205,24 @@ class Processor:
                      start_batch: int = 0) -> torch.utils.data.DataLoader:
         """A loader over this process's shard; training order depends on (seed, epoch) only."""
         batch_size = int(self.cfg["batch_size"] if train else self.cfg["test_batch_size"])
-        sampler = ShardedSampler(len(dataset), self.env.world_size, self.env.rank, shuffle=train,
-                                 seed=int(self.cfg["random_seed"]), drop_last=train)
-        sampler.set_epoch(epoch)
-        sampler.set_start(start_batch * batch_size)
+        bucketing = self.cfg["length_bucketing"]
+        if train and bucketing["enabled"]:
+            batches = LengthBucketBatchSampler(
+                dataset.video_lengths(), batch_size, self.env.world_size, self.env.rank,
+                seed=int(self.cfg["random_seed"]), pool_batches=int(bucketing["pool_batches"]))
+            batches.set_epoch(epoch)
+            batches.set_start(start_batch)
+            batching: dict[str, Any] = {"batch_sampler": batches}
+        else:
+            sampler = ShardedSampler(len(dataset), self.env.world_size, self.env.rank, shuffle=train,
+                                     seed=int(self.cfg["random_seed"]), drop_last=train)
+            sampler.set_epoch(epoch)
+            sampler.set_start(start_batch * batch_size)
+            batching = {"batch_size": batch_size, "sampler": sampler, "drop_last": train}
         dataset.set_epoch(epoch)
         workers = int(self.cfg["num_worker"])
         return torch.utils.data.DataLoader(
-            dataset, batch_size=batch_size, sampler=sampler, drop_last=train,
+            dataset, **batching,
             num_workers=workers, collate_fn=dataset.dataset.collate_fn,
             pin_memory=self.device.type == "cuda", persistent_workers=False, worker_init_fn=worker_init,
             generator=torch.Generator().manual_seed(int(self.cfg["random_seed"]) + epoch),
@@ -333,9 +344,11 @@ class Processor:
                                    **{f"loss_{k}": v for k, v in result.terms.items()},
                                    "skipped_batches": self.state.epoch_skipped,
                                    "videos_per_s": result.videos_per_s,
+                                   "padded_fraction": result.padded_fraction,
                                    "epoch_time_s": time.time() - epoch_start}
             self.log(f"epoch {epoch}: mean loss {result.mean_loss:.4f}, {self.state.epoch_skipped} skipped "
-                     f"batches, {result.videos_per_s:.1f} videos/s, {time.time() - epoch_start:.0f}s")
+                     f"batches, {result.videos_per_s:.1f} videos/s, {result.padded_fraction:.1%} padded frames, "
+                     f"{time.time() - epoch_start:.0f}s")
             names = [LAST]
             last_epoch = epoch == int(self.cfg["num_epoch"]) - 1
             if dev_set is not None and ((epoch + 1) % int(self.cfg["eval_interval"]) == 0 or last_epoch):

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from dataset.collate import padding_counts
+from dataset.transforms import model_input
 from utils.device import autocast, to_device
 from utils.distributed import DistEnv, all_gather_objects, any_true
 from utils.optimizer import current_lr
@@ -67,6 +69,7 @@ class EpochResult:
     batches: int = 0
     skipped: int = 0
     videos_per_s: float = 0.0
+    padded_fraction: float = 0.0   # of the batches' frames (dataset.collate.padding_counts)
     stopped: bool = False          # max_steps reached: the caller stops training
 
 
@@ -132,13 +135,16 @@ def seq_train(loader: torch.utils.data.DataLoader, model: nn.Module, core: nn.Mo
     term_sums: dict[str, float] = {}
     window_good = 0
     videos = 0
+    padding = [0, 0]  # padded frames, frames
     start = time.perf_counter()
     optimizer.zero_grad(set_to_none=True)
     bar = progress(total=total, initial=state.batch_in_epoch, desc=f"epoch {state.epoch}",
                disable=not (opts.progress_bar and env.is_main), dynamic_ncols=True, leave=False)
     for batch in loader:
         video, video_len, label, label_len, info = unpack_batch(batch)
+        padding = [sum(pair) for pair in zip(padding, padding_counts(video, video_len))]
         video, video_len, label, label_len = to_device((video, video_len, label, label_len), opts.device)
+        video = model_input(video)  # uint8 batches are normalised here, after the transfer
         state.batch_in_epoch += 1
         sync_step = state.batch_in_epoch % opts.grad_accum == 0 or state.batch_in_epoch >= total
         no_sync = getattr(model, "no_sync", None)
@@ -202,6 +208,7 @@ def seq_train(loader: torch.utils.data.DataLoader, model: nn.Module, core: nn.Mo
                         else math.nan)
     result.terms = {k: v / max(len(losses), 1) for k, v in term_sums.items()}
     result.videos_per_s = videos / max(time.perf_counter() - start, 1e-9)
+    result.padded_fraction = padding[0] / max(padding[1], 1)
     return result
 
 
@@ -221,6 +228,7 @@ def seq_eval(loader: torch.utils.data.DataLoader, core: nn.Module, device: torch
     for batch in progress(loader, desc=desc, disable=not (progress_bar and env.is_main), leave=False):
         video, video_len, label, label_len, info = unpack_batch(batch)
         video, video_len, label, label_len = to_device((video, video_len, label, label_len), device)
+        video = model_input(video)
         with autocast(device, amp_dtype):
             ret = core(video, video_len, label=label, label_lgt=label_len)
         lstm, conv = ret.get("recognized_sents"), ret.get("conv_sents")
@@ -272,7 +280,7 @@ def seq_feature_generation(loader: torch.utils.data.DataLoader, core: nn.Module,
                       disable=not (progress_bar and env.is_main), leave=False):
         video, video_len, label, label_len, info = unpack_batch(batch)
         with autocast(device, amp_dtype):
-            ret = core(to_device(video, device), to_device(video_len, device))
+            ret = core(model_input(to_device(video, device)), to_device(video_len, device))
         feats = ret["framewise_features"].float().cpu()
         start = 0
         for b, item in enumerate(info):

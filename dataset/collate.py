@@ -37,7 +37,7 @@ def _labels(labels: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]
 def pad_collate(batch: Sequence[tuple[torch.Tensor, Any, Any]], kernel_sizes: Sequence[str]) -> tuple:
     """Sort by length (longest first) and pad; returns (video, video_length, labels, label_length, info).
 
-    Video items (T, C, H, W): each gets `left_pad` copies of its first frame and copies of its last
+    Video items (T, C, H, W), uint8 or float (padding only copies frames): each gets `left_pad` copies of its first frame and copies of its last
     frame up to the batch length, a multiple of the total stride plus 2 * left_pad; video_length is
     ceil(T / stride) * stride + 2 * left_pad (the original's lengths). Feature items (T, D): padded
     with the last frame and returned as (B, D, T) with the true lengths.
@@ -64,3 +64,12 @@ def pad_collate(batch: Sequence[tuple[torch.Tensor, Any, Any]], kernel_sizes: Se
         padded = padded.permute(0, 2, 1)
     flat, label_length = _labels(labels)
     return padded, video_length, flat, label_length, list(info)
+
+
+def padding_counts(video: torch.Tensor, video_length: torch.Tensor) -> tuple[int, int]:
+    """(padded frames, frames) of a collated batch: frames past each video's length are padding.
+
+    Video batches are (B, T, C, H, W), feature batches (B, D, T).
+    """
+    frames = int(video.shape[0]) * int(video.shape[-1] if video.dim() == 3 else video.shape[1])
+    return frames - int(video_length.sum()), frames

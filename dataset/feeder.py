@@ -51,7 +51,10 @@ def labels_to_ids(
 
 
 class BaseFeeder(data.Dataset):
-    """Video/feature dataset of one split; `ds[i] -> (video (T,3,H,W) in [-1,1], label LongTensor, info)`.
+    """Video/feature dataset of one split; `ds[i] -> (video (T,3,H,W) uint8, label LongTensor, info)`.
+
+    Frames stay uint8 through collation; `dataset.transforms.model_input` normalises a batch to
+    [-1, 1] on the device.
 
     `info` is the entry's `original_info` string (its first '|' field is the file id), as the
     original feeder returned. `kernel_size` is the model's temporal layer list used for padding.
@@ -133,6 +136,10 @@ class BaseFeeder(data.Dataset):
 
     def __len__(self) -> int:
         return len(self.inputs_list)
+
+    def video_lengths(self) -> list[int]:
+        """Frames of every video as preprocessed (before augmentation), for length bucketing."""
+        return [int(entry["num_frames"]) for entry in self.inputs_list]
 
     # ------------------------------------------------------------------ frame access
 

@@ -119,13 +119,23 @@ def to_uint8_tensor(frames: np.ndarray) -> torch.Tensor:
 
 
 def normalise(video: torch.Tensor) -> torch.Tensor:
-    """uint8 pixels to float in [-1, 1] as the original (x / 127.5 - 1).
+    """uint8 pixels to float in [-1, 1] as the original (x / 127.5 - 1), on the tensor's device.
 
     In place on one float copy that keeps the input's strides: for the (T, C, H, W) view of
     channels-last frames this is about 3x faster than converting to a contiguous layout first.
     """
     out = video.float()
     return out.div_(127.5).sub_(1.0)
+
+
+def model_input(video: torch.Tensor) -> torch.Tensor:
+    """A collated batch as the model takes it: uint8 frames normalised (after the device transfer), else as is.
+
+    Feeders hand out uint8 so that workers skip the float conversion and a batch crosses to the
+    GPU at a quarter of the bytes; the values equal normalising before collation exactly, since
+    padding only copies frames.
+    """
+    return normalise(video) if video.dtype == torch.uint8 else video
 
 
 @dataclass(frozen=True)
@@ -155,21 +165,25 @@ class VideoTransform:
         return SpatialParams(params.top, params.left, params.height, params.width, params.pad, flip)
 
     def finish(self, clip: np.ndarray) -> torch.Tensor:
-        """Rescale gathered (T, h, w, 3) uint8 frames into (T, 3, h', w') floats in [-1, 1]."""
-        return normalise(to_uint8_tensor(rescale_frames(clip, self.image_scale)))
+        """Rescale gathered (T, h, w, 3) uint8 frames into a (T, 3, h', w') uint8 tensor."""
+        return to_uint8_tensor(rescale_frames(clip, self.image_scale))
 
     def apply(self, frames: np.ndarray, index: np.ndarray, params: SpatialParams) -> torch.Tensor:
-        """Frames `index` of (T, H, W, 3) uint8 `frames`, cropped/flipped/rescaled, as (T', 3, h, w) in [-1, 1]."""
+        """Frames `index` of (T, H, W, 3) uint8 `frames`, cropped/flipped/rescaled, as (T', 3, h, w) uint8."""
         return self.finish(gather_clip(frames, index, params))
 
-    def __call__(self, frames: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
-        """Transform a whole in-memory RGB clip: (T, H, W, 3) uint8 -> (T', 3, h, w) float in [-1, 1]."""
+    def uint8(self, frames: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
+        """Transform a whole in-memory RGB clip: (T, H, W, 3) uint8 -> (T', 3, h, w) uint8 (what feeders yield)."""
         frames = np.asarray(frames) if not isinstance(frames, np.ndarray) else frames
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise ValueError(f"expected (T, H, W, 3) uint8 RGB frames, got {frames.dtype} {frames.shape}")
         index = self.sample_frames(len(frames))
         params = self.sample_spatial(*frames.shape[1:3])
         return self.apply(frames, index, params)
+
+    def __call__(self, frames: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
+        """Transform a whole in-memory RGB clip: (T, H, W, 3) uint8 -> (T', 3, h, w) float in [-1, 1]."""
+        return normalise(self.uint8(frames))
 
 
 def build_transform(

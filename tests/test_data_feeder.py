@@ -14,7 +14,7 @@ from dataset.collate import pad_collate, temporal_padding
 from dataset.feeder import BaseFeeder
 from dataset.packed import PackedFrames, packed_paths
 from dataset.synthetic import generate
-from dataset.transforms import TemporalRescale, build_transform, center_crop_params
+from dataset.transforms import TemporalRescale, build_transform, center_crop_params, model_input
 from preprocess.cli import main as preprocess
 
 RES = "40x32px"  # width 40, height 32
@@ -51,8 +51,7 @@ def test_item_shapes_labels_and_range(fmt, prepared):
         for index, entry in enumerate(feeder.inputs_list):
             torch.manual_seed(index)
             video, label, info = feeder[index]
-            assert video.dtype == torch.float32 and video.shape[1:] == (3, 24, 24)
-            assert -1.0 <= float(video.min()) and float(video.max()) <= 1.0
+            assert video.dtype == torch.uint8 and video.shape[1:] == (3, 24, 24)
             assert label.tolist() == [data["gloss_dict"][g][0] for g in entry["label"].split()]
             assert info == entry["original_info"] and info.split("|")[0] == entry["fileid"]
             if feeder is test:
@@ -69,7 +68,7 @@ def test_test_transform_is_center_crop_of_the_frames(prepared):
 
     first = cv2.cvtColor(cv2.imread(files[0]), cv2.COLOR_BGR2RGB)
     top, left = round((32 - 20) / 2), round((40 - 20) / 2)
-    expected = torch.from_numpy(first[top:top + 20, left:left + 20]).permute(2, 0, 1).float() / 127.5 - 1
+    expected = torch.from_numpy(first[top:top + 20, left:left + 20]).permute(2, 0, 1)
     assert torch.equal(feeder[0][0][0], expected)
 
 
@@ -121,6 +120,27 @@ def test_collate_pads_with_first_and_last_frames():
     assert frames_b == [10.0] * 6 + [10.0 + i for i in range(9)] + [18.0] * (total - 15)
     frames_a = video[1, :, 0, 0, 0].tolist()
     assert frames_a == [0.0] * 6 + [0.0, 1.0, 2.0, 3.0, 4.0] + [4.0] * (total - 11)
+
+
+@pytest.mark.parametrize("mode", ["train", "test"])
+def test_uint8_batch_normalised_after_collate_equals_float_collate(mode, prepared):
+    """The model's input is unchanged by collating uint8: same values, dtype and strides as before."""
+    data = prepared["phoenix2014"]
+    feeder = _feeder(data, "phoenix2014", mode=mode)
+    items = []
+    for index in range(len(feeder)):
+        torch.manual_seed(index)
+        items.append(feeder[index])
+    # Today's formulation, written out: each clip normalised to float in the worker, then padded.
+    floats = [(v.float() / 127.5 - 1.0, lab, info) for v, lab, info in items]
+    reference, ref_len, ref_lab, ref_lab_len, ref_info = feeder.collate_fn(floats)
+    batch, length, labels, label_length, info = feeder.collate_fn(items)
+    assert batch.dtype == torch.uint8 and batch.element_size() * 4 == reference.element_size()
+    seen = model_input(batch)
+    assert seen.dtype == torch.float32 and torch.equal(seen, reference)
+    assert seen.stride() == reference.stride()
+    assert torch.equal(length, ref_len) and torch.equal(labels, ref_lab) and info == ref_info
+    assert model_input(reference) is reference  # float batches (features, tools) pass through
 
 
 def test_collate_features_and_empty_labels():

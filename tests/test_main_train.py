@@ -79,10 +79,12 @@ def test_test_phase_on_our_and_on_published_format_checkpoints(trained, data, tm
     assert theirs == ours
 
 
-def test_resume_after_interruption_is_exact(data, tmp_path):
-    straight = tiny_config(data, tmp_path / "straight", eval_splits=[], save_interval=100)
+@pytest.mark.parametrize("bucketing", [False, True])
+def test_resume_after_interruption_is_exact(data, tmp_path, bucketing):
+    sampler = {"length_bucketing": {"enabled": bucketing, "pool_batches": 2}}
+    straight = tiny_config(data, tmp_path / "straight", eval_splits=[], save_interval=100, **sampler)
     run_main(straight, tmp_path)                          # 2 epochs x 2 steps
-    resumed = tiny_config(data, tmp_path / "resumed", eval_splits=[], save_interval=100)
+    resumed = tiny_config(data, tmp_path / "resumed", eval_splits=[], save_interval=100, **sampler)
     run_main(resumed, tmp_path, "--max-steps", "1")      # killed in the middle of epoch 0
     run_main(resumed, tmp_path, "--max-steps", "3")      # rerun into the work dir; killed in epoch 1
     ckpt = torch.load(tmp_path / "resumed" / "last.pt", weights_only=False)
@@ -98,6 +100,7 @@ def test_resume_after_interruption_is_exact(data, tmp_path):
     assert a["scheduler_state_dict"]["last_epoch"] == b["scheduler_state_dict"]["last_epoch"] == 2
     rows = list(csv.DictReader(open(tmp_path / "resumed" / "metrics.csv")))
     assert [r["epoch"] for r in rows] == ["0", "1"]
+    assert all(0.0 <= float(r["padded_fraction"]) < 1.0 for r in rows)
 
 
 def test_nonfinite_loss_batches_are_skipped_and_reported(data, tmp_path):

@@ -69,6 +69,9 @@ def default_config() -> dict:
         "ignore_weights": [],
         "batch_size": 2,
         "test_batch_size": 2,
+        # Opt-in: training batches of similar-length videos (dataset/bucketing.py); the published
+        # recipe uses the plain shuffled sampler. pool_batches: optimizer steps sorted together.
+        "length_bucketing": {"enabled": False, "pool_batches": 50},
         "loss_weights": {"SeqCTC": 1.0},
         "optimizer_args": {
             "optimizer": "Adam",
