@@ -21,7 +21,7 @@ from dataset.vocabulary import load_gloss_dict
 from seq_scripts import (StepOptions, TrainState, score_hypotheses, seq_eval,
                          seq_feature_generation, seq_train)
 from utils.atomic import atomic_path
-from utils.checkpoint import (load_checkpoint, model_state_from_checkpoint, save_checkpoint,
+from utils.checkpoint import (CheckpointError, load_checkpoint, model_state_from_checkpoint, save_checkpoint,
                               shape_mismatches)
 from utils.config import ConfigError, check_kwargs, resolve_config, save_config
 from utils.device import amp_dtype, make_grad_scaler, quiet_opencv_threads, select_device, worker_init
@@ -94,9 +94,10 @@ def model_kwargs(cfg: Mapping[str, Any], model_class: Any, gloss_dict: Mapping[s
     return kwargs
 
 
-def load_weights(model: nn.Module, path: str | Path, ignore: list[str], log: RunLog) -> None:
+def load_weights(model: nn.Module, path: str | Path, ignore: list[str], log: RunLog,
+                 unsafe: bool = False) -> None:
     """Initialise `model` from our checkpoint or a published one (`module.` prefixes are fine)."""
-    state = model_state_from_checkpoint(load_checkpoint(path))
+    state = model_state_from_checkpoint(load_checkpoint(path, unsafe=unsafe))
     dropped = [k for k in list(state) if any(k == w or k.startswith(w + ".") for w in ignore)]
     for key in dropped:
         state.pop(key)
@@ -120,8 +121,9 @@ def load_weights(model: nn.Module, path: str | Path, ignore: list[str], log: Run
 class Processor:
     """Builds model, data and optimizer from a resolved config, then runs one phase."""
 
-    def __init__(self, cfg: dict, overwrite: bool = False) -> None:
+    def __init__(self, cfg: dict, overwrite: bool = False, unsafe_load: bool = False) -> None:
         self.cfg = cfg
+        self.unsafe_load = unsafe_load  # --unsafe-load: the user trusts the checkpoints given
         quiet_opencv_threads()
         self.env = env_from_environ()
         self.device = select_device(cfg["device"], self.env.local_rank, self.env.world_size)
@@ -142,9 +144,10 @@ class Processor:
         self.core: nn.Module = model_class(**self.model_args, gloss_dict=self.gloss_dict,
                                            loss_weights=dict(cfg["loss_weights"]))
         if cfg["load_weights"] and not self.resume_path:
-            load_weights(self.core, cfg["load_weights"], list(cfg["ignore_weights"]), self.log)
+            load_weights(self.core, cfg["load_weights"], list(cfg["ignore_weights"]), self.log,
+                         unsafe_load)
         elif cfg["phase"] != "train" and cfg["load_checkpoints"]:
-            load_weights(self.core, cfg["load_checkpoints"], [], self.log)
+            load_weights(self.core, cfg["load_checkpoints"], [], self.log, unsafe_load)
         self.core.to(self.device)
         self.model: nn.Module = self.core
         if self.env.distributed and cfg["phase"] == "train":
@@ -243,7 +246,7 @@ class Processor:
             "rng_state": rng[0],
             "rng_state_per_rank": rng,
             "config": self.cfg,
-            "gloss_dict": self.gloss_dict,
+            "gloss_dict": {str(k): [int(x) for x in v] for k, v in self.gloss_dict.items()},
             "model_args": self.model_args,
             "best_dev_wer": self.state.best_dev_wer,
         }
@@ -259,7 +262,7 @@ class Processor:
 
     def resume(self, path: Path) -> None:
         """Restore model, optimizer, scheduler, scaler, counters and RNG states from `path`."""
-        ckpt = load_checkpoint(path)
+        ckpt = load_checkpoint(path, unsafe=self.unsafe_load)
         self.core.load_state_dict(model_state_from_checkpoint(ckpt))
         if "optimizer_state_dict" in ckpt:
             self.optimizer.load_state_dict(ckpt["optimizer_state_dict"])
@@ -433,18 +436,27 @@ class Processor:
             (self.work_dir / name).write_text(json.dumps(clean, indent=2) + "\n")
 
 
+USER_ERRORS = (ConfigError, FileNotFoundError, CheckpointError)
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Parse the command line and run the phase."""
     cfg, args = resolve_config(argv)
     try:
-        return Processor(cfg, overwrite=args.overwrite).start()
+        return Processor(cfg, overwrite=args.overwrite, unsafe_load=args.unsafe_load).start()
     finally:
         shutdown()
 
 
-if __name__ == "__main__":
+def cli(argv: list[str] | None = None) -> int:
+    """main() with one `error:` line and exit status 2 for mistakes in input, config or files."""
     try:
-        main()
-    except (ConfigError, FileNotFoundError) as exc:
+        main(argv)
+    except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

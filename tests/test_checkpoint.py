@@ -74,3 +74,82 @@ def test_atomic_path_replaces_on_success_and_cleans_up_on_error(tmp_path):
             raise RuntimeError("interrupted")
     assert target.read_text() == "new"
     assert [p.name for p in target.parent.iterdir()] == ["file.txt"]
+
+
+class _RunsCode:
+    """Unpickling this calls os.system: what a malicious checkpoint does."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("layout", ["zip", "bare_pickle"])
+def test_malicious_pickle_is_refused_without_running_it(tmp_path, layout):
+    import pickle
+
+    marker = tmp_path / "code_ran"
+    path = tmp_path / "evil.pt"
+    payload = {"model_state_dict": {"w": torch.zeros(2)}, "extra": _RunsCode(marker)}
+    if layout == "zip":
+        torch.save(payload, path)
+    else:
+        path.write_bytes(pickle.dumps(payload, protocol=4))
+    with pytest.raises(ckpt_io.UnsafeCheckpointError) as info:
+        ckpt_io.load_checkpoint(path)
+    message = str(info.value)
+    assert "evil.pt" in message and "system" in message and ckpt_io.UNSAFE_OPTION in message
+    assert not marker.exists()
+
+
+def test_unsafe_option_loads_a_trusted_file_that_safe_loading_refuses(tmp_path):
+    from fractions import Fraction
+
+    path = tmp_path / "trusted.pt"
+    torch.save({"model_state_dict": {"w": torch.ones(1)}, "ratio": Fraction(1, 3)}, path)
+    with pytest.raises(ckpt_io.UnsafeCheckpointError, match="fractions.Fraction"):
+        ckpt_io.load_checkpoint(path)
+    assert ckpt_io.load_checkpoint(path, unsafe=True)["ratio"] == Fraction(1, 3)
+
+
+@pytest.mark.parametrize("numpy_module", ["numpy._core", "numpy.core"])
+def test_original_code_checkpoint_with_numpy_rng_state_loads_safely(tmp_path, numpy_module):
+    """The original's save_model: epoch, weights, optimizer, scheduler, rng_state with NumPy's state.
+
+    Written in torch's legacy (pre-1.6) stream format with protocol-2 text GLOBALs, so the NumPy 1.x
+    module name (`numpy.core.multiarray`) of the original's era can be put in verbatim.
+    """
+    import random
+
+    import numpy as np
+
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.Adam(model.parameters())
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, [40, 60])
+    payload = {"epoch": 7, "model_state_dict": model.state_dict(),
+               "optimizer_state_dict": optimizer.state_dict(),
+               "scheduler_state_dict": scheduler.state_dict(),
+               "rng_state": {"torch": torch.get_rng_state(), "cuda": [], "numpy": np.random.get_state(),
+                             "random": random.getstate()}}
+    path = tmp_path / "original.pt"
+    torch.save(payload, path, _use_new_zipfile_serialization=False)
+    raw = path.read_bytes()
+    assert b"numpy._core.multiarray" in raw
+    path.write_bytes(raw.replace(b"numpy._core.multiarray", numpy_module.encode() + b".multiarray"))
+    loaded = ckpt_io.load_checkpoint(path)
+    assert loaded["epoch"] == 7
+    assert np.array_equal(loaded["rng_state"]["numpy"][1], payload["rng_state"]["numpy"][1])
+    assert torch.equal(loaded["model_state_dict"]["weight"], model.weight.detach())
+
+
+def test_numpy_object_arrays_stay_refused(tmp_path):
+    import numpy as np
+
+    path = tmp_path / "objects.pt"
+    torch.save({"a": np.array([{"k": 1}], dtype=object)}, path)
+    with pytest.raises(ckpt_io.UnsafeCheckpointError, match="ObjectDType"):
+        ckpt_io.load_checkpoint(path)

@@ -56,7 +56,7 @@ def test_train_writes_checkpoints_logs_metrics_and_tests_the_best(trained):
     assert [r["epoch"] for r in rows] == ["0", "1"]
     assert all(0.0 <= float(r["dev_wer"]) for r in rows) and float(rows[0]["loss"]) > 0
     assert 0.0 <= summary["test_wer"] and summary["global_step"] == 4
-    ckpt = torch.load(work / "last.pt", weights_only=False)
+    ckpt = torch.load(work / "last.pt", weights_only=True)
     for key in ("model_state_dict", "optimizer_state_dict", "scheduler_state_dict",
                 "scaler_state_dict", "epoch", "global_step", "rng_state", "config", "gloss_dict",
                 "model_args", "best_dev_wer"):
@@ -87,12 +87,12 @@ def test_resume_after_interruption_is_exact(data, tmp_path, bucketing):
     resumed = tiny_config(data, tmp_path / "resumed", eval_splits=[], save_interval=100, **sampler)
     run_main(resumed, tmp_path, "--max-steps", "1")      # killed in the middle of epoch 0
     run_main(resumed, tmp_path, "--max-steps", "3")      # rerun into the work dir; killed in epoch 1
-    ckpt = torch.load(tmp_path / "resumed" / "last.pt", weights_only=False)
+    ckpt = torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)
     assert ckpt["train_state"]["epoch"] == 1 and ckpt["global_step"] == 3
     assert ckpt["train_state"]["batch_in_epoch"] == 1
     run_main(resumed, tmp_path)                          # and on to the end
-    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=False)
-    b = torch.load(tmp_path / "resumed" / "last.pt", weights_only=False)
+    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)
     assert a["global_step"] == b["global_step"] == 4
     assert_same_weights(a["model_state_dict"], b["model_state_dict"])
     for sa, sb in zip(a["optimizer_state_dict"]["state"].values(), b["optimizer_state_dict"]["state"].values()):
@@ -136,7 +136,7 @@ def test_crash_during_checkpoint_write_keeps_the_previous_one(data, tmp_path, mo
     with pytest.raises(OSError, match="simulated crash"):
         run_main(cfg, tmp_path)
     monkeypatch.setattr(torch, "save", real_save)
-    ckpt = torch.load(tmp_path / "crash" / "last.pt", weights_only=False)
+    ckpt = torch.load(tmp_path / "crash" / "last.pt", weights_only=True)
     assert ckpt["train_state"]["epoch"] == 0 and ckpt["train_state"]["epoch_complete"]
     assert not [p for p in (tmp_path / "crash").iterdir() if p.name.endswith(".tmp")]
     summary = run_main(cfg, tmp_path)                     # the rerun resumes from epoch 1
@@ -186,8 +186,8 @@ def test_two_process_gloo_matches_one_process_with_the_same_global_batch(data, t
                            "main.py", "--config", str(path)], cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    a = torch.load(tmp_path / "one" / "last.pt", weights_only=False)
-    b = torch.load(tmp_path / "two" / "last.pt", weights_only=False)
+    a = torch.load(tmp_path / "one" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "two" / "last.pt", weights_only=True)
     assert a["global_step"] == b["global_step"] == 2
     assert len(b["rng_state_per_rank"]) == 2
     atol = 2e-5
@@ -215,3 +215,16 @@ def test_demo_config_short_run_trains_and_scores(data, tmp_path):
                            str(work / "test_best" / "output-hypothesis-test.ctm"), "--json"],
                           cwd=REPO_ROOT, check=True, capture_output=True, text=True)
     assert json.loads(proc.stdout)["wer"] == pytest.approx(summary["test_wer"])
+
+
+def test_checkpoint_that_runs_code_is_refused_with_one_error_line(data, tmp_path, capsys):
+    from tests.test_checkpoint import _RunsCode
+
+    marker = tmp_path / "code_ran"
+    evil = tmp_path / "evil.pt"
+    torch.save({"model_state_dict": {}, "payload": _RunsCode(marker)}, evil)
+    cfg = write_config(tiny_config(data, tmp_path / "evil_run", phase="test"), tmp_path / "evil.yaml")
+    assert main_module.cli(["--config", str(cfg), "--load-weights", str(evil)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: refused to load") and "--unsafe-load" in err[0]
+    assert not marker.exists()

@@ -94,4 +94,4 @@ def write_config(cfg: dict, path: Path) -> Path:
 
 def model_state(path: Path) -> dict[str, torch.Tensor]:
     """The model weights of a checkpoint file."""
-    return torch.load(path, map_location="cpu", weights_only=False)["model_state_dict"]
+    return torch.load(path, map_location="cpu", weights_only=True)["model_state_dict"]

@@ -1,16 +1,53 @@
-"""Checkpoint files: atomic writes and tolerant reads of this project's and the published format."""
+"""Checkpoint files: atomic writes and safe reads of this project's, the original code's and the
+published format.
+
+Reading never runs code from the file: `torch.load(weights_only=True)` rebuilds tensors and plain
+containers only (plus NumPy arrays of numbers, which the original code's RNG states hold). A file
+that needs anything else is refused unless the caller passes `unsafe=True` (the tools' explicit
+`--unsafe-load` option), because unpickling it could execute arbitrary code.
+"""
 from __future__ import annotations
 
 import os
+import pickletools
+import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 import torch
 
 from utils.atomic import atomic_path
 
 # Prefixes added by wrappers: DataParallel/DistributedDataParallel and torch.compile.
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+UNSAFE_OPTION = "--unsafe-load"
+
+_NUMERIC_DTYPES = ("BoolDType", "Int8DType", "Int16DType", "Int32DType", "Int64DType", "UInt8DType",
+                   "UInt16DType", "UInt32DType", "UInt64DType", "Float16DType", "Float32DType",
+                   "Float64DType", "LongDType", "ULongDType", "LongLongDType", "ULongLongDType")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file that cannot be read (damaged, truncated, not a checkpoint)."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A checkpoint whose unpickling would call code outside the safe allowlist."""
+
+
+def numpy_safe_globals() -> list:
+    """NumPy arrays of numbers (the original code's `np.random.get_state()`), under both module names.
+
+    Rebuilding an ndarray only copies bytes into a numeric array; object arrays stay refused
+    because their dtype class is not in the list.
+    """
+    from numpy._core import multiarray
+
+    found = [getattr(np.dtypes, name) for name in _NUMERIC_DTYPES if hasattr(np.dtypes, name)]
+    return [multiarray._reconstruct, np.ndarray, np.dtype, *dict.fromkeys(found),
+            (multiarray._reconstruct, "numpy.core.multiarray._reconstruct")]  # written by NumPy 1.x
 
 
 def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any]) -> None:
@@ -37,21 +74,90 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
-    """Read a checkpoint file, with an error that names the file when it is missing or damaged."""
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", *, unsafe: bool = False) -> dict:
+    """Read a checkpoint without running code from it (unless `unsafe`), with errors naming the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path} (pass the path of a .pt file written by "
                                 f"main.py or a published STF-Net checkpoint)")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+        if unsafe:
+            ckpt = torch.load(path, map_location=map_location, weights_only=False)
+        else:
+            with torch.serialization.safe_globals(numpy_safe_globals()):
+                ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several unrelated types for damaged files
-        raise RuntimeError(f"cannot read checkpoint {path}: {exc}. The file is truncated or not a "
-                           f"PyTorch checkpoint; use the previous checkpoint of the run.") from exc
+        found = None if unsafe else unsafe_globals(path)  # None: not a readable pickle
+        if found is not None and (found or _is_weights_only_refusal(exc)):
+            what = (f"would call {', '.join(sorted(found)[:5])}" if found
+                    else f"needs objects that safe loading does not rebuild ({_first_line(exc)})")
+            raise UnsafeCheckpointError(
+                f"refused to load {path}: it is not plain weights; unpickling it {what}, and a "
+                f"checkpoint can run arbitrary code on this machine that way. Safe loading "
+                f"(torch.load weights_only=True) accepts tensors, plain containers and numeric NumPy "
+                f"arrays only. If you trust the file's source, pass {UNSAFE_OPTION}") from None
+        raise CheckpointError(f"cannot read checkpoint {path}: {_first_line(exc)}. The file is "
+                              f"truncated, damaged or not a PyTorch checkpoint") from exc
     if not isinstance(ckpt, dict):
-        raise RuntimeError(f"checkpoint {path} holds a {type(ckpt).__name__}, expected a dict "
-                           f"(with 'model_state_dict') or a state dict")
+        raise CheckpointError(f"checkpoint {path} holds a {type(ckpt).__name__}, expected a dict "
+                              f"(with 'model_state_dict') or a state dict")
     return ckpt
+
+
+def unsafe_globals(path: str | os.PathLike) -> list[str] | None:
+    """Functions/classes the file's pickles name that safe loading refuses; None if it holds no pickle."""
+    try:
+        with torch.serialization.safe_globals(numpy_safe_globals()):
+            if zipfile.is_zipfile(path):
+                return torch.serialization.get_unsafe_globals_in_checkpoint(path)
+            from torch import _weights_only_unpickler
+
+            allowed = set(_weights_only_unpickler._get_allowed_globals())
+            allowed |= set(_weights_only_unpickler._get_user_allowed_globals())
+        with open(path, "rb") as handle:  # the legacy (pre-1.6) format, or a bare pickle
+            names = pickle_globals(handle)
+        return None if names is None else sorted(names - allowed)
+    except Exception:  # a damaged zip: the caller reports it as damaged
+        return None
+
+
+def pickle_globals(handle: Any) -> set[str] | None:
+    """`module.name` of every GLOBAL / STACK_GLOBAL of the pickles in `handle` (read, never run).
+
+    The legacy format is several pickles in a row followed by raw storage bytes: reading stops at
+    the first thing that is not a pickle. None when not even the first one is.
+    """
+    names: set[str] = set()
+    count = 0
+    while True:
+        strings: list[str] = []
+        found: set[str] = set()
+        try:
+            for op, arg, _ in pickletools.genops(handle):
+                if op.name == "GLOBAL":
+                    found.add(str(arg).replace(" ", "."))
+                elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    found.add(f"{strings[-2]}.{strings[-1]}")
+                elif isinstance(arg, str):
+                    strings.append(arg)
+        except Exception:
+            return names if count else None
+        names |= found
+        count += 1
+
+
+def _is_weights_only_refusal(exc: BaseException) -> bool:
+    """True for torch's 'Weights only load failed' (the file parsed, but holds disallowed objects)."""
+    return "Weights only load failed" in str(exc)
+
+
+def _first_line(exc: BaseException) -> str:
+    """The reason of an exception in one line, without torch's paragraphs about weights_only."""
+    boilerplate = ("Weights only load failed", "Please file an issue", "Check the documentation",
+                   "In PyTorch 2.6")
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    reasons = [line for line in lines if not line.startswith(boilerplate)]
+    return (reasons or lines or [type(exc).__name__])[0]
 
 
 def strip_wrapper_prefixes(state: Mapping[str, Any]) -> dict:
@@ -74,7 +180,7 @@ def model_state_from_checkpoint(ckpt: Mapping[str, Any]) -> dict:
     """Return the model state dict of a checkpoint (ours, the published one, or a bare state dict)."""
     state = ckpt.get("model_state_dict", ckpt)
     if not isinstance(state, Mapping) or not all(isinstance(k, str) for k in state):
-        raise RuntimeError("checkpoint has no 'model_state_dict' and is not a state dict itself")
+        raise CheckpointError("checkpoint has no 'model_state_dict' and is not a state dict itself")
     return strip_wrapper_prefixes(state)
 
 

@@ -207,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="synchronise BatchNorm statistics across processes (DDP)")
     p.add_argument("--overwrite", action="store_true", default=False,
                    help="delete an existing --work-dir instead of resuming in it")
+    p.add_argument("--unsafe-load", "--unsafe_load", action="store_true", default=False,
+                   help="load checkpoints that need arbitrary code to unpickle (torch.load "
+                        "weights_only=False); only for files from a source you trust")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any (nested) key, e.g. --set optimizer_args.base_lr=1e-3")
     return p
@@ -214,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cli_overrides(args: argparse.Namespace) -> dict:
     """The config keys given on the command line (dashes become underscores)."""
-    skip = {"config", "overwrite", "set"}
+    skip = {"config", "overwrite", "set", "unsafe_load"}
     return {k: v for k, v in vars(args).items() if k not in skip and v is not None}
 
 

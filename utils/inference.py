@@ -157,14 +157,14 @@ def build_model(ckpt_path: str | os.PathLike, device: torch.device, *, dict_path
                 language: str = "phoenix", arch: ArchOptions | None = None,
                 input_size: int | None = None, image_scale: float | None = None,
                 frames_res: str | None = None, search_mode: str | None = None,
-                beam_width: int | None = None) -> LoadedModel:
+                beam_width: int | None = None, unsafe_load: bool = False) -> LoadedModel:
     """Load a checkpoint (this project's, or a published weights-only one) as an eval-mode SLRModel.
 
     Explicit options win; then what the checkpoint carries (model_args, config, gloss_dict); then
     the published models' settings (ResNet34, 256x256 frames, 224 crop, beam search of width 10).
     """
     ckpt_path = str(ckpt_path)
-    ckpt = load_checkpoint(ckpt_path, map_location="cpu")
+    ckpt = load_checkpoint(ckpt_path, map_location="cpu", unsafe=unsafe_load)
     state = model_state_from_checkpoint(ckpt)
     gloss_dict, vocab_source = resolve_vocabulary(ckpt, ckpt_path, dict_path, language)
     model_args, arch_source = resolve_model_args(ckpt, ckpt_path, arch)
@@ -374,6 +374,9 @@ def add_model_arguments(parser) -> None:
                         choices=["phoenix", "phoenix2014-T", "csl-daily"],
                         help="picks preprocess/<dataset>/gloss_dict.npy when the checkpoint has "
                              "no vocabulary")
+    parser.add_argument("--unsafe-load", "--unsafe_load", dest="unsafe_load", action="store_true",
+                        help="load a checkpoint that needs arbitrary code to unpickle "
+                             "(torch.load weights_only=False); only for a source you trust")
     parser.add_argument("--dict_path", default=None, help="gloss_dict.npy (overrides the checkpoint's)")
     parser.add_argument("--max_frames_num", type=int, default=360,
                         help="frames sampled uniformly at most")
@@ -419,7 +422,7 @@ def load_model_and_video(args) -> tuple[LoadedModel, VideoClip, PreparedInput, t
                          language=args.language, arch=arch_from_args(args),
                          input_size=args.input_size, image_scale=args.image_scale,
                          frames_res=args.frames_res, search_mode=args.search_mode,
-                         beam_width=args.beam)
+                         beam_width=args.beam, unsafe_load=args.unsafe_load)
     clip = load_frames(args.video_path, max_frames=args.max_frames_num, size=loaded.frame_size)
     prepared = prepare_input(clip.frames, loaded.model.kernel_sizes, loaded.input_size,
                              loaded.image_scale)

@@ -23,10 +23,15 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 
 
 def capture_rng_state() -> dict[str, Any]:
-    """The global generators' states, in the checkpoint's `rng_state` layout."""
+    """The global generators' states, in the checkpoint's `rng_state` layout (tensors and plain types).
+
+    Plain types keep the checkpoint loadable with torch.load(weights_only=True).
+    """
+    name, key, pos, has_gauss, gauss = np.random.get_state()
     return {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": (str(name), torch.from_numpy(key.astype(np.int64)), int(pos), int(has_gauss),
+                  float(gauss)),
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
@@ -38,7 +43,7 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     if python_state is not None:
         random.setstate(_as_python_state(python_state))
     if state.get("numpy") is not None:
-        np.random.set_state(state["numpy"])
+        np.random.set_state(_as_numpy_state(state["numpy"]))
     if state.get("torch") is not None:
         torch.set_rng_state(torch.as_tensor(state["torch"], dtype=torch.uint8).cpu())
     cuda = state.get("cuda") or []
@@ -51,6 +56,13 @@ def _as_python_state(state: Any) -> tuple:
     """random.setstate needs tuples; a YAML/pickle round trip can turn them into lists."""
     version, internal, gauss = state
     return version, tuple(internal), gauss
+
+
+def _as_numpy_state(state: Any) -> tuple:
+    """np.random.set_state's tuple from ours (key as a tensor) or the original's (key as an ndarray)."""
+    name, key, pos, has_gauss, gauss = state
+    key = key.numpy() if isinstance(key, torch.Tensor) else np.asarray(key)
+    return str(name), key.astype(np.uint32), int(pos), int(has_gauss), float(gauss)
 
 
 def sample_seed(base_seed: int, epoch: int, index: int) -> int:
