@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install test demo bench clean-demo
+.PHONY: install test demo demo-data bench clean-demo
 
 install: $(STAMP)
 
@@ -30,18 +30,24 @@ bench: $(STAMP)
 DEMO_DIR ?= demo_data
 DEMO_WORK ?= work_dir/demo
 DEMO_SIZE ?= demo
+DEMO_SEED ?= 0
 DEMO_ARGS ?=
 
-demo: $(STAMP)
-	$(PY) -m dataset.synthetic --format phoenix2014 --out $(DEMO_DIR)/phoenix2014 --size $(DEMO_SIZE) --seed 0
-	$(PY) preprocess/dataset_preprocess.py --dataset-root $(DEMO_DIR)/phoenix2014 \
-		--output-dir $(DEMO_DIR)/preprocess --output-res 56x56px --process-image --multiprocessing
+# Reruns and other sizes are safe: --replace swaps only the generator's own files, and the resize
+# manifests redo every video whose frames changed (same bytes again: nothing is resized).
+demo: demo-data
 	$(PY) main.py --config config/demo.yaml --overwrite --work-dir $(DEMO_WORK) \
 		--set dataset_info.dataset_root=$(DEMO_DIR)/phoenix2014 \
 		--set dataset_info.dict_path=$(DEMO_DIR)/preprocess/gloss_dict.npy $(DEMO_ARGS)
 	@echo "== test split, best checkpoint (BiLSTM output), scored by evaluation.wer:"
 	$(PY) -m evaluation.wer $(DEMO_DIR)/preprocess/phoenix2014-groundtruth-test.stm \
 		$(DEMO_WORK)/test_best/output-hypothesis-test.ctm
+
+demo-data: $(STAMP)
+	$(PY) -m dataset.synthetic --format phoenix2014 --out $(DEMO_DIR)/phoenix2014 --size $(DEMO_SIZE) \
+		--seed $(DEMO_SEED) --replace
+	$(PY) preprocess/dataset_preprocess.py --dataset-root $(DEMO_DIR)/phoenix2014 \
+		--output-dir $(DEMO_DIR)/preprocess --output-res 56x56px --process-image --multiprocessing
 
 # Removes what `make demo` wrote (data, preprocessing outputs, run directory); keeps the venv.
 clean-demo:

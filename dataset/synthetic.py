@@ -6,7 +6,7 @@ the other hand's height, held for a signer-dependent number of frames with a tra
 between glosses. Signers differ in colours, sizes, speed and jitter; dev and test are signed by
 signers never seen in train. The same seed always writes the same bytes.
 
-    python -m dataset.synthetic --format phoenix2014 --out DIR --size tiny --seed 0
+    python -m dataset.synthetic --format phoenix2014 --out DIR --size tiny --seed 0 [--replace]
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from dataset.generated import OutputFolderError, prepare_output, write_owner_record
 from dataset.layout import DATASETS, raw_frames_root
 
 # Grammar categories: German glosses (PHOENIX) and Chinese words / digits (CSL-Daily), aligned.
@@ -351,8 +352,8 @@ def _write_lines(path: Path, lines: Sequence[str]) -> None:
     path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
 
 
-def write_annotations(fmt: str, root: Path, videos: Sequence[VideoSpec], lengths: Sequence[int]) -> None:
-    """Write the format's annotation files for all videos."""
+def write_annotations(fmt: str, root: Path, videos: Sequence[VideoSpec], lengths: Sequence[int]) -> list[Path]:
+    """Write the format's annotation files for all videos; returns their paths."""
     if fmt == "CSL-Daily":
         mapping = ["index|name|length|gloss|char|word|postag"]
         split_lines = ["name|split"]
@@ -362,9 +363,11 @@ def write_annotations(fmt: str, root: Path, videos: Sequence[VideoSpec], lengths
             mapping.append(f"{number}|{name}|{length}|{' '.join(video.glosses)}|{chars}|"
                            f"{' '.join(video.glosses)}|{' '.join('n' for _ in video.glosses)}")
             split_lines.append(f"{name}|{video.split}")
-        _write_lines(root / "sentence_label" / "video_map.txt", mapping)
-        _write_lines(root / "sentence_label" / "split_1.txt", split_lines)
-        return
+        written = [root / "sentence_label" / "video_map.txt", root / "sentence_label" / "split_1.txt"]
+        _write_lines(written[0], mapping)
+        _write_lines(written[1], split_lines)
+        return written
+    written = []
     for split in ("train", "dev", "test"):
         rows = []
         for video in (v for v in videos if v.split == split):
@@ -379,24 +382,33 @@ def write_annotations(fmt: str, root: Path, videos: Sequence[VideoSpec], lengths
             header, name = "id|folder|signer|annotation", f"{split}.corpus.csv"
         else:
             header, name = "name|video|start|end|speaker|orth|translation", f"PHOENIX-2014-T.{split}.corpus.csv"
-        _write_lines(root / "annotations" / "manual" / name, [header] + rows)
+        written.append(root / "annotations" / "manual" / name)
+        _write_lines(written[-1], [header] + rows)
+    return written
 
 
-def generate(fmt: str, out: str | Path, size: str = "tiny", seed: int = 0, workers: int = 1) -> dict:
-    """Write a complete raw synthetic dataset; returns counts {videos, frames, glosses}."""
+def generate(fmt: str, out: str | Path, size: str = "tiny", seed: int = 0, workers: int = 1,
+             replace: bool = False) -> dict:
+    """Write a complete raw synthetic dataset into a new or empty `out` (or, with `replace`, over our own
+    earlier output there: see dataset.generated); returns counts {videos, frames, glosses}."""
     if fmt not in DATASETS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(DATASETS)}")
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; expected one of {', '.join(SIZES)}")
     root = Path(out)
     videos = plan_videos(fmt, size, seed)
+    prepare_output(root, replace)
+    params = {"format": fmt, "size": size, "seed": seed}
+    video_dirs = [str(frame_paths(fmt, root, video, 1)[0].parent.relative_to(root)) for video in videos]
+    write_owner_record(root, params, video_dirs, [])  # first: an interrupted run is still ours to replace
     jobs = [(fmt, str(root), video, SIZES[size].frames_per_gloss) for video in videos]
     if workers > 1:
         with Pool(workers) as pool:
             lengths = pool.map(write_video, jobs, chunksize=4)
     else:
         lengths = [write_video(job) for job in jobs]
-    write_annotations(fmt, root, videos, lengths)
+    annotations = write_annotations(fmt, root, videos, lengths)
+    write_owner_record(root, params, video_dirs, [str(path.relative_to(root)) for path in annotations])
     return {"videos": len(videos), "frames": int(sum(lengths)),
             "glosses": len({g for v in videos for g in v.glosses})}
 
@@ -409,8 +421,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--size", choices=tuple(SIZES), default="tiny")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--replace", action="store_true",
+                        help="--out may hold an earlier output of this generator: remove only its files first")
     args = parser.parse_args(argv)
-    counts = generate(args.format, args.out, args.size, args.seed, args.workers)
+    try:
+        counts = generate(args.format, args.out, args.size, args.seed, args.workers, args.replace)
+    except OutputFolderError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print(f"wrote {counts['videos']} videos, {counts['frames']} frames, "
           f"{counts['glosses']} distinct glosses to {args.out}")
     return 0
