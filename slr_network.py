@@ -37,7 +37,8 @@ class SLRModel(nn.Module):
         pretrained: ImageNet init of the ResNet: None/False (none), 'auto' or True (torch hub
             cache if the file is there), or the path of a torchvision-format file.
         channels_last: run the frame backbone and branch in channels-last memory; None (default)
-            = on (measured faster for oneDNN training on CPU and for cuDNN), False = off.
+            = on (measured faster for oneDNN training on CPU and for cuDNN), False = off. Its
+            CPU batch norms keep float64-grade statistics (modules.batchnorm).
     """
 
     def __init__(self, num_classes: int, c2d_type: str, conv_type: int, use_bn: bool = False,

@@ -8,13 +8,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from modules.batchnorm import BatchNorm2d
 from modules.frame_conv import FrameConv, FrameSequential, TemporalConv3d
 
 
 def _temporal_bn_relu(channels: int, kernel_size: int) -> FrameSequential:
     """Depthwise temporal conv + BatchNorm + ReLU (`t_conv.i` in checkpoints)."""
     return FrameSequential(TemporalConv3d(channels, channels, kernel_size, groups=channels),
-                           nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
+                           BatchNorm2d(channels), nn.ReLU(inplace=True))
 
 
 class ChannelAttention(nn.Module):
@@ -62,11 +63,11 @@ class SpatioTemporalFusion(nn.Module):
         self.cbam = FrameSequential(ChannelAttention(channels, reduction), SpatialAttention())
         self.st_conv = FrameSequential(
             TemporalConv3d(2 * channels, 2 * channels, 3, groups=2 * channels),
-            nn.BatchNorm2d(2 * channels),
+            BatchNorm2d(2 * channels),
             nn.ReLU(inplace=True),
             # groups=C pairs channel c of the input with channel c of the temporal features.
             FrameConv(2 * channels, channels, 3, padding=1, groups=channels),
-            nn.BatchNorm2d(channels),
+            BatchNorm2d(channels),
         )
 
     def forward(self, frames: Tensor, batch: int) -> Tensor:

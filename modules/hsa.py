@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from modules.batchnorm import BatchNorm2d
 from modules.frame_conv import FrameConv, FrameSequential, TemporalConv3d
 from modules.tconv import kernel_sizes_for
 
@@ -32,7 +33,7 @@ class HierarchicalTemporalAttention(nn.Module):
         mid = channels // 4
         self.temporal_att = FrameSequential(
             TemporalConv3d(channels, mid, 3, groups=groups),
-            nn.BatchNorm2d(mid),
+            BatchNorm2d(mid),
             nn.ReLU(inplace=True),
             TemporalConv3d(mid, channels, 3, groups=groups),
             nn.Sigmoid(),
@@ -46,7 +47,7 @@ class HierarchicalTemporalAttention(nn.Module):
 def _project(in_channels: int, out_channels: int) -> FrameSequential:
     """1x1 conv (with bias) + BatchNorm + ReLU."""
     return FrameSequential(FrameConv(in_channels, out_channels, 1, bias=True),
-                           nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
+                           BatchNorm2d(out_channels), nn.ReLU(inplace=True))
 
 
 def temporal_stack(kernel_sizes: Sequence[str], in_channels: int, hidden_size: int) -> nn.Sequential:

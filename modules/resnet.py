@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from modules.batchnorm import BatchNorm2d
 from modules.frame_conv import FrameConv, store_frame_weights_channels_last
 from modules.fusion import SpatioTemporalFusion
 
@@ -28,14 +29,14 @@ class BasicBlock(nn.Module):
     def __init__(self, inplanes: int, planes: int, stride: int = 1) -> None:
         super().__init__()
         self.conv1 = FrameConv(inplanes, planes, 3, stride=stride, padding=1)
-        self.bn1 = nn.BatchNorm2d(planes)
+        self.bn1 = BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
         self.conv2 = FrameConv(planes, planes, 3, padding=1)
-        self.bn2 = nn.BatchNorm2d(planes)
+        self.bn2 = BatchNorm2d(planes)
         self.downsample = None
         if stride != 1 or inplanes != planes:
             self.downsample = nn.Sequential(FrameConv(inplanes, planes, 1, stride=stride),
-                                            nn.BatchNorm2d(planes))
+                                            BatchNorm2d(planes))
 
     def forward(self, x: Tensor) -> Tensor:
         """relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))."""
@@ -64,7 +65,7 @@ class ResNet(nn.Module):
         self.channels_last = channels_last
         self.out_channels = widths[3]
         self.conv1 = FrameConv(3, base_width, 7, stride=2, padding=3)
-        self.bn1 = nn.BatchNorm2d(base_width)
+        self.bn1 = BatchNorm2d(base_width)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self.layer1 = _make_stage(base_width, widths[0], depths[0], stride=1)
