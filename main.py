@@ -4,7 +4,6 @@ Multi-process: `torchrun --nproc_per_node N main.py --config ... --device 0,1,..
 """
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import shutil
@@ -18,12 +17,12 @@ from torch import nn
 
 from dataset.bucketing import LengthBucketBatchSampler
 from dataset.vocabulary import load_gloss_dict
+from inference.loading import CheckpointMismatchError, load_weights, model_kwargs
 from seq_scripts import (StepOptions, TrainState, score_hypotheses, seq_eval,
                          seq_feature_generation, seq_train)
 from utils.atomic import atomic_path
-from utils.checkpoint import (CheckpointError, load_checkpoint, model_state_from_checkpoint, save_checkpoint,
-                              shape_mismatches)
-from utils.config import ConfigError, check_kwargs, resolve_config, save_config
+from utils.checkpoint import CheckpointError, load_checkpoint, model_state_from_checkpoint, save_checkpoint
+from utils.config import ConfigError, check_kwargs, import_class, resolve_config, save_config
 from utils.device import amp_dtype, make_grad_scaler, quiet_opencv_threads, select_device, worker_init
 from utils.distributed import (DistEnv, ShardedSampler, all_gather_objects, barrier,
                                broadcast_object, convert_sync_batchnorm, env_from_environ,
@@ -34,15 +33,6 @@ from utils.record import MetricsLog, RunLog
 
 LAST = "last.pt"
 BEST = "best_model.pt"
-
-
-def import_class(name: str) -> Any:
-    """`package.module.Class` -> the class, with an error naming the config key."""
-    module_name, _, attr = name.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise ConfigError(f"cannot import {name!r} (keys 'model' / 'feeder'): {exc}") from exc
 
 
 def prepare_work_dir(work_dir: Path, overwrite: bool, env: DistEnv) -> None:
@@ -79,42 +69,15 @@ def dataset_paths(cfg: Mapping[str, Any], work_dir: Path) -> dict[str, Path]:
     }
 
 
-def model_kwargs(cfg: Mapping[str, Any], model_class: Any, gloss_dict: Mapping[str, Any],
-                 log: RunLog) -> dict:
-    """Constructor kwargs (without gloss_dict / loss_weights), num_classes from the vocabulary."""
-    kwargs = dict(cfg["model_args"])
-    num_classes = len(gloss_dict) + 1
-    if "num_classes" in kwargs and int(kwargs["num_classes"]) != num_classes:
-        log(f"model_args.num_classes={kwargs['num_classes']} replaced by {num_classes} "
-            f"(vocabulary size + CTC blank)")
-    kwargs["num_classes"] = num_classes
-    kwargs.setdefault("search_mode", cfg["decode_mode"])
-    kwargs.setdefault("beam_width", cfg["beam_width"])
-    check_kwargs(model_class, {**kwargs, "gloss_dict": None, "loss_weights": None}, "model_args")
-    return kwargs
-
-
-def load_weights(model: nn.Module, path: str | Path, ignore: list[str], log: RunLog,
-                 unsafe: bool = False) -> None:
+def load_weights_file(model: nn.Module, path: str | Path, ignore: list[str], log: RunLog,
+                      unsafe: bool = False) -> None:
     """Initialise `model` from our checkpoint or a published one (`module.` prefixes are fine)."""
     state = model_state_from_checkpoint(load_checkpoint(path, unsafe=unsafe))
-    dropped = [k for k in list(state) if any(k == w or k.startswith(w + ".") for w in ignore)]
-    for key in dropped:
-        state.pop(key)
+    dropped = load_weights(model, state, str(path), ignore,
+                           hint="Use the config it was trained with (model_args, the gloss "
+                                "dictionary), or --set ignore_weights=[...] to skip keys on purpose")
     if ignore:
         log(f"ignored weights from {path}: {dropped or 'none matched ' + str(ignore)}")
-    shape_errors = shape_mismatches(model.state_dict(), state)
-    if shape_errors:
-        raise RuntimeError(f"{path} does not fit the configured model ({len(shape_errors)} shape "
-                           f"mismatches, e.g. {shape_errors[:3]}); use the config it was trained "
-                           f"with (model_args, the gloss dictionary)")
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not any(k == w or k.startswith(w + ".") for w in ignore)]
-    if missing or unexpected:
-        raise RuntimeError(f"{path} does not fit the configured model: missing keys "
-                           f"{missing[:5]}{'...' if len(missing) > 5 else ''}, unexpected keys "
-                           f"{unexpected[:5]}{'...' if len(unexpected) > 5 else ''} "
-                           f"(pass --set ignore_weights=[...] to skip some on purpose)")
     log(f"loaded weights from {path}")
 
 
@@ -140,14 +103,16 @@ class Processor:
         seed = int(cfg["random_seed"])
         seed_everything(seed, cfg["deterministic"])  # same seed everywhere: identical initial weights
         model_class = import_class(cfg["model"])
-        self.model_args = model_kwargs(cfg, model_class, self.gloss_dict, self.log)
+        self.model_args, note = model_kwargs(cfg, model_class, len(self.gloss_dict) + 1)
+        if note:
+            self.log(note)
         self.core: nn.Module = model_class(**self.model_args, gloss_dict=self.gloss_dict,
                                            loss_weights=dict(cfg["loss_weights"]))
         if cfg["load_weights"] and not self.resume_path:
-            load_weights(self.core, cfg["load_weights"], list(cfg["ignore_weights"]), self.log,
-                         unsafe_load)
+            load_weights_file(self.core, cfg["load_weights"], list(cfg["ignore_weights"]), self.log,
+                              unsafe_load)
         elif cfg["phase"] != "train" and cfg["load_checkpoints"]:
-            load_weights(self.core, cfg["load_checkpoints"], [], self.log, unsafe_load)
+            load_weights_file(self.core, cfg["load_checkpoints"], [], self.log, unsafe_load)
         self.core.to(self.device)
         self.model: nn.Module = self.core
         if self.env.distributed and cfg["phase"] == "train":
@@ -436,7 +401,7 @@ class Processor:
             (self.work_dir / name).write_text(json.dumps(clean, indent=2) + "\n")
 
 
-USER_ERRORS = (ConfigError, FileNotFoundError, CheckpointError)
+USER_ERRORS = (ConfigError, FileNotFoundError, CheckpointError, CheckpointMismatchError)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -8,16 +8,15 @@ import argparse
 import json
 import sys
 
-import torch
-
-from utils.decode import Decode
-from utils.inference import add_model_arguments, align_sentence, describe, load_model_and_video
+from inference.cli import add_model_arguments, add_video_arguments, load_model_and_video
+from inference.recognize import recognise_clip
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_model_arguments(parser)
+    add_video_arguments(parser)
     parser.add_argument("--json", action="store_true",
                         help="print JSON: glosses with per-gloss frame spans and scores")
     return parser
@@ -25,22 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def recognise(args: argparse.Namespace) -> dict:
     """Run the model on the video and return the result as a JSON-ready dict."""
-    loaded, clip, prepared, device = load_model_and_video(args)
-    with torch.inference_mode():
-        ret = loaded.model(prepared.video.to(device), prepared.length.to(device))
-    logits = ret["sequence_logits"][:, 0]  # (T', C)
-    steps = int(ret["feat_len"][0])
-    decoder = Decode(loaded.gloss_dict, loaded.num_classes, loaded.search_mode,
-                     beam_width=loaded.beam_width)
-    sentence = decoder.decode(logits[None, :steps], [steps], batch_first=True)[0]
-    glosses = [gloss for gloss, _ in sentence]
-    rec = align_sentence(logits[:steps], glosses, loaded.gloss_dict)
-    return {
-        "video": clip.source, "reader": clip.backend, "total_frames": clip.total_frames,
-        "num_frames": prepared.num_frames, "output_steps": steps, "temporal_stride": prepared.stride,
-        "search_mode": loaded.search_mode, "beam_width": loaded.beam_width,
-        "sentence": " ".join(glosses), "glosses": describe(rec, prepared, clip.source_indices),
-    }
+    loaded, clip = load_model_and_video(args)
+    return recognise_clip(loaded, clip)[0]
 
 
 def main(argv: list[str] | None = None) -> int:

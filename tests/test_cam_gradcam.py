@@ -1,4 +1,4 @@
-"""utils.gradcam on constructed models whose output depends on one image region only."""
+"""inference.gradcam on constructed models whose output depends on one image region only."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from utils.gradcam import (GradCAM, cam_from_activation, contact_sheet, frame_major, normalise_maps,
+from inference.gradcam import (GradCAM, cam_from_activation, contact_sheet, frame_major, normalise_maps,
                            overlay_heatmap, resolve_layer, upsample_maps)
 
 

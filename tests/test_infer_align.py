@@ -1,4 +1,4 @@
-"""utils.inference helpers: CTC forced alignment against brute force, spans, options."""
+"""inference/ helpers: CTC forced alignment against brute force, spans, options."""
 from __future__ import annotations
 
 import itertools
@@ -6,8 +6,9 @@ import itertools
 import pytest
 import torch
 
-from utils.inference import (CheckpointMismatchError, check_vocabulary, classifier_num_classes,
-                             forced_align, gloss_step_spans, parse_resolution, steps_to_frames)
+from inference.align import forced_align, gloss_step_spans, steps_to_frames
+from inference.loading import CheckpointMismatchError, check_vocabulary, classifier_num_classes
+from preprocess.common import parse_resolution
 from utils.device import select_device
 
 

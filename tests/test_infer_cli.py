@@ -20,14 +20,15 @@ import generate_cam
 import test_one_video
 from dataset.synthetic import plan_videos, render_video, vocabulary
 from utils.checkpoint import save_checkpoint
-from utils.inference import prepare_input
-from utils.video_io import load_frames, write_video
+from inference.recognize import prepare_input
+from inference.video import load_frames, write_video
 
 TINY_ARGS = {"c2d_type": "resnet18", "conv_type": 2, "use_bn": True, "hidden_size": 32,
              "weight_norm": True, "share_classifier": True, "hsa_attention": True,
              "base_width": 8, "aux_dim": 16}
-TINY_CLI = ["--backbone", "resnet18", "--hidden_size", "32", "--base_width", "8", "--aux_dim", "16",
-            "--image_scale", "0.25"]
+TINY_CLI = ["--set", "model_args.c2d_type=resnet18", "--set", "model_args.hidden_size=32",
+            "--set", "model_args.base_width=8", "--set", "model_args.aux_dim=16",
+            "--set", "feeder_args.image_scale=0.25"]
 CONFIG = {"feeder_args": {"input_size": 224, "image_scale": 0.25}}  # 56x56 network input: fast
 
 
@@ -150,10 +151,10 @@ def test_published_checkpoint_needs_dict_and_architecture(assets, capsys):
     result = _run_json(capsys, *base, "--dict_path", str(assets["dict"]), *TINY_CLI)
     assert result["sentence"].split() == assets["sentence"]
     err = _error(capsys, test_one_video, *base, "--dict_path", str(assets["dict"]), *TINY_CLI,
-                 "--hsa-attention", "off")
-    assert "does not fit the model" in err and "--hsa-attention" in err
+                 "--config", "config/phoenix2014-T.yaml")  # hierarchical attention off
+    assert "does not fit the model" in err and "phoenix2014-T.yaml" in err and "csa." in err
     err = _error(capsys, test_one_video, *base, "--dict_path", str(assets["dict"]))  # resnet34 defaults
-    assert "does not fit the model" in err and "--hidden_size" in err
+    assert "does not fit the model" in err and "hidden_size" in err and "--config" in err
 
 
 def test_vocabulary_size_mismatch(assets, capsys):
@@ -180,13 +181,13 @@ def test_bad_inputs(assets, capsys, tmp_path):
 
 
 def test_gradcam_maps_per_frame(assets):
-    from utils.inference import build_model
+    from inference.explain import gloss_cams
+    from inference.loading import load_model
 
-    loaded = build_model(assets["ours"], torch.device("cpu"))
-    prepared = prepare_input(load_frames(assets["folder"]).frames, loaded.model.kernel_sizes,
+    loaded = load_model(assets["ours"], "cpu", search_mode="max")
+    prepared = prepare_input(load_frames(assets["folder"]).frames, loaded.kernel_sizes,
                              loaded.input_size, loaded.image_scale)
-    rec, maps = generate_cam.gloss_cams(loaded, prepared, "conv2d.layer4", "all", "max", 10,
-                                        torch.device("cpu"))
+    rec, maps = gloss_cams(loaded, prepared, "conv2d.layer4", "all")
     assert rec.glosses == assets["sentence"] and sorted(maps) == list(range(len(rec.glosses)))
     for heat in maps.values():
         assert heat.shape == (assets["num_frames"], 56, 56)  # one map per input frame, input size

@@ -1,11 +1,11 @@
-"""utils.video_io: natural order, uniform sampling, lossless round trip, both decoders, bad input."""
+"""inference.video: natural order, uniform sampling, lossless round trip, both decoders, bad input."""
 from __future__ import annotations
 
 import cv2
 import numpy as np
 import pytest
 
-from utils.video_io import (VideoReadError, load_frames, natural_key, uniform_indices, write_video)
+from inference.video import (VideoReadError, load_frames, natural_key, uniform_indices, write_video)
 
 
 def _frames(count: int = 10, height: int = 48, width: int = 64, seed: int = 0) -> np.ndarray:

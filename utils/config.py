@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import copy
 import difflib
+import importlib
 import inspect
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -276,6 +277,15 @@ def resolve_config(argv: Sequence[str] | None = None) -> tuple[dict, argparse.Na
     check_types(cfg, default_config())
     validate(cfg)
     return cfg, args
+
+
+def import_class(name: str) -> Any:
+    """`package.module.Class` -> the class, with an error naming the config key."""
+    module_name, _, attr = name.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ConfigError(f"cannot import {name!r} (keys 'model' / 'feeder'): {exc}") from exc
 
 
 def check_kwargs(fn: Callable, kwargs: Mapping[str, Any], section: str) -> None:

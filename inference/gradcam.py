@@ -1,4 +1,4 @@
-"""Grad-CAM with plain PyTorch hooks, plus the OpenCV drawing of heat maps and contact sheets.
+"""Grad-CAM with plain PyTorch hooks, plus the drawing of heat maps and contact sheets.
 
 The backbone runs its 2-D convolutions over every frame, so a layer output is either
 (B, C, T, h, w) (3-D convs with 1xkxk kernels, as the original STF-Net backbone) or
@@ -14,6 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from inference.fonts import draw_text
 
 
 def resolve_layer(model: nn.Module, layer_name: str) -> nn.Module:
@@ -144,13 +146,6 @@ def overlay_heatmap(frame_rgb: np.ndarray, heat: np.ndarray, alpha: float = 0.45
     return cv2.addWeighted(frame_rgb, 1.0 - alpha, colour, alpha, 0.0)
 
 
-def _put_text(image: np.ndarray, text: str, origin: tuple[int, int], scale: float,
-              colour: tuple[int, int, int]) -> None:
-    """Write text with a dark outline so it reads on any background."""
-    cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
-
-
 def contact_sheet(tiles: Sequence[np.ndarray], labels: Sequence[str], title: str,
                   highlight: Sequence[bool], columns: int = 8, tile_size: int = 112) -> np.ndarray:
     """Grid of RGB tiles, each labelled, highlighted ones framed, under a title line; RGB uint8."""
@@ -160,13 +155,13 @@ def contact_sheet(tiles: Sequence[np.ndarray], labels: Sequence[str], title: str
     rows = (len(tiles) + columns - 1) // columns
     header, gap = 28, 2
     sheet = np.full((header + rows * (tile_size + gap), columns * (tile_size + gap), 3), 24, np.uint8)
-    _put_text(sheet, title, (6, 19), 0.5, (255, 255, 255))
+    draw_text(sheet, title, (6, 5), 15, (255, 255, 255))
     for k, (tile, label, hot) in enumerate(zip(tiles, labels, highlight)):
         y = header + (k // columns) * (tile_size + gap)
         x = (k % columns) * (tile_size + gap)
         thumb = cv2.resize(tile, (tile_size, tile_size), interpolation=cv2.INTER_AREA)
         if hot:  # frames the alignment assigns to the gloss
             cv2.rectangle(thumb, (0, 0), (tile_size - 1, tile_size - 1), (255, 255, 0), 3)
-        _put_text(thumb, label, (5, tile_size - 7), 0.4, (255, 255, 0) if hot else (255, 255, 255))
+        draw_text(thumb, label, (5, tile_size - 19), 12, (255, 255, 0) if hot else (255, 255, 255))
         sheet[y:y + tile_size, x:x + tile_size] = thumb
     return sheet

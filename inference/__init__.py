@@ -1,0 +1,13 @@
+"""The single-video path shared by test_one_video.py, generate_cam.py, app.py and export.py.
+
+    loading.py    checkpoint (or exported ONNX file) -> LoadedModel; main.py builds and loads
+                  its model with the same functions
+    video.py      a video file or a folder of frames -> RGB frames, as preprocessing resizes them
+    recognize.py  frames -> network input -> glosses with their CTC-aligned spans (the JSON result)
+    align.py      CTC forced alignment of a decoded sentence
+    network.py    the network as one function: frames -> CTC log-probabilities (for export too)
+    gradcam.py    Grad-CAM hooks and the drawing of overlays and contact sheets
+    explain.py    Grad-CAM of each recognised gloss
+    fonts.py      text on images in a font with CJK glyphs
+    cli.py        the command-line options the tools share
+"""

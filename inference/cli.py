@@ -1,0 +1,60 @@
+"""Command-line options shared by test_one_video.py, generate_cam.py, app.py and export.py."""
+from __future__ import annotations
+
+import argparse
+
+from inference.loading import LoadedModel, load_model
+from inference.video import VideoClip, check_source, load_frames
+from utils.device import select_device
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """--model_path, device, vocabulary, decoding and architecture-config options."""
+    parser.add_argument("--model_path", required=True,
+                        help="checkpoint (.pt) from main.py or a published one, or an exported .onnx")
+    parser.add_argument("--device", default="auto",
+                        help="'cpu', a GPU index such as 0, or 'auto' (default: GPU 0 if present)")
+    parser.add_argument("--language", default="phoenix",
+                        choices=["phoenix", "phoenix2014-T", "csl-daily"],
+                        help="picks preprocess/<dataset>/gloss_dict.npy when the checkpoint has "
+                             "no vocabulary")
+    parser.add_argument("--unsafe-load", "--unsafe_load", dest="unsafe_load", action="store_true",
+                        help="load a checkpoint that needs arbitrary code to unpickle "
+                             "(torch.load weights_only=False); only for a source you trust")
+    parser.add_argument("--dict_path", default=None, help="gloss_dict.npy (overrides the checkpoint's)")
+    parser.add_argument("--search_mode", default=None, choices=["beam", "max"],
+                        help="CTC decoding (default: the training config's decode_mode, else beam)")
+    parser.add_argument("--beam", type=int, default=None,
+                        help="beam width (default: the training config's, else 10)")
+    parser.add_argument("--config", default=None,
+                        help="YAML config that describes a weights-only (published) checkpoint "
+                             "(default config/baseline.yaml; config/phoenix2014-T.yaml for that "
+                             "model); a checkpoint of main.py carries its own")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, e.g. --set model_args.c2d_type=resnet18 "
+                             "--set feeder_args.input_size=112")
+
+
+def add_video_arguments(parser: argparse.ArgumentParser) -> None:
+    """--video_path and --max_frames_num."""
+    parser.add_argument("--video_path", required=True,
+                        help="video file (.mp4 .avi .mov .mkv .webm) or folder of frame images")
+    parser.add_argument("--max_frames_num", type=int, default=360,
+                        help="frames sampled uniformly at most")
+
+
+def load_model_from_args(args: argparse.Namespace) -> LoadedModel:
+    """The model named by the options of add_model_arguments."""
+    return load_model(args.model_path, select_device(args.device), dict_path=args.dict_path,
+                      language=args.language, config=args.config, overrides=args.set,
+                      search_mode=args.search_mode, beam_width=args.beam,
+                      unsafe_load=args.unsafe_load)
+
+
+def load_model_and_video(args: argparse.Namespace) -> tuple[LoadedModel, VideoClip]:
+    """The model and the video (options of add_model_arguments / add_video_arguments)."""
+    check_source(args.video_path)  # a typo in the path fails before the model loads
+    loaded = load_model_from_args(args)
+    clip = load_frames(args.video_path, max_frames=args.max_frames_num, size=loaded.frame_size)
+    return loaded, clip
+

@@ -1,0 +1,245 @@
+"""Checkpoint -> model: the one place where a saved model becomes a model (main.py uses it too).
+
+A checkpoint of this project carries its config (the `model` class, feeder settings, decoding),
+`model_args` and `gloss_dict`; a published one carries only weights, so its architecture comes
+from a config file (config/baseline.yaml is the published model) with `--set` overrides, never
+from restated constructor arguments.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from dataset.vocabulary import check_gloss_dict, load_gloss_dict
+from inference.network import CTCLogProbs
+from preprocess.common import parse_resolution
+from utils.checkpoint import load_checkpoint, model_state_from_checkpoint, shape_mismatches
+from utils.config import (check_kwargs, default_config, import_class, merge_config, nest,
+                          parse_set_item, resolve_config)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PUBLISHED_CONFIG = REPO_ROOT / "config" / "baseline.yaml"  # architecture of the published models
+LANGUAGE_DATASETS = {"phoenix": "phoenix2014", "phoenix2014": "phoenix2014",
+                     "phoenix2014-T": "phoenix2014-T", "csl-daily": "CSL-Daily", "csl": "CSL-Daily"}
+
+
+class CheckpointMismatchError(ValueError):
+    """The checkpoint does not fit the dictionary or the architecture options."""
+
+
+@dataclass
+class LoadedModel:
+    """A ready-to-run model with its vocabulary and the input settings it was trained with.
+
+    `model` is the eval-mode nn.Module (None for an ONNX file); `runner` maps (video, lengths) to
+    CTC log-probabilities and lengths: inference.network.CTCLogProbs, or an onnxruntime session.
+    """
+
+    model: nn.Module | None
+    runner: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
+    gloss_dict: dict
+    num_classes: int
+    kernel_sizes: list[str]
+    input_size: int = 224
+    image_scale: float = 1.0
+    frame_size: tuple[int, int] = (256, 256)  # (width, height) the training frames were resized to
+    search_mode: str = "beam"
+    beam_width: int = 10
+    source: dict = field(default_factory=dict)  # where architecture / vocabulary came from
+    device: torch.device = torch.device("cpu")
+
+    def log_probs(self, video: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, T', C) CTC log-probabilities and (B,) output lengths, on the CPU."""
+        with torch.inference_mode():
+            log_probs, out_lengths = self.runner(video.to(self.device), lengths.to(self.device))
+        return log_probs.float().cpu(), out_lengths.cpu()
+
+
+# ---------------------------------------------------------------------------------------------
+# Model construction and weight loading shared with main.py
+
+
+def model_kwargs(cfg: Mapping[str, Any], model_class: Any, num_classes: int) -> tuple[dict, str]:
+    """Constructor kwargs of the config's model (without gloss_dict / loss_weights), and a note
+    when the config's num_classes was replaced by the vocabulary's."""
+    kwargs = dict(cfg["model_args"])
+    note = ""
+    if "num_classes" in kwargs and int(kwargs["num_classes"]) != num_classes:
+        note = (f"model_args.num_classes={kwargs['num_classes']} replaced by {num_classes} "
+                f"(vocabulary size + CTC blank)")
+    kwargs["num_classes"] = num_classes
+    kwargs.setdefault("search_mode", cfg["decode_mode"])
+    kwargs.setdefault("beam_width", cfg["beam_width"])
+    check_kwargs(model_class, {**kwargs, "gloss_dict": None, "loss_weights": None}, "model_args")
+    return kwargs, note
+
+
+def _head(items: Sequence[str], count: int = 5) -> str:
+    """The first `count` items, comma separated, with how many more there are."""
+    more = f" ... (+{len(items) - count})" if len(items) > count else ""
+    return ", ".join(items[:count]) + more
+
+
+def load_weights(model: nn.Module, state: Mapping[str, Tensor], source: str,
+                 ignore: Sequence[str] = (), hint: str = "") -> list[str]:
+    """Load `state` into `model`: every key must fit except the `ignore` prefixes; returns the
+    dropped keys. What does not fit is reported in one error with `hint` on how to fix it."""
+    def ignored(key: str) -> bool:
+        return any(key == w or key.startswith(w + ".") for w in ignore)
+
+    dropped = [k for k in state if ignored(k)]
+    state = {k: v for k, v in state.items() if not ignored(k)}
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state and not ignored(k)]
+    unexpected = [k for k in state if k not in expected]
+    wrong = shape_mismatches(expected, state)
+    if missing or unexpected or wrong:
+        raise CheckpointMismatchError(
+            f"checkpoint {source} does not fit the model: missing {len(missing)} "
+            f"[{_head(missing)}], unexpected {len(unexpected)} [{_head(unexpected)}], shape "
+            f"mismatches {len(wrong)} [{_head(wrong)}]. {hint}".rstrip())
+    model.load_state_dict(state, strict=not ignore)
+    return dropped
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoint -> eval-mode model for the single-video tools
+
+
+def model_config(saved: Mapping[str, Any] | None, config: str | os.PathLike | None = None,
+                 overrides: Sequence[str] = ()) -> dict:
+    """The config a model is rebuilt from: the checkpoint's (or, for weights only or when given,
+    the YAML `config`, default config/baseline.yaml) with `--set KEY=VALUE` items applied."""
+    if saved is not None and config is None:
+        cfg = merge_config(default_config(), saved, "checkpoint config", strict=False)
+    else:
+        cfg, _ = resolve_config(["--config", str(config or PUBLISHED_CONFIG)])
+    for item in overrides:
+        keys, value = parse_set_item(item)
+        cfg = merge_config(cfg, nest(keys, value), f"--set {item}")
+    return cfg
+
+
+def default_dict_path(language: str) -> Path:
+    """Where preprocessing writes the gloss dictionary of the dataset behind `language`."""
+    try:
+        dataset = LANGUAGE_DATASETS[language]
+    except KeyError:
+        raise ValueError(f"unknown language {language!r}; use one of "
+                         f"{sorted(set(LANGUAGE_DATASETS))}") from None
+    return Path("preprocess") / dataset / "gloss_dict.npy"
+
+
+def classifier_num_classes(state: Mapping[str, Tensor], hidden_size: int) -> int | None:
+    """Class count of the checkpoint's classifier (NormLinear stores (in, out), Linear (out, in))."""
+    weight = state.get("classifier.weight")
+    if weight is None or weight.dim() != 2:
+        return None
+    rows, cols = weight.shape
+    if rows == hidden_size:
+        return int(cols)  # NormLinear: (hidden, classes); also right when classes == hidden
+    if cols == hidden_size:
+        return int(rows)
+    return None
+
+
+def check_vocabulary(num_classes: int, gloss_dict: Mapping, ckpt_path: str, dict_source: str) -> None:
+    """The classifier must have one output per gloss plus the blank."""
+    if num_classes != len(gloss_dict) + 1:
+        raise CheckpointMismatchError(
+            f"checkpoint {ckpt_path} has a classifier of {num_classes} classes but the dictionary "
+            f"{dict_source} has {len(gloss_dict)} glosses (+1 blank = {len(gloss_dict) + 1}); pass the "
+            f"gloss_dict.npy the model was trained with (--dict_path, or --language for the default)")
+
+
+def resolve_vocabulary(ckpt: Mapping[str, Any], ckpt_path: str, dict_path: str | None,
+                       language: str) -> tuple[dict, str]:
+    """(gloss_dict, where it came from): --dict_path, else the checkpoint's, else preprocess/."""
+    if dict_path is not None:
+        return load_gloss_dict(dict_path, hint="check --dict_path"), str(dict_path)
+    if isinstance(ckpt.get("gloss_dict"), Mapping):
+        source = f"{ckpt_path}['gloss_dict']"
+        return check_gloss_dict(ckpt["gloss_dict"], source), source
+    path = default_dict_path(language)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {ckpt_path} carries no vocabulary and {path} does not "
+                                f"exist; pass --dict_path <gloss_dict.npy of the training data>")
+    return load_gloss_dict(path), str(path)
+
+
+def _first(*values: Any) -> Any:
+    """The first value that is not None."""
+    return next(v for v in values if v is not None)
+
+
+def model_from_checkpoint(ckpt_path: str | os.PathLike, device: torch.device | str = "cpu", *,
+                          dict_path: str | None = None, language: str = "phoenix",
+                          config: str | os.PathLike | None = None, overrides: Sequence[str] = (),
+                          search_mode: str | None = None, beam_width: int | None = None,
+                          unsafe_load: bool = False) -> LoadedModel:
+    """Load a checkpoint (this project's, or a published weights-only one) as an eval-mode model.
+
+    The model class and its arguments come from the checkpoint (config['model'], model_args);
+    for a weights-only checkpoint from `config` (default config/baseline.yaml) and `overrides`.
+    `overrides` (`feeder_args.input_size=112`, ...) and explicit decoding options win.
+    `unsafe_load` unpickles arbitrary objects (utils.checkpoint.load_checkpoint): trusted files only.
+    """
+    ckpt_path = str(ckpt_path)
+    ckpt = load_checkpoint(ckpt_path, map_location="cpu", unsafe=unsafe_load)
+    state = model_state_from_checkpoint(ckpt)
+    gloss_dict, vocab_source = resolve_vocabulary(ckpt, ckpt_path, dict_path, language)
+    saved_cfg = ckpt.get("config") if isinstance(ckpt.get("config"), Mapping) else None
+    saved_args = ckpt.get("model_args") if isinstance(ckpt.get("model_args"), Mapping) else None
+    if saved_args is not None and config is None:
+        saved_cfg = {**(saved_cfg or {}), "model_args": dict(saved_args)}
+        arch_source = f"{ckpt_path}['model_args']"
+    else:  # weights only, or the user names the config: that file describes the architecture
+        saved_cfg = None
+        arch_source = str(config or "config/baseline.yaml")
+    if overrides:
+        arch_source += " with " + " ".join(f"--set {item}" for item in overrides)
+    cfg = model_config(saved_cfg, config, overrides)
+    model_class = import_class(cfg["model"])
+    args, _ = model_kwargs(cfg, model_class, 2)
+    args = {k: v for k, v in args.items() if k not in ("gloss_dict", "num_classes", "loss_weights")}
+    num_classes = classifier_num_classes(state, int(args.get("hidden_size", 1024)))
+    if num_classes is None:
+        found = tuple(state["classifier.weight"].shape) if "classifier.weight" in state else "absent"
+        raise CheckpointMismatchError(
+            f"checkpoint {ckpt_path} does not fit the model of {arch_source}: its classifier.weight "
+            f"({found}) does not match hidden_size {args.get('hidden_size')}; pass the config it was "
+            f"trained with (--config X.yaml, --set model_args.hidden_size=N)")
+    check_vocabulary(num_classes, gloss_dict, ckpt_path, vocab_source)
+    # How the model was evaluated in training: model_args keys, not constructor options here.
+    saved_mode, saved_width = args.pop("search_mode", None), args.pop("beam_width", None)
+    args["pretrained"] = None  # weights come from the checkpoint; never fetch anything
+    # No gloss_dict: the model then skips its own decoding; inference/ decodes with utils.decode.
+    model = model_class(num_classes=num_classes, gloss_dict=None, **args)
+    load_weights(model, state, ckpt_path,
+                 hint=f"The model was built from {arch_source}; pass the config it was trained with "
+                      f"(--config config/phoenix2014-T.yaml, --set model_args.hsa_attention=false, "
+                      f"--set model_args.c2d_type=resnet18, ...)")
+    model.to(device).eval()
+
+    feeder_args = cfg.get("feeder_args") or {}
+    device = torch.device(device)
+    return LoadedModel(
+        model=model, runner=CTCLogProbs(model).eval(), device=device, gloss_dict=gloss_dict, num_classes=num_classes,
+        kernel_sizes=list(model.kernel_sizes),
+        input_size=int(_first(feeder_args.get("input_size"), 224)),
+        image_scale=float(_first(feeder_args.get("image_scale"), 1.0)),
+        frame_size=parse_resolution(_first(feeder_args.get("frames_res"), "256x256px")),
+        search_mode=str(_first(search_mode, saved_mode, cfg.get("decode_mode"), "beam")),
+        beam_width=int(_first(beam_width, saved_width, cfg.get("beam_width"), 10)),
+        source={"vocabulary": vocab_source, "architecture": arch_source, "model": ckpt_path})
+
+
+def load_model(path: str | os.PathLike, device: torch.device | str = "cpu", **options: Any
+               ) -> LoadedModel:
+    """A checkpoint (.pt) as an eval-mode model; the options are model_from_checkpoint's."""
+    return model_from_checkpoint(path, device, **options)
