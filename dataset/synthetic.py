@@ -70,7 +70,10 @@ SIZES = {
     "tiny": SizeSpec({"train": 4, "dev": 2, "test": 2}, (2, 4), (2, 3)),
     "small": SizeSpec({"train": 40, "dev": 10, "test": 10}, (2, 10), (8, 12)),
     "demo": SizeSpec({"train": 200, "dev": 30, "test": 30}, (2, 6), (8, 12)),
+    # Video lengths spread like PHOENIX's (about 50 to 300 frames), for data-loading benchmarks.
+    "long": SizeSpec({"train": 60, "dev": 6, "test": 6}, (5, 26), (8, 12)),
 }
+STYLES = ("clean", "camera")
 
 
 @dataclass(frozen=True)
@@ -291,6 +294,64 @@ def render_video(video: VideoSpec, width: int, height: int, frames_per_gloss: tu
     return frames
 
 
+def _smooth_noise(rng: np.random.Generator, width: int, height: int, cell: int) -> np.ndarray:
+    """(H, W, 1) float noise in [-1, 1] varying over about `cell` pixels (bicubic upsampling)."""
+    small = rng.uniform(-1.0, 1.0, size=(max(2, height // cell + 2), max(2, width // cell + 2))).astype(np.float32)
+    return cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)[:, :, None]
+
+
+@dataclass(frozen=True)
+class Camera:
+    """What a camera and a compressed download add to a rendered frame (camera-like style)."""
+
+    texture: np.ndarray      # (H, W, 3) float additive background texture (static per video)
+    light: np.ndarray        # (H, W, 1) float multiplicative lighting (gradient and vignette)
+    blur_sigma: float
+    noise_sigma: float
+    jpeg_quality: int
+
+
+def make_camera(rng: np.random.Generator, width: int, height: int) -> Camera:
+    """A random camera for one video: textured wall, uneven light, optics blur, sensor noise, codec."""
+    texture = sum(amp * _smooth_noise(rng, width, height, cell)
+                  for amp, cell in ((14.0, 48), (9.0, 12), (6.0, 3), (4.0, 1)))
+    texture = texture * rng.uniform(0.85, 1.15, size=3).astype(np.float32)  # slightly tinted
+    gy, gx = np.mgrid[0:height, 0:width].astype(np.float32)
+    direction = rng.normal(size=2)
+    direction /= np.linalg.norm(direction) + 1e-9
+    ramp = ((gx / width - 0.5) * direction[0] + (gy / height - 0.5) * direction[1])[:, :, None]
+    radius = (((gx - width / 2) / width) ** 2 + ((gy - height / 2) / height) ** 2)[:, :, None]
+    light = (1.0 + rng.uniform(0.15, 0.35) * ramp) * (1.0 - rng.uniform(0.2, 0.45) * radius)
+    return Camera(texture.astype(np.float32), light.astype(np.float32), float(rng.uniform(0.6, 1.0)),
+                  float(rng.uniform(2.5, 4.0)), int(rng.integers(80, 91)))
+
+
+def film(image: np.ndarray, camera: Camera, rng: np.random.Generator, textured: np.ndarray) -> np.ndarray:
+    """A rendered BGR frame as a camera and a compressed download deliver it.
+
+    `textured` marks the static scene (wall, torso): the texture does not travel with the moving hands.
+    """
+    frame = image.astype(np.float32) + camera.texture * textured
+    frame = cv2.GaussianBlur(frame * camera.light, (0, 0), camera.blur_sigma)
+    frame += rng.normal(0.0, camera.noise_sigma, size=frame.shape).astype(np.float32)
+    frame = np.clip(frame + 0.5, 0, 255).astype(np.uint8)
+    ok, encoded = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, camera.jpeg_quality])
+    if not ok:
+        raise RuntimeError("OpenCV could not JPEG-encode a synthetic frame")
+    return cv2.imdecode(encoded, cv2.IMREAD_COLOR)
+
+
+def render_camera_video(video: VideoSpec, width: int, height: int,
+                        frames_per_gloss: tuple[int, int]) -> list[np.ndarray]:
+    """The frames of `render_video` (same scene) filmed by a random camera of the video."""
+    clean = render_video(video, width, height, frames_per_gloss)
+    rng = np.random.default_rng([*video.seed, 1])  # its own stream: the scene stays that of 'clean'
+    camera = make_camera(rng, width, height)
+    # The background is what no frame ever changes: the signer moves, the wall does not.
+    still = np.all(np.stack([f == clean[0] for f in clean]), axis=(0, 3))[:, :, None].astype(np.float32)
+    return [film(frame, camera, rng, still) for frame in clean]
+
+
 # ----------------------------------------------------------------------------- naming and writing
 
 
@@ -332,11 +393,12 @@ def frame_paths(fmt: str, root: Path, video: VideoSpec, count: int) -> list[Path
     return [folder / f"{stem}{i + 1:04d}.png" for i in range(count)]
 
 
-def write_video(args: tuple[str, str, VideoSpec, tuple[int, int]]) -> int:
+def write_video(args: tuple[str, str, VideoSpec, tuple[int, int], str]) -> int:
     """Render and write one video's frames; returns the frame count (Pool worker)."""
-    fmt, root, video, frames_per_gloss = args
+    fmt, root, video, frames_per_gloss, style = args
     width, height = FRAME_SIZE[fmt]
-    frames = render_video(video, width, height, frames_per_gloss)
+    render = render_camera_video if style == "camera" else render_video
+    frames = render(video, width, height, frames_per_gloss)
     paths = frame_paths(fmt, Path(root), video, len(frames))
     paths[0].parent.mkdir(parents=True, exist_ok=True)
     params = [cv2.IMWRITE_JPEG_QUALITY, 92] if fmt == "CSL-Daily" else [cv2.IMWRITE_PNG_COMPRESSION, 1]
@@ -388,9 +450,16 @@ def write_annotations(fmt: str, root: Path, videos: Sequence[VideoSpec], lengths
 
 
 def generate(fmt: str, out: str | Path, size: str = "tiny", seed: int = 0, workers: int = 1,
-             replace: bool = False) -> dict:
+             replace: bool = False, style: str = "clean") -> dict:
     """Write a complete raw synthetic dataset into a new or empty `out` (or, with `replace`, over our own
-    earlier output there: see dataset.generated); returns counts {videos, frames, glosses}."""
+    earlier output there: see dataset.generated); returns counts {videos, frames, glosses}.
+
+    style 'clean': drawn signer on flat colours (the demo: learns fast, compresses far better than
+    video); 'camera': the same scenes with a textured background, uneven lighting, blur, sensor
+    noise and JPEG artefacts, so that frame sizes and decode costs are those of camera video.
+    """
+    if style not in STYLES:
+        raise ValueError(f"unknown style {style!r}; expected one of {', '.join(STYLES)}")
     if fmt not in DATASETS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(DATASETS)}")
     if size not in SIZES:
@@ -398,10 +467,10 @@ def generate(fmt: str, out: str | Path, size: str = "tiny", seed: int = 0, worke
     root = Path(out)
     videos = plan_videos(fmt, size, seed)
     prepare_output(root, replace)
-    params = {"format": fmt, "size": size, "seed": seed}
+    params = {"format": fmt, "size": size, "seed": seed, "style": style}
     video_dirs = [str(frame_paths(fmt, root, video, 1)[0].parent.relative_to(root)) for video in videos]
     write_owner_record(root, params, video_dirs, [])  # first: an interrupted run is still ours to replace
-    jobs = [(fmt, str(root), video, SIZES[size].frames_per_gloss) for video in videos]
+    jobs = [(fmt, str(root), video, SIZES[size].frames_per_gloss, style) for video in videos]
     if workers > 1:
         with Pool(workers) as pool:
             lengths = pool.map(write_video, jobs, chunksize=4)
@@ -420,12 +489,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="dataset root to create (like the unpacked download)")
     parser.add_argument("--size", choices=tuple(SIZES), default="tiny")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--style", choices=STYLES, default="clean",
+                        help="clean: flat drawn frames (demo); camera: camera-like frames (benchmarks)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--replace", action="store_true",
                         help="--out may hold an earlier output of this generator: remove only its files first")
     args = parser.parse_args(argv)
     try:
-        counts = generate(args.format, args.out, args.size, args.seed, args.workers, args.replace)
+        counts = generate(args.format, args.out, args.size, args.seed, args.workers, args.replace,
+                          args.style)
     except OutputFolderError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -16,6 +16,7 @@ from dataset.synthetic import (
     SIZES,
     gloss_pose,
     plan_videos,
+    render_camera_video,
     render_video,
     sample_sentence,
     vocabulary,
@@ -115,8 +116,30 @@ def test_rendered_video_length_follows_glosses():
     assert 2 + 2 * len(video.glosses) <= len(frames) <= 2 + 4 * len(video.glosses)
 
 
+def test_camera_style_films_the_same_scene_at_camera_frame_sizes():
+    """Camera-like frames: same scene as 'clean', deterministic, and as costly to store as real video."""
+    video = plan_videos("phoenix2014", "tiny", 0)[0]
+    clean = render_video(video, 210, 260, (2, 2))
+    camera = render_camera_video(video, 210, 260, (2, 2))
+    assert len(camera) == len(clean) and camera[0].shape == clean[0].shape == (260, 210, 3)
+    assert all(np.array_equal(a, b) for a, b in zip(camera, render_camera_video(video, 210, 260, (2, 2))))
+    # Same scene: the camera's changes are mostly light and noise, not different content.
+    assert np.mean([np.abs(a.astype(int) - b.astype(int)).mean() for a, b in zip(camera, clean)]) < 25
+
+    def png_kib(frames):
+        return np.mean([len(cv2.imencode(".png", f, [cv2.IMWRITE_PNG_COMPRESSION, 1])[1]) for f in frames]) / 1024
+
+    # Real PHOENIX frames are 210x260 PNGs of roughly 60-100 KB; drawn frames are a few KB.
+    assert 40 < png_kib(camera) < 120 and png_kib(clean) < 15
+    # Sensor noise: consecutive frames differ everywhere a little, unlike drawn frames.
+    assert np.abs(camera[1].astype(int) - camera[0].astype(int)).mean() > 1.0
+
+
 def test_bad_arguments():
     from dataset.synthetic import generate
+
+    with pytest.raises(ValueError, match="unknown style"):
+        generate("phoenix2014", "x", style="film")
 
     with pytest.raises(ValueError, match="unknown format"):
         generate("phoenix", "x")
