@@ -106,15 +106,33 @@ def nonfinite_report(info: list, video_len: torch.Tensor, label_len: torch.Tenso
     return "; ".join(parts)
 
 
-def _loss_terms(core: nn.Module, ret: Mapping[str, Any], label: torch.Tensor,
-                label_len: torch.Tensor) -> dict[str, float]:
-    """The model's weighted loss terms as floats, when it exposes them."""
-    terms_fn = getattr(core, "criterion_terms", None)
-    if terms_fn is None:
+def _defining_class(cls: type, name: str) -> type | None:
+    """The class of `cls`'s MRO whose body defines attribute `name`."""
+    return next((c for c in cls.__mro__ if name in vars(c)), None)
+
+
+def loss_and_terms(core: nn.Module, ret: Mapping[str, Any], label: torch.Tensor,
+                   label_len: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The step's loss and its logged terms, each loss term evaluated once.
+
+    Uses `core.criterion_with_terms` when the model has it; a model class that overrides
+    `criterion_calculation` below it (research code changing the loss) gets its own loss
+    called, and its terms are not logged (they would describe another loss).
+    """
+    cls = type(core)
+    with_terms = _defining_class(cls, "criterion_with_terms")
+    calculation = _defining_class(cls, "criterion_calculation")
+    if with_terms is not None and (calculation is None or issubclass(with_terms, calculation)):
+        return core.criterion_with_terms(ret, label, label_len)
+    return core.criterion_calculation(ret, label, label_len), {}
+
+
+def terms_as_floats(terms: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    """Detached scalar terms as floats, read back in one transfer (one sync on CUDA)."""
+    if not terms:
         return {}
-    with torch.no_grad():
-        terms = terms_fn(ret, label, label_len)
-    return {k: float(v.detach().float().mean()) for k, v in terms.items()}
+    values = torch.stack([v.detach().float().mean() for v in terms.values()]).tolist()
+    return dict(zip(terms, values))
 
 
 def seq_train(loader: torch.utils.data.DataLoader, model: nn.Module, core: nn.Module,
@@ -152,7 +170,7 @@ def seq_train(loader: torch.utils.data.DataLoader, model: nn.Module, core: nn.Mo
         with ctx:
             with autocast(opts.device, opts.amp_dtype):
                 ret = model(video, video_len, label=label, label_lgt=label_len)
-                loss = core.criterion_calculation(ret, label, label_len)
+                loss, terms = loss_and_terms(core, ret, label, label_len)
             bad = any_true(not bool(torch.isfinite(loss.detach()).all()), env, opts.device)
             if bad:
                 state.skipped_batches += 1
@@ -173,9 +191,9 @@ def seq_train(loader: torch.utils.data.DataLoader, model: nn.Module, core: nn.Mo
                 losses.append(float(loss.detach()))
                 state.epoch_loss_sum += losses[-1]
                 state.epoch_loss_count += 1
-                for k, v in _loss_terms(core, ret, label, label_len).items():
+                for k, v in terms_as_floats(terms).items():
                     term_sums[k] = term_sums.get(k, 0.0) + v
-        del ret
+        del ret, terms
         videos += int(video.shape[0]) * env.world_size
         if sync_step:
             if window_good:

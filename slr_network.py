@@ -143,13 +143,22 @@ class SLRModel(nn.Module):
                 terms[name] = weight * ret_dict["loss_LiftPool_p"]
         return terms
 
-    def criterion_calculation(self, ret_dict: Mapping[str, Any], label: Tensor,
-                              label_lgt: Tensor) -> Tensor:
-        """The training loss: the sum of `criterion_terms`."""
-        terms = list(self.criterion_terms(ret_dict, label, label_lgt).values())
+    def criterion_with_terms(self, ret_dict: Mapping[str, Any], label: Tensor,
+                             label_lgt: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The training loss and the `criterion_terms` it sums, each term computed once.
+
+        The trainer calls this (one CTC per head per step, the terms logged from the same
+        values) unless a subclass overrides `criterion_calculation`, which it then calls instead.
+        """
+        terms = self.criterion_terms(ret_dict, label, label_lgt)
         if not terms:
             raise ValueError(f"loss_weights is empty: name at least one of {list(LOSS_NAMES)}")
-        return torch.stack(terms).sum()
+        return torch.stack(list(terms.values())).sum(), terms
+
+    def criterion_calculation(self, ret_dict: Mapping[str, Any], label: Tensor,
+                              label_lgt: Tensor) -> Tensor:
+        """The training loss: the sum of `criterion_terms` (override it to change the loss)."""
+        return self.criterion_with_terms(ret_dict, label, label_lgt)[0]
 
     @torch.compiler.disable  # host-side checks of the lengths: keep them out of compiled graphs
     def _checked_lengths(self, x: Tensor, len_x: Tensor) -> Tensor:

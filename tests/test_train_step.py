@@ -1,0 +1,91 @@
+"""The training step of seq_train: each loss term once per step, overrides honoured."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import slr_network
+from seq_scripts import StepOptions, TrainState, loss_and_terms, seq_train
+from tests.test_model import labels, tiny_model, video
+from utils.distributed import DistEnv
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+CTC_HEADS = 5  # ConvCTC, SeqCTC and the three hierarchical auxiliary heads
+
+
+def batches(count: int) -> list[tuple]:
+    """Collated-feeder-like batches of two videos of different lengths."""
+    label, label_lgt = labels([2, 2])
+    return [(video(2, 28 + i), torch.tensor([28 + i, 24]), label, label_lgt, [f"v{i}a", f"v{i}b"])
+            for i in range(count)]
+
+
+def train(model: torch.nn.Module, data: list[tuple], **options) -> tuple:
+    """One epoch of seq_train over `data` on the CPU."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    opts = StepOptions(device=torch.device("cpu"), log_interval=0, progress_bar=False, **options)
+    state = TrainState()
+    result = seq_train(data, model, model, optimizer, scaler, state, opts, DistEnv(), print,
+                       total_batches=len(data))
+    return result, state
+
+
+def count_ctc(monkeypatch) -> list[int]:
+    """Count calls of the model's per-sample CTC."""
+    calls = [0]
+    original = slr_network.ctc_per_sample
+
+    def counted(*args, **kwargs):
+        calls[0] += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(slr_network, "ctc_per_sample", counted)
+    return calls
+
+
+def test_each_loss_term_is_computed_once_per_step(monkeypatch):
+    calls = count_ctc(monkeypatch)
+    result, state = train(tiny_model().train(), batches(2))
+    assert state.global_step == 2
+    assert calls[0] == 2 * CTC_HEADS  # the trainer used to evaluate every term twice
+    assert set(result.terms) == {"SeqCTC", "ConvCTC", "Dist", "Cu", "Cp", "AuxCTC0", "AuxCTC1",
+                                 "AuxCTC2"}
+    # The logged terms are those summed into the loss (one batch: their sum is its loss).
+    one, _ = train(tiny_model().train(), batches(1))
+    assert sum(one.terms.values()) == pytest.approx(one.mean_loss, rel=1e-5)
+
+
+def test_loss_and_terms_agree_with_criterion_calculation():
+    model = tiny_model().train()
+    label, label_lgt = labels([2, 2])
+    torch.manual_seed(0)
+    ret = model(video(2, 28), torch.tensor([28, 24]))
+    loss, terms = loss_and_terms(model, ret, label, label_lgt)
+    torch.testing.assert_close(loss, model.criterion_calculation(ret, label, label_lgt))
+    torch.testing.assert_close(loss, sum(terms.values()))
+
+
+class DoubledLoss(slr_network.SLRModel):
+    """Research code that changes the loss by overriding criterion_calculation."""
+
+    def criterion_calculation(self, ret_dict, label, label_lgt):
+        return 2.0 * super().criterion_calculation(ret_dict, label, label_lgt)
+
+
+def test_an_overridden_criterion_calculation_is_the_trained_loss(monkeypatch):
+    calls = count_ctc(monkeypatch)
+    torch.manual_seed(0)
+    base = tiny_model()
+    doubled = DoubledLoss(base.num_classes, "resnet18", 2, base_width=8, hidden_size=32,
+                          aux_dim=16, loss_weights=base.loss_weights)
+    doubled.load_state_dict(base.state_dict())
+    data = batches(1)
+    torch.manual_seed(3)
+    plain, _ = train(base.train(), data)
+    torch.manual_seed(3)
+    overridden, _ = train(doubled.train(), data)
+    assert overridden.mean_loss == pytest.approx(2 * plain.mean_loss, rel=1e-5)
+    assert overridden.terms == {}  # its terms would describe another loss: none logged
+    assert calls[0] == 2 * CTC_HEADS  # still once per step each
