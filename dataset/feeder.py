@@ -13,6 +13,7 @@ import torch
 import torch.utils.data as data
 
 from dataset.collate import pad_collate
+from dataset.hints import FrameSource, FramesError, damaged_frames_hint, missing_frames_hint
 from dataset.layout import check_dataset, frames_root
 from dataset.packed import PackedFrames, read_rgb
 from dataset.transforms import VideoTransform, build_transform
@@ -105,6 +106,8 @@ class BaseFeeder(data.Dataset):
         self.info_dir = Path(info_dir) if info_dir is not None else Path("preprocess") / dataset
         self.frames_dir = Path(frames_dir) if frames_dir is not None else frames_root(dataset, prefix, frames_res)
         self.features_dir = Path(features_dir)
+        self.frame_source = FrameSource(self.dataset, Path(prefix), frames_res, self.info_dir / f"{mode}_info.npy",
+                                        Path(frames_dir) if frames_dir is not None else None, input_size)
         self.inputs_list = load_info(self.info_dir / f"{mode}_info.npy")
         self.labels, unknown = labels_to_ids(self.inputs_list, gloss_dict)
         self._report_unknown(unknown, unknown_glosses)
@@ -152,11 +155,14 @@ class BaseFeeder(data.Dataset):
             directory, pattern = posixpath.split(folder)
             if posixpath.basename(directory) == "1":
                 files = sorted(glob.glob(os.path.join(self.frames_dir, posixpath.dirname(directory), pattern)))
+        entry = self.inputs_list[index]
         if not files:
-            raise FileNotFoundError(
-                f"no frames for video {self.inputs_list[index]['fileid']!r} at {self.frames_dir / folder}; "
-                "run the preprocess script with --process-image (or pass frames_dir)"
-            )
+            raise FramesError(missing_frames_hint(self.frame_source, entry["fileid"], folder))
+        if entry.get("num_frames", len(files)) != len(files):  # e.g. frames of an older, longer video
+            raise FramesError(damaged_frames_hint(
+                self.frame_source, entry["fileid"], f"video {entry['fileid']!r} has {len(files)} resized frames "
+                f"in {os.path.dirname(files[0])} but its info file {self.frame_source.info_path} says "
+                f"{entry['num_frames']}: the frames are stale or incomplete"))
         return files
 
     def _frame_selection(self, num_frames: int) -> np.ndarray:
@@ -172,7 +178,11 @@ class BaseFeeder(data.Dataset):
         files = self.frame_files(index)
         selection = self._frame_selection(len(files))
         unique, inverse = np.unique(selection, return_inverse=True)
-        frames = np.stack([read_rgb(files[i]) for i in unique])
+        try:
+            frames = np.stack([read_rgb(files[i]) for i in unique])
+        except OSError as error:
+            fileid = self.inputs_list[index]["fileid"]
+            raise FramesError(damaged_frames_hint(self.frame_source, fileid, str(error).split(";")[0])) from None
         params = self.transform.sample_spatial(*frames.shape[1:3])
         return self.transform.apply(frames, inverse, params)
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Collection, Sequence
 
-from dataset.layout import frames_root
+from dataset.layout import DEFAULT_ROOTS, frames_root
 from dataset.packed import write_packed
 from preprocess.common import (
     InfoDict,
@@ -36,11 +36,14 @@ from preprocess.datasets import SPLITS, drop_empty_videos, empty_videos, load_ra
 # --no-stm-normalise reproduces those files byte for byte.
 STM_NORMALISED_BY_DEFAULT = {"phoenix2014": True, "phoenix2014-T": True, "CSL-Daily": False}
 
-DEFAULT_ROOTS = {
-    "phoenix2014": "dataset/phoenix2014/phoenix-2014-multisigner",
-    "phoenix2014-T": "dataset/phoenix2014-T/PHOENIX-2014-T",
-    "CSL-Daily": "dataset/CSL-Daily",
-}
+# Default paths are relative to the repository root, not the working directory, so the original
+# README's `cd preprocess; python dataset_preprocess.py -p -m` reads and writes the same folders.
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_path(value: str | None, default: str) -> Path:
+    """`value` as given (relative to the working directory), else `default` below the repository root."""
+    return Path(value) if value is not None else REPO_ROOT / default
 
 
 def _resolution_arg(value: str) -> str:
@@ -64,10 +67,12 @@ def build_parser(dataset: str) -> argparse.ArgumentParser:
         description=f"Prepare {dataset} for training: info dicts, gloss dict, ground-truth STMs, "
         "resized frames and an optional packed frame cache."
     )
-    parser.add_argument("--dataset-root", default=DEFAULT_ROOTS[dataset],
-                        help="the unpacked download (folder holding annotations/ or sentence_label/)")
-    parser.add_argument("--output-dir", default=f"preprocess/{dataset}",
-                        help="where the info/gloss dict/STM files (and the pack) are written")
+    parser.add_argument("--dataset-root",
+                        help="the unpacked download (folder holding annotations/ or sentence_label/); default: "
+                        f"{DEFAULT_ROOTS[dataset]} in the repository (the config's dataset_info.dataset_root)")
+    parser.add_argument("--output-dir",
+                        help="where the info/gloss dict/STM files (and the pack) are written; default: "
+                        f"preprocess/{dataset} in the repository (the config's dataset_info.dict_path folder)")
     parser.add_argument("--output-res", type=_resolution_arg, default="256x256px",
                         help="resized frame size WIDTHxHEIGHTpx")
     parser.add_argument("--process-image", "-p", action="store_true", help="resize the frames (resumable)")
@@ -145,8 +150,8 @@ def pack_splits(dataset: str, root: Path, infos: dict[str, InfoDict], res_tag: s
 
 def run(dataset: str, args: argparse.Namespace) -> int:
     """Do the whole preprocessing for parsed `args`; returns the process exit status."""
-    root = Path(args.dataset_root)
-    out_dir = Path(args.output_dir)
+    root = default_path(args.dataset_root, DEFAULT_ROOTS[dataset])
+    out_dir = default_path(args.output_dir, f"preprocess/{dataset}")
     size = parse_resolution(args.output_res)
     res_tag = resolution_tag(args.output_res)
     raw = load_raw_dataset(dataset, root)

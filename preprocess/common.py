@@ -48,15 +48,6 @@ class TableRow:
     fields: tuple[str, ...]
 
 
-def require_dir(path: Path, what: str) -> Path:
-    """Return `path` if it is a directory, else raise naming it and what was expected there."""
-    if not path.is_dir():
-        raise PreprocessError(
-            f"{what} not found: {path}. Pass --dataset-root pointing at the unpacked download."
-        )
-    return path
-
-
 def read_table(path: Path, header: Sequence[str], sep: str = "|") -> list[TableRow]:
     """Read a `sep`-separated annotation file, checking its header and the field count of every line."""
     if not path.is_file():

@@ -15,7 +15,6 @@ from preprocess.common import (
     list_frames,
     make_info_dict,
     read_table,
-    require_dir,
 )
 
 SPLITS = ("train", "dev", "test")
@@ -144,24 +143,46 @@ def _phoenix_infos(reader: Callable[[Path, str], InfoDict], root: Path) -> dict[
     return {split: reader(root, split) for split in SPLITS}
 
 
+# The folder that identifies each download's root (a wrong --dataset-root lacks it).
+ANNOTATION_DIRS = {"phoenix2014": "annotations/manual", "phoenix2014-T": "annotations/manual",
+                   "CSL-Daily": "sentence_label"}
+
+
+def nearby_roots(root: Path, marker: str) -> list[Path]:
+    """Folders just above or below `root` that hold `marker`: where a root one level off points."""
+    candidates = [root.parent] if root.parent != root else []
+    if root.is_dir():
+        candidates += sorted(p for p in root.iterdir() if p.is_dir())
+    return [c for c in candidates if (c / marker).is_dir()]
+
+
+def check_root(name: str, root: Path) -> None:
+    """Raise naming the missing annotation folder and, when one is found nearby, the root to pass."""
+    marker = ANNOTATION_DIRS[name]
+    if (root / marker).is_dir():
+        return
+    found = nearby_roots(root, marker)
+    fix = (f"{found[0]} holds it: pass --dataset-root {found[0]}" if found else
+           f"pass --dataset-root pointing at the unpacked download (the folder holding {marker}/)")
+    state = "not found" if root.is_dir() else "not found (the folder does not exist)"
+    raise PreprocessError(f"{name} dataset root {root}: {root / marker} {state}; {fix}")
+
+
 def load_raw_dataset(name: str, root: Path) -> RawDataset:
     """Read and validate the annotations of dataset `name` unpacked at `root`."""
-    require_dir(Path(root), f"{name} dataset root")
     root = Path(root)
+    if name not in ANNOTATION_DIRS:
+        raise ValueError(f"unknown dataset {name!r}")
+    check_root(name, root)
     if name == "phoenix2014":
-        require_dir(root / "annotations" / "manual", "PHOENIX-2014 annotations folder")
         infos = _phoenix_infos(phoenix2014_info, root)
         official = {s: root / "evaluation" / f"phoenix2014-groundtruth-{s}.stm" for s in SPLITS}
     elif name == "phoenix2014-T":
-        require_dir(root / "annotations" / "manual", "PHOENIX-2014-T annotations folder")
         infos = _phoenix_infos(phoenix2014t_info, root)
         official = {s: root / "evaluation" / f"phoenix2014-T-groundtruth-{s}.stm" for s in SPLITS}
-    elif name == "CSL-Daily":
-        require_dir(root / "sentence_label", "CSL-Daily sentence_label folder")
+    else:  # CSL-Daily
         infos = csl_daily_infos(root)
         official = {}
-    else:
-        raise ValueError(f"unknown dataset {name!r}")
     return RawDataset(name=name, root=root, infos=infos, official_stm=official)
 
 

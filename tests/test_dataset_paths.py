@@ -1,0 +1,66 @@
+"""Default dataset paths agree across preprocess scripts, config/*.yaml, the README and the original README."""
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from dataset.layout import DATASETS, DEFAULT_ROOTS, raw_frames_root
+from dataset.synthetic import generate
+from preprocess import cli
+
+
+def _clean(path: str) -> str:
+    return str(Path(path))  # './dataset/x' -> 'dataset/x'
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_configs_read_what_preprocessing_writes_by_default(dataset, repo_root):
+    info = yaml.safe_load((repo_root / "config" / f"{dataset}.yaml").read_text())["dataset_info"]
+    assert _clean(info["dataset_root"]) == DEFAULT_ROOTS[dataset]
+    assert _clean(str(Path(info["dict_path"]).parent)) == f"preprocess/{dataset}"
+    assert DEFAULT_ROOTS[dataset] in (repo_root / "README.md").read_text()
+
+
+def test_default_roots_are_the_original_readme_links(shared_dir):
+    """`ln -s ... ./dataset/X` of the original README: the root is the link or, for PHOENIX-2014, inside it."""
+    seed = (shared_dir / "seed" / "STFNet-README.md").read_text()
+    links = re.findall(r"ln -s \S+ \./(dataset/\S+?)`", seed)
+    assert links == ["dataset/phoenix2014", "dataset/phoenix2014-T", "dataset/CSL-Daily"]
+    assert [DEFAULT_ROOTS[d] for d in DATASETS] == \
+        [links[0] + "/phoenix-2014-multisigner", links[1], links[2]]  # the 2014 release holds the multisigner set
+
+
+def test_defaults_are_relative_to_the_repository_from_any_directory(tmp_path, monkeypatch):
+    """The original README runs the scripts from preprocess/ with no options."""
+    generate("phoenix2014-T", tmp_path / DEFAULT_ROOTS["phoenix2014-T"], size="tiny", seed=1)
+    (tmp_path / "preprocess").mkdir()
+    monkeypatch.setattr(cli, "REPO_ROOT", tmp_path)
+    monkeypatch.chdir(tmp_path / "preprocess")
+    assert cli.main("phoenix2014-T", []) == 0
+    info = np.load(tmp_path / "preprocess" / "phoenix2014-T" / "dev_info.npy", allow_pickle=True).item()
+    assert Path(info["prefix"]) == raw_frames_root("phoenix2014-T", tmp_path / DEFAULT_ROOTS["phoenix2014-T"])
+
+
+@pytest.mark.parametrize("dataset, off_by_one", [("phoenix2014-T", "above"), ("phoenix2014", "inside"),
+                                                 ("CSL-Daily", "above")])
+def test_root_one_level_off_names_the_root_to_pass(dataset, off_by_one, tmp_path, capsys):
+    root = tmp_path / "release" / "data"
+    generate(dataset, root, size="tiny", seed=1)
+    if off_by_one == "above":
+        given = tmp_path / "release"
+    else:  # the inner folder of the root: the features/ tree
+        given = root / "features"
+    assert cli.main(dataset, ["--dataset-root", str(given), "--output-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    if off_by_one == "above":
+        assert f"{root} holds it: pass --dataset-root {root}" in err
+    else:
+        assert f"pass --dataset-root {root}" in err
+    fixed = re.search(r"pass --dataset-root (\S+)", err).group(1)
+    assert cli.main(dataset, ["--dataset-root", fixed, "--output-dir", str(tmp_path / "out")]) == 0
+    shutil.rmtree(tmp_path / "out")
