@@ -10,6 +10,8 @@ import torch
 from utils.beam_search import ctc_prefix_beam_search, reference_prefix_beam_search
 from utils.decode import Decode
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 
 def _collapse(path: tuple[int, ...], blank: int) -> tuple[int, ...]:
     """CTC many-to-one map: merge repeats, then drop blanks."""
@@ -145,3 +147,135 @@ def test_bad_input_is_reported() -> None:
         Decode(_gloss_dict(3), 3, "max")
     with pytest.raises(KeyError, match="no gloss"):
         Decode({"A": [1, 1]}, 3, "max").decode(torch.tensor([[[0.0, 0.0, 9.0]]]), [1])
+
+
+# ---- shallow fusion with a gloss n-gram model ------------------------------------------------
+_LM_CORPUS = [["G1", "G2"], ["G1", "G3"], ["G2", "G1", "G3"], ["G3"], ["G1", "G2", "G2"]] * 2
+
+
+def _gloss_lm():
+    import warnings
+
+    from utils.lm import estimate_kneser_ney
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tiny corpus: lmplz's fallback discounts
+        return estimate_kneser_ney(_LM_CORPUS, order=3)
+
+
+def _fused_exhaustive(log_probs: torch.Tensor, model, words, weight: float, bonus: float,
+                      blank: int = 0) -> dict[tuple[int, ...], float]:
+    """log P_ctc + weight * ln P_lm(labelling </s>) + bonus * length for every labelling."""
+    import math
+
+    out = {}
+    for label, ctc in _exhaustive(log_probs, blank).items():
+        lm = model.sentence_log10([words[c] for c in label]) * math.log(10.0)
+        out[label] = ctc + weight * lm + bonus * len(label)
+    return out
+
+
+def _word_list(classes: int) -> list:
+    return [None] + [f"G{i}" for i in range(1, classes)]  # G4 and above are outside the LM
+
+
+def test_fused_wide_beam_finds_best_labelling_of_exhaustive_search() -> None:
+    from utils.lm import TokenLM
+
+    model = _gloss_lm()
+    gen = torch.Generator().manual_seed(5)
+    for trial in range(20):
+        steps = int(torch.randint(1, 6, (1,), generator=gen))
+        classes = int(torch.randint(2, 6, (1,), generator=gen))
+        weight, bonus = float(torch.rand(1, generator=gen)) * 2, float(torch.randn(1, generator=gen))
+        log_probs = (2 * torch.randn(1, steps, classes, generator=gen)).log_softmax(-1)
+        words = _word_list(classes)
+        exact = _fused_exhaustive(log_probs[0].double(), model, words, weight, bonus)
+        best = max(exact, key=exact.get)
+        prefixes = sum((classes - 1) ** n for n in range(steps + 1))
+        result = ctc_prefix_beam_search(log_probs, torch.tensor([steps]), beam_width=prefixes,
+                                        top_k=classes, lm=TokenLM(model, words), lm_weight=weight,
+                                        word_bonus=bonus)
+        assert tuple(result.best(0)) == best
+        torch.testing.assert_close(result.scores[0, 0].item(), exact[best], atol=1e-4, rtol=0)
+
+
+def test_fused_narrow_beam_matches_exhaustive_as_often_as_plain_beam() -> None:
+    from utils.lm import LN_10, TokenLM
+
+    model = _gloss_lm()
+    gen = torch.Generator().manual_seed(6)
+    hits = {"plain": 0, "fused": 0}
+    trials, steps, classes = 60, 5, 4
+    words = _word_list(classes)
+    token_lm = TokenLM(model, words)
+    for _ in range(trials):
+        log_probs = (1.5 * torch.randn(1, steps, classes, generator=gen)).log_softmax(-1)
+        plain = _exhaustive(log_probs[0].double())
+        for name, lm, weight, bonus in (("plain", None, 0.0, 0.0), ("fused", token_lm, 0.8, 0.5)):
+            exact = plain if lm is None else {
+                label: score + weight * model.sentence_log10([words[c] for c in label]) * LN_10
+                + bonus * len(label) for label, score in plain.items()}
+            result = ctc_prefix_beam_search(log_probs, torch.tensor([steps]), beam_width=3, top_k=4,
+                                            lm=lm, lm_weight=weight, word_bonus=bonus)
+            hits[name] += tuple(result.best(0)) == max(exact, key=exact.get)
+    assert 0.5 * trials <= hits["plain"] < trials, hits  # narrow enough to miss sometimes
+    assert hits["fused"] >= hits["plain"] - 0.05 * trials, hits
+
+
+def test_fused_batched_search_matches_dict_reference_with_ragged_batch() -> None:
+    from utils.lm import TokenLM
+
+    model = _gloss_lm()
+    words = _word_list(7)
+    lm = TokenLM(model, words)
+    gen = torch.Generator().manual_seed(7)
+    for _ in range(8):
+        batch, steps = 4, int(torch.randint(1, 14, (1,), generator=gen))
+        log_probs = (3 * torch.randn(batch, steps, 7, generator=gen)).log_softmax(-1)
+        lengths = torch.randint(0, steps + 1, (batch,), generator=gen)
+        result = ctc_prefix_beam_search(log_probs, lengths, 3, 5, lm=lm, lm_weight=1.2, word_bonus=0.3)
+        for b in range(batch):
+            ref, score = reference_prefix_beam_search(log_probs[b, :lengths[b]].tolist(), 3, 5, lm=model,
+                                                      words=words, lm_weight=1.2, word_bonus=0.3)
+            assert result.best(b) == ref
+            torch.testing.assert_close(result.scores[b, 0].item(), score, atol=1e-3, rtol=0)
+
+
+def test_without_lm_results_are_the_plain_search() -> None:
+    from utils.lm import TokenLM
+
+    gen = torch.Generator().manual_seed(8)
+    log_probs = (3 * torch.randn(5, 20, 7, generator=gen)).log_softmax(-1)
+    lengths = torch.tensor([20, 13, 7, 1, 0])
+    plain = ctc_prefix_beam_search(log_probs, lengths, 4, 5)
+    # A model with weight 0 and bonus 0 adds exact zeros: same beams, same scores, bit for bit.
+    neutral = ctc_prefix_beam_search(log_probs, lengths, 4, 5, lm=TokenLM(_gloss_lm(), _word_list(7)))
+    for field in ("tokens", "lengths", "scores"):
+        assert torch.equal(getattr(plain, field), getattr(neutral, field))
+    decoder = Decode(_gloss_dict(6), 7, "beam", beam_width=4, top_k=5)
+    assert decoder.decode(log_probs, lengths) == Decode(_gloss_dict(6), 7, "beam", beam_width=4,
+                                                        top_k=5, lm=_gloss_lm()).decode(log_probs, lengths)
+    for b in range(5):
+        ref, _ = reference_prefix_beam_search(log_probs[b, :lengths[b]].tolist(), 4, 5)
+        assert plain.best(b) == ref
+
+
+def test_lm_changes_the_decision_it_should(tmp_path) -> None:
+    # Frames favour "G1 G2" over "G1 G3" by ln(0.53 / 0.45) = 0.16; the LM favours "G1 G3 </s>"
+    # by 0.25 (natural log), so that with weight 1 the fused search must switch.
+    probs = torch.full((1, 3, 4), 0.01)
+    probs[0, 0, 1] = 0.97
+    probs[0, 1, 2], probs[0, 1, 3] = 0.53, 0.45
+    probs[0, 2, 0] = 0.97
+    probs = probs / probs.sum(-1, keepdim=True)
+    _gloss_lm().write_arpa(tmp_path / "lm.arpa")
+    plain = Decode(_gloss_dict(3), 4, "beam", beam_width=4)
+    fused = Decode(_gloss_dict(3), 4, "beam", beam_width=4, lm=str(tmp_path / "lm.arpa"),
+                   lm_weight=1.0)
+    model = _gloss_lm()
+    assert model.sentence_log10(["G1", "G3"]) - model.sentence_log10(["G1", "G2"]) > 0.1
+    assert [g for g, _ in plain.decode(probs, [3], probs=True)[0]] == ["G1", "G2"]
+    assert [g for g, _ in fused.decode(probs, [3], probs=True)[0]] == ["G1", "G3"]
+    with pytest.raises(ValueError, match="search_mode 'beam'"):
+        Decode(_gloss_dict(3), 4, "max", lm=_gloss_lm())

@@ -1,9 +1,15 @@
 """CTC prefix beam search in plain PyTorch, vectorised over the batch and the beam.
 
-Semantics follow ctcdecode's ``CTCBeamDecoder`` without a language model: at every frame only
-the ``top_k`` most probable tokens (blank included) are considered (ctcdecode's
-``cutoff_top_n=40``), prefixes that become equal are merged by summing their probabilities, and
-the ``beam_width`` most probable prefixes survive. The only Python loop is over time steps.
+Semantics follow ctcdecode's ``CTCBeamDecoder``: at every frame only the ``top_k`` most probable
+tokens (blank included) are considered (ctcdecode's ``cutoff_top_n=40``), prefixes that become
+equal are merged by summing their probabilities, and the ``beam_width`` best prefixes survive.
+The only Python loop is over time steps.
+
+Shallow fusion with a gloss n-gram model (``lm``, a ``utils.lm.TokenLM``): a prefix is ranked by
+log P_ctc + lm_weight * ln P_lm(glosses) + word_bonus * len(glosses), the LM term added when the
+prefix is extended by a gloss, and ln P_lm(</s> | prefix) added after the last frame, as
+ctcdecode and pyctcdecode do. Each class is one gloss, i.e. one LM word. Without ``lm`` the
+search is exactly the plain one.
 """
 from __future__ import annotations
 
@@ -11,9 +17,13 @@ import heapq
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from utils.lm import NGramLM, TokenLM
 
 _NEG_INF = float("-inf")
 _PAD = -1  # token value of unused prefix positions; never a real class index
@@ -21,7 +31,10 @@ _PAD = -1  # token value of unused prefix positions; never a real class index
 
 @dataclass(frozen=True)
 class BeamSearchResult:
-    """Beams sorted best first: tokens (B, W, T) padded with -1, lengths (B, W), scores (B, W)."""
+    """Beams sorted best first: tokens (B, W, T) padded with -1, lengths (B, W), scores (B, W).
+
+    Scores are log P_ctc, or with a language model the fused score (end of sentence included).
+    """
 
     tokens: Tensor
     lengths: Tensor
@@ -34,8 +47,9 @@ class BeamSearchResult:
 
 
 def ctc_prefix_beam_search(log_probs: Tensor, lengths: Tensor | Sequence[int], beam_width: int = 10,
-                           top_k: int = 40, blank_id: int = 0) -> BeamSearchResult:
-    """Most probable CTC prefixes of (B, T, C) log-probabilities; frames beyond `lengths` ignored."""
+                           top_k: int = 40, blank_id: int = 0, lm: TokenLM | None = None,
+                           lm_weight: float = 0.0, word_bonus: float = 0.0) -> BeamSearchResult:
+    """Best CTC prefixes of (B, T, C) log-probabilities (frames beyond `lengths` ignored), LM-fused if `lm`."""
     if log_probs.dim() != 3:
         raise ValueError(f"log_probs must be (batch, time, classes), got shape {tuple(log_probs.shape)}")
     batch, max_time, num_classes = log_probs.shape
@@ -59,25 +73,60 @@ def ctc_prefix_beam_search(log_probs: Tensor, lengths: Tensor | Sequence[int], b
     p_label = torch.full((batch, width), _NEG_INF, device=device)
     positions = torch.arange(tokens.shape[-1], device=device)
 
+    fusion = None
+    if lm is not None:
+        if lm.device != device:
+            raise ValueError(f"the language model tables are on {lm.device}, log_probs on {device}")
+        if lm.class_to_word.numel() != num_classes:
+            raise ValueError(f"the language model maps {lm.class_to_word.numel()} classes, "
+                             f"log_probs has {num_classes}")
+        # LM state per beam: accumulated fused terms and the last order-1 LM word ids.
+        fusion = _Fusion(lm, lm_weight, word_bonus, torch.zeros(batch, width, device=device),
+                         lm.initial_history(batch, width).to(device))
+
     frame_lp, frame_tok = log_probs.topk(k, dim=2)  # every frame pruned up front, one call
     for t in range(max_time):
         active = (t < lengths)[:, None]
         new_state = _beam_step(frame_lp[:, t], frame_tok[:, t], tokens, prefix_len, last, p_blank,
-                               p_label, positions, width, k, blank_id)
-        tokens, prefix_len, last, p_blank, p_label = (
-            torch.where(active[..., None] if new.dim() == 3 else active, new, old)
-            for new, old in zip(new_state, (tokens, prefix_len, last, p_blank, p_label)))
+                               p_label, positions, width, k, blank_id, fusion)
+        old_state = (tokens, prefix_len, last, p_blank, p_label)
+        if fusion is not None:
+            old_state += (fusion.score, fusion.history)
+        new_state = tuple(torch.where(active[..., None] if new.dim() == 3 else active, new, old)
+                          for new, old in zip(new_state, old_state))
+        tokens, prefix_len, last, p_blank, p_label = new_state[:5]
+        if fusion is not None:
+            fusion.score, fusion.history = new_state[5:]
 
     scores = torch.logaddexp(p_blank, p_label)
+    if fusion is not None:
+        scores = scores + fusion.score + fusion.weight * fusion.lm.log_prob(
+            fusion.history, torch.full_like(prefix_len, fusion.lm.eos)[..., None])[..., 0]
     order = scores.argsort(dim=1, descending=True, stable=True)
     tokens = tokens.gather(1, order[..., None].expand_as(tokens))[..., :max_time]
     return BeamSearchResult(tokens=tokens, lengths=prefix_len.gather(1, order),
                             scores=scores.gather(1, order))
 
 
+@dataclass
+class _Fusion:
+    """Shallow-fusion state of every beam: fused LM terms so far and LM word histories."""
+
+    lm: TokenLM
+    weight: float
+    bonus: float
+    score: Tensor    # (B, W) lm_weight * ln P_lm(prefix) + word_bonus * len(prefix)
+    history: Tensor  # (B, W, order - 1) LM word ids
+
+    def extension_scores(self, cand_tok: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, W, K) fused terms of extending each beam by each candidate, and their LM word ids."""
+        words = self.lm.word_ids(cand_tok)[:, None, :].expand(-1, self.score.shape[1], -1)
+        return self.weight * self.lm.log_prob(self.history, words) + self.bonus, words
+
+
 def _beam_step(cand_lp: Tensor, cand_tok: Tensor, tokens: Tensor, prefix_len: Tensor, last: Tensor,
                p_blank: Tensor, p_label: Tensor, positions: Tensor, width: int, k: int,
-               blank_id: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+               blank_id: int, fusion: _Fusion | None = None) -> tuple[Tensor, ...]:
     """Advance every beam by one frame: extend, merge equal prefixes, keep the `width` best."""
     batch = cand_lp.shape[0]  # cand_lp, cand_tok: (B, K) this frame's top-k tokens
     is_blank = cand_tok == blank_id
@@ -112,7 +161,13 @@ def _beam_step(cand_lp: Tensor, cand_tok: Tensor, tokens: Tensor, prefix_len: Te
     ext = torch.where(hits > 0, _NEG_INF, ext)
 
     scores = torch.cat([torch.logaddexp(stay_blank, stay_label), ext], dim=1)
-    chosen = scores.topk(width, dim=1).indices  # (B, W)
+    if fusion is None:
+        chosen = scores.topk(width, dim=1).indices  # (B, W)
+    else:  # rank by the fused score; the beams keep pure CTC probabilities
+        lm_ext, lm_words = fusion.extension_scores(cand_tok)
+        fused = torch.cat([fusion.score, (fusion.score[..., None] + lm_ext).reshape(batch, width * k)],
+                          dim=1)
+        chosen = (scores + fused).topk(width, dim=1).indices
     extended = chosen >= width
     src = torch.where(extended, (chosen - width) // k, chosen)
     new_tok = cand_tok.gather(1, ((chosen - width) % k).clamp(min=0))
@@ -125,12 +180,36 @@ def _beam_step(cand_lp: Tensor, cand_tok: Tensor, tokens: Tensor, prefix_len: Te
     new_blank = torch.where(extended, _NEG_INF, stay_blank.gather(1, stay_idx))
     new_label = torch.where(extended, scores.gather(1, chosen), stay_label.gather(1, stay_idx))
     new_last = torch.where(extended, new_tok, last.gather(1, src))
-    return new_tokens, src_len + extended.long(), new_last, new_blank, new_label
+    if fusion is None:
+        return new_tokens, src_len + extended.long(), new_last, new_blank, new_label
+    new_score = fused.gather(1, chosen)
+    history = fusion.history.gather(1, src[..., None].expand_as(fusion.history))
+    new_word = lm_words.reshape(batch, width * k).gather(1, (chosen - width).clamp(min=0))
+    new_history = torch.where(extended[..., None], fusion.lm.advance(history, new_word), history)
+    return new_tokens, src_len + extended.long(), new_last, new_blank, new_label, new_score, new_history
 
 
 def reference_prefix_beam_search(log_probs: Sequence[Sequence[float]], beam_width: int = 10,
-                                 top_k: int = 40, blank_id: int = 0) -> tuple[list[int], float]:
-    """Classic dict-based prefix beam search of one (T, C) sequence; slow, for tests and benchmarks."""
+                                 top_k: int = 40, blank_id: int = 0, lm: NGramLM | None = None,
+                                 words: Sequence[str | None] = (), lm_weight: float = 0.0,
+                                 word_bonus: float = 0.0) -> tuple[list[int], float]:
+    """Classic dict-based prefix beam search of one (T, C) sequence; slow, for tests and benchmarks.
+
+    With `lm` (an ARPA model scored by its own dict lookups) and `words` (class -> gloss), prefixes
+    are ranked by the fused score, as ctc_prefix_beam_search ranks them.
+    """
+    fused_cache: dict[tuple[int, ...], float] = {(): 0.0}
+
+    def fused(prefix: tuple[int, ...]) -> float:
+        """lm_weight * ln P_lm(prefix) + word_bonus * len(prefix) (0 without a model)."""
+        if lm is None:
+            return 0.0
+        if prefix not in fused_cache:
+            history = ["<s>", *(words[c] for c in prefix[:-1])]
+            fused_cache[prefix] = (fused(prefix[:-1]) + word_bonus + lm_weight * math.log(10.0)
+                                   * lm.log10_prob(history, words[prefix[-1]]))
+        return fused_cache[prefix]
+
     beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, _NEG_INF)}
     for frame in log_probs:
         candidates = heapq.nlargest(top_k, enumerate(frame), key=lambda item: item[1])
@@ -151,10 +230,19 @@ def reference_prefix_beam_search(log_probs: Sequence[Sequence[float]], beam_widt
                     entry[1] = _log_add(entry[1], p_nb + lp)
                 else:
                     extended[1] = _log_add(extended[1], p_total + lp)
-        ranked = sorted(nxt.items(), key=lambda item: _log_add(*item[1]), reverse=True)
+        ranked = sorted(nxt.items(), key=lambda item: _log_add(*item[1]) + fused(item[0]), reverse=True)
         beams = {prefix: (p_b, p_nb) for prefix, (p_b, p_nb) in ranked[:beam_width]}
-    prefix, (p_b, p_nb) = max(beams.items(), key=lambda item: _log_add(*item[1]))
-    return list(prefix), _log_add(p_b, p_nb)
+
+    def final(prefix: tuple[int, ...]) -> float:
+        """Fused score of a finished prefix, end of sentence included."""
+        score = _log_add(*beams[prefix]) + fused(prefix)
+        if lm is not None:
+            history = ["<s>", *(words[c] for c in prefix)]
+            score += lm_weight * math.log(10.0) * lm.log10_prob(history, "</s>")
+        return score
+
+    prefix = max(beams, key=final)
+    return list(prefix), final(prefix)
 
 
 def _log_add(a: float, b: float) -> float:

@@ -2,10 +2,13 @@
 
 Same API and output as the original ctcdecode-based ``Decode`` but in plain PyTorch: it runs on
 the device where the logits already are, needs no compiled extension, and prunes each frame to
-its ``top_k`` most probable tokens exactly as ctcdecode's default ``cutoff_top_n=40``.
+its ``top_k`` most probable tokens exactly as ctcdecode's default ``cutoff_top_n=40``. With a
+gloss language model (an ARPA file or ``utils.lm.NGramLM``) the beam search is LM-fused:
+score = log P_ctc + lm_weight * ln P_lm + word_bonus * #glosses (``utils.beam_search``).
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from itertools import groupby
 
@@ -13,6 +16,7 @@ import torch
 from torch import Tensor
 
 from utils.beam_search import ctc_prefix_beam_search
+from utils.lm import NGramLM, TokenLM, read_arpa
 
 Sentence = list[tuple[str, int]]
 SEARCH_MODES = ("max", "beam")
@@ -22,7 +26,9 @@ class Decode:
     """Turns (B, T, C) logits or probabilities into per-sample lists of (gloss, position)."""
 
     def __init__(self, gloss_dict: Mapping[str, Sequence[int]], num_classes: int, search_mode: str,
-                 blank_id: int = 0, beam_width: int = 10, top_k: int = 40) -> None:
+                 blank_id: int = 0, beam_width: int = 10, top_k: int = 40,
+                 lm: NGramLM | str | os.PathLike | None = None, lm_weight: float = 0.0,
+                 word_bonus: float = 0.0) -> None:
         if search_mode not in SEARCH_MODES:
             raise ValueError(f"search_mode must be one of {SEARCH_MODES}, got {search_mode!r}")
         if not isinstance(gloss_dict, Mapping):
@@ -39,6 +45,21 @@ class Decode:
         self.blank_id = blank_id
         self.beam_width = beam_width
         self.top_k = top_k
+        if lm is not None and search_mode != "beam":
+            raise ValueError("a language model needs search_mode 'beam' (greedy decoding cannot use it)")
+        self.lm = read_arpa(lm) if isinstance(lm, (str, os.PathLike)) else lm
+        self.lm_weight = float(lm_weight)
+        self.word_bonus = float(word_bonus)
+        self._token_lms: dict[torch.device, TokenLM] = {}  # LM tables per device, built on first use
+
+    def token_lm(self, device: torch.device) -> TokenLM | None:
+        """The LM as lookup tables on `device` (None without an LM)."""
+        if self.lm is None:
+            return None
+        if device not in self._token_lms:
+            words = [self.i2g_dict.get(index) for index in range(self.num_classes)]
+            self._token_lms[device] = TokenLM(self.lm, words, device)
+        return self._token_lms[device]
 
     def decode(self, nn_output: Tensor, vid_lgt: Tensor | Sequence[int], batch_first: bool = True,
                probs: bool = False) -> list[Sentence]:
@@ -66,7 +87,8 @@ class Decode:
         else:
             log_probs = nn_output.float().log_softmax(-1)
         result = ctc_prefix_beam_search(log_probs, vid_lgt, self.beam_width, self.top_k,
-                                        self.blank_id)
+                                        self.blank_id, self.token_lm(log_probs.device),
+                                        self.lm_weight, self.word_bonus)
         lengths = result.lengths[:, 0].tolist()
         best = result.tokens[:, 0].tolist()
         # As the original: "A _ A" decodes to one A (consecutive equal glosses merged).
@@ -132,3 +154,48 @@ def _checked_lengths(vid_lgt: Tensor | Sequence[int], batch: int, max_time: int,
     if bool((lengths < 0).any()) or bool((lengths > max_time).any()):
         raise ValueError(f"vid_lgt {lengths.tolist()} must lie within 0..{max_time} (the time axis)")
     return lengths
+
+
+class SplitDecoder:
+    """Collects per-video logits of a split and decodes them in few large calls.
+
+    `add` keeps each batch's logits where they are (the device) and decodes once `chunk_size`
+    videos are waiting; `finish` decodes the rest. Per-sample results equal per-batch decoding:
+    the search treats every sample independently and ignores frames beyond its length.
+    """
+
+    def __init__(self, decoder: Decode, chunk_size: int = 1024, keep_logits: bool = False) -> None:
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        self.decoder = decoder
+        self.chunk_size = chunk_size
+        self.keep_logits = keep_logits
+        self.kept: list[Tensor] = []   # (T_i, C) float32 CPU logits, in `add` order, if keep_logits
+        self.sentences: list[Sentence] = []
+        self._pending: list[Tensor] = []
+
+    def add(self, logits: Tensor, lengths: Tensor | Sequence[int], batch_first: bool = False) -> None:
+        """Queue a batch of (T, B, C) logits ((B, T, C) if batch_first) with their lengths."""
+        if not batch_first:
+            logits = logits.transpose(0, 1)
+        lengths = _checked_lengths(lengths, logits.shape[0], logits.shape[1], torch.device("cpu"))
+        for sample, length in zip(logits, lengths.tolist()):
+            self._pending.append(sample[:length])
+            if self.keep_logits:
+                self.kept.append(sample[:length].detach().float().cpu())
+        if len(self._pending) >= self.chunk_size:
+            self._flush()
+
+    def finish(self) -> list[Sentence]:
+        """Decode what is still queued; the sentences of every added sample, in order."""
+        self._flush()
+        return self.sentences
+
+    def _flush(self) -> None:
+        """Decode the queued samples as one padded batch."""
+        if not self._pending:
+            return
+        lengths = [sample.shape[0] for sample in self._pending]
+        padded = torch.nn.utils.rnn.pad_sequence(self._pending, batch_first=True)
+        self.sentences.extend(self.decoder.decode(padded, lengths, batch_first=True))
+        self._pending = []
