@@ -23,6 +23,7 @@ from seq_scripts import (StepOptions, TrainState, score_hypotheses, seq_eval,
 from utils.atomic import atomic_path
 from utils.checkpoint import CheckpointError, load_checkpoint, model_state_from_checkpoint, save_checkpoint
 from utils.config import ConfigError, check_kwargs, import_class, resolve_config, save_config
+from utils.decode import Decode
 from utils.device import amp_dtype, make_grad_scaler, quiet_opencv_threads, select_device, worker_init
 from utils.distributed import (DistEnv, ShardedSampler, all_gather_objects, barrier,
                                broadcast_object, convert_sync_batchnorm, env_from_environ,
@@ -69,6 +70,17 @@ def dataset_paths(cfg: Mapping[str, Any], work_dir: Path) -> dict[str, Path]:
     }
 
 
+def build_decoder(cfg: Mapping[str, Any], gloss_dict: Mapping[str, Any], model_args: Mapping[str, Any]) -> Decode:
+    """The evaluation decoder: decode_mode / beam_width of the model, LM fusion from decode_args."""
+    args = cfg["decode_args"]
+    try:
+        return Decode(gloss_dict, int(model_args["num_classes"]), str(model_args["search_mode"]),
+                      beam_width=int(model_args["beam_width"]), lm=args["lm_path"] or None,
+                      lm_weight=float(args["lm_weight"]), word_bonus=float(args["word_bonus"]))
+    except ValueError as exc:  # a malformed ARPA file or a greedy mode with an LM
+        raise ConfigError(f"decode_args / decode_mode: {exc}") from exc
+
+
 def load_weights_file(model: nn.Module, path: str | Path, ignore: list[str], log: RunLog,
                       unsafe: bool = False) -> None:
     """Initialise `model` from our checkpoint or a published one (`module.` prefixes are fine)."""
@@ -106,8 +118,10 @@ class Processor:
         self.model_args, note = model_kwargs(cfg, model_class, len(self.gloss_dict) + 1)
         if note:
             self.log(note)
-        self.core: nn.Module = model_class(**self.model_args, gloss_dict=self.gloss_dict,
+        # Evaluation decodes whole chunks of a split (self.decoder), so the model does not decode.
+        self.core: nn.Module = model_class(**self.model_args, gloss_dict=None,
                                            loss_weights=dict(cfg["loss_weights"]))
+        self.decoder = build_decoder(cfg, self.gloss_dict, self.model_args)
         if cfg["load_weights"] and not self.resume_path:
             load_weights_file(self.core, cfg["load_weights"], list(cfg["ignore_weights"]), self.log,
                               unsafe_load)
@@ -357,10 +371,21 @@ class Processor:
     def evaluate(self, dataset: SeededDataset, split: str, tag: str) -> dict | None:
         """Decode `split`, write CTMs under <work_dir>/<tag>/, score; rank 0 returns the scores."""
         loader = self.build_loader(dataset, train=False)
+        decode_args = self.cfg["decode_args"]
+        logits = {} if self.cfg["phase"] == "test" and decode_args["save_logits"] else None
         hyps = seq_eval(loader, self.core, self.device, self.amp, self.env,
-                        progress_bar=bool(self.cfg["progress_bar"]), desc=f"{split} {tag}")
+                        progress_bar=bool(self.cfg["progress_bar"]), desc=f"{split} {tag}",
+                        decoder=self.decoder, chunk_size=int(decode_args["chunk_size"]),
+                        logits_out=logits)
         if hyps is None:
             return None
+        if logits is not None:
+            from utils.split_logits import class_glosses, save_split_logits
+
+            path = self.work_dir / tag / f"{split}-logits.pt"
+            save_split_logits(path, logits["ids"], logits["logits"],
+                              class_glosses(self.gloss_dict, self.decoder.num_classes))
+            self.log(f"{split} logits saved to {path} (LM tuning: python -m utils.tune_lm)")
         stm = self.paths["evaluation_dir"] / f"{self.paths['evaluation_prefix']}-{split}.stm"
         scores = score_hypotheses(hyps, stm, self.work_dir / tag, split, self.cfg["dataset"],
                                   self.cfg["evaluate_tool"])

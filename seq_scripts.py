@@ -14,6 +14,7 @@ from torch import nn
 
 from dataset.collate import padding_counts
 from dataset.transforms import model_input
+from utils.decode import Decode, SplitDecoder
 from utils.device import autocast, to_device
 from utils.distributed import DistEnv, all_gather_objects, any_true
 from utils.optimizer import current_lr
@@ -233,33 +234,52 @@ def seq_train(loader: torch.utils.data.DataLoader, model: nn.Module, core: nn.Mo
 @torch.no_grad()
 def seq_eval(loader: torch.utils.data.DataLoader, core: nn.Module, device: torch.device,
              amp_dtype: torch.dtype | None, env: DistEnv, progress_bar: bool = True,
-             desc: str = "eval") -> dict[str, dict[str, list[str]]] | None:
+             desc: str = "eval", decoder: Decode | None = None, chunk_size: int = 1024,
+             logits_out: dict | None = None) -> dict[str, dict[str, list[str]]] | None:
     """Decode a split; rank 0 gets {'lstm': {fileid: glosses}, 'conv': {...}} in dataset order.
 
     The bare model runs (not the DDP wrapper): evaluation needs no collectives, so shards of
-    different sizes are fine; the hypotheses are gathered once at the end.
+    different sizes are fine; the hypotheses are gathered once at the end. With `decoder`, the
+    logits stay on the device and are decoded `chunk_size` videos per call (else the model's own
+    per-batch sentences are used); `logits_out` (rank 0) receives ids and BiLSTM logits.
     """
     core.eval()
     indices = list(loader.sampler) if loader.sampler is not None else []
-    rows: list[tuple[int, str, list[str], list[str]]] = []
-    pos = 0
+    keys: list[tuple[int, str]] = []
+    lstm_sents: list = []
+    conv_sents: list = []
+    splits = None
+    if decoder is not None:
+        splits = (SplitDecoder(decoder, chunk_size, keep_logits=logits_out is not None),
+                  SplitDecoder(decoder, chunk_size))
     for batch in progress(loader, desc=desc, disable=not (progress_bar and env.is_main), leave=False):
         video, video_len, label, label_len, info = unpack_batch(batch)
         video, video_len, label, label_len = to_device((video, video_len, label, label_len), device)
         video = model_input(video)
         with autocast(device, amp_dtype):
             ret = core(video, video_len, label=label, label_lgt=label_len)
-        lstm, conv = ret.get("recognized_sents"), ret.get("conv_sents")
-        if lstm is None or conv is None:
-            raise RuntimeError("the model returned no 'recognized_sents'/'conv_sents' in eval mode")
-        for b, item in enumerate(info):
-            index = indices[pos] if pos < len(indices) else pos
-            rows.append((index, fileid_of(item), [g for g, _ in lstm[b]], [g for g, _ in conv[b]]))
-            pos += 1
+        if splits is not None:
+            splits[0].add(ret["sequence_logits"], ret["feat_len"])
+            splits[1].add(ret["conv_logits"], ret["feat_len"])
+        else:
+            lstm, conv = ret.get("recognized_sents"), ret.get("conv_sents")
+            if lstm is None or conv is None:
+                raise RuntimeError("the model returned no 'recognized_sents'/'conv_sents' in eval mode")
+            lstm_sents.extend(lstm)
+            conv_sents.extend(conv)
+        for item in info:
+            keys.append((indices[len(keys)] if len(keys) < len(indices) else len(keys), fileid_of(item)))
+    if splits is not None:
+        lstm_sents, conv_sents = splits[0].finish(), splits[1].finish()
+    kept = splits[0].kept if splits is not None and logits_out is not None else [None] * len(keys)
+    rows = [(index, fileid, [g for g, _ in lstm], [g for g, _ in conv], logits)
+            for (index, fileid), lstm, conv, logits in zip(keys, lstm_sents, conv_sents, kept)]
     gathered = all_gather_objects(rows, env)
     if not env.is_main:
         return None
     merged = sorted((r for part in gathered for r in part), key=lambda r: r[0])
+    if logits_out is not None:
+        logits_out.update(ids=[r[1] for r in merged], logits=[r[4] for r in merged])
     return {"lstm": {r[1]: r[2] for r in merged}, "conv": {r[1]: r[3] for r in merged}}
 
 

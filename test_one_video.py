@@ -10,6 +10,7 @@ import sys
 
 from inference.cli import add_model_arguments, add_video_arguments, load_model_and_video
 from inference.recognize import recognise_clip
+from utils.decode import Decode
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,13 +20,22 @@ def build_parser() -> argparse.ArgumentParser:
     add_video_arguments(parser)
     parser.add_argument("--json", action="store_true",
                         help="print JSON: glosses with per-gloss frame spans and scores")
+    parser.add_argument("--lm_path", default=None,
+                        help="ARPA gloss language model fused into the beam search (python -m utils.lm)")
+    parser.add_argument("--lm_weight", type=float, default=0.5, help="LM weight alpha (default 0.5)")
+    parser.add_argument("--word_bonus", type=float, default=0.0, help="per-gloss bonus beta (default 0)")
     return parser
 
 
 def recognise(args: argparse.Namespace) -> dict:
     """Run the model on the video and return the result as a JSON-ready dict."""
     loaded, clip = load_model_and_video(args)
-    return recognise_clip(loaded, clip)[0]
+    decoder = None
+    if args.lm_path:
+        decoder = Decode(loaded.gloss_dict, loaded.num_classes, loaded.search_mode,
+                         beam_width=loaded.beam_width, lm=args.lm_path, lm_weight=args.lm_weight,
+                         word_bonus=args.word_bonus)
+    return {**recognise_clip(loaded, clip, decoder)[0], "lm_path": args.lm_path}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -61,21 +61,25 @@ def describe(rec: Recognition, prepared: PreparedInput, source_indices: Sequence
 
 
 
-def decode_sentence(loaded: LoadedModel, log_probs: Tensor) -> list[str]:
-    """Glosses of one (T', C) sequence with the model's decoding (beam or greedy)."""
-    decoder = Decode(loaded.gloss_dict, loaded.num_classes, loaded.search_mode,
-                     beam_width=loaded.beam_width)
+def decode_sentence(loaded: LoadedModel, log_probs: Tensor, decoder: Decode | None = None) -> list[str]:
+    """Glosses of one (T', C) sequence with `decoder`, else the model's decoding (beam or greedy)."""
+    if decoder is None:
+        decoder = Decode(loaded.gloss_dict, loaded.num_classes, loaded.search_mode,
+                         beam_width=loaded.beam_width)
     steps = int(log_probs.shape[0])
     return [gloss for gloss, _ in decoder.decode(log_probs[None], [steps], batch_first=True)[0]]
 
 
-def recognise_clip(loaded: LoadedModel, clip: VideoClip) -> tuple[dict, Recognition, PreparedInput]:
-    """Glosses of a read video with their spans: (JSON-ready result, alignment, network input)."""
+def recognise_clip(loaded: LoadedModel, clip: VideoClip,
+                   decoder: Decode | None = None) -> tuple[dict, Recognition, PreparedInput]:
+    """Glosses of a read video with their spans: (JSON-ready result, alignment, network input).
+
+    `decoder` replaces the model's own decoding (e.g. one with a gloss language model)."""
     prepared = prepare_input(clip.frames, loaded.kernel_sizes, loaded.input_size, loaded.image_scale)
     log_probs, lengths = loaded.log_probs(prepared.video, prepared.length)
     steps = int(lengths[0])
     sequence = log_probs[0, :steps]
-    glosses = decode_sentence(loaded, sequence)
+    glosses = decode_sentence(loaded, sequence, decoder)
     rec = align_sentence(sequence, glosses, loaded.gloss_dict)
     result = {
         "video": clip.source, "reader": clip.backend, "total_frames": clip.total_frames,

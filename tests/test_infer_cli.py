@@ -223,3 +223,22 @@ def test_scripts_run_as_commands(assets, repo_root):
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "output glosses: " + " ".join(assets["sentence"])
+
+
+def test_language_model_options(assets, capsys, tmp_path):
+    import warnings
+
+    from utils.lm import estimate_kneser_ney
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # one-sentence corpus: fallback discounts
+        estimate_kneser_ney([assets["sentence"]] * 3, 2).write_arpa(tmp_path / "lm.arpa")
+    base = ("--model_path", str(assets["ours"]), "--video_path", str(assets["folder"]),
+            "--search_mode", "beam")
+    plain = _run_json(capsys, *base)
+    fused = _run_json(capsys, *base, "--lm_path", str(tmp_path / "lm.arpa"), "--lm_weight", "0.3")
+    assert fused["lm_path"] == str(tmp_path / "lm.arpa") and plain["lm_path"] is None
+    assert fused["sentence"] == plain["sentence"]  # the LM agrees with this well-recognised clip
+    err = _error(capsys, test_one_video, *base[:4], "--search_mode", "max", "--lm_path",
+                 str(tmp_path / "lm.arpa"))
+    assert "search_mode 'beam'" in err

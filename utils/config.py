@@ -65,6 +65,13 @@ def default_config() -> dict:
         },
         "decode_mode": "beam",
         "beam_width": 10,
+        "decode_args": {
+            "lm_path": None,        # ARPA gloss LM for shallow fusion (python -m utils.lm builds one)
+            "lm_weight": 0.5,       # alpha: weight of ln P_lm (tune with python -m utils.tune_lm)
+            "word_bonus": 0.0,      # beta: added per gloss
+            "chunk_size": 1024,     # evaluation decodes this many videos per beam-search call
+            "save_logits": True,    # --phase test saves <split>-logits.pt for utils.tune_lm
+        },
         "load_weights": None,
         "load_checkpoints": None,
         "ignore_weights": [],
@@ -200,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("log-interval", type=int, help="log every N batches")
     add("evaluate-tool", choices=("python", "sclite"))
     add("decode-mode", choices=("beam", "max"))
+    add("lm-path", help="ARPA gloss language model for beam-search fusion (decode_args.lm_path)")
+    add("lm-weight", type=float, help="LM weight alpha (decode_args.lm_weight)")
+    add("word-bonus", type=float, help="per-gloss bonus beta (decode_args.word_bonus)")
     add("amp", choices=AMP_MODES, help="mixed precision: fp16 (CUDA, grad scaler) or bf16")
     add("grad-accum", type=int, help="accumulate gradients over N batches per optimizer step")
     add("clip-grad-norm", type=float, help="clip the gradient norm to this value (0 = off)")
@@ -216,10 +226,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# Command-line options that set a key of a nested section.
+NESTED_OPTIONS = {"lm_path": "decode_args", "lm_weight": "decode_args", "word_bonus": "decode_args"}
+
+
 def cli_overrides(args: argparse.Namespace) -> dict:
     """The config keys given on the command line (dashes become underscores)."""
     skip = {"config", "overwrite", "set", "unsafe_load"}
-    return {k: v for k, v in vars(args).items() if k not in skip and v is not None}
+    out: dict = {}
+    for key, value in vars(args).items():
+        if key in skip or value is None:
+            continue
+        if key in NESTED_OPTIONS:
+            out.setdefault(NESTED_OPTIONS[key], {})[key] = value
+        else:
+            out[key] = value
+    return out
 
 
 def check_types(cfg: Mapping[str, Any], defaults: Mapping[str, Any], path: str = "") -> None:
@@ -257,6 +279,14 @@ def validate(cfg: Mapping[str, Any]) -> None:
                 "num_epoch"):
         if int(cfg[key]) < 1 and not (key == "num_epoch" and cfg[key] == 0):
             raise ConfigError(f"key '{key}' must be >= 1, got {cfg[key]!r}")
+    decode = cfg["decode_args"]
+    if decode["lm_path"] is not None and not isinstance(decode["lm_path"], str):
+        raise ConfigError(f"key 'decode_args.lm_path' must be a path or null, got {decode['lm_path']!r}")
+    if decode["lm_path"] and cfg["decode_mode"] != "beam":
+        raise ConfigError("key 'decode_args.lm_path' needs decode_mode: beam (greedy decoding "
+                          "cannot use a language model)")
+    if int(decode["chunk_size"]) < 1:
+        raise ConfigError(f"key 'decode_args.chunk_size' must be >= 1, got {decode['chunk_size']!r}")
     if cfg["phase"] == "test" and not (cfg["load_weights"] or cfg["load_checkpoints"]):
         raise ConfigError("phase 'test' needs a model: pass --load-weights PATH.pt "
                           "(or --load-checkpoints PATH.pt)")

@@ -1,0 +1,116 @@
+"""Evaluation that decodes a whole split in large calls, saved split logits, LM-weight tuning."""
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+import torch
+
+from seq_scripts import seq_eval
+from tests.test_model import NUM_CLASSES, tiny_model, video
+from utils.decode import Decode, SplitDecoder
+from utils.distributed import DistEnv
+from utils.lm import estimate_kneser_ney
+from utils.split_logits import class_glosses, load_split_logits, save_split_logits
+from utils.tune_lm import candidate_pairs, main as tune_main
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+GLOSSES = {f"G{i}": [i, 1] for i in range(1, NUM_CLASSES)}
+
+
+class ListLoader(list):
+    """Batches of (video, video_len, label, label_len, info), as seq_eval reads a DataLoader."""
+
+    sampler = None
+
+
+def _batches() -> ListLoader:
+    gen = torch.Generator().manual_seed(0)
+    batches = ListLoader()
+    for b, (size, time) in enumerate([(2, 24), (3, 22), (1, 26), (2, 20)]):
+        lengths = torch.randint(time - 2, time + 1, (size,), generator=gen)
+        lengths[0] = time
+        label = torch.randint(1, NUM_CLASSES, (2 * size,), generator=gen)
+        info = [f"vid{b}_{i}|extra" for i in range(size)]
+        batches.append((video(size, time), lengths, label, torch.full((size,), 2), info))
+    return batches
+
+
+@pytest.mark.parametrize("mode, chunks", [("beam", (1, 3, 1024)), ("max", (3,))])
+def test_chunked_decoding_gives_the_models_own_per_batch_hypotheses(mode: str, chunks) -> None:
+    model = tiny_model(gloss_dict=GLOSSES, search_mode=mode, beam_width=4).eval()
+    own = seq_eval(_batches(), model, torch.device("cpu"), None, DistEnv(), progress_bar=False)
+    decoder = Decode(GLOSSES, NUM_CLASSES, mode, beam_width=4)
+    for chunk in chunks:
+        logits: dict = {}
+        chunked = seq_eval(_batches(), model, torch.device("cpu"), None, DistEnv(),
+                           progress_bar=False, decoder=decoder, chunk_size=chunk, logits_out=logits)
+        assert chunked == own
+        assert logits["ids"] == list(own["lstm"]) and len(logits["logits"]) == 8
+        assert logits["logits"][0].shape[1] == NUM_CLASSES
+
+
+def test_split_decoder_rejects_bad_chunks_and_keeps_order() -> None:
+    decoder = Decode(GLOSSES, NUM_CLASSES, "max")
+    with pytest.raises(ValueError, match="chunk_size"):
+        SplitDecoder(decoder, 0)
+    split = SplitDecoder(decoder, 2)
+    logits = torch.randn(6, 3, NUM_CLASSES)  # (T, B, C)
+    split.add(logits, [6, 2, 4])
+    split.add(logits[:, :1], [5])
+    assert split.finish() == decoder.decode(logits, [6, 2, 4], batch_first=False) + \
+        decoder.decode(logits[:, :1], [5], batch_first=False)
+
+
+def _saved_split(tmp_path):
+    gen = torch.Generator().manual_seed(1)
+    logits = [torch.randn(t, NUM_CLASSES, generator=gen) * 3 for t in (7, 3, 5)]
+    glosses = class_glosses(GLOSSES, NUM_CLASSES)
+    save_split_logits(tmp_path / "dev-logits.pt", ["a", "b", "c"], logits, glosses)
+    return logits, glosses
+
+
+def test_split_logits_round_trip(tmp_path) -> None:
+    logits, glosses = _saved_split(tmp_path)
+    split = load_split_logits(tmp_path / "dev-logits.pt")
+    assert split.ids == ["a", "b", "c"] and split.lengths.tolist() == [7, 3, 5]
+    assert split.glosses == glosses and split.glosses[0] == "" and split.gloss_dict() == \
+        {g: [i, 0] for g, (i, _) in GLOSSES.items()}
+    for i, x in enumerate(logits):
+        assert torch.equal(split.logits[i, :x.shape[0]], x)
+    with pytest.raises(FileNotFoundError, match="--phase test"):
+        load_split_logits(tmp_path / "missing.pt")
+
+
+def test_tuning_command_writes_table_and_best_pair(tmp_path, capsys) -> None:
+    logits, glosses = _saved_split(tmp_path)
+    stm = tmp_path / "dev.stm"
+    stm.write_text("".join(f"{v} 1 S 0.0 1.79769e+308 G1 G2 G3\n" for v in "abc"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        estimate_kneser_ney([["G1", "G2", "G3"]] * 3 + [["G2", "G4"]], 3).write_arpa(tmp_path / "lm.arpa")
+    args = ["--logits", str(tmp_path / "dev-logits.pt"), "--lm", str(tmp_path / "lm.arpa"),
+            "--stm", str(stm), "--out", str(tmp_path / "tune"), "--beam-width", "4"]
+    assert tune_main(args + ["--alphas", "0,1", "--betas", "0,2"]) == 0
+    out = capsys.readouterr().out
+    assert "4 pairs on 3 videos" in out and "best" in out
+    rows = (tmp_path / "tune" / "tuning.tsv").read_text().splitlines()
+    assert rows[0].split("\t") == ["lm_weight", "word_bonus", "wer", "sub", "del", "ins"]
+    assert [tuple(r.split("\t")[:2]) for r in rows[1:]] == [("0.0", "0.0"), ("0.0", "2.0"),
+                                                           ("1.0", "0.0"), ("1.0", "2.0")]
+    summary = json.loads((tmp_path / "tune" / "best.json").read_text())
+    assert summary["best"]["wer"] == min(r["wer"] for r in summary["table"])
+    # Weight 0 and bonus 0 is the plain search: its WER is the no-LM WER.
+    assert summary["table"][0]["wer"] == summary["no_lm_wer"]
+    assert tune_main(args + ["--random", "3", "--alphas", "0,2", "--betas=-1,1"]) == 0
+    assert len(json.loads((tmp_path / "tune" / "best.json").read_text())["table"]) == 3
+    assert tune_main(args[:2] + ["--lm", str(tmp_path / "nope.arpa")] + args[4:]) == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_random_search_stays_in_the_ranges() -> None:
+    pairs = candidate_pairs([0.0, 2.0], [-1.0, 1.0], 20, seed=3)
+    assert len(pairs) == 20 and all(0 <= a <= 2 and -1 <= b <= 1 for a, b in pairs)
+    assert candidate_pairs([0.0, 1.0], [0.5], 0, 0) == [(0.0, 0.5), (1.0, 0.5)]

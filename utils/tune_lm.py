@@ -1,0 +1,128 @@
+"""Tune the LM weight (alpha) and per-gloss bonus (beta) on a split's saved logits.
+
+Decodes the logits that ``main.py --phase test`` saved (``<work_dir>/eval/dev-logits.pt``) once
+per (alpha, beta) of a grid, or of a small random search, scores every result with the
+project's scorer (evaluation.wer, as evaluation does) and writes the table of WERs and the best
+pair; no forward pass is needed.
+
+    python -m utils.tune_lm --logits work_dir/x/eval/dev-logits.pt --lm gloss-3gram.arpa \\
+        --stm preprocess/phoenix2014/phoenix2014-groundtruth-dev.stm --out work_dir/x/lm_tuning
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from evaluation.ctm import write_ctm
+from evaluation.normalise import DATASETS
+from evaluation.textio import ScoringInputError
+from evaluation.wer import score_files
+from utils.decode import Decode
+from utils.lm import NGramLM, read_arpa
+from utils.split_logits import SplitLogits, load_split_logits
+
+
+def parse_floats(text: str) -> list[float]:
+    """'0,0.5,1' -> [0.0, 0.5, 1.0]."""
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def candidate_pairs(alphas: Sequence[float], betas: Sequence[float], random_trials: int,
+                    seed: int) -> list[tuple[float, float]]:
+    """The grid alphas x betas, or `random_trials` pairs drawn uniformly from their ranges."""
+    if random_trials <= 0:
+        return [(a, b) for a in alphas for b in betas]
+    rng = random.Random(seed)
+    return [(round(rng.uniform(min(alphas), max(alphas)), 4), round(rng.uniform(min(betas), max(betas)), 4))
+            for _ in range(random_trials)]
+
+
+def decode_wer(split: SplitLogits, lm: NGramLM | None, alpha: float, beta: float, stm: Path,
+               dataset: str, beam_width: int, device: torch.device, work: Path) -> dict:
+    """Decode the whole split in one call and score it; the scorer's result dict."""
+    decoder = Decode(split.gloss_dict(), len(split.glosses), "beam", blank_id=split.blank_id,
+                     beam_width=beam_width, lm=lm, lm_weight=alpha, word_bonus=beta)
+    sentences = decoder.decode(split.logits.to(device), split.lengths, batch_first=True)
+    ctm = work / "hyp.ctm"
+    write_ctm(ctm, {fileid: [g for g, _ in sentence] for fileid, sentence in zip(split.ids, sentences)})
+    return score_files(stm, ctm, dataset=dataset)
+
+
+def tune(split: SplitLogits, lm: NGramLM, pairs: Sequence[tuple[float, float]], stm: Path, dataset: str,
+         beam_width: int = 10, device: torch.device = torch.device("cpu")) -> dict:
+    """WER without the LM and for every pair; the best pair (lowest WER, first on ties)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        baseline = decode_wer(split, None, 0.0, 0.0, stm, dataset, beam_width, device, work)
+        rows = []
+        for alpha, beta in pairs:
+            result = decode_wer(split, lm, alpha, beta, stm, dataset, beam_width, device, work)
+            rows.append({"lm_weight": alpha, "word_bonus": beta, "wer": result["wer"],
+                         "sub": result["sub"], "del": result["del"], "ins": result["ins"]})
+    best = min(rows, key=lambda row: row["wer"]) if rows else None
+    return {"no_lm_wer": baseline["wer"], "best": best, "table": rows}
+
+
+def write_outputs(out_dir: Path, summary: dict) -> None:
+    """tuning.tsv (one row per pair) and best.json (the pair to put in decode_args)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lines = ["lm_weight\tword_bonus\twer\tsub\tdel\tins"]
+    lines += [f"{r['lm_weight']}\t{r['word_bonus']}\t{r['wer']:.2f}\t{r['sub']}\t{r['del']}\t{r['ins']}"
+              for r in summary["table"]]
+    (out_dir / "tuning.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (out_dir / "best.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("--logits", required=True, help="<split>-logits.pt from main.py --phase test")
+    parser.add_argument("--lm", required=True, help="ARPA gloss language model (python -m utils.lm)")
+    parser.add_argument("--stm", required=True, help="ground-truth STM of the same split")
+    parser.add_argument("--out", required=True, help="folder for tuning.tsv and best.json")
+    parser.add_argument("--dataset", default="phoenix2014", choices=DATASETS,
+                        help="gloss normalisation of the scorer")
+    parser.add_argument("--alphas", type=parse_floats, default=parse_floats("0,0.25,0.5,0.75,1,1.5,2"),
+                        help="LM weights of the grid (default 0,0.25,0.5,0.75,1,1.5,2)")
+    parser.add_argument("--betas", type=parse_floats, default=parse_floats("-1,0,1,2"),
+                        help="per-gloss bonuses of the grid (default -1,0,1,2; write --betas=-1,0 for a leading minus)")
+    parser.add_argument("--random", type=int, default=0, metavar="N",
+                        help="instead of the grid, N pairs drawn uniformly within the alpha/beta ranges")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--beam-width", type=int, default=10)
+    parser.add_argument("--device", default="cpu", help="'cpu' or e.g. 'cuda:0'")
+    args = parser.parse_args(argv)
+    try:
+        split = load_split_logits(args.logits)
+        lm = read_arpa(args.lm)
+        if not args.alphas or not args.betas:
+            raise ValueError("--alphas and --betas need at least one value each")
+        pairs = candidate_pairs(args.alphas, args.betas, args.random, args.seed)
+        summary = tune(split, lm, pairs, Path(args.stm), args.dataset, args.beam_width,
+                       torch.device(args.device))
+    except (FileNotFoundError, ValueError, ScoringInputError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    write_outputs(Path(args.out), summary)
+    best = summary["best"]
+    print(f"{len(pairs)} pairs on {len(split.ids)} videos: WER without LM {summary['no_lm_wer']:.2f}%, "
+          f"best {best['wer']:.2f}% at lm_weight={best['lm_weight']} word_bonus={best['word_bonus']}")
+    print(f"table: {Path(args.out) / 'tuning.tsv'}; use it with --set decode_args.lm_weight="
+          f"{best['lm_weight']} --set decode_args.word_bonus={best['word_bonus']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
