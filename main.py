@@ -385,7 +385,7 @@ class Processor:
             path = self.work_dir / tag / f"{split}-logits.pt"
             save_split_logits(path, logits["ids"], logits["logits"],
                               class_glosses(self.gloss_dict, self.decoder.num_classes))
-            self.log(f"{split} logits saved to {path} (LM tuning: python -m utils.tune_lm)")
+            self.log(f"{split} logits saved to {path} (LM tuning: python tune_lm.py)")
         stm = self.paths["evaluation_dir"] / f"{self.paths['evaluation_prefix']}-{split}.stm"
         scores = score_hypotheses(hyps, stm, self.work_dir / tag, split, self.cfg["dataset"],
                                   self.cfg["evaluate_tool"])

@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true",
                         help="print JSON: glosses with per-gloss frame spans and scores")
     parser.add_argument("--lm_path", default=None,
-                        help="ARPA gloss language model fused into the beam search (python -m utils.lm)")
+                        help="ARPA gloss language model fused into the beam search (preprocess/gloss_lm.py)")
     parser.add_argument("--lm_weight", type=float, default=0.5, help="LM weight alpha (default 0.5)")
     parser.add_argument("--word_bonus", type=float, default=0.0, help="per-gloss bonus beta (default 0)")
     return parser

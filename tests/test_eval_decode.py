@@ -9,11 +9,11 @@ import torch
 
 from seq_scripts import seq_eval
 from tests.test_model import NUM_CLASSES, tiny_model, video
+from tune_lm import candidate_pairs, main as tune_main
 from utils.decode import Decode, SplitDecoder
 from utils.distributed import DistEnv
 from utils.lm import estimate_kneser_ney
 from utils.split_logits import class_glosses, load_split_logits, save_split_logits
-from utils.tune_lm import candidate_pairs, main as tune_main
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

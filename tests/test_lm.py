@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from utils.lm import (LN_10, ArpaError, NGramLM, TokenLM, estimate_kneser_ney, main, read_arpa,
-                      read_sentences)
+from preprocess.gloss_lm import main, read_sentences
+from utils.lm import LN_10, ArpaError, NGramLM, TokenLM, estimate_kneser_ney, read_arpa
 
 pytestmark = [pytest.mark.filterwarnings("ignore:could not estimate Kneser-Ney"),
               pytest.mark.usefixtures("single_thread")]
@@ -94,7 +94,7 @@ def test_reader_errors_name_the_line(tmp_path) -> None:
     bad.write_text("\\data\\\nngram 1=3\n\n\\1-grams:\n-1\ta\n-1\tb\n\\end\\\n")
     with pytest.raises(ArpaError, match="declares 3"):
         read_arpa(bad)
-    with pytest.raises(FileNotFoundError, match="utils.lm"):
+    with pytest.raises(FileNotFoundError, match="gloss_lm.py"):
         read_arpa(tmp_path / "missing.arpa")
 
 

@@ -233,8 +233,9 @@ def test_checkpoint_that_runs_code_is_refused_with_one_error_line(data, tmp_path
 def test_test_phase_with_lm_saves_logits_that_tuning_decodes(trained, data, tmp_path):
     import warnings
 
-    from utils.lm import estimate_kneser_ney, read_sentences
-    from utils.tune_lm import main as tune_main
+    from preprocess.gloss_lm import read_sentences
+    from tune_lm import main as tune_main
+    from utils.lm import estimate_kneser_ney
 
     work, _ = trained
     lm = tmp_path / "gloss.arpa"

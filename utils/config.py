@@ -66,11 +66,11 @@ def default_config() -> dict:
         "decode_mode": "beam",
         "beam_width": 10,
         "decode_args": {
-            "lm_path": None,        # ARPA gloss LM for shallow fusion (python -m utils.lm builds one)
-            "lm_weight": 0.5,       # alpha: weight of ln P_lm (tune with python -m utils.tune_lm)
+            "lm_path": None,        # ARPA gloss LM for shallow fusion (preprocess/gloss_lm.py builds one)
+            "lm_weight": 0.5,       # alpha: weight of ln P_lm (tune with tune_lm.py)
             "word_bonus": 0.0,      # beta: added per gloss
             "chunk_size": 1024,     # evaluation decodes this many videos per beam-search call
-            "save_logits": True,    # --phase test saves <split>-logits.pt for utils.tune_lm
+            "save_logits": True,    # --phase test saves <split>-logits.pt for tune_lm.py
         },
         "load_weights": None,
         "load_checkpoints": None,

@@ -8,15 +8,12 @@ distribution over the vocabulary without ``<s>`` (``<unk>`` included, with count
 counts of counts cannot give discounts (tiny corpora), lmplz's ``--discount_fallback`` values
 0.5, 1, 1.5 are used, with a warning. Sentences are scored as KenLM scores them: the context
 starts as ``<s>``, words outside the vocabulary are ``<unk>``, ``</s>`` ends the sentence.
-
-    python -m utils.lm --annotations preprocess/phoenix2014/train_info.npy --out gloss-3gram.arpa
+``preprocess/gloss_lm.py`` builds a model from a split's annotations.
 """
 from __future__ import annotations
 
-import argparse
 import math
 import os
-import sys
 import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -98,8 +95,8 @@ def read_arpa(path: str | os.PathLike) -> NGramLM:
     """Read any ARPA back-off model (KenLM, SRILM, IRSTLM or ours)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"language model {path} not found; build one with "
-                                f"`python -m utils.lm --annotations <train_info.npy|.stm> --out {path}`")
+        raise FileNotFoundError(f"language model {path} not found; build one with `python "
+                                f"preprocess/gloss_lm.py --annotations <train_info.npy|.stm> --out {path}`")
     declared: dict[int, int] = {}
     probs: dict[tuple[str, ...], float] = {}
     backoffs: dict[tuple[str, ...], float] = {}
@@ -247,50 +244,6 @@ def _discounts(table: Mapping[tuple[str, ...], int], order: int) -> tuple[float,
                       f"D3+={FALLBACK_DISCOUNTS[2]}", stacklevel=3)
         values = list(FALLBACK_DISCOUNTS)
     return (0.0, *values)
-
-
-def read_sentences(path: str | os.PathLike) -> list[list[str]]:
-    """Gloss sentences of a split: a `<split>_info.npy` from preprocess/, an STM, or plain text."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"annotations {path} not found (a <split>_info.npy written by "
-                                f"preprocess/, a ground-truth .stm, or one sentence per line)")
-    if path.suffix == ".npy":
-        from dataset.feeder import load_info
-
-        return [str(entry["label"]).split() for entry in load_info(path)]
-    if path.suffix == ".stm":
-        from evaluation.stm import read_stm
-
-        return [list(segment.words) for segment in read_stm(path)]
-    return [line.split() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Build an ARPA gloss model from a split's annotations."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("\n\n", 1)[1])
-    parser.add_argument("--annotations", nargs="+", required=True,
-                        help="train_info.npy (preprocess/ output), a .stm, or a text file of sentences")
-    parser.add_argument("--out", required=True, help="ARPA file to write")
-    parser.add_argument("--order", type=int, default=3, help="n-gram order (default 3)")
-    args = parser.parse_args(argv)
-    try:
-        sentences = [s for path in args.annotations for s in read_sentences(path)]
-        model = estimate_kneser_ney(sentences, args.order)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    model.write_arpa(args.out)
-    sizes = ", ".join(f"{sum(1 for g in model.probs if len(g) == n)} {n}-grams"
-                      for n in range(1, model.order + 1))
-    print(f"wrote {args.out}: {len(sentences)} sentences, {sizes}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
 
 
 class TokenLM:

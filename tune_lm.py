@@ -5,7 +5,7 @@ per (alpha, beta) of a grid, or of a small random search, scores every result wi
 project's scorer (evaluation.wer, as evaluation does) and writes the table of WERs and the best
 pair; no forward pass is needed.
 
-    python -m utils.tune_lm --logits work_dir/x/eval/dev-logits.pt --lm gloss-3gram.arpa \\
+    python tune_lm.py --logits work_dir/x/eval/dev-logits.pt --lm gloss-3gram.arpa \\
         --stm preprocess/phoenix2014/phoenix2014-groundtruth-dev.stm --out work_dir/x/lm_tuning
 """
 from __future__ import annotations
@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("--logits", required=True, help="<split>-logits.pt from main.py --phase test")
-    parser.add_argument("--lm", required=True, help="ARPA gloss language model (python -m utils.lm)")
+    parser.add_argument("--lm", required=True, help="ARPA gloss language model (preprocess/gloss_lm.py)")
     parser.add_argument("--stm", required=True, help="ground-truth STM of the same split")
     parser.add_argument("--out", required=True, help="folder for tuning.tsv and best.json")
     parser.add_argument("--dataset", default="phoenix2014", choices=DATASETS,
