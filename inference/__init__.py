@@ -9,5 +9,6 @@
     gradcam.py    Grad-CAM hooks and the drawing of overlays and contact sheets
     explain.py    Grad-CAM of each recognised gloss
     fonts.py      text on images in a font with CJK glyphs
+    onnx_model.py ONNX export of network.py and its onnxruntime runner
     cli.py        the command-line options the tools share
 """

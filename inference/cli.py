@@ -14,10 +14,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="checkpoint (.pt) from main.py or a published one, or an exported .onnx")
     parser.add_argument("--device", default="auto",
                         help="'cpu', a GPU index such as 0, or 'auto' (default: GPU 0 if present)")
-    parser.add_argument("--language", default="phoenix",
+    parser.add_argument("--language", default=None,
                         choices=["phoenix", "phoenix2014-T", "csl-daily"],
                         help="picks preprocess/<dataset>/gloss_dict.npy when the checkpoint has "
-                             "no vocabulary")
+                             "no vocabulary (default phoenix)")
     parser.add_argument("--unsafe-load", "--unsafe_load", dest="unsafe_load", action="store_true",
                         help="load a checkpoint that needs arbitrary code to unpickle "
                              "(torch.load weights_only=False); only for a source you trust")
@@ -45,10 +45,11 @@ def add_video_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_model_from_args(args: argparse.Namespace) -> LoadedModel:
     """The model named by the options of add_model_arguments."""
-    return load_model(args.model_path, select_device(args.device), dict_path=args.dict_path,
-                      language=args.language, config=args.config, overrides=args.set,
-                      search_mode=args.search_mode, beam_width=args.beam,
-                      unsafe_load=args.unsafe_load)
+    given = {"dict_path": args.dict_path, "language": args.language, "config": args.config,
+             "overrides": args.set, "search_mode": args.search_mode, "beam_width": args.beam,
+             "unsafe_load": args.unsafe_load}
+    return load_model(args.model_path, select_device(args.device),
+                      **{k: v for k, v in given.items() if v not in (None, False, [])})
 
 
 def load_model_and_video(args: argparse.Namespace) -> tuple[LoadedModel, VideoClip]:

@@ -241,5 +241,20 @@ def model_from_checkpoint(ckpt_path: str | os.PathLike, device: torch.device | s
 
 def load_model(path: str | os.PathLike, device: torch.device | str = "cpu", **options: Any
                ) -> LoadedModel:
-    """A checkpoint (.pt) as an eval-mode model; the options are model_from_checkpoint's."""
+    """A checkpoint (.pt) as an eval-mode model (options: model_from_checkpoint's), or an exported
+    .onnx file run by onnxruntime on the CPU (options: search_mode and beam_width only)."""
+    if str(path).lower().endswith(".onnx"):
+        from inference.onnx_model import load_onnx_model  # onnxruntime only when it is used
+
+        ignored = [k for k, v in options.items()
+                   if v not in (None, False, (), []) and k not in ("search_mode", "beam_width")]
+        if ignored:
+            raise ValueError(f"{path} is an exported model: its vocabulary and architecture are "
+                             f"fixed in it and {vocab_name(path)}; drop {', '.join(sorted(ignored))}")
+        return load_onnx_model(path, options.get("search_mode"), options.get("beam_width"))
     return model_from_checkpoint(path, device, **options)
+
+
+def vocab_name(path: str | os.PathLike) -> str:
+    """File name of the vocabulary beside an exported graph."""
+    return Path(path).with_suffix(".vocab.json").name

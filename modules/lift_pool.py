@@ -45,9 +45,9 @@ class TemporalLiftPool(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Pool time by `kernel_size`; an odd last frame is dropped (floor, like the lengths)."""
-        usable = x.shape[2] // self.kernel_size * self.kernel_size
-        even = x[:, :, 0:usable:self.kernel_size]
-        odd = x[:, :, 1:usable:self.kernel_size]
+        k = self.kernel_size  # both slices hold T // k frames; no shape arithmetic, so an ONNX
+        even = x[:, :, 0:1 - k:k]  # export keeps the time dimension dynamic
+        odd = x[:, :, 1:(2 - k) or None:k]
         detail = odd - self.predictor(even)
         smooth = even + self.updater(detail)
         loss_u = torch.linalg.vector_norm(smooth - odd)

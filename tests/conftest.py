@@ -31,3 +31,16 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def infer_assets(tmp_path_factory) -> dict:
+    """A tiny trained model, its checkpoints and video (tests/infer_support.py), built once."""
+    from tests.infer_support import make_assets
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return make_assets(tmp_path_factory.mktemp("infer"))
+    finally:
+        torch.set_num_threads(threads)
