@@ -191,6 +191,11 @@ def run(dataset: str, args: argparse.Namespace) -> int:
                 save_npy_dict(out_dir / f"{split}_info.npy", infos[split])
         for line in summary.lines():
             print(line)
+        packed_dir = out_dir / f"packed-{res_tag}"
+        changed = summary.videos - summary.up_to_date
+        if changed and not args.pack and packed_dir.is_dir():
+            print(f"warning: {changed} video(s) were resized now, so the pack {packed_dir} holds older frames; "
+                  "rerun with --pack to rewrite it before training with feeder_args.packed", file=sys.stderr)
     if args.pack:
         pack_splits(dataset, root, infos, res_tag, out_dir)
     return 0

@@ -26,7 +26,6 @@ from preprocess.manifest import (
     file_record,
     read_manifest as read_marker,
     resize_settings,
-    stale_outputs,
 )
 from utils.atomic import atomic_path
 
@@ -242,8 +241,11 @@ def resize_video(job: ResizeJob, size: tuple[int, int], verify: bool = False) ->
         done = verdict.manifest or read_marker(dst)
         return ResizeResult(job.key, job.dst_dir, int(done["frames"]), list(done["unreadable"]), True,
                             fileid=job.fileid, adopted=verdict.adopted)
-    # Unfinished until the new manifest lands: an interrupted redo is redone by the next run.
+    # Old marker and frames go first: an interrupted redo leaves a partial folder, which the next run
+    # redoes, never old frames mixed with new ones (or left over from a longer earlier version).
     (dst / COMPLETE_MARKER).unlink(missing_ok=True)
+    for name in list_frames(dst, job.pattern):
+        (dst / name).unlink()
     dst.mkdir(parents=True, exist_ok=True)
     sources, outputs, unreadable = {}, {}, []
     for name in names:
@@ -258,8 +260,6 @@ def resize_video(job: ResizeJob, size: tuple[int, int], verify: bool = False) ->
                          Path(name).suffix)
         write_bytes_atomic(dst / name, encoded)
         outputs[name] = file_record(dst / name, encoded)
-    for stale in stale_outputs(dst, list_frames(dst, job.pattern), outputs):
-        stale.unlink()  # frames of an earlier, longer version of this video
     write_text_atomic(dst / COMPLETE_MARKER, json.dumps(build_manifest(settings, sources, outputs, unreadable)))
     return ResizeResult(job.key, job.dst_dir, len(outputs), unreadable, False, verdict.reason, verdict.detail,
                         job.fileid)

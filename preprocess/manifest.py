@@ -13,7 +13,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Mapping
 
 import cv2
 import numpy as np
@@ -106,9 +106,9 @@ def check_video(src_dir: Path, source_names: list[str], dst_dir: Path, output_na
     the manifest does not list would be read by the feeder, so they make the video stale too.
     """
     record = read_manifest(dst_dir)
-    if record is None:
+    if record is None and not output_names:
         return Verdict(NEW)
-    if record.get("version") != MANIFEST_VERSION:
+    if record is None or record.get("version") != MANIFEST_VERSION:
         return check_legacy(record, src_dir, source_names, dst_dir, output_names, settings)
     if record.get("settings") != dict(settings):
         return Verdict(SETTINGS_CHANGED, f"{record.get('settings')} -> {dict(settings)}")
@@ -130,23 +130,29 @@ def check_video(src_dir: Path, source_names: list[str], dst_dir: Path, output_na
     return Verdict(None, manifest=build_manifest(settings, sources, outputs, record["unreadable"]))
 
 
-def check_legacy(record: Mapping, src_dir: Path, source_names: list[str], dst_dir: Path,
+def check_legacy(record: Mapping | None, src_dir: Path, source_names: list[str], dst_dir: Path,
                  output_names: list[str], settings: Mapping) -> Verdict:
-    """Adopt a folder finished by the first version (frame count only) if it provably fits its sources.
+    """Adopt frames without a manifest if they provably fit their sources, so they need no resizing.
 
-    It must hold exactly the readable sources' names at the requested size, every frame must decode
-    at that size, and no source may be newer than the completion marker (a replaced download is).
+    Such frames come from this project's first version (a marker with the frame count only), from
+    the original tools (no marker) or from a run interrupted before the manifest. The folder must
+    hold exactly the readable sources' names, every frame must decode at the requested size, and no
+    source may be newer than the marker (or the oldest frame, without one): a replaced download is.
     Adopting writes a full manifest; anything else redoes the video.
     """
+    record = record if record is not None else {}
     unreadable = [os.path.basename(p) for p in record.get("unreadable", [])]
     expected = sorted(set(source_names) - set(unreadable))
-    marker_mtime = os.stat(Path(dst_dir) / MANIFEST).st_mtime_ns
-    if list(record.get("size", [])) != list(settings["size"]) or sorted(output_names) != expected:
+    if not record and sorted(output_names) != expected:
+        return Verdict(NEW, f"{dst_dir}: {len(output_names)} of {len(expected)} frames (an interrupted run)")
+    if (record and list(record.get("size", [])) != list(settings["size"])) or sorted(output_names) != expected:
         return Verdict(LEGACY_UNVERIFIED, f"{dst_dir}: frame names or size differ from the sources")
+    written = [MANIFEST] if record else expected
+    written_mtime = min(os.stat(Path(dst_dir) / name).st_mtime_ns for name in written)
     sources = {}
     for name in source_names:
         path = Path(src_dir) / name
-        if os.stat(path).st_mtime_ns > marker_mtime:
+        if os.stat(path).st_mtime_ns > written_mtime:
             return Verdict(LEGACY_UNVERIFIED, f"{path} is newer than the resized frames")
         sources[name] = file_record(path)
     outputs = {}
@@ -160,8 +166,3 @@ def check_legacy(record: Mapping, src_dir: Path, source_names: list[str], dst_di
     adopted = build_manifest(settings, sources, outputs, list(record.get("unreadable", [])))
     return Verdict(None, manifest=adopted, adopted=True)
 
-
-def stale_outputs(dst_dir: Path, present: Iterable[str], written: Iterable[str]) -> list[Path]:
-    """Frame files in `dst_dir` from an earlier run that this run did not write (removed after a redo)."""
-    keep = set(written)
-    return [Path(dst_dir) / name for name in present if name not in keep]

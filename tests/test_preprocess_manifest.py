@@ -189,3 +189,30 @@ def test_older_output_is_adopted_when_it_fits_its_sources(raw_pair, tmp_path, ca
     for marker in frames_root(FMT, root, RES).rglob(MANIFEST):
         assert json.loads(marker.read_text())["version"] == MANIFEST_VERSION
     assert _run(root, out) == 0 and "(0 resized, 0 redone, 8 up to date)" in _summary(capsys)
+
+
+def test_frames_of_the_original_tools_are_adopted_unless_sources_are_newer(raw_pair, tmp_path, capsys):
+    """Resized folders with no marker at all (the original CorrNet tools wrote none)."""
+    root, out = _prepared(raw_pair, 3, tmp_path)
+    for marker in frames_root(FMT, root, RES).rglob(MANIFEST):
+        marker.unlink()
+    before = _resized(root)
+    src, dst = _video_dir(root, out, 0)
+    newer = sorted(src.glob("*.png"))[-1]
+    stamp = min(p.stat().st_mtime_ns for p in dst.glob("*.png")) + 10**9
+    os.utime(newer, ns=(stamp, stamp))
+    capsys.readouterr()
+    assert _run(root, out) == 0
+    assert "(0 resized, 1 redone, 7 up to date, 7 of them adopted from an older version)" in _summary(capsys)
+    assert _resized(root) == before
+
+
+def test_stale_pack_is_reported(raw_pair, tmp_path, capsys):
+    root = Path(shutil.copytree(raw_pair[3], tmp_path / "root"))
+    assert _run(root, tmp_path / "out", "--pack") == 0
+    assert _run(root, tmp_path / "out") == 0
+    assert "warning:" not in capsys.readouterr().err  # nothing resized: the pack is current
+    fileid = _entries(tmp_path / "out")[0]["fileid"]
+    assert _run(root, tmp_path / "out", "--redo", fileid) == 0
+    assert f"warning: 1 video(s) were resized now, so the pack {tmp_path / 'out' / f'packed-{RES}'}" in \
+        capsys.readouterr().err
