@@ -223,7 +223,8 @@ def test_fused_narrow_beam_matches_exhaustive_as_often_as_plain_beam() -> None:
     assert hits["fused"] >= hits["plain"] - 0.05 * trials, hits
 
 
-def test_fused_batched_search_matches_dict_reference_with_ragged_batch() -> None:
+@pytest.mark.parametrize("weight, bonus", [(1.2, 0.3), (-0.3, -0.5)])  # negative: no LM pruning bound
+def test_fused_batched_search_matches_dict_reference_with_ragged_batch(weight: float, bonus: float) -> None:
     from utils.lm import TokenLM
 
     model = _gloss_lm()
@@ -234,10 +235,11 @@ def test_fused_batched_search_matches_dict_reference_with_ragged_batch() -> None
         batch, steps = 4, int(torch.randint(1, 14, (1,), generator=gen))
         log_probs = (3 * torch.randn(batch, steps, 7, generator=gen)).log_softmax(-1)
         lengths = torch.randint(0, steps + 1, (batch,), generator=gen)
-        result = ctc_prefix_beam_search(log_probs, lengths, 3, 5, lm=lm, lm_weight=1.2, word_bonus=0.3)
+        result = ctc_prefix_beam_search(log_probs, lengths, 3, 5, lm=lm, lm_weight=weight,
+                                        word_bonus=bonus)
         for b in range(batch):
             ref, score = reference_prefix_beam_search(log_probs[b, :lengths[b]].tolist(), 3, 5, lm=model,
-                                                      words=words, lm_weight=1.2, word_bonus=0.3)
+                                                      words=words, lm_weight=weight, word_bonus=bonus)
             assert result.best(b) == ref
             torch.testing.assert_close(result.scores[b, 0].item(), score, atol=1e-3, rtol=0)
 

@@ -84,7 +84,11 @@ def ctc_prefix_beam_search(log_probs: Tensor, lengths: Tensor | Sequence[int], b
         fusion = _Fusion(lm, lm_weight, word_bonus, torch.zeros(batch, width, device=device),
                          lm.initial_history(batch, width).to(device))
 
-    frame_lp, frame_tok = log_probs.topk(k, dim=2)  # every frame pruned up front, one call
+    # Every frame pruned up front in one call; frames beyond a sample's length are skipped.
+    valid = torch.arange(max_time, device=device) < lengths[:, None]
+    frame_lp = torch.zeros(batch, max_time, k, device=device)
+    frame_tok = torch.zeros(batch, max_time, k, dtype=torch.long, device=device)
+    frame_lp[valid], frame_tok[valid] = log_probs[valid].topk(k, dim=1)
     for t in range(max_time):
         active = (t < lengths)[:, None]
         new_state = _beam_step(frame_lp[:, t], frame_tok[:, t], tokens, prefix_len, last, p_blank,
@@ -118,10 +122,41 @@ class _Fusion:
     score: Tensor    # (B, W) lm_weight * ln P_lm(prefix) + word_bonus * len(prefix)
     history: Tensor  # (B, W, order - 1) LM word ids
 
-    def extension_scores(self, cand_tok: Tensor) -> tuple[Tensor, Tensor]:
-        """(B, W, K) fused terms of extending each beam by each candidate, and their LM word ids."""
-        words = self.lm.word_ids(cand_tok)[:, None, :].expand(-1, self.score.shape[1], -1)
-        return self.weight * self.lm.log_prob(self.history, words) + self.bonus, words
+    def ranking_scores(self, scores: Tensor, cand_tok: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Fused (B, W + W*K) ranking scores of stays and extensions; the extensions' fused terms
+        (B, W*K) and LM word ids.
+
+        LM lookups are made only for extensions that can enter the beam: with lm_weight >= 0 an
+        extension scores at most its CTC score + the prefix's fused terms + max(word_bonus, 0).
+        The W best extensions by that bound are scored first; the W-th best of them and of the
+        stays bounds the W-th best candidate from below, and only extensions whose bound reaches
+        it are scored too. The rest get -inf, which selects the same beams.
+        """
+        batch, width = self.score.shape
+        words = self.lm.word_ids(cand_tok)[:, None, :].expand(-1, width, -1).reshape(batch, width * k)
+        stays = scores[:, :width] + self.score
+        base = self.score.repeat_interleave(k, dim=1)  # (B, W*K): the parent beam's fused terms
+        ext = scores[:, width:]
+        terms = torch.full_like(base, _NEG_INF)
+        if self.weight < 0:  # no bound: score every live extension
+            self._score(terms, ext > _NEG_INF, base, words, k)
+        else:
+            bound = ext + base + max(self.bonus, 0.0)
+            first = torch.zeros_like(bound, dtype=torch.bool).scatter_(
+                1, bound.topk(min(width, bound.shape[1]), dim=1).indices, True) & (ext > _NEG_INF)
+            self._score(terms, first, base, words, k)
+            known = torch.cat([stays, ext + terms], dim=1)
+            threshold = known.topk(width, dim=1).values[:, -1:]
+            self._score(terms, (bound >= threshold) & ~first & (ext > _NEG_INF), base, words, k)
+        return torch.cat([stays, ext + terms], dim=1), terms, words
+
+    def _score(self, terms: Tensor, need: Tensor, base: Tensor, words: Tensor, k: int) -> None:
+        """Fill `terms` where `need`: parent's fused terms + lm_weight * ln P_lm + word_bonus."""
+        rows, cols = need.nonzero(as_tuple=True)
+        if rows.numel():
+            history = self.history[rows, cols // k]  # (N, order - 1)
+            lp = self.lm.log_prob(history, words[rows, cols][:, None])[:, 0]
+            terms[rows, cols] = base[rows, cols] + (self.weight * lp + self.bonus)
 
 
 def _beam_step(cand_lp: Tensor, cand_tok: Tensor, tokens: Tensor, prefix_len: Tensor, last: Tensor,
@@ -164,10 +199,8 @@ def _beam_step(cand_lp: Tensor, cand_tok: Tensor, tokens: Tensor, prefix_len: Te
     if fusion is None:
         chosen = scores.topk(width, dim=1).indices  # (B, W)
     else:  # rank by the fused score; the beams keep pure CTC probabilities
-        lm_ext, lm_words = fusion.extension_scores(cand_tok)
-        fused = torch.cat([fusion.score, (fusion.score[..., None] + lm_ext).reshape(batch, width * k)],
-                          dim=1)
-        chosen = (scores + fused).topk(width, dim=1).indices
+        ranking, ext_terms, lm_words = fusion.ranking_scores(scores, cand_tok, k)
+        chosen = ranking.topk(width, dim=1).indices
     extended = chosen >= width
     src = torch.where(extended, (chosen - width) // k, chosen)
     new_tok = cand_tok.gather(1, ((chosen - width) % k).clamp(min=0))
@@ -182,9 +215,10 @@ def _beam_step(cand_lp: Tensor, cand_tok: Tensor, tokens: Tensor, prefix_len: Te
     new_last = torch.where(extended, new_tok, last.gather(1, src))
     if fusion is None:
         return new_tokens, src_len + extended.long(), new_last, new_blank, new_label
-    new_score = fused.gather(1, chosen)
+    ext_idx = (chosen - width).clamp(min=0)
+    new_score = torch.where(extended, ext_terms.gather(1, ext_idx), fusion.score.gather(1, stay_idx))
     history = fusion.history.gather(1, src[..., None].expand_as(fusion.history))
-    new_word = lm_words.reshape(batch, width * k).gather(1, (chosen - width).clamp(min=0))
+    new_word = lm_words.gather(1, ext_idx)
     new_history = torch.where(extended[..., None], fusion.lm.advance(history, new_word), history)
     return new_tokens, src_len + extended.long(), new_last, new_blank, new_label, new_score, new_history
 
