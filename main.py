@@ -373,12 +373,16 @@ class Processor:
         loader = self.build_loader(dataset, train=False)
         decode_args = self.cfg["decode_args"]
         logits = {} if self.cfg["phase"] == "test" and decode_args["save_logits"] else None
+        start, decode_before = time.perf_counter(), self.decoder.seconds
         hyps = seq_eval(loader, self.core, self.device, self.amp, self.env,
                         progress_bar=bool(self.cfg["progress_bar"]), desc=f"{split} {tag}",
                         decoder=self.decoder, chunk_size=int(decode_args["chunk_size"]),
                         logits_out=logits)
         if hyps is None:
             return None
+        self.log(f"{split} ({tag}): evaluation {time.perf_counter() - start:.2f} s, of which decoding "
+                 f"{self.decoder.seconds - decode_before:.2f} s ({self.decoder.search_mode}"
+                 f"{', LM ' + str(decode_args['lm_path']) if decode_args['lm_path'] else ''})")
         if logits is not None:
             from utils.split_logits import class_glosses, save_split_logits
 

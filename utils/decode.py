@@ -9,6 +9,7 @@ score = log P_ctc + lm_weight * ln P_lm + word_bonus * #glosses (``utils.beam_se
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping, Sequence
 from itertools import groupby
 
@@ -51,6 +52,7 @@ class Decode:
         self.lm_weight = float(lm_weight)
         self.word_bonus = float(word_bonus)
         self._token_lms: dict[torch.device, TokenLM] = {}  # LM tables per device, built on first use
+        self.seconds = 0.0  # wall time spent in decode(), summed (results come back to the host)
 
     def token_lm(self, device: torch.device) -> TokenLM | None:
         """The LM as lookup tables on `device` (None without an LM)."""
@@ -72,9 +74,13 @@ class Decode:
         if nn_output.shape[-1] != self.num_classes:
             raise ValueError(f"nn_output has {nn_output.shape[-1]} classes, the decoder was built "
                              f"for num_classes={self.num_classes}")
+        start = time.perf_counter()
         if self.search_mode == "max":
-            return self.MaxDecode(nn_output, vid_lgt)
-        return self.BeamSearch(nn_output, vid_lgt, probs)
+            sentences = self.MaxDecode(nn_output, vid_lgt)
+        else:
+            sentences = self.BeamSearch(nn_output, vid_lgt, probs)
+        self.seconds += time.perf_counter() - start
+        return sentences
 
     @torch.no_grad()
     def BeamSearch(self, nn_output: Tensor, vid_lgt: Tensor | Sequence[int],
