@@ -1,24 +1,42 @@
-"""Decoding speed on a dev-set-sized workload: batched PyTorch beam search vs a per-sample Python one.
+"""Decoding on a dev-set-sized workload: our batched beam search (one call, as evaluation runs it)
+against pyctcdecode, without and with a gloss 3-gram LM (shallow fusion), plus agreement.
 
-Both searches use the same pruning (top-k tokens per frame, as ctcdecode's cutoff_top_n) and the
-same beam width, and must return the same best prefixes. The Python reference is timed on a
-subset (``--reference-subset``) and reported per sentence, so the ratio compares like with like.
+Data: sentences of a synthetic gloss grammar (Zipf-distributed glosses, a first-order Markov
+chain with a few likely successors per gloss); the LM is a 3-gram (utils.lm, lmplz-style
+modified Kneser-Ney) of 5000 training sentences; the logits are peaky CTC outputs of held-out
+sentences (mostly blank, each gloss 1-3 steps, Gaussian noise, and for a quarter of the glosses
+a confusable competitor of equal expected score, which only the LM can resolve).
 
-    python bench/decode.py [--sequences 540] [--frames 50] [--classes 1296] [--device cpu]
+References, on the same logits, beam width and LM (alpha, beta):
+- pyctcdecode (pinned, benchmark-only; with kenlm for the LM where `pip install kenlm` builds):
+  each class is a BPE-style word token ("▁G17"), so every gloss is one LM word; its
+  unk_score_offset is set to 0 so that unknown words score as <unk> does in KenLM and ours;
+- our per-sample dict-based prefix beam search (utils.beam_search.reference_prefix_beam_search),
+  whose LM scoring is the ARPA reader's dict lookups, independent of the device tables.
+pyctcdecode is timed on `--reference-subset` sequences and its rate extrapolated per sentence;
+the rounds alternate ours / pyctcdecode.
+
+    python bench/decode.py [--sequences 540] [--frames 50] [--classes 1296] [--beam-width 10]
+                           [--agreement 300] [--alpha 0.5] [--beta 1.0] [--threads 1]
 """
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+import tempfile
 import time
+import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from utils.beam_search import ctc_prefix_beam_search, reference_prefix_beam_search  # noqa: E402
+from utils.beam_search import reference_prefix_beam_search  # noqa: E402
 from utils.decode import Decode  # noqa: E402
+from utils.lm import estimate_kneser_ney  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -26,77 +44,204 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sequences", type=int, default=540)
-    parser.add_argument("--frames", type=int, default=50, help="frames after temporal pooling")
+    parser.add_argument("--frames", type=int, default=50, help="steps after temporal pooling (max)")
     parser.add_argument("--classes", type=int, default=1296)
     parser.add_argument("--beam-width", type=int, default=10)
     parser.add_argument("--top-k", type=int, default=40)
-    parser.add_argument("--batch-size", type=int, default=540, help="sequences per batched call")
-    parser.add_argument("--reference-subset", type=int, default=30,
-                        help="sequences timed with the slow Python search (extrapolated per sentence)")
+    parser.add_argument("--alpha", type=float, default=0.5, help="LM weight")
+    parser.add_argument("--beta", type=float, default=1.0, help="per-gloss bonus")
+    parser.add_argument("--agreement", type=int, default=300, help="sequences checked for agreement")
+    parser.add_argument("--reference-subset", type=int, default=100,
+                        help="sequences timed with pyctcdecode (extrapolated per sentence)")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating timing rounds")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args()
 
 
-def synthetic_logits(sequences: int, frames: int, classes: int,
-                     seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Peaky CTC-like logits (mostly blank, a few confident glosses) and lengths around `frames`."""
-    gen = torch.Generator().manual_seed(seed)
-    logits = 2.0 * torch.randn(sequences, frames, classes, generator=gen)
-    logits[..., 0] += 6.0 * (torch.rand(sequences, frames, generator=gen) < 0.6)
-    labels = torch.randint(1, classes, (sequences, frames), generator=gen)
-    logits.scatter_add_(2, labels[..., None], torch.full((sequences, frames, 1), 5.0))
-    lengths = torch.randint(int(frames * 0.7), frames + 1, (sequences,), generator=gen)
-    lengths[0] = frames
-    return logits, lengths
+class GlossGrammar:
+    """Zipf-distributed glosses 1..V-1 with a few preferred successors each (a Markov chain)."""
+
+    def __init__(self, classes: int, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.vocab = classes - 1
+        ranks = np.arange(1, self.vocab + 1)
+        self.unigram = (1.0 / ranks) / (1.0 / ranks).sum()
+        self.successors = self.rng.choice(self.vocab, size=(self.vocab, 4), p=self.unigram) + 1
+
+    def sentence(self) -> list[int]:
+        """One sentence of 4-14 class indices."""
+        length = int(self.rng.integers(4, 15))
+        words = [int(self.rng.choice(self.vocab, p=self.unigram)) + 1]
+        while len(words) < length:
+            if self.rng.random() < 0.7:
+                words.append(int(self.successors[words[-1] - 1, self.rng.integers(4)]))
+            else:
+                words.append(int(self.rng.choice(self.vocab, p=self.unigram)) + 1)
+        return words
+
+
+def ctc_logits(grammar: GlossGrammar, count: int, frames: int, classes: int,
+               seed: int) -> tuple[torch.Tensor, torch.Tensor, list[list[int]]]:
+    """Peaky CTC log-probabilities (N, T, C) of held-out sentences, their lengths and the truths.
+
+    Every step has Gaussian background scores; blank steps a blank score 12 above, gloss steps the
+    gloss 12 above (+-1.5) with the blank 8 above; a quarter of the glosses has a competitor gloss
+    of equal expected score on its steps (a confusion the acoustic-like model cannot resolve).
+    """
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0.0, 1.0, size=(count, frames, classes)).astype(np.float32)
+    logits[..., 0] += 12.0
+    lengths, truths = [], []
+    for n in range(count):
+        placed: list[int] = []
+        t = int(rng.integers(0, 3))
+        for word in grammar.sentence():
+            steps = int(rng.integers(1, 4))
+            if t + steps > frames:
+                break
+            competitor = int(rng.integers(1, classes)) if rng.random() < 0.25 else None
+            for _ in range(steps):
+                logits[n, t, 0] -= 4.0
+                logits[n, t, word] += 12.0 + rng.normal(0.0, 1.5)
+                if competitor is not None:
+                    logits[n, t, competitor] += 12.0 + rng.normal(0.0, 1.5)
+                t += 1
+            placed.append(word)
+            t += int(rng.integers(1, 3))  # blanks between glosses
+        lengths.append(min(t, frames))
+        truths.append(placed)
+    log_probs = torch.from_numpy(logits).log_softmax(-1)
+    return log_probs, torch.tensor(lengths), truths
+
+
+def build_pyctcdecode(classes: int, arpa: str | None, alpha: float, beta: float):
+    """pyctcdecode decoder whose tokens are whole glosses (BPE word starts), or None if missing."""
+    try:
+        from pyctcdecode import Alphabet, BeamSearchDecoderCTC, LanguageModel
+    except ImportError:
+        return None
+    labels = [""] + [f"\u2581G{i}" for i in range(1, classes)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        alphabet = Alphabet.build_alphabet(labels)
+    language_model = None
+    if arpa is not None:
+        import kenlm
+
+        unigrams = [f"G{i}" for i in range(1, classes)]
+        language_model = LanguageModel(kenlm.Model(arpa), unigrams, alpha=alpha, beta=beta,
+                                       unk_score_offset=0.0)
+    return BeamSearchDecoderCTC(alphabet, language_model)
+
+
+def pyctc_best(decoder, log_probs: np.ndarray, beam_width: int) -> list[int]:
+    """pyctcdecode's best text as class indices."""
+    text = decoder.decode(log_probs, beam_width=beam_width)
+    return [int(word[1:]) for word in text.split()]
+
+
+def merged(labels: list[int]) -> list[int]:
+    """Collapse runs of equal labels (what Decode reports)."""
+    return [x for i, x in enumerate(labels) if i == 0 or labels[i - 1] != x]
 
 
 def main() -> None:
-    """Time both searches and print sentences per second and their ratio."""
+    """Agreement and speed, without and with the LM."""
     args = parse_args()
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    logits, lengths = synthetic_logits(args.sequences, args.frames, args.classes, args.seed)
+    torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    grammar = GlossGrammar(args.classes, args.seed)
+    corpus = [[f"G{c}" for c in grammar.sentence()] for _ in range(5000)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lm = estimate_kneser_ney(corpus, order=3)
+    tmp = tempfile.TemporaryDirectory()
+    arpa = str(Path(tmp.name) / "gloss-3gram.arpa")
+    lm.write_arpa(arpa)
+    log_probs, lengths, truths = ctc_logits(grammar, args.sequences, args.frames, args.classes,
+                                            args.seed + 1)
+    words = [None] + [f"G{i}" for i in range(1, args.classes)]
     gloss_dict = {f"G{i}": [i, 1] for i in range(1, args.classes)}
-    decoder = Decode(gloss_dict, args.classes, "beam", beam_width=args.beam_width, top_k=args.top_k)
-    dev_logits, dev_lengths = logits.to(device), lengths.to(device)
+    plain = Decode(gloss_dict, args.classes, "beam", beam_width=args.beam_width, top_k=args.top_k)
+    fused = Decode(gloss_dict, args.classes, "beam", beam_width=args.beam_width, top_k=args.top_k,
+                   lm=lm, lm_weight=args.alpha, word_bonus=args.beta)
+    dev_lp, dev_len = log_probs.to(device), lengths.to(device)
+    rows = [log_probs[b, :lengths[b]].numpy() for b in range(args.sequences)]
+    try:
+        import kenlm  # noqa: F401
+        has_kenlm = True
+    except ImportError:
+        has_kenlm = False
+    pyctc = {"plain": build_pyctcdecode(args.classes, None, 0.0, 0.0),
+             "LM": build_pyctcdecode(args.classes, arpa, args.alpha, args.beta) if has_kenlm else None}
+    print(f"workload: {args.sequences} sequences x <= {args.frames} steps x {args.classes} classes "
+          f"(mean length {lengths.float().mean():.1f}), beam {args.beam_width}; ours: top-{args.top_k} "
+          f"tokens per step, {device}, {torch.get_num_threads()} thread(s); LM: 3-gram of 5000 sentences "
+          f"({len(lm.probs)} n-grams), alpha {args.alpha}, beta {args.beta}")
+    print(f"pyctcdecode: {'installed' if pyctc['plain'] else 'NOT installed'}; kenlm: "
+          f"{'installed' if has_kenlm else 'NOT installed (LM reference: the dict-based search only)'}")
 
-    decoder.decode(dev_logits[:8], dev_lengths[:8])  # warm-up (allocator, kernels)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for begin in range(0, args.sequences, args.batch_size):
-        chunk = slice(begin, begin + args.batch_size)
-        decoder.decode(dev_logits[chunk], dev_lengths[chunk])
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    fast_s = time.perf_counter() - start
+    # ---- agreement ----------------------------------------------------------------------------
+    n = min(args.agreement, args.sequences)
+    ours = {name: [merged(s) for s in _best(dec, dev_lp[:n], dev_len[:n])]
+            for name, dec in (("plain", plain), ("LM", fused))}
+    for name in ("plain", "LM"):
+        reference = [merged(reference_prefix_beam_search(
+            rows[b].tolist(), args.beam_width, args.top_k,
+            lm=lm if name == "LM" else None, words=words, lm_weight=args.alpha,
+            word_bonus=args.beta)[0]) for b in range(n)]
+        same = sum(a == b for a, b in zip(ours[name], reference))
+        print(f"agreement {name:5s} vs dict-based reference search: {same}/{n} "
+              f"({100.0 * same / n:.1f}%) identical best hypotheses")
+        if pyctc[name] is not None:
+            theirs = [merged(pyctc_best(pyctc[name], rows[b], args.beam_width)) for b in range(n)]
+            same = sum(a == b for a, b in zip(ours[name], theirs))
+            print(f"agreement {name:5s} vs pyctcdecode{'+kenlm' if name == 'LM' else ''}: {same}/{n} "
+                  f"({100.0 * same / n:.1f}%) identical best hypotheses")
+    for name in ("plain", "LM"):
+        errors = sum(_edit_distance(h, t) for h, t in zip(ours[name], truths[:n]))
+        print(f"gloss error rate of ours ({name}) against the generated sentences: "
+              f"{100.0 * errors / sum(len(t) for t in truths[:n]):.2f}%")
 
+    # ---- speed --------------------------------------------------------------------------------
     subset = min(args.reference_subset, args.sequences)
-    log_probs = logits[:subset].log_softmax(-1)
-    rows = [log_probs[b, :lengths[b]].tolist() for b in range(subset)]  # conversion not timed
-    start = time.perf_counter()
-    reference = [reference_prefix_beam_search(row, args.beam_width, args.top_k)[0] for row in rows]
-    slow_s = time.perf_counter() - start
+    for name, dec in (("plain", plain), ("LM", fused)):
+        dec.decode(dev_lp[:8], dev_len[:8])  # warm-up (allocator, LM tables)
+        fast, slow = [], []
+        for _ in range(args.rounds):
+            start = time.perf_counter()
+            dec.decode(dev_lp, dev_len)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            fast.append(args.sequences / (time.perf_counter() - start))
+            if pyctc[name] is not None:
+                start = time.perf_counter()
+                for b in range(subset):
+                    pyctc[name].decode(rows[b], beam_width=args.beam_width)
+                slow.append(subset / (time.perf_counter() - start))
+        line = f"speed {name:5s}: ours {max(fast):.1f} sentences/s (one call of {args.sequences})"
+        if slow:
+            line += (f"; pyctcdecode{'+kenlm' if name == 'LM' else ''} {max(slow):.1f} sentences/s "
+                     f"(timed on {subset}); ratio {max(fast) / max(slow):.1f}x")
+        print(line + f" [best of {args.rounds} alternating rounds]")
+    tmp.cleanup()
 
-    batched = ctc_prefix_beam_search(log_probs.to(device), lengths[:subset].to(device),
-                                     args.beam_width, args.top_k)
-    agree = sum(batched.best(b) == reference[b] for b in range(subset))
 
-    fast_rate = args.sequences / fast_s
-    slow_rate = subset / slow_s
-    print(f"workload: {args.sequences} sequences x <= {args.frames} frames x {args.classes} classes, "
-          f"beam {args.beam_width}, top-k {args.top_k} per frame (both searches)")
-    print(f"batched PyTorch beam search ({device}, batch {args.batch_size}, "
-          f"{torch.get_num_threads()} CPU threads): "
-          f"{fast_s:.3f} s, {fast_rate:.1f} sentences/s")
-    print(f"per-sample Python prefix beam search (CPU, timed on {subset} sequences, extrapolated "
-          f"per sentence): {slow_s:.3f} s, {slow_rate:.1f} sentences/s "
-          f"(~{args.sequences / slow_rate:.1f} s for all {args.sequences})")
-    print(f"same best prefix on {agree}/{subset} reference sequences")
-    print(f"speed-up ratio (batched / python): {fast_rate / slow_rate:.1f}x")
+def _best(decoder: Decode, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
+    """Class indices of the decoded sentences."""
+    return [[decoder.g2i_dict[g] for g, _ in s] for s in decoder.decode(log_probs, lengths)]
+
+
+def _edit_distance(a: list[int], b: list[int]) -> int:
+    """Levenshtein distance of two label sequences."""
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
+    return row[-1]
 
 
 if __name__ == "__main__":
