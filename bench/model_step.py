@@ -4,7 +4,9 @@ Both formulations hold the same weights and see the same input. Steps alternate 
 after warm-up steps, so that a busy machine slows both alike; the script prints the median wall
 and process CPU time per step, the median of the per-pair ratios (each pair ran back to back)
 and the configuration. `--breakdown` also times the part that differs (frame backbone + hierarchical
-branch, forward and backward) to show how much of a step the two formulations share.
+branch, forward and backward) and, on the CPU, the forward and backward time of every part of
+our step with its convolution / BatchNorm+ReLU shares and the step's FLOP rate against the
+CPU's peak (bench/step_breakdown.py).
 `--bf16` adds a clearly labelled line with both models under CPU bf16 autocast; the headline
 ratio is always fp32 against fp32.
 
@@ -25,6 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from modules.conv3d_reference import conv3d_reference  # noqa: E402
+from bench.step_breakdown import report_breakdown  # noqa: E402
 from slr_network import SLRModel  # noqa: E402
 
 LOSS_WEIGHTS = {"SeqCTC": 1.0, "ConvCTC": 1.0, "Dist": 25.0, "Cu": 0.0005, "Cp": 0.0005}
@@ -149,11 +152,15 @@ def main() -> None:
         return {name: (lambda n=name: train_step(models[n], optimizers[n], batch, bf16))
                 for name in models}
 
-    report("training step, fp32 (headline):", alternate(steps(False), args.warmup, args.steps, device))
+    times = alternate(steps(False), args.warmup, args.steps, device)
+    report("training step, fp32 (headline):", times)
     if args.breakdown:
         calls = {name: (lambda m=m: backbone_step(m, x)) for name, m in models.items()}
         report("backbone + branch only, forward + backward, fp32:",
                alternate(calls, args.warmup, args.steps, device))
+        if device.type == "cpu":
+            report_breakdown(fast, batch, steps(False)[FAST],
+                             statistics.median(t[0] for t in times[FAST]), optimizers[FAST])
     if args.bf16:
         report("training step, both under bf16 autocast (extra, not the headline):",
                alternate(steps(True), args.warmup, args.steps, device))

@@ -89,3 +89,34 @@ def test_an_overridden_criterion_calculation_is_the_trained_loss(monkeypatch):
     assert overridden.mean_loss == pytest.approx(2 * plain.mean_loss, rel=1e-5)
     assert overridden.terms == {}  # its terms would describe another loss: none logged
     assert calls[0] == 2 * CTC_HEADS  # still once per step each
+
+
+def test_bf16_autocast_training_keeps_ctc_in_float32_and_learns(monkeypatch):
+    """`--amp bf16`: the CTC terms see float32 log-probabilities; the loss tracks float32's."""
+    seen = []
+    original = torch.nn.functional.ctc_loss
+
+    def recorded(log_probs, *args, **kwargs):
+        seen.append(log_probs.dtype)
+        return original(log_probs, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "ctc_loss", recorded)
+    data = batches(1) * 4  # the same batch four times: the loss must fall
+    torch.manual_seed(2)
+    fp32, _ = train(tiny_model().train(), data[:1])
+    torch.manual_seed(2)
+    model = tiny_model().train()
+    first, _ = train(model, data[:1], amp_dtype=torch.bfloat16)
+    assert seen and set(seen) == {torch.float32}
+    assert first.mean_loss == pytest.approx(fp32.mean_loss, rel=0.05)  # bf16 rounding only
+    later, state = train(model, data[1:], amp_dtype=torch.bfloat16)
+    assert state.skipped_batches == 0 and all(p.dtype == torch.float32 for p in model.parameters())
+    assert later.mean_loss < first.mean_loss
+
+
+def test_fast_recipe_config_resolves(repo_root):
+    from utils.config import resolve_config
+
+    cfg, _ = resolve_config(["--config", str(repo_root / "config" / "fast_train.yaml")])
+    assert cfg["feeder_args"]["packed"] is True and cfg["length_bucketing"]["enabled"] is True
+    assert cfg["model_args"]["c2d_type"] == "resnet34" and cfg["batch_size"] == 2  # published model
