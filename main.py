@@ -20,8 +20,9 @@ from dataset.vocabulary import load_gloss_dict
 from inference.loading import CheckpointMismatchError, load_weights, model_kwargs
 from seq_scripts import (StepOptions, TrainState, score_hypotheses, seq_eval,
                          seq_feature_generation, seq_train)
-from utils.atomic import atomic_path
-from utils.checkpoint import CheckpointError, load_checkpoint, model_state_from_checkpoint, save_checkpoint
+from utils.atomic import link_or_copy_atomic
+from utils.checkpoint import (CheckpointError, UnsafeCheckpointError, load_checkpoint,
+                              model_state_from_checkpoint, save_checkpoint)
 from utils.config import ConfigError, check_kwargs, import_class, resolve_config, save_config
 from utils.decode import Decode
 from utils.device import amp_dtype, make_grad_scaler, quiet_opencv_threads, select_device, worker_init
@@ -33,6 +34,7 @@ from utils.random_state import SeededDataset, capture_rng_state, restore_rng_sta
 from utils.record import MetricsLog, RunLog
 
 LAST = "last.pt"
+PREVIOUS = "last_previous.pt"   # the checkpoint before last.pt, kept for when last.pt is damaged
 BEST = "best_model.pt"
 
 
@@ -46,12 +48,6 @@ def prepare_work_dir(work_dir: Path, overwrite: bool, env: DistEnv) -> None:
             shutil.rmtree(work_dir)
         work_dir.mkdir(parents=True, exist_ok=True)
     barrier(env)
-
-
-def copy_atomic(src: Path, dst: Path) -> None:
-    """Copy a file so that `dst` is always either the old or the complete new file."""
-    with atomic_path(dst) as tmp:
-        shutil.copyfile(src, tmp)
 
 
 def dataset_paths(cfg: Mapping[str, Any], work_dir: Path) -> dict[str, Path]:
@@ -99,6 +95,7 @@ class Processor:
     def __init__(self, cfg: dict, overwrite: bool = False, unsafe_load: bool = False) -> None:
         self.cfg = cfg
         self.unsafe_load = unsafe_load  # --unsafe-load: the user trusts the checkpoints given
+        self._last_good = False         # whether <work_dir>/last.pt is known to be readable
         quiet_opencv_threads()
         self.env = env_from_environ()
         self.device = select_device(cfg["device"], self.env.local_rank, self.env.world_size)
@@ -145,13 +142,15 @@ class Processor:
 
     # ----------------------------------------------------------------------------- setup helpers
     def _resume_path(self) -> Path | None:
-        """The checkpoint a training run continues from: --load-checkpoints, else <work_dir>/last.pt."""
+        """The checkpoint a training run continues from: --load-checkpoints, else the run's last one."""
         if self.cfg["phase"] != "train":
             return None
         if self.cfg["load_checkpoints"]:
             return Path(self.cfg["load_checkpoints"])
-        last = self.work_dir / LAST
-        return last if last.is_file() else None
+        for name in (LAST, PREVIOUS):
+            if (self.work_dir / name).is_file():
+                return self.work_dir / name
+        return None
 
     def _save_config(self) -> None:
         """Write the resolved config; on a resume, log which keys changed since the last run."""
@@ -231,17 +230,49 @@ class Processor:
         }
 
     def save(self, *names: str) -> None:
-        """Write the checkpoint under each name (rank 0 only; every rank joins the RNG gather)."""
+        """Write the checkpoint under each name (rank 0 only; every rank joins the RNG gather).
+
+        A new last.pt first moves the one it replaces to last_previous.pt, if that one is known
+        good (written or read by this process): a damaged last.pt never evicts a good previous.
+        """
         payload = self.payload()
         if self.env.is_main:
-            save_checkpoint(self.work_dir / names[0], payload)
+            rotate = names[0] == LAST and self._last_good
+            save_checkpoint(self.work_dir / names[0], payload,
+                            previous=self.work_dir / PREVIOUS if rotate else None)
             for name in names[1:]:  # copies: serialising a large model once is enough
-                copy_atomic(self.work_dir / names[0], self.work_dir / name)
+                link_or_copy_atomic(self.work_dir / names[0], self.work_dir / name)
+        self._last_good = self._last_good or names[0] == LAST
         barrier(self.env)
+
+    def _read_resume_checkpoint(self, path: Path) -> tuple[Path, dict]:
+        """Read `path`; a damaged last.pt of the run falls back to last_previous.pt, with a log line."""
+        previous = self.work_dir / PREVIOUS
+        try:
+            ckpt = load_checkpoint(path, unsafe=self.unsafe_load)
+        except CheckpointError as exc:
+            if path != self.work_dir / LAST and path != previous:
+                raise  # a file the user named: no fallback
+            fallback = (not isinstance(exc, UnsafeCheckpointError) and path != previous
+                        and previous.is_file())
+            try:
+                if not fallback:
+                    raise exc
+                ckpt = load_checkpoint(previous, unsafe=self.unsafe_load)
+            except CheckpointError as final:
+                also = f"; {final}" if final is not exc else ""
+                raise CheckpointError(f"cannot resume the run in {self.work_dir}: {exc}{also}; start "
+                                      f"afresh with --overwrite (deletes the run) or pass "
+                                      f"--load-checkpoints PATH") from final
+            self.log(f"warning: {path} is damaged ({exc}); resuming from the checkpoint before it, "
+                     f"{previous}")
+            return previous, ckpt
+        self._last_good = path == self.work_dir / LAST
+        return path, ckpt
 
     def resume(self, path: Path) -> None:
         """Restore model, optimizer, scheduler, scaler, counters and RNG states from `path`."""
-        ckpt = load_checkpoint(path, unsafe=self.unsafe_load)
+        path, ckpt = self._read_resume_checkpoint(path)
         self.core.load_state_dict(model_state_from_checkpoint(ckpt))
         if "optimizer_state_dict" in ckpt:
             self.optimizer.load_state_dict(ckpt["optimizer_state_dict"])

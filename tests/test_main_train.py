@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import main as main_module
+from utils.checkpoint import load_checkpoint
 from tests.train_support import (REPO_ROOT, make_tiny_dataset, model_state, tiny_config,
                                  write_config)
 
@@ -79,19 +80,36 @@ def test_test_phase_on_our_and_on_published_format_checkpoints(trained, data, tm
     assert theirs == ours
 
 
+def sampler_config(bucketing: bool) -> dict:
+    return {"length_bucketing": {"enabled": bucketing, "pool_batches": 2}}
+
+
+@pytest.fixture(scope="module")
+def straight(data, tmp_path_factory):
+    """bucketing -> last.pt of an uninterrupted 2-epoch x 2-step run (what resumed runs reproduce)."""
+    runs: dict[bool, dict] = {}
+
+    def get(bucketing: bool = False) -> dict:
+        if bucketing not in runs:
+            tmp = tmp_path_factory.mktemp("straight")
+            run_main(tiny_config(data, tmp / "straight", eval_splits=[], save_interval=100,
+                                 **sampler_config(bucketing)), tmp)
+            runs[bucketing] = load_checkpoint(tmp / "straight" / "last.pt")
+        return runs[bucketing]
+    return get
+
+
 @pytest.mark.parametrize("bucketing", [False, True])
-def test_resume_after_interruption_is_exact(data, tmp_path, bucketing):
-    sampler = {"length_bucketing": {"enabled": bucketing, "pool_batches": 2}}
-    straight = tiny_config(data, tmp_path / "straight", eval_splits=[], save_interval=100, **sampler)
-    run_main(straight, tmp_path)                          # 2 epochs x 2 steps
-    resumed = tiny_config(data, tmp_path / "resumed", eval_splits=[], save_interval=100, **sampler)
+def test_resume_after_interruption_is_exact(data, tmp_path, bucketing, straight):
+    resumed = tiny_config(data, tmp_path / "resumed", eval_splits=[], save_interval=100,
+                          **sampler_config(bucketing))
     run_main(resumed, tmp_path, "--max-steps", "1")      # killed in the middle of epoch 0
     run_main(resumed, tmp_path, "--max-steps", "3")      # rerun into the work dir; killed in epoch 1
     ckpt = torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)
     assert ckpt["train_state"]["epoch"] == 1 and ckpt["global_step"] == 3
     assert ckpt["train_state"]["batch_in_epoch"] == 1
     run_main(resumed, tmp_path)                          # and on to the end
-    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
+    a = straight(bucketing)
     b = torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)
     assert a["global_step"] == b["global_step"] == 4
     assert_same_weights(a["model_state_dict"], b["model_state_dict"])
@@ -101,6 +119,43 @@ def test_resume_after_interruption_is_exact(data, tmp_path, bucketing):
     rows = list(csv.DictReader(open(tmp_path / "resumed" / "metrics.csv")))
     assert [r["epoch"] for r in rows] == ["0", "1"]
     assert all(0.0 <= float(r["padded_fraction"]) < 1.0 for r in rows)
+
+
+def damage(path: Path) -> None:
+    """Truncate a file to half its size, as a crash of the disk or a copy would."""
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+
+
+def test_damaged_last_checkpoint_after_a_rotation_resumes_from_the_previous_one(data, tmp_path, straight):
+    work = tmp_path / "damaged"
+    cfg = tiny_config(data, work, eval_splits=[], save_interval=100)
+    run_main(cfg, tmp_path, "--max-steps", "3")  # end of epoch 0 saved, then step 3 rotated it
+    previous = load_checkpoint(work / "last_previous.pt")
+    assert previous["global_step"] == 2 and previous["train_state"]["epoch_complete"]
+    damage(work / "last.pt")                     # the damage hits right after the rotation
+    run_main(cfg, tmp_path)
+    log = (work / "log.txt").read_text()
+    assert f"{work / 'last.pt'} is damaged" in log and "resuming from the checkpoint before it" in log
+    final = load_checkpoint(work / "last.pt")
+    assert final["global_step"] == straight()["global_step"] == 4
+    assert_same_weights(straight()["model_state_dict"], final["model_state_dict"])
+    assert load_checkpoint(work / "last_previous.pt")["global_step"] == 2  # rotated: end of epoch 0
+
+
+def test_no_usable_checkpoint_is_one_error_line_and_its_hint_works(data, tmp_path, capsys):
+    work = tmp_path / "both"
+    cfg = write_config(tiny_config(data, work, eval_splits=[], num_epoch=1, save_interval=100),
+                       tmp_path / "both.yaml")
+    work.mkdir()
+    (work / "last.pt").write_bytes(b"PK\x03\x04 damaged")
+    (work / "last_previous.pt").write_bytes(b"damaged too")
+    assert main_module.cli(["--config", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: cannot resume the run in")
+    assert "last.pt" in err[0] and "last_previous.pt" in err[0] and "--overwrite" in err[0]
+    assert main_module.cli(["--config", str(cfg), "--overwrite"]) == 0  # what the hint says
+    assert load_checkpoint(work / "last.pt")["global_step"] == 2
 
 
 def test_nonfinite_loss_batches_are_skipped_and_reported(data, tmp_path):

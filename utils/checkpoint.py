@@ -17,7 +17,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from utils.atomic import atomic_path
+from utils.atomic import atomic_path, link_or_copy_atomic
 
 # Prefixes added by wrappers: DataParallel/DistributedDataParallel and torch.compile.
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
@@ -50,9 +50,16 @@ def numpy_safe_globals() -> list:
             (multiarray._reconstruct, "numpy.core.multiarray._reconstruct")]  # written by NumPy 1.x
 
 
-def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any]) -> None:
-    """Write `payload` to `path` atomically: a kill at any moment leaves the old file intact."""
+def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any],
+                    previous: str | os.PathLike | None = None) -> None:
+    """Write `payload` to `path` atomically: a kill at any moment leaves the old file intact.
+
+    With `previous`, the file at `path` is first kept under that name; both names hold complete
+    files at every moment, so a damaged new file still leaves the one before it.
+    """
     path = Path(path)
+    if previous is not None and path.is_file():
+        link_or_copy_atomic(path, previous)
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         torch.save(dict(payload), handle)
         handle.flush()
