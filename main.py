@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -16,14 +18,16 @@ import torch
 from torch import nn
 
 from dataset.bucketing import LengthBucketBatchSampler
+from dataset.layout import DATASETS
 from dataset.vocabulary import load_gloss_dict
+from evaluation.stm import read_stm
 from inference.loading import CheckpointMismatchError, load_weights, model_kwargs
 from seq_scripts import (StepOptions, TrainState, score_hypotheses, seq_eval,
                          seq_feature_generation, seq_train)
 from utils.atomic import link_or_copy_atomic
 from utils.checkpoint import (CheckpointError, UnsafeCheckpointError, load_checkpoint,
                               model_state_from_checkpoint, save_checkpoint)
-from utils.config import ConfigError, check_kwargs, import_class, resolve_config, save_config
+from utils.config import ConfigError, check_kwargs, closest_key, import_class, resolve_config, save_config
 from utils.decode import Decode
 from utils.device import amp_dtype, make_grad_scaler, quiet_opencv_threads, select_device, worker_init
 from utils.distributed import (DistEnv, ShardedSampler, all_gather_objects, barrier,
@@ -31,20 +35,70 @@ from utils.distributed import (DistEnv, ShardedSampler, all_gather_objects, barr
                                init_process_group, new_sync_group, shutdown)
 from utils.optimizer import build_optimizer, build_scheduler, current_lr
 from utils.random_state import SeededDataset, capture_rng_state, restore_rng_state, seed_everything
-from utils.record import MetricsLog, RunLog
+from utils.record import MetricsLog, RunLog, divert_warnings
 
 LAST = "last.pt"
 PREVIOUS = "last_previous.pt"   # the checkpoint before last.pt, kept for when last.pt is damaged
 BEST = "best_model.pt"
 
 
+def check_work_dir(work_dir: Path, overwrite: bool, cfg: Mapping[str, Any]) -> None:
+    """The work dir can be created and written; --overwrite would delete nothing the run needs."""
+    existing = work_dir.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"work_dir {work_dir}: {existing} is a file, not a folder; pass another "
+                          f"--work-dir (key 'work_dir')")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"work_dir {work_dir}: {existing} is not writable; pass another "
+                          f"--work-dir (key 'work_dir')")
+    if not (overwrite and work_dir.exists()):
+        return
+    if Path.cwd().resolve().is_relative_to(work_dir.resolve()):
+        raise ConfigError(f"--overwrite refuses to delete {work_dir}: it contains the current directory")
+    for key in ("load_weights", "load_checkpoints"):
+        if cfg[key] and Path(cfg[key]).resolve().is_relative_to(work_dir.resolve()):
+            raise ConfigError(f"--overwrite would delete {cfg[key]} (key '{key}') before reading "
+                              f"it; copy it out of {work_dir} first")
+
+
+def check_dataset_name(name: str) -> None:
+    """--dataset / key 'dataset' must name a supported dataset."""
+    if name not in DATASETS:
+        raise ConfigError(f"unknown dataset {name!r} (--dataset / key 'dataset'){closest_key(name, DATASETS)} "
+                          f"(valid: {', '.join(DATASETS)})")
+
+
+def check_ground_truth(stm: Path, dataset: SeededDataset, split: str) -> None:
+    """The split's STM exists and has a reference sentence for each of its videos."""
+    if not stm.is_file():
+        raise ConfigError(f"start-up check: the ground truth of the {split} split, {stm}, does not exist. "
+                          f"Its path is dataset_info.evaluation_dir (default: the folder of dict_path) / "
+                          f"<dataset_info.evaluation_prefix (default '<dataset>-groundtruth')>-{split}.stm; "
+                          f"the preprocessing writes it")
+    try:
+        references = {segment.fileid for segment in read_stm(stm)}
+    except ValueError as exc:
+        raise ConfigError(f"start-up check: {exc}") from None
+    videos = [entry["fileid"] for entry in getattr(dataset, "inputs_list", [])]
+    missing = [video for video in videos if video not in references]
+    if missing:
+        raise ConfigError(f"start-up check: {stm} has no reference for {len(missing)} of the "
+                          f"{len(videos)} videos of the {split} split (e.g. {missing[:3]}): it is the "
+                          f"ground truth of another dataset or split; check --dataset and "
+                          f"dataset_info.evaluation_prefix / evaluation_dir")
+
+
+def _message(exc: BaseException) -> str:
+    """An exception's text (KeyError's without the quotes repr adds)."""
+    return str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+
+
 def prepare_work_dir(work_dir: Path, overwrite: bool, env: DistEnv) -> None:
-    """Create the work dir; with `overwrite`, delete an existing one first (never prompt)."""
+    """Create the work dir; with `overwrite`, delete an existing one first (after the start-up checks)."""
     if env.is_main:
         if overwrite and work_dir.exists():
-            if Path.cwd().resolve().is_relative_to(work_dir.resolve()):
-                raise ConfigError(f"--overwrite refuses to delete {work_dir}: it contains the "
-                                  f"current directory")
             shutil.rmtree(work_dir)
         work_dir.mkdir(parents=True, exist_ok=True)
     barrier(env)
@@ -96,19 +150,25 @@ class Processor:
         self.cfg = cfg
         self.unsafe_load = unsafe_load  # --unsafe-load: the user trusts the checkpoints given
         self._last_good = False         # whether <work_dir>/last.pt is known to be readable
+        self._datasets: dict[tuple[str, bool], SeededDataset] = {}
         quiet_opencv_threads()
         self.env = env_from_environ()
-        self.device = select_device(cfg["device"], self.env.local_rank, self.env.world_size)
+        try:
+            self.device = select_device(cfg["device"], self.env.local_rank, self.env.world_size)
+        except (ValueError, RuntimeError) as exc:
+            raise ConfigError(f"{exc} (key 'device')") from None
         init_process_group(self.env, self.device, cfg["dist_backend"])
         self.work_dir = Path(cfg["work_dir"])
-        prepare_work_dir(self.work_dir, overwrite, self.env)
-        self.log = RunLog(self.work_dir, enabled=self.env.is_main and cfg["print_log"])
+        # Start-up checks come first: nothing is written, and with --overwrite nothing deleted,
+        # until everything the run will need later is known to be there.
+        self.log = RunLog(self.work_dir, enabled=self.env.is_main and cfg["print_log"], deferred=True)
+        divert_warnings(self.log)
+        check_work_dir(self.work_dir, overwrite, cfg)
+        check_dataset_name(cfg["dataset"])
         self.amp = amp_dtype(cfg["amp"], self.device)
         self.paths = dataset_paths(cfg, self.work_dir)
         self.gloss_dict = load_gloss_dict(self.paths["dict_path"], hint="set dataset_info.dict_path")
-        self.resume_path = self._resume_path()
-        if self.env.is_main:
-            self._save_config()
+        self.resume_path = None if overwrite else self._resume_path()
         seed = int(cfg["random_seed"])
         seed_everything(seed, cfg["deterministic"])  # same seed everywhere: identical initial weights
         model_class = import_class(cfg["model"])
@@ -116,14 +176,22 @@ class Processor:
         if note:
             self.log(note)
         # Evaluation decodes whole chunks of a split (self.decoder), so the model does not decode.
-        self.core: nn.Module = model_class(**self.model_args, gloss_dict=None,
-                                           loss_weights=dict(cfg["loss_weights"]))
+        try:
+            self.core: nn.Module = model_class(**self.model_args, gloss_dict=None,
+                                               loss_weights=dict(cfg["loss_weights"]))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"cannot build the model {cfg['model']} from model_args: {exc}") from None
         self.decoder = build_decoder(cfg, self.gloss_dict, self.model_args)
         if cfg["load_weights"] and not self.resume_path:
             load_weights_file(self.core, cfg["load_weights"], list(cfg["ignore_weights"]), self.log,
                               unsafe_load)
         elif cfg["phase"] != "train" and cfg["load_checkpoints"]:
             load_weights_file(self.core, cfg["load_checkpoints"], [], self.log, unsafe_load)
+        self._check_data()
+        prepare_work_dir(self.work_dir, overwrite, self.env)
+        self.log.attach()
+        if self.env.is_main:
+            self._save_config()
         self.core.to(self.device)
         self.model: nn.Module = self.core
         if self.env.distributed and cfg["phase"] == "train":
@@ -141,6 +209,35 @@ class Processor:
         self.metrics = MetricsLog(self.work_dir, cfg["tensorboard"]) if self.env.is_main else None
 
     # ----------------------------------------------------------------------------- setup helpers
+    def _splits(self) -> list[tuple[str, bool]]:
+        """(split, training?) of every split this phase will read."""
+        phase, evals = self.cfg["phase"], list(self.cfg["eval_splits"])
+        if phase == "features":
+            return [(split, False) for split in ("train", "dev", "test")]
+        if phase == "test":
+            return [(split, False) for split in evals]
+        return [("train", True)] + [(split, False) for split in evals
+                                    if split == "dev" or (split == "test" and self.cfg["test_best"])]
+
+    def _check_data(self) -> None:
+        """Every split the phase reads: its feeder builds and its first video loads; the ground
+        truth of every split it scores exists and covers that split's videos."""
+        for split, train in self._splits():
+            dataset = self.build_dataset(split, train)
+            try:
+                dataset[0]
+            except (OSError, ValueError, KeyError) as exc:
+                raise ConfigError(f"start-up check: the first video of the {split} split cannot be "
+                                  f"read: {_message(exc)} (frames are looked up under "
+                                  f"dataset_info.dataset_root={self.paths['dataset_root']}, "
+                                  f"feeder_args.frames_res, dataset_info.frames_dir)") from None
+            if not train and self.cfg["phase"] != "features":
+                check_ground_truth(self.stm_path(split), dataset, split)
+
+    def stm_path(self, split: str) -> Path:
+        """The ground-truth STM a split is scored against."""
+        return self.paths["evaluation_dir"] / f"{self.paths['evaluation_prefix']}-{split}.stm"
+
     def _resume_path(self) -> Path | None:
         """The checkpoint a training run continues from: --load-checkpoints, else the run's last one."""
         if self.cfg["phase"] != "train":
@@ -164,8 +261,17 @@ class Processor:
                 self.log(f"config differs from the previous run in this work dir: {changed}")
         save_config(self.cfg, path)
 
-    def build_dataset(self, split: str, train: bool) -> torch.utils.data.Dataset:
-        """The feeder for one split, wrapped for per-sample seeded augmentation."""
+    def build_dataset(self, split: str, train: bool) -> SeededDataset:
+        """The feeder for one split, wrapped for per-sample seeded augmentation (built once)."""
+        if (split, train) not in self._datasets:
+            try:
+                self._datasets[split, train] = self._new_dataset(split, train)
+            except (OSError, ValueError, KeyError) as exc:
+                raise ConfigError(f"the {split} split: {_message(exc)}") from None
+        return self._datasets[split, train]
+
+    def _new_dataset(self, split: str, train: bool) -> SeededDataset:
+        """A new feeder for `split` (feeder_args checked against its constructor)."""
         feeder_class = import_class(self.cfg["feeder"])
         kwargs = {k: v for k, v in self.cfg["feeder_args"].items() if k != "mode"}
         kwargs.update(prefix=str(self.paths["dataset_root"]), gloss_dict=self.gloss_dict,
@@ -421,8 +527,7 @@ class Processor:
             save_split_logits(path, logits["ids"], logits["logits"],
                               class_glosses(self.gloss_dict, self.decoder.num_classes))
             self.log(f"{split} logits saved to {path} (LM tuning: python tune_lm.py)")
-        stm = self.paths["evaluation_dir"] / f"{self.paths['evaluation_prefix']}-{split}.stm"
-        scores = score_hypotheses(hyps, stm, self.work_dir / tag, split, self.cfg["dataset"],
+        scores = score_hypotheses(hyps, self.stm_path(split), self.work_dir / tag, split, self.cfg["dataset"],
                                   self.cfg["evaluate_tool"])
         self.log(f"{split} ({tag}): WER {scores['lstm']['wer']:.2f}% (BiLSTM), "
                  f"{scores['conv']['wer']:.2f}% (temporal stack); "
@@ -467,10 +572,11 @@ USER_ERRORS = (ConfigError, FileNotFoundError, CheckpointError, CheckpointMismat
 def main(argv: list[str] | None = None) -> dict:
     """Parse the command line and run the phase."""
     cfg, args = resolve_config(argv)
-    try:
-        return Processor(cfg, overwrite=args.overwrite, unsafe_load=args.unsafe_load).start()
-    finally:
-        shutdown()
+    with warnings.catch_warnings():  # restores the warning hook the run diverts into log.txt
+        try:
+            return Processor(cfg, overwrite=args.overwrite, unsafe_load=args.unsafe_load).start()
+        finally:
+            shutdown()
 
 
 def cli(argv: list[str] | None = None) -> int:

@@ -131,11 +131,12 @@ class BaseFeeder(data.Dataset):
         if not unknown:
             return
         listing = ", ".join(f"{g} (x{n})" for g, n in sorted(unknown.items()))
-        message = (f"{self.mode} split of {self.dataset}: {len(unknown)} gloss(es) not in the gloss dict "
-                   f"are dropped from the labels: {listing}")
+        message = f"{self.mode} split of {self.dataset}: {len(unknown)} gloss(es) not in the gloss dict"
         if policy == "error":
-            raise KeyError(message + "; use the gloss_dict.npy written with these info files")
-        warnings.warn(message, stacklevel=3)
+            raise KeyError(f"{message}: {listing}; use the gloss_dict.npy written with these info files "
+                           f"(dataset_info.dict_path), or feeder_args.unknown_glosses=warn to drop them "
+                           f"from the labels")
+        warnings.warn(f"{message} are dropped from the labels: {listing}", stacklevel=3)
 
     def __len__(self) -> int:
         return len(self.inputs_list)

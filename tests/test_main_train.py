@@ -313,3 +313,60 @@ def test_test_phase_with_lm_saves_logits_that_tuning_decodes(trained, data, tmp_
     with pytest.raises(main_module.ConfigError, match="decode_mode: beam"):
         run_main(tiny_config(data, tmp_path / "bad", phase="test"), tmp_path, "--load-weights",
                  str(work / "best_model.pt"), "--lm-path", str(lm))
+
+
+STARTUP_MISTAKES = {
+    "misspelt dataset": (["--dataset", "phoenix2014T"], {}, ["unknown dataset 'phoenix2014T'",
+                                                           "did you mean 'phoenix2014-T'"]),
+    "model_args type": (["--set", "model_args.hidden_size=16x"], {},
+                        ["model_args.hidden_size", "expects an int", "16x"]),
+    "feeder_args type": (["--set", "feeder_args.input_size=big"], {}, ["feeder_args.input_size", "big"]),
+    "missing ground truth": (["--set", "dataset_info.evaluation_prefix=CSL-Daily-groundtruth"], {},
+                             ["CSL-Daily-groundtruth-dev.stm", "evaluation_prefix"]),
+    "ground truth of another split": (["--set", "dataset_info.evaluation_prefix=phoenix2014-groundtruth",
+                                       "--set", "eval_splits=[test]", "--set", "test_best=true"],
+                                      {"stm_swap": True}, ["has no reference for", "test split"]),
+    "wrong dataset root": ([], {"root": "nowhere"}, ["first video of the train split", "dataset_root"]),
+    "missing gloss dict": (["--set", "dataset_info.dict_path=nowhere/gloss_dict.npy"], {},
+                           ["gloss_dict.npy", "dict_path"]),
+    "unknown glosses": (["--set", "feeder_args.unknown_glosses=error"], {"drop_gloss": True},
+                        ["not in the gloss dict", "unknown_glosses=warn"]),
+    "bad device": (["--device", "gpu0"], {}, ["--device", "key 'device'"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(STARTUP_MISTAKES))
+def test_startup_checks_fail_before_any_step_and_overwrite_deletes_nothing(data, tmp_path, capsys, case):
+    import numpy as np
+
+    args, setup, expected = STARTUP_MISTAKES[case]
+    work = tmp_path / "run"
+    work.mkdir()
+    (work / "best_model.pt").write_bytes(b"the previous run")          # what --overwrite must keep
+    info = {}
+    if setup.get("root"):
+        info["dataset_root"] = str(tmp_path / setup["root"])
+    if setup.get("stm_swap"):  # the dev STM under the test split's name
+        swapped = tmp_path / "gt"
+        swapped.mkdir()
+        (swapped / "phoenix2014-groundtruth-test.stm").write_text(
+            (data["pre"] / "phoenix2014-groundtruth-dev.stm").read_text())
+        info["evaluation_dir"] = str(swapped)
+    if setup.get("drop_gloss"):
+        vocab = np.load(data["pre"] / "gloss_dict.npy", allow_pickle=True).item()
+        first = sorted(vocab)[0]
+        vocab = {g: [i + 1, v[1]] for i, (g, v) in enumerate(sorted(
+            (g, v) for g, v in vocab.items() if g != first))}
+        (tmp_path / "dict").mkdir()
+        np.save(tmp_path / "dict" / "gloss_dict.npy", vocab)
+        info["dict_path"] = str(tmp_path / "dict" / "gloss_dict.npy")
+        info["info_dir"] = str(data["pre"])
+    cfg = write_config(tiny_config(data, work, dataset_info=info), tmp_path / "cfg.yaml")
+    assert main_module.cli(["--config", str(cfg), "--overwrite", *args]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), captured.err
+    for text in expected:
+        assert text in err[0], (text, err[0])
+    assert sorted(p.name for p in work.iterdir()) == ["best_model.pt"]   # nothing deleted or written
+    assert (work / "best_model.pt").read_bytes() == b"the previous run"

@@ -256,13 +256,25 @@ def check_types(cfg: Mapping[str, Any], defaults: Mapping[str, Any], path: str =
             if key not in OPEN_SECTIONS:
                 check_types(value, default, f"{full}.")
             continue
-        ok = (isinstance(value, bool) if isinstance(default, bool)
-              else isinstance(value, (int, float)) and not isinstance(value, bool)
-              if isinstance(default, float)
-              else isinstance(value, int) and not isinstance(value, bool) if isinstance(default, int)
-              else isinstance(value, type(default)))
-        if not ok:
-            raise ConfigError(f"key '{full}' expects a {type(default).__name__}, got {value!r}")
+        if not fits_default(value, default):
+            raise ConfigError(f"key '{full}' expects {type_name(default)}, got {value!r}")
+
+
+def type_name(default: Any) -> str:
+    """'an int', 'a float', ... for messages."""
+    name = type(default).__name__
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
+
+
+def fits_default(value: Any, default: Any) -> bool:
+    """Whether `value` can stand where `default` goes (an int for a float, never a bool for a number)."""
+    if isinstance(default, bool):
+        return isinstance(value, bool) or (type(value) is int and value in (0, 1))  # `use_bn: 1`
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, type(default))
 
 
 def validate(cfg: Mapping[str, Any]) -> None:
@@ -319,14 +331,38 @@ def import_class(name: str) -> Any:
 
 
 def check_kwargs(fn: Callable, kwargs: Mapping[str, Any], section: str) -> None:
-    """Fail on a key that `fn` does not accept (unless it takes **kwargs), naming the closest."""
-    params = inspect.signature(fn).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    for key in kwargs:
+    """Fail on a key that `fn` does not accept (unless it takes **kwargs), naming the closest,
+    and on a value whose type cannot stand for the parameter's default (a string for a number)."""
+    params = _explicit_parameters(fn)
+    open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    for key, value in kwargs.items():
         if key not in params:
+            if open_ended:
+                continue
             raise ConfigError(f"unknown key '{section}.{key}'{closest_key(key, params)} "
                               f"({getattr(fn, '__qualname__', fn)} does not take it)")
+        # The annotation when it is one plain type (`drop_ratio: float = 1`), else the default's.
+        annotation = params[key].annotation
+        name = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+        default = _EXAMPLE_OF.get(name, params[key].default)
+        if (isinstance(default, (bool, int, float, str)) and value is not None
+                and not fits_default(value, default)):
+            raise ConfigError(f"key '{section}.{key}' expects {type_name(default)}, got {value!r}")
+
+
+_EXAMPLE_OF = {"int": 0, "float": 0.0, "bool": False, "str": ""}
+
+
+def _explicit_parameters(fn: Callable) -> Mapping[str, inspect.Parameter]:
+    """fn's parameters; for a class whose __init__ only passes **kwargs on, its nearest base's."""
+    params = inspect.signature(fn).parameters
+    forwards = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    if forwards and inspect.isclass(fn):
+        for base in fn.__mro__[1:]:
+            if base is object or "__init__" not in vars(base):
+                continue
+            return _explicit_parameters(base)
+    return params
 
 
 def save_config(cfg: Mapping[str, Any], path: str | Path) -> None:

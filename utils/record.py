@@ -5,29 +5,68 @@ import csv
 import math
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
 
 class RunLog:
-    """Timestamped messages to stdout and `<work_dir>/log.txt`; silent on non-main processes."""
+    """Timestamped messages to stdout and `<work_dir>/log.txt`; silent on non-main processes.
 
-    def __init__(self, work_dir: str | Path | None, enabled: bool = True, echo: bool = True) -> None:
+    With `deferred`, file lines are held back until `attach()`: start-up checks log before the
+    work dir may be created (or, with --overwrite, emptied).
+    """
+
+    def __init__(self, work_dir: str | Path | None, enabled: bool = True, echo: bool = True,
+                 deferred: bool = False) -> None:
         self.path = Path(work_dir) / "log.txt" if (work_dir is not None and enabled) else None
         self.enabled = enabled
         self.echo = echo
+        self._pending: list[str] | None = [] if deferred else None
 
     def __call__(self, message: str) -> None:
         """Log one message (several lines allowed)."""
         if not self.enabled:
             return
-        stamp = time.strftime("[%Y-%m-%d %H:%M:%S]")
-        text = f"{stamp} {message}"
+        text = f"{time.strftime('[%Y-%m-%d %H:%M:%S]')} {message}"
         if self.echo:
             print(text, file=sys.stdout, flush=True)
-        if self.path is not None:
-            with open(self.path, "a", encoding="utf-8") as handle:
-                handle.write(text + "\n")
+        self._write(text)
+
+    def record(self, message: str) -> None:
+        """Log one message to log.txt only (e.g. a warning already shown on stderr)."""
+        if self.enabled:
+            self._write(f"{time.strftime('[%Y-%m-%d %H:%M:%S]')} {message}")
+
+    def attach(self) -> None:
+        """Start writing log.txt (its folder exists now), beginning with the lines held back."""
+        pending, self._pending = self._pending or [], None
+        for text in pending:
+            self._write(text)
+
+    def _write(self, text: str) -> None:
+        if self.path is None:
+            return
+        if self._pending is not None:
+            self._pending.append(text)
+            return
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+
+
+def divert_warnings(log: RunLog) -> None:
+    """Show every Python warning as usual and also write it to the run's log.txt.
+
+    Callers scope it with `warnings.catch_warnings()`, which restores the previous hook.
+    """
+    shown = warnings.showwarning
+
+    def show(message: Any, category: type, filename: str, lineno: int, file: Any = None,
+             line: str | None = None) -> None:
+        shown(message, category, filename, lineno, file, line)
+        log.record(f"warning: {message}")
+
+    warnings.showwarning = show
 
 
 class MetricsLog:
