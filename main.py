@@ -31,8 +31,8 @@ from utils.config import ConfigError, check_kwargs, closest_key, import_class, r
 from utils.decode import Decode
 from utils.device import amp_dtype, make_grad_scaler, quiet_opencv_threads, select_device, worker_init
 from utils.distributed import (DistEnv, ShardedSampler, all_gather_objects, barrier,
-                               broadcast_object, convert_sync_batchnorm, env_from_environ,
-                               init_process_group, new_sync_group, shutdown)
+                               broadcast_module_state, broadcast_object, convert_sync_batchnorm,
+                               env_from_environ, init_process_group, new_sync_group, shutdown)
 from utils.optimizer import build_optimizer, build_scheduler, current_lr
 from utils.random_state import SeededDataset, capture_rng_state, restore_rng_state, seed_everything
 from utils.record import MetricsLog, RunLog, divert_warnings
@@ -451,6 +451,7 @@ class Processor:
             result = seq_train(loader, self.model, self.core, self.optimizer, self.scaler,
                                self.state, opts, self.env, self.log,
                                on_checkpoint=lambda: self.save(LAST), total_batches=total_batches)
+            self._check_progress(epoch)
             if result.stopped:
                 self.save(LAST)
                 self.log(f"stopped after {self.state.global_step} steps (max_steps); "
@@ -491,8 +492,11 @@ class Processor:
                                    "best_epoch": self.state.best_epoch,
                                    "skipped_batches": self.state.skipped_batches,
                                    "train_time_s": time.time() - start_time}
+        dropped = self.state.dropped_videos
+        summary["dropped_videos"] = list(dropped)
         self.log(f"training: {self.state.global_step} steps, {self.state.skipped_batches} skipped "
-                 f"batches, {summary['train_time_s']:.0f}s")
+                 f"batches, {len(dropped)} videos dropped{' ' + str(dropped) if dropped else ''}, "
+                 f"{summary['train_time_s']:.0f}s")
         if not stopped and self.cfg["test_best"] and "test" in self.cfg["eval_splits"]:
             best = self.work_dir / BEST
             if best.is_file():
@@ -505,9 +509,28 @@ class Processor:
         self._write_summary("train_results.json", summary)
         return summary
 
+    def _check_progress(self, epoch: int) -> None:
+        """End the run (non-zero exit, before any dev evaluation or best_model.pt) when it is not
+        really training: no optimizer step, or more than max_skipped_share of the batches skipped."""
+        state, limit = self.state, float(self.cfg["max_skipped_share"])
+        share = state.skipped_batches / max(state.batches, 1)
+        if state.global_step > 0 and share <= limit:
+            return
+        reason = ("it took no optimizer step" if state.global_step == 0 else
+                  f"{share:.0%} of its batches were skipped, more than max_skipped_share={limit:g}")
+        videos = sorted(set(state.skipped_videos))
+        listing = ", ".join(videos[:10]) + (f" ... (+{len(videos) - 10})" if len(videos) > 10 else "")
+        message = (f"training failed in epoch {epoch}: {reason} ({state.skipped_batches} of "
+                   f"{state.batches} batches skipped for a non-finite loss; their videos: "
+                   f"{listing or 'none on this process'}). log.txt says why for each batch; no "
+                   f"best_model.pt was written for this epoch")
+        self.log(message)
+        raise TrainingFailed(message)
+
     def evaluate(self, dataset: SeededDataset, split: str, tag: str) -> dict | None:
         """Decode `split`, write CTMs under <work_dir>/<tag>/, score; rank 0 returns the scores."""
         loader = self.build_loader(dataset, train=False)
+        broadcast_module_state(self.core, self.env)  # every process scores the weights rank 0 saves
         decode_args = self.cfg["decode_args"]
         logits = {} if self.cfg["phase"] == "test" and decode_args["save_logits"] else None
         start, decode_before = time.perf_counter(), self.decoder.seconds
@@ -566,7 +589,11 @@ class Processor:
             (self.work_dir / name).write_text(json.dumps(clean, indent=2) + "\n")
 
 
-USER_ERRORS = (ConfigError, FileNotFoundError, CheckpointError, CheckpointMismatchError)
+class TrainingFailed(RuntimeError):
+    """The run ended without really training (the message names the batches' videos)."""
+
+
+USER_ERRORS = (TrainingFailed, ConfigError, FileNotFoundError, CheckpointError, CheckpointMismatchError)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -14,6 +14,7 @@ from torch import nn
 
 from dataset.collate import padding_counts
 from dataset.transforms import model_input
+from modules.tconv import output_lengths
 from utils.decode import Decode, SplitDecoder
 from utils.device import autocast, to_device
 from utils.distributed import DistEnv, all_gather_objects, any_true
@@ -35,6 +36,9 @@ class TrainState:
     epoch_loss_sum: float = 0.0    # so that an epoch split by a resume still reports its full mean
     epoch_loss_count: int = 0
     epoch_skipped: int = 0
+    batches: int = 0               # batches consumed over the whole run (for the skipped share)
+    skipped_videos: list[str] = field(default_factory=list)  # videos of skipped batches
+    dropped_videos: list[str] = field(default_factory=list)  # videos CTC cannot align, dropped alone
 
     def start_epoch(self, epoch: int) -> None:
         """Reset the per-epoch counters for a new epoch."""
@@ -136,6 +140,58 @@ def terms_as_floats(terms: Mapping[str, torch.Tensor]) -> dict[str, float]:
     return dict(zip(terms, values))
 
 
+def ctc_min_steps(label: torch.Tensor, label_len: torch.Tensor) -> list[int]:
+    """Output steps CTC needs per sample: one per gloss plus a blank between repeated glosses."""
+    flat, out, start = label.detach().cpu().tolist(), [], 0
+    for n in label_len.detach().cpu().tolist():
+        glosses = flat[start:start + n]
+        start += n
+        out.append(n + sum(a == b for a, b in zip(glosses, glosses[1:])))
+    return out
+
+
+def unalignable(video_len: torch.Tensor, label: torch.Tensor, label_len: torch.Tensor,
+                kernel_sizes: Sequence[str]) -> list[tuple[int, int, int]]:
+    """(index, output steps, steps needed) of each sample too short for CTC to align its glosses."""
+    steps = output_lengths(video_len.detach().cpu(), kernel_sizes).tolist()
+    return [(i, s, need) for i, (s, need) in enumerate(zip(steps, ctc_min_steps(label, label_len)))
+            if s < need]
+
+
+def select_samples(video: torch.Tensor, video_len: torch.Tensor, label: torch.Tensor,
+                   label_len: torch.Tensor, info: list, keep: Sequence[int]) -> tuple:
+    """The batch of only the samples `keep`, padded to their longest, as pad_collate makes it."""
+    starts = [0] + torch.cumsum(label_len.detach().cpu(), 0).tolist()
+    rows = torch.tensor(list(keep), device=video.device)
+    lengths = video_len.index_select(0, rows.to(video_len.device))
+    longest = int(lengths.max())
+    video = video.index_select(0, rows)
+    video = video[..., :longest] if video.dim() == 3 else video[:, :longest]
+    label = torch.cat([label[starts[i]:starts[i + 1]] for i in keep])
+    return (video, lengths, label, label_len.index_select(0, rows.to(label_len.device)),
+            [info[i] for i in keep])
+
+
+def drop_unalignable(batch: tuple, kernel_sizes: Sequence[str] | None, state: TrainState,
+                     log: Callable[[str], None]) -> tuple:
+    """Drop (and log) the videos CTC cannot align, keeping their batch-mates; all-bad batches stay."""
+    video, video_len, label, label_len, info = batch
+    bad = unalignable(video_len, label, label_len, kernel_sizes) if kernel_sizes else []
+    if not bad or len(bad) == len(info):
+        return batch  # nothing to drop, or nothing left: the non-finite loss skips the batch
+    for i, steps, need in bad:
+        fileid = fileid_of(info[i])
+        log(f"warning: dropped video {fileid} from batch {state.batch_in_epoch} of epoch "
+            f"{state.epoch} (its batch-mates train): CTC cannot align it, its "
+            f"{int(video_len[i])} frames leave {steps} steps after temporal pooling for "
+            f"{int(label_len[i])} glosses, which need {need}; check the video, or lower "
+            f"feeder_args.frame_interval")
+        if fileid not in state.dropped_videos:
+            state.dropped_videos.append(fileid)
+    keep = [i for i in range(len(info)) if i not in {b[0] for b in bad}]
+    return select_samples(video, video_len, label, label_len, info, keep)
+
+
 def seq_train(loader: torch.utils.data.DataLoader, model: nn.Module, core: nn.Module,
               optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, state: TrainState,
               opts: StepOptions, env: DistEnv, log: Callable[[str], None],
@@ -165,6 +221,9 @@ def seq_train(loader: torch.utils.data.DataLoader, model: nn.Module, core: nn.Mo
         video, video_len, label, label_len = to_device((video, video_len, label, label_len), opts.device)
         video = model_input(video)  # uint8 batches are normalised here, after the transfer
         state.batch_in_epoch += 1
+        state.batches += 1
+        video, video_len, label, label_len, info = drop_unalignable(
+            (video, video_len, label, label_len, info), getattr(core, "kernel_sizes", None), state, log)
         sync_step = state.batch_in_epoch % opts.grad_accum == 0 or state.batch_in_epoch >= total
         no_sync = getattr(model, "no_sync", None)
         ctx = no_sync() if (no_sync is not None and not sync_step) else contextlib.nullcontext()
@@ -176,6 +235,7 @@ def seq_train(loader: torch.utils.data.DataLoader, model: nn.Module, core: nn.Mo
             if bad:
                 state.skipped_batches += 1
                 state.epoch_skipped += 1
+                state.skipped_videos += [fileid_of(i) for i in info]
                 result.skipped += 1
                 message = nonfinite_report(info, video_len, label_len, ret.get("feat_len"), loss)
                 if not opts.skip_nonfinite:

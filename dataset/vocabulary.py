@@ -31,3 +31,30 @@ def check_gloss_dict(gloss_dict: Any, source: str) -> dict:
         raise ValueError(f"{source}: gloss indices must be 1..{len(indices)} without gaps "
                          f"(0 is the CTC blank); rebuild it with preprocess/")
     return dict(gloss_dict)
+
+
+class VocabularyMismatchError(ValueError):
+    """A gloss dictionary that is not the one a checkpoint was trained with."""
+
+
+def vocabulary_differences(given: Mapping[str, Any], saved: Mapping[str, Any]) -> list[str]:
+    """'gloss: index A vs B' for every gloss whose index differs or that only one side has."""
+    out = []
+    for gloss in sorted(set(given) | set(saved)):
+        a = int(given[gloss][0]) if gloss in given else None
+        b = int(saved[gloss][0]) if gloss in saved else None
+        if a != b:
+            out.append(f"{gloss}: {'absent' if a is None else a} vs {'absent' if b is None else b}")
+    return out
+
+
+def check_same_vocabulary(given: Mapping[str, Any], saved: Mapping[str, Any], given_source: str,
+                          saved_source: str, option: str) -> None:
+    """Refuse a dictionary other than the checkpoint's own (class i would get another gloss's name)."""
+    differences = vocabulary_differences(given, saved)
+    if differences:
+        raise VocabularyMismatchError(
+            f"{given_source} is not the vocabulary the checkpoint was trained with ({saved_source}): "
+            f"{len(differences)} glosses differ (given vs checkpoint: {'; '.join(differences[:3])}"
+            f"{' ...' if len(differences) > 3 else ''}), so recognised glosses would get wrong "
+            f"names. Leave it out to use the checkpoint's own, or pass {option} to use it anyway")

@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,25 @@ def hypotheses_by_file(words: Sequence[CtmWord], segments: Sequence[StmSegment],
     return hypotheses
 
 
+class ScoringWarning(UserWarning):
+    """Scoring went as sclite would, but the result is likely not what the user meant."""
+
+
+def hypothesis_warnings(hypotheses: Mapping[str, Sequence[str]], segments: Sequence[StmSegment],
+                        ctm_path: str | os.PathLike, stm_path: str | os.PathLike) -> list[str]:
+    """Messages for a CTM with no hypothesis words, or with none that the references contain."""
+    words = [word for hyp in hypotheses.values() for word in hyp if word != EMPTY]
+    if not words:
+        return [f"{ctm_path} holds no hypotheses for the {len(segments)} reference sentences of "
+                f"{stm_path}: every reference word counts as a deletion (scored as sclite does)"]
+    vocabulary = {word for seg in segments for word in seg.words}
+    if not any(word in vocabulary for word in words):
+        return [f"none of the {len(words)} hypothesis words of {ctm_path} occurs in the references "
+                f"of {stm_path}: all are errors (scored as sclite does); are they glosses of another "
+                f"dataset or vocabulary?"]
+    return []
+
+
 def _totals(per_sentence: Mapping[str, Counts],
             speakers: Mapping[str, str]) -> tuple[Counts, dict[str, Counts]]:
     """Corpus and per-speaker sums."""
@@ -93,6 +113,8 @@ def score_files(stm_path: str | os.PathLike, ctm_path: str | os.PathLike, datase
     segments = load_reference(stm_path)
     speakers = {seg.fileid: seg.speaker for seg in segments}
     hypotheses = hypotheses_by_file(read_ctm(ctm_path), segments, dataset, ctm_path, stm_path)
+    for message in hypothesis_warnings(hypotheses, segments, ctm_path, stm_path):
+        warnings.warn(message, ScoringWarning, stacklevel=2)
     alignments: dict[str, list[AlignedPair]] = {
         seg.fileid: align(seg.words, hypotheses[seg.fileid]) for seg in segments}
     python_counts = {fileid: count(pairs) for fileid, pairs in alignments.items()}
@@ -179,9 +201,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the exit status."""
     args = parse_args(argv)
     try:
-        result = score_files(args.reference, args.hypothesis, args.dataset, args.tool, args.report_dir,
-                             original_stats=args.original_stats, auxiliary_ctm=args.auxiliary,
-                             sclite_path=args.sclite)
+        with warnings.catch_warnings():  # one `warning: ...` line on stderr, not Python's format
+            warnings.simplefilter("always", ScoringWarning)
+            warnings.showwarning = lambda message, *_args, **_kw: print(f"warning: {message}",
+                                                                          file=sys.stderr)
+            result = score_files(args.reference, args.hypothesis, args.dataset, args.tool, args.report_dir,
+                                 original_stats=args.original_stats, auxiliary_ctm=args.auxiliary,
+                                 sclite_path=args.sclite)
     except (ScoringInputError, FileNotFoundError, RuntimeError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

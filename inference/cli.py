@@ -21,7 +21,11 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--unsafe-load", "--unsafe_load", dest="unsafe_load", action="store_true",
                         help="load a checkpoint that needs arbitrary code to unpickle "
                              "(torch.load weights_only=False); only for a source you trust")
-    parser.add_argument("--dict_path", default=None, help="gloss_dict.npy (overrides the checkpoint's)")
+    parser.add_argument("--dict_path", default=None,
+                        help="gloss_dict.npy; one other than the checkpoint's own vocabulary is "
+                             "refused unless --other_vocabulary")
+    parser.add_argument("--other_vocabulary", "--other-vocabulary", action="store_true",
+                        help="use --dict_path even where it differs from the checkpoint's vocabulary")
     parser.add_argument("--search_mode", default=None, choices=["beam", "max"],
                         help="CTC decoding (default: the training config's decode_mode, else beam)")
     parser.add_argument("--beam", type=int, default=None,
@@ -47,7 +51,7 @@ def load_model_from_args(args: argparse.Namespace) -> LoadedModel:
     """The model named by the options of add_model_arguments."""
     given = {"dict_path": args.dict_path, "language": args.language, "config": args.config,
              "overrides": args.set, "search_mode": args.search_mode, "beam_width": args.beam,
-             "unsafe_load": args.unsafe_load}
+             "unsafe_load": args.unsafe_load, "other_vocabulary": args.other_vocabulary}
     return load_model(args.model_path, select_device(args.device),
                       **{k: v for k, v in given.items() if v not in (None, False, [])})
 

@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from dataset.vocabulary import check_gloss_dict, load_gloss_dict
+from dataset.vocabulary import check_gloss_dict, check_same_vocabulary, load_gloss_dict
 from inference.network import CTCLogProbs
 from preprocess.common import parse_resolution
 from utils.checkpoint import load_checkpoint, model_state_from_checkpoint, shape_mismatches
@@ -158,10 +158,19 @@ def check_vocabulary(num_classes: int, gloss_dict: Mapping, ckpt_path: str, dict
 
 
 def resolve_vocabulary(ckpt: Mapping[str, Any], ckpt_path: str, dict_path: str | None,
-                       language: str) -> tuple[dict, str]:
-    """(gloss_dict, where it came from): --dict_path, else the checkpoint's, else preprocess/."""
+                       language: str, other_vocabulary: bool = False) -> tuple[dict, str]:
+    """(gloss_dict, where it came from): --dict_path, else the checkpoint's, else preprocess/.
+
+    A --dict_path other than the checkpoint's own vocabulary is refused unless `other_vocabulary`.
+    """
     if dict_path is not None:
-        return load_gloss_dict(dict_path, hint="check --dict_path"), str(dict_path)
+        given = load_gloss_dict(dict_path, hint="check --dict_path")
+        saved = ckpt.get("gloss_dict")
+        # Another size fails later against the classifier anyway; the same size would be silent.
+        if isinstance(saved, Mapping) and len(saved) == len(given) and not other_vocabulary:
+            check_same_vocabulary(given, ckpt["gloss_dict"], f"--dict_path {dict_path}",
+                                  f"{ckpt_path}['gloss_dict']", "--other_vocabulary")
+        return given, str(dict_path)
     if isinstance(ckpt.get("gloss_dict"), Mapping):
         source = f"{ckpt_path}['gloss_dict']"
         return check_gloss_dict(ckpt["gloss_dict"], source), source
@@ -181,7 +190,7 @@ def model_from_checkpoint(ckpt_path: str | os.PathLike, device: torch.device | s
                           dict_path: str | None = None, language: str = "phoenix",
                           config: str | os.PathLike | None = None, overrides: Sequence[str] = (),
                           search_mode: str | None = None, beam_width: int | None = None,
-                          unsafe_load: bool = False) -> LoadedModel:
+                          unsafe_load: bool = False, other_vocabulary: bool = False) -> LoadedModel:
     """Load a checkpoint (this project's, or a published weights-only one) as an eval-mode model.
 
     The model class and its arguments come from the checkpoint (config['model'], model_args);
@@ -192,7 +201,8 @@ def model_from_checkpoint(ckpt_path: str | os.PathLike, device: torch.device | s
     ckpt_path = str(ckpt_path)
     ckpt = load_checkpoint(ckpt_path, map_location="cpu", unsafe=unsafe_load)
     state = model_state_from_checkpoint(ckpt)
-    gloss_dict, vocab_source = resolve_vocabulary(ckpt, ckpt_path, dict_path, language)
+    gloss_dict, vocab_source = resolve_vocabulary(ckpt, ckpt_path, dict_path, language,
+                                                  other_vocabulary)
     saved_cfg = ckpt.get("config") if isinstance(ckpt.get("config"), Mapping) else None
     saved_args = ckpt.get("model_args") if isinstance(ckpt.get("model_args"), Mapping) else None
     if saved_args is not None and config is None:

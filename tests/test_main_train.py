@@ -159,7 +159,7 @@ def test_no_usable_checkpoint_is_one_error_line_and_its_hint_works(data, tmp_pat
 
 
 def test_nonfinite_loss_batches_are_skipped_and_reported(data, tmp_path):
-    cfg = tiny_config(data, tmp_path / "nan", eval_splits=[], num_epoch=1,
+    cfg = tiny_config(data, tmp_path / "nan", eval_splits=[], num_epoch=1, max_skipped_share=0.5,
                       model="tests.train_support.NaNOnceSLRModel")
     # --overwrite: a stale (unreadable) checkpoint in the work dir is deleted, not resumed from.
     (tmp_path / "nan").mkdir()
@@ -370,3 +370,57 @@ def test_startup_checks_fail_before_any_step_and_overwrite_deletes_nothing(data,
         assert text in err[0], (text, err[0])
     assert sorted(p.name for p in work.iterdir()) == ["best_model.pt"]   # nothing deleted or written
     assert (work / "best_model.pt").read_bytes() == b"the previous run"
+
+
+def train_video_ids(data) -> list[str]:
+    import numpy as np
+
+    info = np.load(data["pre"] / "train_info.npy", allow_pickle=True).item()
+    return [entry["fileid"] for key, entry in info.items() if isinstance(key, int)]
+
+
+@pytest.mark.parametrize("model, share, expected", [
+    ("NaNAlwaysSLRModel", 0.25, "it took no optimizer step"),
+    ("NaNOnceSLRModel", 0.25, "50% of its batches were skipped, more than max_skipped_share=0.25"),
+])
+def test_run_that_does_not_train_fails_naming_the_videos_without_best_model(
+        data, tmp_path, capsys, model, share, expected):
+    work = tmp_path / "failing"
+    cfg = write_config(tiny_config(data, work, num_epoch=1, eval_splits=["dev"], max_skipped_share=share,
+                                   model=f"tests.train_support.{model}"), tmp_path / "failing.yaml")
+    assert main_module.cli(["--config", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: training failed in epoch 0") and expected in err[0]
+    named = [video for video in train_video_ids(data) if video in err[0]]
+    assert len(named) == (4 if model == "NaNAlwaysSLRModel" else 2)   # the skipped batches' videos
+    assert not (work / "best_model.pt").exists() and not (work / "epoch_0").exists()
+    assert "training failed in epoch 0" in (work / "log.txt").read_text()
+
+
+def test_two_process_logged_dev_wer_is_the_saved_checkpoints_wer(data, tmp_path):
+    """2 gloo processes without SyncBatchNorm: their BatchNorm statistics differ after training,
+    yet both evaluate with rank 0's, which last.pt holds; one process scores it identically."""
+    dump = tmp_path / "dump"
+    dump.mkdir()
+    work = tmp_path / "ddp"
+    cfg = tiny_config(data, work, num_epoch=1, eval_splits=["dev"],
+                      model="tests.train_support.StatsDumpSLRModel")
+    path = write_config(cfg, tmp_path / "ddp.yaml")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT), "STFNET_TEST_DUMP": str(dump)}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
+                           "main.py", "--config", str(path)], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    trained = [torch.load(dump / f"train_rank{r}.pt") for r in (0, 1)]
+    assert any(not torch.equal(trained[0][k], trained[1][k]) for k in trained[0])  # they did differ
+    evaluated = [torch.load(dump / f"eval_rank{r}.pt") for r in (0, 1)]
+    saved = load_checkpoint(work / "last.pt")["model_state_dict"]
+    for key in evaluated[0]:
+        assert torch.equal(evaluated[0][key], evaluated[1][key]) and torch.equal(evaluated[0][key], saved[key])
+    logged = float(next(csv.DictReader(open(work / "metrics.csv")))["dev_wer"])
+    single = run_main(tiny_config(data, tmp_path / "one", phase="test", eval_splits=["dev"]), tmp_path,
+                      "--load-weights", str(work / "last.pt"))
+    assert single["dev_wer"] == pytest.approx(logged, abs=1e-4)
+    assert ((tmp_path / "one" / "eval" / "output-hypothesis-dev.ctm").read_text()
+            == (work / "epoch_0" / "output-hypothesis-dev.ctm").read_text())

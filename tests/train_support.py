@@ -1,6 +1,7 @@
 """Helpers for the main.py tests: a tiny preprocessed synthetic dataset and a tiny config."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +40,12 @@ class NaNOnceSLRModel(SLRModel):
         if self.calls in self.nan_batches:
             loss = loss * torch.tensor(float("nan"))
         return loss
+
+
+class NaNAlwaysSLRModel(NaNOnceSLRModel):
+    """SLRModel whose loss is always NaN: a run that never takes an optimizer step."""
+
+    nan_batches = range(1, 10**9)
 
 
 def make_tiny_dataset(root: Path) -> dict[str, Path]:
@@ -95,3 +102,18 @@ def write_config(cfg: dict, path: Path) -> Path:
 def model_state(path: Path) -> dict[str, torch.Tensor]:
     """The model weights of a checkpoint file."""
     return torch.load(path, map_location="cpu", weights_only=True)["model_state_dict"]
+
+
+class StatsDumpSLRModel(NoDropoutSLRModel):
+    """Saves, per process, its BatchNorm statistics after each training forward and at the first
+    evaluation forward, into $STFNET_TEST_DUMP (train_rank<r>.pt / eval_rank<r>.pt)."""
+
+    def forward(self, *args, **kwargs):
+        out = super().forward(*args, **kwargs)
+        folder = os.environ.get("STFNET_TEST_DUMP")
+        if folder:
+            path = Path(folder) / f"{'train' if self.training else 'eval'}_rank{os.environ.get('RANK', '0')}.pt"
+            if self.training or not path.exists():
+                torch.save({k: v.detach().clone() for k, v in self.state_dict().items()
+                            if "running_" in k}, path)
+        return out

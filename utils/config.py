@@ -104,6 +104,7 @@ def default_config() -> dict:
         "save_steps": 0,
         "max_steps": 0,
         "skip_nonfinite": True,
+        "max_skipped_share": 0.25,        # more skipped batches than this ends the run (non-zero)
         "eval_splits": ["dev", "test"],
         "test_best": True,
     }
@@ -299,6 +300,8 @@ def validate(cfg: Mapping[str, Any]) -> None:
                           "cannot use a language model)")
     if int(decode["chunk_size"]) < 1:
         raise ConfigError(f"key 'decode_args.chunk_size' must be >= 1, got {decode['chunk_size']!r}")
+    if not 0.0 <= float(cfg["max_skipped_share"]) <= 1.0:
+        raise ConfigError(f"key 'max_skipped_share' must lie in 0..1, got {cfg['max_skipped_share']!r}")
     if cfg["phase"] == "test" and not (cfg["load_weights"] or cfg["load_checkpoints"]):
         raise ConfigError("phase 'test' needs a model: pass --load-weights PATH.pt "
                           "(or --load-checkpoints PATH.pt)")

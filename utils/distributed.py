@@ -99,6 +99,19 @@ def broadcast_object(obj: Any, env: DistEnv) -> Any:
     return box[0]
 
 
+def broadcast_module_state(module: nn.Module, env: DistEnv) -> None:
+    """Copy rank 0's parameters and buffers (BatchNorm statistics too) into every process's module.
+
+    Without it each process evaluates with its own BatchNorm running statistics, which differ
+    after the last training step, while only rank 0's are saved.
+    """
+    if not env.distributed:
+        return
+    with torch.no_grad():
+        for tensor in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(tensor.data, src=0)
+
+
 class ShardedSampler(torch.utils.data.Sampler[int]):
     """Index order for one process: seeded per epoch, sharded by rank, resumable mid-epoch.
 
