@@ -15,7 +15,7 @@ import torch.utils.data as data
 from dataset.collate import pad_collate
 from dataset.hints import FrameSource, FramesError, damaged_frames_hint, missing_frames_hint
 from dataset.layout import check_dataset, frames_root
-from dataset.packed import PackedFrames, read_rgb
+from dataset.packed import PackedFrames, PackError, read_rgb
 from dataset.transforms import VideoTransform, build_transform
 
 UNKNOWN_GLOSS_POLICIES = ("warn", "error")
@@ -123,8 +123,9 @@ class BaseFeeder(data.Dataset):
             self._pack = PackedFrames.open(packed_dir, mode)
             missing = [e["fileid"] for e in self.inputs_list if e["fileid"] not in self._pack]
             if missing:
-                raise KeyError(f"{len(missing)} videos of {mode} are not in the pack {packed_dir} "
-                               f"(first: {missing[:3]}); re-run preprocessing with --pack")
+                raise PackError(f"{len(missing)} videos of {mode} are not in the pack {packed_dir} "
+                                f"(first: {missing[:3]}): the pack was made for other info files; "
+                                "re-run preprocessing with --pack")
 
     def _report_unknown(self, unknown: Mapping[str, int], policy: str) -> None:
         """Warn once (or raise) listing glosses of this split that the gloss dict lacks."""
@@ -188,11 +189,16 @@ class BaseFeeder(data.Dataset):
         return self.transform.apply(frames, inverse, params)
 
     def read_packed(self, index: int) -> torch.Tensor:
-        """Transformed clip of video `index` from the memory-mapped pack (copies only the crop window)."""
-        video = self._pack.video(self.inputs_list[index]["fileid"])
-        selection = self._frame_selection(len(video))
-        params = self.transform.sample_spatial(*video.shape[1:3])
-        return self.transform.apply(video, selection, params)
+        """Transformed clip of video `index` from the memory-mapped pack.
+
+        Same random draws in the same order as `read_video`: a lossless pack gives its tensors
+        exactly. Raw packs copy only the crop window; encoded ones decode only the kept frames.
+        """
+        fileid = self.inputs_list[index]["fileid"]
+        selection = self._frame_selection(self._pack.num_frames(fileid))
+        frames, clip_index = self._pack.read(fileid, selection)
+        params = self.transform.sample_spatial(*self._pack.frame_shape[:2])
+        return self.transform.apply(frames, clip_index, params)
 
     def read_features(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Saved frame features (T, D) and label of video `index`."""

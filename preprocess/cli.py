@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Collection, Sequence
 
 from dataset.layout import DEFAULT_ROOTS, frames_root
-from dataset.packed import write_packed
+from dataset.packed import DEFAULT_FORMAT, DEFAULT_JPEG_QUALITY, FORMATS
 from preprocess.common import (
     InfoDict,
     PreprocessError,
@@ -19,9 +19,7 @@ from preprocess.common import (
     RunSummary,
     build_gloss_dict,
     info_entries,
-    list_frames,
     parse_resolution,
-    read_marker,
     resolution_tag,
     resolve_scoring_normaliser,
     run_resize,
@@ -29,6 +27,7 @@ from preprocess.common import (
     write_stm,
 )
 from preprocess.datasets import SPLITS, drop_empty_videos, empty_videos, load_raw_dataset
+from preprocess.pack import pack_splits
 
 # Whether STMs written from annotations get the scorer's gloss normalisation by default: the PHOENIX
 # hypotheses are normalised before scoring, so their references are too (treated alike). The published
@@ -52,6 +51,13 @@ def _resolution_arg(value: str) -> str:
         return resolution_tag(value)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _quality(value: str) -> int:
+    """argparse type of --pack-quality."""
+    if not value.isdigit() or not 1 <= int(value) <= 100:
+        raise argparse.ArgumentTypeError(f"expected a JPEG quality from 1 to 100, got {value!r}")
+    return int(value)
 
 
 def _positive_int(value: str) -> int:
@@ -85,7 +91,15 @@ def build_parser(dataset: str) -> argparse.ArgumentParser:
                         help="with --process-image: compare content hashes of every source and resized frame "
                         "(default: sizes and modification times, hashing only files whose time moved)")
     parser.add_argument("--pack", action="store_true",
-                        help="also write the packed uint8 frame cache (memory-mapped fast path)")
+                        help="also write the frame pack of every split (memory-mapped fast path); "
+                        "prints its estimated size first and refuses one that does not fit on the disk")
+    parser.add_argument("--pack-format", choices=FORMATS, default=DEFAULT_FORMAT,
+                        help="jpeg: compressed, about 1/18 of raw on camera frames; png: lossless, about 2/5; "
+                        f"raw: uncompressed RGB (196 KB a 256x256 frame) (default {DEFAULT_FORMAT})")
+    parser.add_argument("--pack-quality", type=_quality, default=DEFAULT_JPEG_QUALITY,
+                        help=f"JPEG quality of --pack-format jpeg (default {DEFAULT_JPEG_QUALITY})")
+    parser.add_argument("--repack", action="store_true",
+                        help="rewrite the pack even where it is up to date (e.g. after a corrupt entry was reported)")
     parser.add_argument("--drop-empty", action="store_true",
                         help="leave out videos whose frame folder is empty instead of stopping")
     parser.add_argument("--stm-from-annotations", action="store_true",
@@ -126,26 +140,6 @@ def apply_resize_results(info: InfoDict, results: Sequence[ResizeResult]) -> boo
             entry["num_frames"] = result.written
             changed = True
     return changed
-
-
-def pack_splits(dataset: str, root: Path, infos: dict[str, InfoDict], res_tag: str, out_dir: Path) -> Path:
-    """Write the packed cache of every split from the resized frames; returns its folder."""
-    src_root = frames_root(dataset, root, res_tag)
-    packed_dir = out_dir / f"packed-{res_tag}"
-    for split, info in infos.items():
-        videos = []
-        for entry in info_entries(info):
-            directory, pattern = posixpath.split(entry["folder"])
-            names = list_frames(src_root / directory, pattern)
-            if not names or read_marker(src_root / directory) is None:
-                raise PreprocessError(
-                    f"resized frames in {src_root / directory} are missing or unfinished; "
-                    "run with --process-image before (or together with) --pack"
-                )
-            videos.append((entry["fileid"], [src_root / directory / n for n in names]))
-        index = write_packed(packed_dir, split, videos)
-        print(f"packed {split}: {len(videos)} videos, {index['num_frames']} frames -> {packed_dir}")
-    return packed_dir
 
 
 def run(dataset: str, args: argparse.Namespace) -> int:
@@ -197,7 +191,7 @@ def run(dataset: str, args: argparse.Namespace) -> int:
             print(f"warning: {changed} video(s) were resized now, so the pack {packed_dir} holds older frames; "
                   "rerun with --pack to rewrite it before training with feeder_args.packed", file=sys.stderr)
     if args.pack:
-        pack_splits(dataset, root, infos, res_tag, out_dir)
+        pack_splits(dataset, root, infos, res_tag, out_dir, args.pack_format, args.pack_quality, args.repack)
     return 0
 
 

@@ -30,7 +30,7 @@ def prepared(tmp_path_factory) -> dict[str, dict]:
         root, out = base / fmt / "raw", base / fmt / "pre"
         generate(fmt, root, size="tiny", seed=5)
         assert preprocess(fmt, ["--dataset-root", str(root), "--output-dir", str(out), "--output-res", RES,
-                                "-p", "--pack"]) == 0
+                                "-p", "--pack", "--pack-format", "png"]) == 0
         gloss_dict = np.load(out / "gloss_dict.npy", allow_pickle=True).item()
         sets[fmt] = {"root": root, "out": out, "gloss_dict": gloss_dict}
     return sets
@@ -92,12 +92,15 @@ def test_packed_reader_survives_pickling_and_checks_size(prepared, tmp_path):
     pack = PackedFrames.open(out, "dev")
     clone = pickle.loads(pickle.dumps(pack))
     fileid = next(iter(pack.index["videos"]))
-    assert np.array_equal(pack.video(fileid), clone.video(fileid)) and clone.video(fileid).shape[1:] == (32, 40, 3)
-    data, index = packed_paths(out, "dev")
+    every = np.arange(pack.num_frames(fileid))
+    frames, where = pack.read(fileid, every)
+    assert np.array_equal(frames[where], clone.read(fileid, every)[0][where]) and frames.shape[1:] == (32, 40, 3)
+    paths = packed_paths(out, "dev")
     broken = tmp_path / "broken"
     broken.mkdir()
-    (broken / data.name).write_bytes(data.read_bytes()[:-1])
-    (broken / index.name).write_bytes(index.read_bytes())
+    (broken / paths.data("png").name).write_bytes(paths.data("png").read_bytes()[:-1])
+    for name in (paths.index.name, paths.table.name):
+        (broken / name).write_bytes((out / name).read_bytes())
     with pytest.raises(ValueError, match="re-pack"):
         PackedFrames.open(broken, "dev")
     with pytest.raises(FileNotFoundError, match="--pack"):

@@ -114,7 +114,7 @@ def test_outputs_match_annotations(fmt, raw_sets, tmp_path):
             counts[gloss] = counts.get(gloss, 0) + 1
     assert list(gloss_dict) == sorted(counts, key=lambda g: [ord(c) for c in g])
     assert gloss_dict == {g: [i + 1, counts[g]] for i, g in enumerate(gloss_dict)}
-    assert (out / f"packed-{RES}" / "train.u8").is_file()
+    assert (out / f"packed-{RES}" / "train.jpeg").is_file() and (out / f"packed-{RES}" / "train.json").is_file()
 
 
 def test_script_runs_from_repo_root(raw_sets, tmp_path, repo_root):
