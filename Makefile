@@ -21,6 +21,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/model_step.py
 	$(PY) bench/feeder.py
+	$(PY) bench/pack_formats.py
+	$(PY) bench/bucketing.py
 	$(PY) bench/decode.py
 
 # ---- demo (TRAIN helper) ------------------------------------------------------------------
