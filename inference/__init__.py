@@ -11,4 +11,5 @@
     fonts.py      text on images in a font with CJK glyphs
     onnx_model.py ONNX export of network.py and its onnxruntime runner
     cli.py        the command-line options the tools share
+    web.py        the web page (Gradio) and the JSON endpoint of app.py
 """

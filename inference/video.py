@@ -198,6 +198,16 @@ def read_video_file(path: str | os.PathLike, max_frames: int,
         f"or pass a folder of extracted frames")
 
 
+def count_video_frames(path: str | os.PathLike) -> int:
+    """Frames of a video file without decoding them (PyAV packets, else OpenCV); 0 if unreadable."""
+    for count in (_count_packets_pyav, _count_frames_opencv):
+        try:
+            return count(Path(path))
+        except Exception:  # PyAV and OpenCV raise many unrelated types for bad files
+            continue
+    return 0
+
+
 def load_frames(path: str | os.PathLike, max_frames: int = 360,
                 size: tuple[int, int] | None = PREPROCESS_SIZE, backend: str = "auto") -> VideoClip:
     """Read a video file or a frame folder as at most `max_frames` RGB frames of `size`."""

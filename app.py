@@ -1,0 +1,68 @@
+"""A local web page that recognises sign videos, plus a JSON endpoint for the same.
+
+    python app.py --model_path work_dir/demo/best_model.pt [--host 127.0.0.1 --port 7860]
+
+Open http://127.0.0.1:7860; `curl -F video=@clip.mp4 http://127.0.0.1:7860/api/recognize` returns
+the JSON of `test_one_video.py --json`. The server listens on localhost unless --host says otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+from inference.cli import add_model_arguments, load_model_from_args
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_model_arguments(parser)
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default localhost only; 0.0.0.0 exposes the "
+                             "page to the network)")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--max_upload_mb", type=float, default=100.0, help="largest upload accepted")
+    parser.add_argument("--max_video_frames", type=int, default=3000,
+                        help="longest video accepted, in frames (3000 = 2 min at 25 fps)")
+    parser.add_argument("--max_frames_num", type=int, default=360,
+                        help="frames sampled uniformly for the network at most")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Load the model (errors end here, before any server starts), then serve until Ctrl+C."""
+    args = build_parser().parse_args(argv)
+    work_dir = Path(tempfile.mkdtemp(prefix="stfnet-app-"))
+    # Gradio reads its upload folder at import: every uploaded or generated file lands here.
+    os.environ["GRADIO_TEMP_DIR"] = str(work_dir)
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    tempfile.tempdir = str(work_dir)  # the endpoint's multipart spool files too
+    try:
+        try:
+            loaded = load_model_from_args(args)
+        except (FileNotFoundError, ValueError, RuntimeError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        import uvicorn
+
+        from inference.web import Limits, Recogniser, build_app
+
+        limits = Limits(args.max_upload_mb, args.max_video_frames, args.max_frames_num)
+        app = build_app(Recogniser(loaded, limits, work_dir))
+        print(f"serving http://{args.host}:{args.port} (model {args.model_path}; uploads in "
+              f"{work_dir}, removed on exit)", flush=True)
+        # uvicorn re-raises SIGTERM after its graceful shutdown: as SystemExit, the finally runs.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        return 0
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,286 @@
+"""The recognition web page (Gradio) and its HTTP endpoint, over the inference package.
+
+Uploads (a video, a zip of frames, a webcam recording) are checked before decoding: type, size,
+length. Every problem becomes one message on the page (or a 4xx JSON answer from the endpoint),
+never a traceback. All files live under one temporary directory that the server removes on exit.
+"""
+from __future__ import annotations
+
+import html
+import os
+import tempfile
+import threading
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from inference.align import Recognition
+from inference.explain import blend, gloss_cams, gloss_sheet, input_frames_rgb
+from inference.loading import LoadedModel
+from inference.recognize import PreparedInput, recognise_clip
+from inference.video import (IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoClip, count_video_frames,
+                             load_frames)
+
+ENDPOINT = "/api/recognize"
+MAX_OVERLAYS = 24  # frames of the chosen gloss shown with their heat map
+
+
+class InputError(ValueError):
+    """An upload the page refuses, with the message the user sees."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What an upload may be."""
+
+    max_upload_mb: float = 100.0
+    max_video_frames: int = 3000  # two minutes at 25 fps
+    max_frames_num: int = 360  # frames sampled for the network, as test_one_video.py
+
+    @property
+    def max_upload_bytes(self) -> int:
+        """The upload limit in bytes."""
+        return int(self.max_upload_mb * 1024 * 1024)
+
+
+@dataclass
+class Outcome:
+    """One recognised upload: the JSON result and what Grad-CAM needs later."""
+
+    result: dict
+    rec: Recognition
+    prepared: PreparedInput
+    seconds: float
+
+
+def extract_frames_zip(path: Path, dest: Path, limits: Limits) -> Path:
+    """Unpack the images of a zip of frames into `dest` (names only: no paths from the archive)."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InputError(f"{path.name} is not a readable zip file ({exc})") from None
+    with archive:
+        members = [m for m in archive.infolist()
+                   if not m.is_dir() and Path(m.filename).suffix.lower() in IMAGE_EXTENSIONS
+                   and not Path(m.filename).name.startswith(".")]
+        if not members:
+            raise InputError(f"{path.name} holds no frame images ({', '.join(IMAGE_EXTENSIONS)})")
+        if len(members) > limits.max_video_frames:
+            raise InputError(f"{path.name} holds {len(members)} frames; the limit is "
+                             f"{limits.max_video_frames} (--max_video_frames)")
+        unpacked = sum(m.file_size for m in members)
+        if unpacked > 4 * limits.max_upload_bytes:  # a zip bomb must not fill the disk
+            raise InputError(f"{path.name} unpacks to {unpacked / 2**20:.0f} MiB, more than 4x the "
+                             f"upload limit ({limits.max_upload_mb:g} MB)")
+        names = [Path(m.filename).name for m in members]
+        if len(set(names)) != len(names):
+            raise InputError(f"{path.name} has frames of the same name in different folders; "
+                             f"zip the frames of one video only")
+        dest.mkdir(parents=True, exist_ok=True)
+        for member, name in zip(members, names):
+            (dest / name).write_bytes(archive.read(member))
+    return dest
+
+
+def read_upload(path: str | os.PathLike, limits: Limits, scratch: Path,
+                frame_size: tuple[int, int]) -> VideoClip:
+    """A checked upload as frames: a video file or a zip of frames, within the limits."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("no file arrived; upload a video or a zip of frames")
+    size = path.stat().st_size
+    if size == 0:
+        raise InputError(f"{path.name} is empty (0 bytes)")
+    if size > limits.max_upload_bytes:
+        raise InputError(f"{path.name} is {size / 2**20:.1f} MiB; the limit is "
+                         f"{limits.max_upload_mb:g} MB (--max_upload_mb)")
+    suffix = path.suffix.lower()
+    if suffix == ".zip":
+        source = extract_frames_zip(path, scratch / "frames", limits)
+    elif suffix in VIDEO_EXTENSIONS:
+        total = count_video_frames(path)
+        if total == 0:
+            raise InputError(f"{path.name} is not a video this server can decode (damaged, or not "
+                             f"a video at all); re-encode it as H.264 .mp4")
+        if total > limits.max_video_frames:
+            raise InputError(f"{path.name} has {total} frames; the limit is {limits.max_video_frames}"
+                             f" (--max_video_frames): cut the video to the signing")
+        source = path
+    else:
+        raise InputError(f"{path.name}: unsupported file type {suffix or '(none)'}; upload a video "
+                         f"({' '.join(VIDEO_EXTENSIONS)}) or a .zip of frame images")
+    try:
+        return load_frames(source, max_frames=limits.max_frames_num, size=frame_size)
+    except (ValueError, FileNotFoundError) as exc:
+        raise InputError(str(exc).replace(str(source), path.name)) from None
+
+
+class Recogniser:
+    """The loaded model behind the page and the endpoint; one request runs it at a time."""
+
+    def __init__(self, loaded: LoadedModel, limits: Limits, work_dir: Path) -> None:
+        self.loaded = loaded
+        self.limits = limits
+        self.work_dir = work_dir
+        self._lock = threading.Lock()
+
+    def recognise(self, path: str | os.PathLike, name: str | None = None) -> Outcome:
+        """Check, read and recognise an uploaded file; InputError for anything wrong with it."""
+        start = time.perf_counter()
+        with tempfile.TemporaryDirectory(dir=self.work_dir) as scratch, self._lock:
+            clip = read_upload(path, self.limits, Path(scratch), self.loaded.frame_size)
+            try:
+                result, rec, prepared = recognise_clip(self.loaded, clip)
+            except ValueError as exc:
+                raise InputError(str(exc)) from None
+        result["video"] = name or Path(path).name
+        return Outcome(result, rec, prepared, time.perf_counter() - start)
+
+    def explain(self, outcome: Outcome, position: int) -> tuple[list[np.ndarray], np.ndarray]:
+        """Heat-map overlays of the frames aligned to gloss `position`, and its contact sheet."""
+        if self.loaded.model is None:
+            raise InputError("Grad-CAM needs the PyTorch checkpoint; this server runs an ONNX file")
+        with self._lock:
+            _, maps = gloss_cams(self.loaded, outcome.prepared, gloss_spec=str(position))
+        blended = blend(input_frames_rgb(outcome.prepared), maps[position])
+        first, last = outcome.result["glosses"][position]["frames"]
+        shown = blended[first:last + 1][:MAX_OVERLAYS]
+        return shown, gloss_sheet(outcome.rec, position, blended, outcome.prepared)
+
+
+def timeline_html(result: dict) -> str:
+    """Each gloss as a bar over its frame span, labelled with its frames and score."""
+    total = max(1, int(result["num_frames"]))
+    bars = []
+    for g in result["glosses"]:
+        first, last = g["frames"]
+        left, width = 100.0 * first / total, 100.0 * (last - first + 1) / total
+        label = html.escape(g["gloss"])
+        bars.append(
+            f'<div class="gloss-span" data-gloss="{label}" data-first="{first}" data-last="{last}" '
+            f'data-score="{g["score"]:.4f}" style="left:{left:.2f}%;width:{width:.2f}%" '
+            f'title="{label}: frames {first}-{last}, score {g["score"]:.3f}">'
+            f'<b>{label}</b><span>{first}-{last} · {g["score"]:.2f}</span></div>')
+    axis = f'<div class="axis"><span>0</span><span>frame {total - 1}</span></div>'
+    return f'<div id="timeline-bars">{"".join(bars)}</div>{axis}'
+
+
+CSS = """
+#timeline-bars {position: relative; height: 64px; background: #f3f4f6; border-radius: 6px;}
+.gloss-span {position: absolute; top: 6px; bottom: 6px; background: #2563eb; color: #fff;
+  border-radius: 4px; overflow: hidden; font-size: 13px; padding: 2px 4px; box-sizing: border-box;}
+.gloss-span b, .gloss-span span {color: #fff !important;}
+.gloss-span span {display: block; font-size: 11px; opacity: 0.85;}
+.axis {display: flex; justify-content: space-between; font-size: 11px; color: #6b7280;}
+"""
+
+
+def gloss_choices(result: dict) -> list[tuple[str, int]]:
+    """Dropdown entries: '#k GLOSS (frames a-b)' -> k."""
+    return [(f"#{g['position']} {g['gloss']} (frames {g['frames'][0]}-{g['frames'][1]})",
+             g["position"]) for g in result["glosses"]]
+
+
+def build_page(recogniser: Recogniser, title: str):
+    """The Gradio Blocks of the page."""
+    import gradio as gr
+
+    def recognise(video: str | None, frames_zip: str | None):
+        path = video or frames_zip
+        empty = ("", "", gr.update(choices=[], value=None), None, [], None)
+        if not path:
+            return ("**error:** upload a video, a zip of frames, or record one", *empty)
+        try:
+            outcome = recogniser.recognise(path)
+        except InputError as exc:
+            return (f"**error:** {html.escape(str(exc))}", *empty)
+        result = outcome.result
+        status = (f"{len(result['glosses'])} glosses from {result['num_frames']} frames "
+                  f"in {outcome.seconds:.2f} s")
+        choices = gloss_choices(result)
+        return (status, result["sentence"] or "(no gloss recognised)", timeline_html(result),
+                gr.update(choices=choices, value=choices[0][1] if choices else None), result,
+                [], outcome)
+
+    def explain(position: int | None, outcome: Outcome | None):
+        if outcome is None or position is None:
+            return [], None
+        try:
+            frames, sheet = recogniser.explain(outcome, int(position))
+        except InputError as exc:
+            gr.Warning(str(exc))
+            return [], None
+        first = outcome.result["glosses"][int(position)]["frames"][0]
+        return [(f, f"frame {first + i}") for i, f in enumerate(frames)], sheet
+
+    with gr.Blocks(title=title, delete_cache=(600, 600)) as page:
+        gr.Markdown(f"# {html.escape(title)}\nUpload a sign video or a zip of its frames, or record "
+                    f"one with the webcam; the model recognises its glosses, aligns each to its "
+                    f"frames and shows where it looked (Grad-CAM). JSON from `POST {ENDPOINT}`.")
+        state = gr.State(None)
+        with gr.Row():
+            with gr.Column():
+                video = gr.Video(sources=["upload", "webcam"], label="Video", height=300,
+                                 elem_id="video-input")
+                frames_zip = gr.File(file_types=[".zip"], label="or a zip of frames",
+                                     elem_id="zip-input")
+                button = gr.Button("Recognise", variant="primary", elem_id="recognise")
+            with gr.Column():
+                status = gr.Markdown("", elem_id="status")
+                glosses = gr.Textbox(label="Glosses", interactive=False, elem_id="glosses")
+                timeline = gr.HTML("", label="Timeline", elem_id="timeline")
+                chosen = gr.Dropdown(choices=[], label="Gloss to explain", elem_id="gloss-choice")
+        with gr.Row():
+            gallery = gr.Gallery(label="Frames of the gloss with its Grad-CAM heat map",
+                                 columns=8, rows=1, height=190, elem_id="overlays")
+        sheet = gr.Image(label="Contact sheet (frames aligned to the gloss framed)", show_label=False,
+                         elem_id="sheet", interactive=False)
+        result_json = gr.JSON(label="JSON (as test_one_video.py --json)", elem_id="result-json")
+        button.click(recognise, [video, frames_zip],
+                     [status, glosses, timeline, chosen, result_json, gallery, state])
+        chosen.change(explain, [chosen, state], [gallery, sheet])
+    return page
+
+
+def build_app(recogniser: Recogniser, title: str = "STFNet sign language recognition"):
+    """FastAPI app: the JSON endpoint, and the page mounted at /."""
+    import gradio as gr
+
+    app = FastAPI(title=title)
+
+    @app.post(ENDPOINT)
+    async def recognise_endpoint(request: Request) -> JSONResponse:
+        length = request.headers.get("content-length")
+        if length is None:
+            return JSONResponse({"error": "send the video as multipart/form-data with a "
+                                          "Content-Length (e.g. curl -F video=@clip.mp4)"}, 411)
+        if int(length) > recogniser.limits.max_upload_bytes + 65536:
+            return JSONResponse({"error": f"upload of {int(length) / 2**20:.1f} MiB is over the "
+                                          f"limit of {recogniser.limits.max_upload_mb:g} MB"}, 413)
+        form = await request.form(max_files=1, max_fields=4)
+        upload = form.get("video")
+        if upload is None or isinstance(upload, str):
+            return JSONResponse({"error": "no file in form field 'video' "
+                                          "(curl -F video=@clip.mp4 ...)"}, 400)
+        name = Path(upload.filename or "upload").name
+        with tempfile.TemporaryDirectory(dir=recogniser.work_dir) as tmp:
+            path = Path(tmp) / name
+            path.write_bytes(await upload.read())
+            await upload.close()
+            try:
+                outcome = await run_in_threadpool(recogniser.recognise, path, name)
+            except InputError as exc:
+                return JSONResponse({"error": str(exc)}, 400)
+        return JSONResponse(outcome.result)
+
+    theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
+                              font_mono=["ui-monospace", "monospace"])  # no web-font download
+    return gr.mount_gradio_app(app, build_page(recogniser, title), path="/", ssr_mode=False,
+                               max_file_size=recogniser.limits.max_upload_bytes, theme=theme,
+                               css=CSS)

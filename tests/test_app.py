@@ -1,0 +1,250 @@
+"""app.py: upload checks, the JSON endpoint and the page in a real headless Chromium.
+
+The server runs the tiny trained model of tests/infer_support.py with its vocabulary relabelled
+to the aligned CSL-Daily words (the synthetic generator draws German gloss i and Chinese word i
+with the same sign), so Chinese glosses go through the page, the endpoint and the Grad-CAM sheet.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import app
+from dataset.synthetic import vocabulary
+from inference.fonts import draw_text, find_cjk_font
+from inference.video import write_video
+from inference.web import InputError, Limits, read_upload, timeline_html
+from utils.checkpoint import load_checkpoint, save_checkpoint
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SCREENSHOT_ENV = "STFNET_SCREENSHOT"  # where the browser test also saves its screenshot
+GERMAN_TO_CHINESE = dict(zip(vocabulary("phoenix2014"), vocabulary("CSL-Daily")))
+
+
+@pytest.fixture(scope="module")
+def cjk(infer_assets, tmp_path_factory) -> dict:
+    """The tiny checkpoint with Chinese glosses, its expected sentence, and bad uploads."""
+    root = tmp_path_factory.mktemp("app")
+    ckpt = load_checkpoint(infer_assets["ours"])
+    ckpt["gloss_dict"] = {GERMAN_TO_CHINESE[g]: v for g, v in ckpt["gloss_dict"].items()}
+    save_checkpoint(root / "cjk.pt", ckpt)
+    junk = root / "junk.mp4"
+    junk.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    return {"ckpt": root / "cjk.pt", "video": infer_assets["lossless"], "junk": junk, "root": root,
+            "sentence": [GERMAN_TO_CHINESE[g] for g in infer_assets["sentence"]]}
+
+
+# ------------------------------------------------------------------ upload checks (no server)
+
+def test_read_upload_refuses_bad_input(cjk, tmp_path):
+    limits = Limits(max_upload_mb=1, max_video_frames=100)
+
+    def refused(path: Path, limits: Limits = limits) -> str:
+        with pytest.raises(InputError) as info:
+            read_upload(path, limits, tmp_path, (256, 256))
+        return str(info.value)
+
+    text = tmp_path / "notes.txt"
+    text.write_text("not a video")
+    assert "unsupported file type .txt" in refused(text)
+    empty = tmp_path / "empty.mp4"
+    empty.touch()
+    assert "is empty" in refused(empty)
+    assert "not a video this server can decode" in refused(cjk["junk"])
+    assert "the limit is 10 (--max_video_frames)" in refused(cjk["video"], Limits(1, 10))
+    big = tmp_path / "big.mp4"
+    big.write_bytes(b"\0" * (1024 * 1024 + 1))
+    assert "the limit is 1 MB" in refused(big)
+    no_frames = tmp_path / "none.zip"
+    with zipfile.ZipFile(no_frames, "w") as z:
+        z.writestr("readme.txt", "no images")
+    assert "holds no frame images" in refused(no_frames)
+    not_zip = tmp_path / "junk.zip"
+    not_zip.write_bytes(cjk["junk"].read_bytes())
+    assert "not a readable zip" in refused(not_zip)
+
+
+def test_zip_of_frames_reads_like_the_folder(infer_assets, tmp_path):
+    archive = tmp_path / "frames.zip"
+    with zipfile.ZipFile(archive, "w") as z:  # nested folder, and a path that tries to escape
+        for i, frame in enumerate(sorted(infer_assets["folder"].iterdir())):
+            z.write(frame, f"clip/../../{frame.name}" if i == 0 else f"clip/{frame.name}")
+    clip = read_upload(archive, Limits(), tmp_path, (256, 256))
+    assert clip.frames.shape[0] == infer_assets["num_frames"]
+    assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == sorted(
+        p.name for p in infer_assets["folder"].iterdir())  # unpacked by name only, nowhere else
+    assert not (tmp_path.parent / sorted(infer_assets["folder"].iterdir())[0].name).exists()
+
+
+def test_model_file_that_is_not_a_checkpoint(tmp_path, capsys):
+    bad = tmp_path / "model.pt"
+    bad.write_text("not a checkpoint")
+    assert app.main(["--model_path", str(bad), "--device", "cpu"]) == 2
+    assert capsys.readouterr().err.startswith(f"error: cannot read checkpoint {bad}")
+
+
+def test_timeline_lists_each_gloss_span():
+    result = {"num_frames": 20, "glosses": [
+        {"gloss": "你好", "frames": [0, 9], "score": 0.5}, {"gloss": "A<B", "frames": [10, 19], "score": 1.0}]}
+    page = timeline_html(result)
+    assert re.findall(r'data-gloss="([^"]*)" data-first="(\d+)" data-last="(\d+)"', page) == [
+        ("你好", "0", "9"), ("A&lt;B", "10", "19")]
+    assert "left:50.00%;width:50.00%" in page
+
+
+def test_cjk_text_is_drawn_with_real_glyphs(monkeypatch):
+    if find_cjk_font() is None:
+        pytest.skip("no CJK font installed (Debian: fonts-wqy-microhei; .ci/run installs it)")
+    images = []
+    for word in ("今天", "明天"):
+        image = np.zeros((40, 80, 3), np.uint8)
+        draw_text(image, word, (2, 2), 24, (255, 255, 255))
+        images.append(image)
+    assert images[0].any() and not np.array_equal(*images)  # missing glyphs draw identical boxes
+    from inference import fonts
+
+    monkeypatch.setattr(fonts, "CJK_FONTS", ())
+    monkeypatch.setenv(fonts.FONT_ENV, "/nonexistent.ttc")
+    fonts.load_font.cache_clear()
+    try:
+        with pytest.warns(UserWarning, match="fonts-wqy-microhei"):
+            fonts.load_font(13)
+    finally:
+        fonts.load_font.cache_clear()
+
+
+# ------------------------------------------------------------------ the running server
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(cjk):
+    """app.py on localhost with the Chinese-gloss checkpoint; stopped (and checked) afterwards."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "app.py", "--model_path", str(cjk["ckpt"]), "--device", "cpu", "--port",
+         str(port), "--max_video_frames", "200", "--max_upload_mb", "5"],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"})
+    line = ""
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and "serving" not in line:
+        line = proc.stdout.readline()
+        if not line and proc.poll() is not None:
+            pytest.fail(f"app.py exited with {proc.returncode}")
+    work_dir = Path(re.search(r"uploads in (\S+),", line).group(1))
+    url = f"http://127.0.0.1:{port}"
+    import httpx
+
+    for _ in range(100):  # the socket opens just after the line is printed
+        try:
+            httpx.get(url, timeout=2)
+            break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    yield {"url": url, "work_dir": work_dir}
+    proc.terminate()
+    assert proc.wait(timeout=30) == 0
+    assert not work_dir.exists(), "the upload folder must be removed on exit"
+
+
+def test_endpoint_returns_the_json_of_test_one_video(server, cjk, capsys):
+    import httpx
+
+    import test_one_video
+
+    with open(cjk["video"], "rb") as handle:
+        answer = httpx.post(server["url"] + "/api/recognize", files={"video": ("clip.mp4", handle)},
+                            timeout=120)
+    assert answer.status_code == 200, answer.text
+    assert test_one_video.main(["--model_path", str(cjk["ckpt"]), "--video_path", str(cjk["video"]),
+                                "--device", "cpu", "--json"]) == 0
+    expected = json.loads(capsys.readouterr().out)
+    assert expected.pop("lm_path") is None  # the page decodes without a language model
+    assert answer.json() == {**expected, "video": "clip.mp4"}
+    assert answer.json()["sentence"].split() == cjk["sentence"]
+    with open(cjk["junk"], "rb") as handle:
+        answer = httpx.post(server["url"] + "/api/recognize", files={"video": ("junk.mp4", handle)})
+    assert answer.status_code == 400 and "not a video" in answer.json()["error"]
+    answer = httpx.post(server["url"] + "/api/recognize", files={"video": ("big.mp4", b"\0" * 6 * 2**20)})
+    assert answer.status_code == 413 and "over the limit" in answer.json()["error"]
+    assert not [p for p in server["work_dir"].iterdir() if p.is_dir() and p.name.startswith("tmp")]
+
+
+def _chromium() -> tuple[str, str]:
+    """Paths of a Chromium and its driver, or skip with the reason."""
+    pytest.importorskip("selenium", reason="selenium is in requirements.txt")
+    browser = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome")
+                    if shutil.which(b)), None)
+    driver = shutil.which("chromedriver")
+    if browser is None or driver is None:
+        pytest.skip("no headless Chromium here: install Debian's chromium and chromium-driver "
+                    "(.ci/run does as root)")
+    return browser, driver
+
+
+def test_page_in_a_real_browser(server, cjk, tmp_path):
+    browser, driver_path = _chromium()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1700"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    wait = WebDriverWait(driver, 120)
+    file_input = "#video-input input[type=file]"
+
+    def upload(path: Path) -> None:
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, file_input))
+        driver.find_element(By.CSS_SELECTOR, file_input).send_keys(str(path))
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#video-input video"))
+        driver.find_element(By.CSS_SELECTOR, "#recognise").click()
+
+    try:
+        driver.get(server["url"])
+        upload(cjk["video"])
+        glosses = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#glosses textarea")
+                             .get_attribute("value"))
+        assert glosses.split() == cjk["sentence"]
+        spans = [(e.get_attribute("data-gloss"), int(e.get_attribute("data-first")),
+                  int(e.get_attribute("data-last")))
+                 for e in driver.find_elements(By.CSS_SELECTOR, "#timeline .gloss-span")]
+        assert [s[0] for s in spans] == cjk["sentence"]
+        assert spans[0][1] == 0 and all(a[2] < b[1] for a, b in zip(spans, spans[1:]))
+        assert "glosses from 25 frames" in driver.find_element(By.CSS_SELECTOR, "#status").text
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#sheet img"))  # Grad-CAM, gloss 0
+        overlays = driver.find_elements(By.CSS_SELECTOR, "#overlays img")
+        assert len(overlays) == spans[0][2] - spans[0][1] + 1
+        shot = Path(os.environ.get(SCREENSHOT_ENV) or tmp_path / "page.png")
+        driver.save_screenshot(str(shot))
+        assert shot.stat().st_size > 10_000
+
+        driver.find_element(By.CSS_SELECTOR, "#video-input button[aria-label='Clear']").click()
+        upload(cjk["junk"])  # a bad upload: a message on the page, the old result cleared
+        status = wait.until(lambda d: "error" in d.find_element(By.CSS_SELECTOR, "#status").text
+                            and d.find_element(By.CSS_SELECTOR, "#status").text)
+        assert "junk.mp4 is not a video this server can decode" in status
+        assert driver.find_element(By.CSS_SELECTOR, "#glosses textarea").get_attribute("value") == ""
+        assert "Traceback" not in driver.page_source
+    finally:
+        driver.quit()
