@@ -37,17 +37,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Load the model (errors end here, before any server starts), then serve until Ctrl+C."""
     args = build_parser().parse_args(argv)
+    try:
+        loaded = load_model_from_args(args)
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     work_dir = Path(tempfile.mkdtemp(prefix="stfnet-app-"))
-    # Gradio reads its upload folder at import: every uploaded or generated file lands here.
+    saved = (tempfile.tempdir, os.environ.get("GRADIO_TEMP_DIR"))
+    # Gradio reads its upload folder at import: every uploaded or generated file lands here,
+    # and so do the endpoint's multipart spool files (tempfile.tempdir).
     os.environ["GRADIO_TEMP_DIR"] = str(work_dir)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    tempfile.tempdir = str(work_dir)  # the endpoint's multipart spool files too
+    tempfile.tempdir = str(work_dir)
     try:
-        try:
-            loaded = load_model_from_args(args)
-        except (FileNotFoundError, ValueError, RuntimeError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
         import uvicorn
 
         from inference.web import Limits, Recogniser, build_app
@@ -61,8 +63,12 @@ def main(argv: list[str] | None = None) -> int:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
         return 0
     finally:
+        tempfile.tempdir = saved[0]
+        if saved[1] is None:
+            os.environ.pop("GRADIO_TEMP_DIR", None)
+        else:
+            os.environ["GRADIO_TEMP_DIR"] = saved[1]
         shutil.rmtree(work_dir, ignore_errors=True)
-
 
 if __name__ == "__main__":
     sys.exit(main())

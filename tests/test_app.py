@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -91,8 +92,10 @@ def test_zip_of_frames_reads_like_the_folder(infer_assets, tmp_path):
 def test_model_file_that_is_not_a_checkpoint(tmp_path, capsys):
     bad = tmp_path / "model.pt"
     bad.write_text("not a checkpoint")
+    before = tempfile.gettempdir()
     assert app.main(["--model_path", str(bad), "--device", "cpu"]) == 2
     assert capsys.readouterr().err.startswith(f"error: cannot read checkpoint {bad}")
+    assert tempfile.gettempdir() == before  # nothing of the server leaks into this process
 
 
 def test_timeline_lists_each_gloss_span():
