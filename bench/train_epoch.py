@@ -86,9 +86,10 @@ def prepare(work: Path, size: str, res: str) -> tuple[Path, Path]:
     """Camera-like synthetic PHOENIX-2014 data, preprocessed with --pack (reused if present)."""
     root, out = work / "phoenix2014", work / "preprocess"
     if not (out / "gloss_dict.npy").is_file():
-        counts = generate("phoenix2014", root, size=size, seed=0, workers=2, style="camera")
-        print(f"synthetic phoenix2014 ({size}, camera): {counts['videos']} videos, "
-              f"{counts['frames']} frames")
+        if not root.is_dir():
+            counts = generate("phoenix2014", root, size=size, seed=0, workers=2, style="camera")
+            print(f"synthetic phoenix2014 ({size}, camera): {counts['videos']} videos, "
+                  f"{counts['frames']} frames")
         status = preprocess_main("phoenix2014", ["--dataset-root", str(root), "--output-dir",
                                                  str(out), "--output-res", res, "-p", "-m",
                                                  "--workers", "2", "--pack"])
@@ -172,6 +173,10 @@ def main() -> None:
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 videos = 2 * state.global_step
+                if state.skipped_batches:
+                    print(f"  warning: {name} skipped {state.skipped_batches} batch(es) with a "
+                          f"non-finite loss (videos too short for their glosses after "
+                          f"--frame-interval?); they are not counted")
                 rate = videos / (time.perf_counter() - start)
                 if round_:
                     rates[name].append(rate)
