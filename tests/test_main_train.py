@@ -424,3 +424,20 @@ def test_two_process_logged_dev_wer_is_the_saved_checkpoints_wer(data, tmp_path)
     assert single["dev_wer"] == pytest.approx(logged, abs=1e-4)
     assert ((tmp_path / "one" / "eval" / "output-hypothesis-dev.ctm").read_text()
             == (work / "epoch_0" / "output-hypothesis-dev.ctm").read_text())
+
+
+def test_unknown_gloss_warning_also_goes_to_log_txt(data, tmp_path):
+    import numpy as np
+
+    vocab = np.load(data["pre"] / "gloss_dict.npy", allow_pickle=True).item()
+    dropped = np.load(data["pre"] / "train_info.npy", allow_pickle=True).item()[0]["label"].split()[0]
+    kept = sorted(g for g in vocab if g != dropped)
+    (tmp_path / "dict").mkdir()
+    np.save(tmp_path / "dict" / "gloss_dict.npy", {g: [i + 1, vocab[g][1]] for i, g in enumerate(kept)})
+    info = {"dict_path": str(tmp_path / "dict" / "gloss_dict.npy"), "info_dir": str(data["pre"])}
+    work = tmp_path / "warned"
+    with pytest.warns(UserWarning, match="not in the gloss dict"):
+        run_main(tiny_config(data, work, num_epoch=1, eval_splits=[], dataset_info=info,
+                             max_skipped_share=1.0), tmp_path)
+    log = (work / "log.txt").read_text()
+    assert "warning: " in log and "not in the gloss dict" in log and dropped in log
