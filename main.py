@@ -167,7 +167,10 @@ class Processor:
         check_dataset_name(cfg["dataset"])
         self.amp = amp_dtype(cfg["amp"], self.device)
         self.paths = dataset_paths(cfg, self.work_dir)
-        self.gloss_dict = load_gloss_dict(self.paths["dict_path"], hint="set dataset_info.dict_path")
+        try:
+            self.gloss_dict = load_gloss_dict(self.paths["dict_path"], hint="set dataset_info.dict_path")
+        except ValueError as exc:  # damaged, malformed or refused as unsafe: one error line
+            raise ConfigError(f"dataset_info.dict_path: {exc}") from None
         self.resume_path = None if overwrite else self._resume_path()
         seed = int(cfg["random_seed"])
         seed_everything(seed, cfg["deterministic"])  # same seed everywhere: identical initial weights

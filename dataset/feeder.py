@@ -17,6 +17,7 @@ from dataset.hints import FrameSource, FramesError, damaged_frames_hint, missing
 from dataset.layout import check_dataset, frames_root
 from dataset.packed import PackedFrames, PackError, read_rgb
 from dataset.transforms import VideoTransform, build_transform
+from utils.npy import load_npy_object
 
 UNKNOWN_GLOSS_POLICIES = ("warn", "error")
 
@@ -26,7 +27,7 @@ def load_info(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found; run the dataset's preprocess script (preprocess/) first")
-    info = np.load(path, allow_pickle=True).item()
+    info = load_npy_object(path)
     if not isinstance(info, dict):
         raise ValueError(f"{path}: expected a pickled dict, got {type(info).__name__}")
     keys = sorted(k for k in info if isinstance(k, (int, np.integer)))
@@ -206,7 +207,7 @@ class BaseFeeder(data.Dataset):
         path = self.features_dir / self.mode / f"{fileid}_features.npy"
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found; extract features for the {self.mode} split first")
-        saved = np.load(path, allow_pickle=True).item()
+        saved = load_npy_object(path)
         return torch.as_tensor(saved["features"], dtype=torch.float32), torch.as_tensor(saved["label"], dtype=torch.long)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, str]:

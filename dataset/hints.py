@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-
 from dataset.layout import (DEFAULT_ROOTS, PREPROCESS_SCRIPTS, frames_root, raw_frames_root,
                             resized_resolutions, root_of_raw_frames)
+from utils.npy import load_npy_object
 
 
 class FramesError(FileNotFoundError):
@@ -50,7 +49,7 @@ def preprocess_command(source: FrameSource, redo: Sequence[str] = ()) -> str:
 def info_prefix(info_path: Path) -> str | None:
     """The raw frame folder an info file records as 'prefix' (where preprocessing read the download)."""
     try:
-        info = np.load(info_path, allow_pickle=True).item()
+        info = load_npy_object(info_path)
     except (OSError, ValueError, AttributeError):
         return None
     return str(info["prefix"]) if isinstance(info, dict) and info.get("prefix") else None

@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
+from utils.npy import UnsafePickleError, load_npy_object
 
 
 def load_gloss_dict(path: str | os.PathLike, hint: str = "pass the gloss_dict.npy that preprocess/ "
@@ -16,7 +16,9 @@ def load_gloss_dict(path: str | os.PathLike, hint: str = "pass the gloss_dict.np
         raise FileNotFoundError(f"gloss dictionary not found: {path}; {hint} (run the preprocessing "
                                 f"first, e.g. `python preprocess/dataset_preprocess.py --dataset-root ...`)")
     try:
-        value = np.load(path, allow_pickle=True).item()
+        value = load_npy_object(path)
+    except UnsafePickleError:
+        raise
     except Exception as exc:  # numpy raises several unrelated types for damaged files
         raise ValueError(f"cannot read gloss dictionary {path}: {exc}") from exc
     return check_gloss_dict(value, str(path))

@@ -110,7 +110,7 @@ def build_gloss_dict(infos: Iterable[Mapping[Any, Any]]) -> dict[str, list[int]]
 
 
 def save_npy_dict(path: Path, obj: Mapping[Any, Any]) -> None:
-    """np.save a dict atomically (readers load it with allow_pickle=True).item())."""
+    """np.save a dict atomically (readers load it with utils.npy.load_npy_object, as plain data only)."""
     with atomic_path(path) as tmp, tmp.open("wb") as handle:
         np.save(handle, dict(obj), allow_pickle=True)
 

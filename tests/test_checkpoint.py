@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.malicious_pickle import TouchesMarker
 from utils import checkpoint as ckpt_io
 
 
@@ -76,25 +77,13 @@ def test_atomic_path_replaces_on_success_and_cleans_up_on_error(tmp_path):
     assert [p.name for p in target.parent.iterdir()] == ["file.txt"]
 
 
-class _RunsCode:
-    """Unpickling this calls os.system: what a malicious checkpoint does."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        import os
-
-        return (os.system, (f"touch {self.marker}",))
-
-
 @pytest.mark.parametrize("layout", ["zip", "bare_pickle"])
 def test_malicious_pickle_is_refused_without_running_it(tmp_path, layout):
     import pickle
 
     marker = tmp_path / "code_ran"
     path = tmp_path / "evil.pt"
-    payload = {"model_state_dict": {"w": torch.zeros(2)}, "extra": _RunsCode(marker)}
+    payload = {"model_state_dict": {"w": torch.zeros(2)}, "extra": TouchesMarker(marker)}
     if layout == "zip":
         torch.save(payload, path)
     else:

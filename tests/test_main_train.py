@@ -14,6 +14,7 @@ import torch
 
 import main as main_module
 from utils.checkpoint import load_checkpoint
+from tests.malicious_pickle import TouchesMarker
 from tests.train_support import (REPO_ROOT, make_tiny_dataset, model_state, tiny_config,
                                  write_config)
 
@@ -329,6 +330,7 @@ STARTUP_MISTAKES = {
     "wrong dataset root": ([], {"root": "nowhere"}, ["first video of the train split", "dataset_root"]),
     "missing gloss dict": (["--set", "dataset_info.dict_path=nowhere/gloss_dict.npy"], {},
                            ["gloss_dict.npy", "dict_path"]),
+    "gloss dict that would run code": ([], {"unsafe_dict": True}, ["dict_path", "posix.system", "preprocess/"]),
     "unknown glosses": (["--set", "feeder_args.unknown_glosses=error"], {"drop_gloss": True},
                         ["not in the gloss dict", "unknown_glosses=warn"]),
     "bad device": (["--device", "gpu0"], {}, ["--device", "key 'device'"]),
@@ -361,6 +363,11 @@ def test_startup_checks_fail_before_any_step_and_overwrite_deletes_nothing(data,
         np.save(tmp_path / "dict" / "gloss_dict.npy", vocab)
         info["dict_path"] = str(tmp_path / "dict" / "gloss_dict.npy")
         info["info_dir"] = str(data["pre"])
+    if setup.get("unsafe_dict"):  # a shared gloss_dict.npy whose pickle calls os.system
+        (tmp_path / "dict").mkdir()
+        np.save(tmp_path / "dict" / "gloss_dict.npy", {"A": [1, 1], "x": TouchesMarker(tmp_path / "ran")})
+        info["dict_path"] = str(tmp_path / "dict" / "gloss_dict.npy")
+        info["info_dir"] = str(data["pre"])
     cfg = write_config(tiny_config(data, work, dataset_info=info), tmp_path / "cfg.yaml")
     assert main_module.cli(["--config", str(cfg), "--overwrite", *args]) == 2
     captured = capsys.readouterr()
@@ -370,6 +377,7 @@ def test_startup_checks_fail_before_any_step_and_overwrite_deletes_nothing(data,
         assert text in err[0], (text, err[0])
     assert sorted(p.name for p in work.iterdir()) == ["best_model.pt"]   # nothing deleted or written
     assert (work / "best_model.pt").read_bytes() == b"the previous run"
+    assert not (tmp_path / "ran").exists()
 
 
 def train_video_ids(data) -> list[str]:
