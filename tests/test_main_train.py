@@ -274,11 +274,9 @@ def test_demo_config_short_run_trains_and_scores(data, tmp_path):
 
 
 def test_checkpoint_that_runs_code_is_refused_with_one_error_line(data, tmp_path, capsys):
-    from tests.test_checkpoint import _RunsCode
-
     marker = tmp_path / "code_ran"
     evil = tmp_path / "evil.pt"
-    torch.save({"model_state_dict": {}, "payload": _RunsCode(marker)}, evil)
+    torch.save({"model_state_dict": {}, "payload": TouchesMarker(marker)}, evil)
     cfg = write_config(tiny_config(data, tmp_path / "evil_run", phase="test"), tmp_path / "evil.yaml")
     assert main_module.cli(["--config", str(cfg), "--load-weights", str(evil)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
