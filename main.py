@@ -12,14 +12,14 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from dataset.bucketing import LengthBucketBatchSampler
 from dataset.layout import DATASETS
-from dataset.vocabulary import load_gloss_dict
+from dataset.vocabulary import VocabularyMismatchError, check_same_vocabulary, load_gloss_dict
 from evaluation.stm import read_stm
 from inference.loading import CheckpointMismatchError, load_weights, model_kwargs
 from seq_scripts import (StepOptions, TrainState, score_hypotheses, seq_eval,
@@ -131,10 +131,34 @@ def build_decoder(cfg: Mapping[str, Any], gloss_dict: Mapping[str, Any], model_a
         raise ConfigError(f"decode_args / decode_mode: {exc}") from exc
 
 
+CLASSIFIER_KEY = "classifier.weight"  # its rows are the classes, i.e. the dictionary's glosses
+
+
+def check_checkpoint_vocabulary(ckpt: Mapping[str, Any], gloss_dict: Mapping[str, Any], path: str | Path,
+                                ignore: Sequence[str] = (), allowed: bool = False) -> None:
+    """Refuse weights trained with another gloss dictionary of the same size (another size fails to load).
+
+    Published weights carry no dictionary and cannot be checked; with the classifier in
+    `ignore_weights` the classes are learnt anew, so the vocabulary may differ.
+    """
+    saved = ckpt.get("gloss_dict") if isinstance(ckpt, Mapping) else None
+    if (allowed or not isinstance(saved, Mapping) or len(saved) != len(gloss_dict)
+            or any(CLASSIFIER_KEY == key or CLASSIFIER_KEY.startswith(key + ".") for key in ignore)):
+        return
+    check_same_vocabulary(
+        gloss_dict, saved, "dataset_info.dict_path", f"{path}['gloss_dict']", "--other-vocabulary",
+        remedy="Set dataset_info.dict_path to the dictionary it was trained with, put the classifier "
+               "in ignore_weights (--set ignore_weights=[classifier,conv1d.fc]) to fine-tune on this "
+               "vocabulary")
+
+
 def load_weights_file(model: nn.Module, path: str | Path, ignore: list[str], log: RunLog,
-                      unsafe: bool = False) -> None:
+                      gloss_dict: Mapping[str, Any], unsafe: bool = False,
+                      other_vocabulary: bool = False) -> None:
     """Initialise `model` from our checkpoint or a published one (`module.` prefixes are fine)."""
-    state = model_state_from_checkpoint(load_checkpoint(path, unsafe=unsafe))
+    ckpt = load_checkpoint(path, unsafe=unsafe)
+    check_checkpoint_vocabulary(ckpt, gloss_dict, path, ignore, other_vocabulary)
+    state = model_state_from_checkpoint(ckpt)
     dropped = load_weights(model, state, str(path), ignore,
                            hint="Use the config it was trained with (model_args, the gloss "
                                 "dictionary), or --set ignore_weights=[...] to skip keys on purpose")
@@ -146,9 +170,11 @@ def load_weights_file(model: nn.Module, path: str | Path, ignore: list[str], log
 class Processor:
     """Builds model, data and optimizer from a resolved config, then runs one phase."""
 
-    def __init__(self, cfg: dict, overwrite: bool = False, unsafe_load: bool = False) -> None:
+    def __init__(self, cfg: dict, overwrite: bool = False, unsafe_load: bool = False,
+                 other_vocabulary: bool = False) -> None:
         self.cfg = cfg
         self.unsafe_load = unsafe_load  # --unsafe-load: the user trusts the checkpoints given
+        self.other_vocabulary = other_vocabulary  # --other-vocabulary: weights of another dictionary
         self._last_good = False         # whether <work_dir>/last.pt is known to be readable
         self._datasets: dict[tuple[str, bool], SeededDataset] = {}
         quiet_opencv_threads()
@@ -187,9 +213,10 @@ class Processor:
         self.decoder = build_decoder(cfg, self.gloss_dict, self.model_args)
         if cfg["load_weights"] and not self.resume_path:
             load_weights_file(self.core, cfg["load_weights"], list(cfg["ignore_weights"]), self.log,
-                              unsafe_load)
+                              self.gloss_dict, unsafe_load, other_vocabulary)
         elif cfg["phase"] != "train" and cfg["load_checkpoints"]:
-            load_weights_file(self.core, cfg["load_checkpoints"], [], self.log, unsafe_load)
+            load_weights_file(self.core, cfg["load_checkpoints"], [], self.log, self.gloss_dict,
+                              unsafe_load, other_vocabulary)
         self._check_data()
         prepare_work_dir(self.work_dir, overwrite, self.env)
         self.log.attach()
@@ -382,6 +409,7 @@ class Processor:
     def resume(self, path: Path) -> None:
         """Restore model, optimizer, scheduler, scaler, counters and RNG states from `path`."""
         path, ckpt = self._read_resume_checkpoint(path)
+        check_checkpoint_vocabulary(ckpt, self.gloss_dict, path, allowed=self.other_vocabulary)
         self.core.load_state_dict(model_state_from_checkpoint(ckpt))
         if "optimizer_state_dict" in ckpt:
             self.optimizer.load_state_dict(ckpt["optimizer_state_dict"])
@@ -596,7 +624,8 @@ class TrainingFailed(RuntimeError):
     """The run ended without really training (the message names the batches' videos)."""
 
 
-USER_ERRORS = (TrainingFailed, ConfigError, FileNotFoundError, CheckpointError, CheckpointMismatchError)
+USER_ERRORS = (TrainingFailed, ConfigError, FileNotFoundError, CheckpointError, CheckpointMismatchError,
+               VocabularyMismatchError)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -604,7 +633,8 @@ def main(argv: list[str] | None = None) -> dict:
     cfg, args = resolve_config(argv)
     with warnings.catch_warnings():  # restores the warning hook the run diverts into log.txt
         try:
-            return Processor(cfg, overwrite=args.overwrite, unsafe_load=args.unsafe_load).start()
+            return Processor(cfg, overwrite=args.overwrite, unsafe_load=args.unsafe_load,
+                             other_vocabulary=args.other_vocabulary).start()
         finally:
             shutdown()
 

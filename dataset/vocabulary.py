@@ -51,7 +51,8 @@ def vocabulary_differences(given: Mapping[str, Any], saved: Mapping[str, Any]) -
 
 
 def check_same_vocabulary(given: Mapping[str, Any], saved: Mapping[str, Any], given_source: str,
-                          saved_source: str, option: str) -> None:
+                          saved_source: str, option: str,
+                          remedy: str = "Leave it out to use the checkpoint's own") -> None:
     """Refuse a dictionary other than the checkpoint's own (class i would get another gloss's name)."""
     differences = vocabulary_differences(given, saved)
     if differences:
@@ -59,4 +60,4 @@ def check_same_vocabulary(given: Mapping[str, Any], saved: Mapping[str, Any], gi
             f"{given_source} is not the vocabulary the checkpoint was trained with ({saved_source}): "
             f"{len(differences)} glosses differ (given vs checkpoint: {'; '.join(differences[:3])}"
             f"{' ...' if len(differences) > 3 else ''}), so recognised glosses would get wrong "
-            f"names. Leave it out to use the checkpoint's own, or pass {option} to use it anyway")
+            f"names. {remedy}, or pass {option} to use it anyway")

@@ -447,3 +447,36 @@ def test_unknown_gloss_warning_also_goes_to_log_txt(data, tmp_path):
                              max_skipped_share=1.0), tmp_path)
     log = (work / "log.txt").read_text()
     assert "warning: " in log and "not in the gloss dict" in log and dropped in log
+
+
+def test_weights_of_another_vocabulary_of_the_same_size_are_refused(trained, data, tmp_path, capsys):
+    """Same size, other order: every class would silently get another gloss's name."""
+    import shutil
+
+    import numpy as np
+
+    from utils.npy import load_npy_object
+
+    work, _ = trained
+    vocab = load_npy_object(data["pre"] / "gloss_dict.npy")
+    first, second = sorted(vocab)[:2]
+    swapped = {**vocab, first: [vocab[second][0], vocab[first][1]], second: [vocab[first][0], vocab[second][1]]}
+    (tmp_path / "dict").mkdir()
+    np.save(tmp_path / "dict" / "gloss_dict.npy", swapped)
+    info = {"dict_path": str(tmp_path / "dict" / "gloss_dict.npy"), "info_dir": str(data["pre"])}
+    cfg = write_config(tiny_config(data, tmp_path / "eval", phase="test", dataset_info=info), tmp_path / "c.yaml")
+    weights = str(work / "best_model.pt")
+
+    assert main_module.cli(["--config", str(cfg), "--load-weights", weights]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: dataset_info.dict_path is not the vocabulary"), err
+    assert f"{first}: {vocab[second][0]} vs {vocab[first][0]}" in err[0] and "--other-vocabulary" in err[0]
+    assert main_module.cli(["--config", str(cfg), "--load-weights", weights, "--other-vocabulary"]) == 0
+
+    # Resuming a run under another dictionary is refused the same way.
+    run = tmp_path / "run"
+    shutil.copytree(work, run)
+    resumed = write_config(tiny_config(data, run, num_epoch=3, dataset_info=info), tmp_path / "r.yaml")
+    before = (run / "last.pt").read_bytes()
+    assert main_module.cli(["--config", str(resumed)]) == 2
+    assert "--other-vocabulary" in capsys.readouterr().err and (run / "last.pt").read_bytes() == before

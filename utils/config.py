@@ -222,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unsafe-load", "--unsafe_load", action="store_true", default=False,
                    help="load checkpoints that need arbitrary code to unpickle (torch.load "
                         "weights_only=False); only for files from a source you trust")
+    p.add_argument("--other-vocabulary", "--other_vocabulary", action="store_true", default=False,
+                   help="load weights trained with another gloss dictionary of the same size "
+                        "(refused by default: their classes would get other glosses' names)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any (nested) key, e.g. --set optimizer_args.base_lr=1e-3")
     return p
@@ -233,7 +236,7 @@ NESTED_OPTIONS = {"lm_path": "decode_args", "lm_weight": "decode_args", "word_bo
 
 def cli_overrides(args: argparse.Namespace) -> dict:
     """The config keys given on the command line (dashes become underscores)."""
-    skip = {"config", "overwrite", "set", "unsafe_load"}
+    skip = {"config", "overwrite", "set", "unsafe_load", "other_vocabulary"}
     out: dict = {}
     for key, value in vars(args).items():
         if key in skip or value is None:
