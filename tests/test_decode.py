@@ -200,27 +200,89 @@ def test_fused_wide_beam_finds_best_labelling_of_exhaustive_search() -> None:
         torch.testing.assert_close(result.scores[0, 0].item(), exact[best], atol=1e-4, rtol=0)
 
 
-def test_fused_narrow_beam_matches_exhaustive_as_often_as_plain_beam() -> None:
+def test_fused_and_pruned_narrow_beams_match_exhaustive_as_often_as_plain_beam() -> None:
     from utils.lm import LN_10, TokenLM
 
     model = _gloss_lm()
     gen = torch.Generator().manual_seed(6)
-    hits = {"plain": 0, "fused": 0}
+    # Pruning thresholds scaled to these 4-class outputs (log-probs mostly above -5) so that it acts.
+    pruning = {"token_min_logp": -2.5, "beam_prune_logp": -5.0}
+    hits = {"plain": 0, "fused": 0, "plain pruned": 0, "fused pruned": 0}
     trials, steps, classes = 60, 5, 4
     words = _word_list(classes)
     token_lm = TokenLM(model, words)
+    pruned_tokens = 0
     for _ in range(trials):
         log_probs = (1.5 * torch.randn(1, steps, classes, generator=gen)).log_softmax(-1)
+        pruned_tokens += int((log_probs < pruning["token_min_logp"]).sum())
         plain = _exhaustive(log_probs[0].double())
         for name, lm, weight, bonus in (("plain", None, 0.0, 0.0), ("fused", token_lm, 0.8, 0.5)):
             exact = plain if lm is None else {
                 label: score + weight * model.sentence_log10([words[c] for c in label]) * LN_10
                 + bonus * len(label) for label, score in plain.items()}
-            result = ctc_prefix_beam_search(log_probs, torch.tensor([steps]), beam_width=3, top_k=4,
-                                            lm=lm, lm_weight=weight, word_bonus=bonus)
-            hits[name] += tuple(result.best(0)) == max(exact, key=exact.get)
+            for suffix, options in (("", {}), (" pruned", pruning)):
+                result = ctc_prefix_beam_search(log_probs, torch.tensor([steps]), beam_width=3, top_k=4,
+                                                lm=lm, lm_weight=weight, word_bonus=bonus, **options)
+                hits[name + suffix] += tuple(result.best(0)) == max(exact, key=exact.get)
+    assert pruned_tokens > trials * steps // 2  # the pruning has tokens to skip
     assert 0.5 * trials <= hits["plain"] < trials, hits  # narrow enough to miss sometimes
-    assert hits["fused"] >= hits["plain"] - 0.05 * trials, hits
+    for name in ("fused", "plain pruned", "fused pruned"):
+        assert hits[name] >= hits["plain"] - 0.05 * trials, hits
+
+
+@pytest.mark.parametrize("with_lm", [False, True])
+def test_pruned_search_matches_dict_reference_with_the_same_pruning(with_lm: bool) -> None:
+    from utils.lm import TokenLM
+
+    model, words = _gloss_lm(), _word_list(7)
+    lm_args = {"lm_weight": 0.9, "word_bonus": 0.4} if with_lm else {}
+    gen = torch.Generator().manual_seed(9)
+    for trial in range(8):
+        batch, steps = 4, int(torch.randint(1, 14, (1,), generator=gen))
+        log_probs = (3 * torch.randn(batch, steps, 7, generator=gen)).log_softmax(-1)
+        lengths = torch.randint(0, steps + 1, (batch,), generator=gen)
+        pruning = {"token_min_logp": -1.5 - trial % 3, "beam_prune_logp": -3.0 if trial % 2 else None}
+        result = ctc_prefix_beam_search(log_probs, lengths, 3, 5, lm=TokenLM(model, words) if with_lm else None,
+                                        **lm_args, **pruning)
+        for b in range(batch):
+            ref, score = reference_prefix_beam_search(log_probs[b, :lengths[b]].tolist(), 3, 5,
+                                                      lm=model if with_lm else None, words=words,
+                                                      **lm_args, **pruning)
+            assert result.best(b) == ref
+            torch.testing.assert_close(result.scores[b, 0].item(), score, atol=1e-3, rtol=0)
+
+
+def test_pruning_that_prunes_nothing_is_the_exact_search_and_off_is_the_default() -> None:
+    gen = torch.Generator().manual_seed(10)
+    logits = 3 * torch.randn(6, 15, 9, generator=gen)
+    lengths = torch.tensor([15, 0, 9, 15, 1, 4])
+    exact = ctc_prefix_beam_search(logits.log_softmax(-1), lengths, 4, 6)
+    loose = ctc_prefix_beam_search(logits.log_softmax(-1), lengths, 4, 6, token_min_logp=-1e30,
+                                   beam_prune_logp=-1e30)
+    for field in ("tokens", "lengths", "scores"):
+        assert torch.equal(getattr(exact, field), getattr(loose, field))
+    decoder = Decode(_gloss_dict(8), 9, "beam", beam_width=4, top_k=6)
+    assert not decoder.pruned and decoder.token_min_logp is None and decoder.beam_prune_logp is None
+    assert decoder.decode(logits, lengths) == [
+        [(f"G{label}", pos) for pos, label in enumerate(l for l, _ in groupby(exact.best(b)))]
+        for b in range(6)]
+    for bad in ({"token_min_logp": 1.0}, {"beam_prune_logp": float("nan")}, {"token_min_logp": "x"}):
+        with pytest.raises(ValueError, match="log-probability <= 0"):
+            Decode(_gloss_dict(8), 9, "beam", **bad)
+
+
+def test_prefix_hashes_are_only_candidates(monkeypatch) -> None:
+    # With every prefix hashing alike, the token comparison alone must decide which beams fold.
+    import utils.beam_search as beam_search
+
+    gen = torch.Generator().manual_seed(11)
+    log_probs = (2 * torch.randn(5, 16, 4, generator=gen)).log_softmax(-1)
+    lengths = torch.tensor([16, 11, 16, 3, 8])
+    hashed = ctc_prefix_beam_search(log_probs, lengths, 5, 4)
+    monkeypatch.setattr(beam_search, "_HASH_MOD", 1)
+    colliding = ctc_prefix_beam_search(log_probs, lengths, 5, 4)
+    for field in ("tokens", "lengths", "scores"):
+        assert torch.equal(getattr(hashed, field), getattr(colliding, field))
 
 
 @pytest.mark.parametrize("weight, bonus", [(1.2, 0.3), (-0.3, -0.5)])  # negative: no LM pruning bound

@@ -5,6 +5,7 @@ the device where the logits already are, needs no compiled extension, and prunes
 its ``top_k`` most probable tokens exactly as ctcdecode's default ``cutoff_top_n=40``. With a
 gloss language model (an ARPA file or ``utils.lm.NGramLM``) the beam search is LM-fused:
 score = log P_ctc + lm_weight * ln P_lm + word_bonus * #glosses (``utils.beam_search``).
+``token_min_logp`` / ``beam_prune_logp`` opt in to pyctcdecode's pruning (faster, not exact).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from itertools import groupby
 import torch
 from torch import Tensor
 
-from utils.beam_search import ctc_prefix_beam_search
+from utils.beam_search import check_pruning, ctc_prefix_beam_search
 from utils.lm import NGramLM, TokenLM, read_arpa
 
 Sentence = list[tuple[str, int]]
@@ -29,7 +30,8 @@ class Decode:
     def __init__(self, gloss_dict: Mapping[str, Sequence[int]], num_classes: int, search_mode: str,
                  blank_id: int = 0, beam_width: int = 10, top_k: int = 40,
                  lm: NGramLM | str | os.PathLike | None = None, lm_weight: float = 0.0,
-                 word_bonus: float = 0.0) -> None:
+                 word_bonus: float = 0.0, token_min_logp: float | None = None,
+                 beam_prune_logp: float | None = None) -> None:
         if search_mode not in SEARCH_MODES:
             raise ValueError(f"search_mode must be one of {SEARCH_MODES}, got {search_mode!r}")
         if not isinstance(gloss_dict, Mapping):
@@ -46,9 +48,14 @@ class Decode:
         self.blank_id = blank_id
         self.beam_width = beam_width
         self.top_k = top_k
+        check_pruning(token_min_logp, beam_prune_logp)
+        self.token_min_logp = token_min_logp  # None: exact search (no pruning beyond top_k)
+        self.beam_prune_logp = beam_prune_logp
+        self.pruned = token_min_logp is not None or beam_prune_logp is not None
         if lm is not None and search_mode != "beam":
             raise ValueError("a language model needs search_mode 'beam' (greedy decoding cannot use it)")
         self.lm = read_arpa(lm) if isinstance(lm, (str, os.PathLike)) else lm
+        self.lm_path = str(lm) if isinstance(lm, (str, os.PathLike)) else None  # reported in results
         self.lm_weight = float(lm_weight)
         self.word_bonus = float(word_bonus)
         self._token_lms: dict[torch.device, TokenLM] = {}  # LM tables per device, built on first use
@@ -87,14 +94,13 @@ class Decode:
                    probs: bool = False) -> list[Sentence]:
         """Prefix beam search on (B,T,C) scores; repeated glosses of the best prefix merged."""
         vid_lgt = _checked_lengths(vid_lgt, nn_output.shape[0], nn_output.shape[1], nn_output.device)
-        if probs:
-            # Probabilities of 0 give -inf, which the search treats as an impossible token.
-            log_probs = nn_output.float().clamp(min=0).log()
-        else:
-            log_probs = nn_output.float().log_softmax(-1)
-        result = ctc_prefix_beam_search(log_probs, vid_lgt, self.beam_width, self.top_k,
-                                        self.blank_id, self.token_lm(log_probs.device),
-                                        self.lm_weight, self.word_bonus)
+        # Normalised inside the search, for the frames within the lengths only. Probabilities
+        # of 0 give -inf, which the search treats as an impossible token.
+        transform = _log_of_probs if probs else _log_softmax
+        result = ctc_prefix_beam_search(nn_output, vid_lgt, self.beam_width, self.top_k,
+                                        self.blank_id, self.token_lm(nn_output.device),
+                                        self.lm_weight, self.word_bonus, self.token_min_logp,
+                                        self.beam_prune_logp, transform)
         lengths = result.lengths[:, 0].tolist()
         best = result.tokens[:, 0].tolist()
         # As the original: "A _ A" decodes to one A (consecutive equal glosses merged).
@@ -123,6 +129,16 @@ class Decode:
         except KeyError as err:
             raise KeyError(f"class index {err.args[0]} has no gloss in gloss_dict; num_classes="
                            f"{self.num_classes} must be len(gloss_dict) + 1") from None
+
+
+def _log_softmax(scores: Tensor) -> Tensor:
+    """Log-probabilities of (N, C) float logits."""
+    return scores.log_softmax(-1)
+
+
+def _log_of_probs(probs: Tensor) -> Tensor:
+    """Log of (N, C) float probabilities (negatives clamped to 0, whose log is -inf)."""
+    return probs.clamp(min=0).log()
 
 
 def _merge_repeats(labels: Sequence[int]) -> list[int]:
