@@ -126,7 +126,8 @@ def build_decoder(cfg: Mapping[str, Any], gloss_dict: Mapping[str, Any], model_a
     try:
         return Decode(gloss_dict, int(model_args["num_classes"]), str(model_args["search_mode"]),
                       beam_width=int(model_args["beam_width"]), lm=args["lm_path"] or None,
-                      lm_weight=float(args["lm_weight"]), word_bonus=float(args["word_bonus"]))
+                      lm_weight=float(args["lm_weight"]), word_bonus=float(args["word_bonus"]),
+                      token_min_logp=args["token_min_logp"], beam_prune_logp=args["beam_prune_logp"])
     except ValueError as exc:  # a malformed ARPA file or a greedy mode with an LM
         raise ConfigError(f"decode_args / decode_mode: {exc}") from exc
 
@@ -573,7 +574,8 @@ class Processor:
             return None
         self.log(f"{split} ({tag}): evaluation {time.perf_counter() - start:.2f} s, of which decoding "
                  f"{self.decoder.seconds - decode_before:.2f} s ({self.decoder.search_mode}"
-                 f"{', LM ' + str(decode_args['lm_path']) if decode_args['lm_path'] else ''})")
+                 f"{', LM ' + str(decode_args['lm_path']) if decode_args['lm_path'] else ''}"
+                 f"{', pruned' if self.decoder.pruned else ''})")
         if logits is not None:
             from utils.split_logits import class_glosses, save_split_logits
 

@@ -24,6 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="ARPA gloss language model fused into the beam search (preprocess/gloss_lm.py)")
     parser.add_argument("--lm_weight", type=float, default=0.5, help="LM weight alpha (default 0.5)")
     parser.add_argument("--word_bonus", type=float, default=0.0, help="per-gloss bonus beta (default 0)")
+    parser.add_argument("--token_min_logp", type=float, default=None,
+                        help="beam search skips tokens below this log-prob, e.g. -5 (default: exact search)")
+    parser.add_argument("--beam_prune_logp", type=float, default=None,
+                        help="beam search drops beams this far below the best, e.g. -10 (default: none)")
     return parser
 
 
@@ -31,11 +35,12 @@ def recognise(args: argparse.Namespace) -> dict:
     """Run the model on the video and return the result as a JSON-ready dict."""
     loaded, clip = load_model_and_video(args)
     decoder = None
-    if args.lm_path:
+    if args.lm_path or args.token_min_logp is not None or args.beam_prune_logp is not None:
         decoder = Decode(loaded.gloss_dict, loaded.num_classes, loaded.search_mode,
                          beam_width=loaded.beam_width, lm=args.lm_path, lm_weight=args.lm_weight,
-                         word_bonus=args.word_bonus)
-    return {**recognise_clip(loaded, clip, decoder)[0], "lm_path": args.lm_path}
+                         word_bonus=args.word_bonus, token_min_logp=args.token_min_logp,
+                         beam_prune_logp=args.beam_prune_logp)
+    return recognise_clip(loaded, clip, decoder)[0]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,7 @@ import json
 import random
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -48,10 +48,13 @@ def candidate_pairs(alphas: Sequence[float], betas: Sequence[float], random_tria
 
 
 def decode_wer(split: SplitLogits, lm: NGramLM | None, alpha: float, beta: float, stm: Path,
-               dataset: str, beam_width: int, device: torch.device, work: Path) -> dict:
-    """Decode the whole split in one call and score it; the scorer's result dict."""
+               dataset: str, beam_width: int, device: torch.device, work: Path,
+               pruning: Mapping[str, float | None] | None = None) -> dict:
+    """Decode the whole split in one call and score it; the scorer's result dict.
+
+    `pruning`: Decode's token_min_logp / beam_prune_logp (none: the exact search)."""
     decoder = Decode(split.gloss_dict(), len(split.glosses), "beam", blank_id=split.blank_id,
-                     beam_width=beam_width, lm=lm, lm_weight=alpha, word_bonus=beta)
+                     beam_width=beam_width, lm=lm, lm_weight=alpha, word_bonus=beta, **(pruning or {}))
     sentences = decoder.decode(split.logits.to(device), split.lengths, batch_first=True)
     ctm = work / "hyp.ctm"
     write_ctm(ctm, {fileid: [g for g, _ in sentence] for fileid, sentence in zip(split.ids, sentences)})
@@ -59,14 +62,15 @@ def decode_wer(split: SplitLogits, lm: NGramLM | None, alpha: float, beta: float
 
 
 def tune(split: SplitLogits, lm: NGramLM, pairs: Sequence[tuple[float, float]], stm: Path, dataset: str,
-         beam_width: int = 10, device: torch.device = torch.device("cpu")) -> dict:
+         beam_width: int = 10, device: torch.device = torch.device("cpu"),
+         pruning: Mapping[str, float | None] | None = None) -> dict:
     """WER without the LM and for every pair; the best pair (lowest WER, first on ties)."""
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        baseline = decode_wer(split, None, 0.0, 0.0, stm, dataset, beam_width, device, work)
+        baseline = decode_wer(split, None, 0.0, 0.0, stm, dataset, beam_width, device, work, pruning)
         rows = []
         for alpha, beta in pairs:
-            result = decode_wer(split, lm, alpha, beta, stm, dataset, beam_width, device, work)
+            result = decode_wer(split, lm, alpha, beta, stm, dataset, beam_width, device, work, pruning)
             rows.append({"lm_weight": alpha, "word_bonus": beta, "wer": result["wer"],
                          "sub": result["sub"], "del": result["del"], "ins": result["ins"]})
     best = min(rows, key=lambda row: row["wer"]) if rows else None
@@ -103,6 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--beam-width", type=int, default=10)
     parser.add_argument("--device", default="cpu", help="'cpu' or e.g. 'cuda:0'")
+    parser.add_argument("--token-min-logp", type=float, default=None,
+                        help="decode with this token pruning, e.g. -5 (default: the exact search)")
+    parser.add_argument("--beam-prune-logp", type=float, default=None,
+                        help="decode with this beam pruning, e.g. -10 (default: none)")
     args = parser.parse_args(argv)
     try:
         split = load_split_logits(args.logits)
@@ -111,7 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError("--alphas and --betas need at least one value each")
         pairs = candidate_pairs(args.alphas, args.betas, args.random, args.seed)
         summary = tune(split, lm, pairs, Path(args.stm), args.dataset, args.beam_width,
-                       torch.device(args.device))
+                       torch.device(args.device), {"token_min_logp": args.token_min_logp,
+                                                   "beam_prune_logp": args.beam_prune_logp})
     except (FileNotFoundError, ValueError, ScoringInputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

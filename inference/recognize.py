@@ -85,6 +85,7 @@ def recognise_clip(loaded: LoadedModel, clip: VideoClip,
         "video": clip.source, "reader": clip.backend, "total_frames": clip.total_frames,
         "num_frames": prepared.num_frames, "output_steps": steps, "temporal_stride": prepared.stride,
         "search_mode": loaded.search_mode, "beam_width": loaded.beam_width,
+        "lm_path": decoder.lm_path if decoder is not None else None,
         "sentence": " ".join(glosses), "glosses": describe(rec, prepared, clip.source_indices),
     }
     return result, rec, prepared

@@ -71,6 +71,16 @@ def test_type_and_value_errors_name_the_key(tmp_path):
         resolve_config(["--set", "batch_size"])
 
 
+def test_pruning_options_set_decode_args_and_default_to_the_exact_search():
+    cfg, _ = resolve_config([])
+    assert cfg["decode_args"]["token_min_logp"] is None and cfg["decode_args"]["beam_prune_logp"] is None
+    cfg, _ = resolve_config(["--token-min-logp", "-5", "--beam-prune-logp", "-10"])
+    assert (cfg["decode_args"]["token_min_logp"], cfg["decode_args"]["beam_prune_logp"]) == (-5.0, -10.0)
+    for bad in ("token_min_logp=2", "beam_prune_logp=near", "token_min_logp=true"):
+        with pytest.raises(ConfigError, match=f"decode_args.{bad.split('=')[0]}"):
+            resolve_config(["--set", f"decode_args.{bad}"])
+
+
 def test_dataset_files_extend_the_baseline():
     cfg, _ = resolve_config(["--config", str(REPO / "config" / "phoenix2014-T.yaml")])
     assert cfg["dataset"] == "phoenix2014-T"

@@ -106,8 +106,23 @@ def test_tuning_command_writes_table_and_best_pair(tmp_path, capsys) -> None:
     assert summary["table"][0]["wer"] == summary["no_lm_wer"]
     assert tune_main(args + ["--random", "3", "--alphas", "0,2", "--betas=-1,1"]) == 0
     assert len(json.loads((tmp_path / "tune" / "best.json").read_text())["table"]) == 3
+    assert tune_main(args + ["--alphas", "1", "--betas", "2", "--token-min-logp", "-5",
+                             "--beam-prune-logp", "-10"]) == 0  # pruned decoding, same table
+    assert len(json.loads((tmp_path / "tune" / "best.json").read_text())["table"]) == 1
     assert tune_main(args[:2] + ["--lm", str(tmp_path / "nope.arpa")] + args[4:]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_evaluation_decoder_takes_the_pruning_of_decode_args() -> None:
+    from main import build_decoder
+    from utils.config import default_config
+
+    cfg = default_config()
+    model_args = {"num_classes": NUM_CLASSES, "search_mode": "beam", "beam_width": 4}
+    assert not build_decoder(cfg, GLOSSES, model_args).pruned  # default: the exact search
+    cfg["decode_args"].update(token_min_logp=-5.0, beam_prune_logp=-10.0)
+    decoder = build_decoder(cfg, GLOSSES, model_args)
+    assert (decoder.token_min_logp, decoder.beam_prune_logp) == (-5.0, -10.0)
 
 
 def test_random_search_stays_in_the_ranges() -> None:

@@ -181,6 +181,8 @@ def test_language_model_options(assets, capsys, tmp_path):
     fused = _run_json(capsys, *base, "--lm_path", str(tmp_path / "lm.arpa"), "--lm_weight", "0.3")
     assert fused["lm_path"] == str(tmp_path / "lm.arpa") and plain["lm_path"] is None
     assert fused["sentence"] == plain["sentence"]  # the LM agrees with this well-recognised clip
+    pruned = _run_json(capsys, *base, "--token_min_logp", "-5", "--beam_prune_logp", "-10")
+    assert pruned == plain  # same keys (lm_path null); pyctcdecode's pruning keeps this clip's glosses
     err = _error(capsys, test_one_video, *base[:4], "--search_mode", "max", "--lm_path",
                  str(tmp_path / "lm.arpa"))
     assert "search_mode 'beam'" in err

@@ -69,6 +69,9 @@ def default_config() -> dict:
             "lm_path": None,        # ARPA gloss LM for shallow fusion (preprocess/gloss_lm.py builds one)
             "lm_weight": 0.5,       # alpha: weight of ln P_lm (tune with tune_lm.py)
             "word_bonus": 0.0,      # beta: added per gloss
+            # Opt-in pruning as pyctcdecode's (null = the exact search, ctcdecode's top-40 tokens):
+            "token_min_logp": None,   # e.g. -5: skip a frame's tokens below this log-prob (best kept)
+            "beam_prune_logp": None,  # e.g. -10: drop beams this far below the best one
             "chunk_size": 1024,     # evaluation decodes this many videos per beam-search call
             "save_logits": True,    # --phase test saves <split>-logits.pt for tune_lm.py
         },
@@ -211,6 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("lm-path", help="ARPA gloss language model for beam-search fusion (decode_args.lm_path)")
     add("lm-weight", type=float, help="LM weight alpha (decode_args.lm_weight)")
     add("word-bonus", type=float, help="per-gloss bonus beta (decode_args.word_bonus)")
+    add("token-min-logp", type=float, help="beam search skips tokens below this log-prob, e.g. -5 "
+        "(decode_args.token_min_logp; default: none, the exact search)")
+    add("beam-prune-logp", type=float, help="beam search drops beams this far below the best, e.g. -10 "
+        "(decode_args.beam_prune_logp; default: none)")
     add("amp", choices=AMP_MODES, help="mixed precision: fp16 (CUDA, grad scaler) or bf16")
     add("grad-accum", type=int, help="accumulate gradients over N batches per optimizer step")
     add("clip-grad-norm", type=float, help="clip the gradient norm to this value (0 = off)")
@@ -231,7 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Command-line options that set a key of a nested section.
-NESTED_OPTIONS = {"lm_path": "decode_args", "lm_weight": "decode_args", "word_bonus": "decode_args"}
+NESTED_OPTIONS = {key: "decode_args" for key in ("lm_path", "lm_weight", "word_bonus", "token_min_logp",
+                                                  "beam_prune_logp")}
 
 
 def cli_overrides(args: argparse.Namespace) -> dict:
@@ -301,6 +309,12 @@ def validate(cfg: Mapping[str, Any]) -> None:
     if decode["lm_path"] and cfg["decode_mode"] != "beam":
         raise ConfigError("key 'decode_args.lm_path' needs decode_mode: beam (greedy decoding "
                           "cannot use a language model)")
+    for key in ("token_min_logp", "beam_prune_logp"):
+        value = decode[key]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not value <= 0.0):
+            raise ConfigError(f"key 'decode_args.{key}' must be a log-probability <= 0 (pyctcdecode's "
+                              f"defaults: token_min_logp -5, beam_prune_logp -10) or null, got {decode[key]!r}")
     if int(decode["chunk_size"]) < 1:
         raise ConfigError(f"key 'decode_args.chunk_size' must be >= 1, got {decode['chunk_size']!r}")
     if not 0.0 <= float(cfg["max_skipped_share"]) <= 1.0:
