@@ -13,11 +13,14 @@ References, on the same logits, beam width and LM (alpha, beta):
   unk_score_offset is set to 0 so that unknown words score as <unk> does in KenLM and ours;
 - our per-sample dict-based prefix beam search (utils.beam_search.reference_prefix_beam_search),
   whose LM scoring is the ARPA reader's dict lookups, independent of the device tables.
-pyctcdecode is timed on `--reference-subset` sequences and its rate extrapolated per sentence;
-the rounds alternate ours / pyctcdecode.
+Ours runs in two modes: exact (the default: ctcdecode's top-40 tokens every step) and pruned
+(opt-in `token_min_logp`/`beam_prune_logp`, here pyctcdecode's defaults -5/-10, which
+pyctcdecode always applies). pyctcdecode is timed on `--reference-subset` sequences and its rate
+extrapolated per sentence; the rounds alternate ours exact / ours pruned / pyctcdecode.
 
     python bench/decode.py [--sequences 540] [--frames 50] [--classes 1296] [--beam-width 10]
                            [--agreement 300] [--alpha 0.5] [--beta 1.0] [--threads 1]
+                           [--token-min-logp -5] [--beam-prune-logp -10] [--rounds 3]
 """
 from __future__ import annotations
 
@@ -50,10 +53,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--top-k", type=int, default=40)
     parser.add_argument("--alpha", type=float, default=0.5, help="LM weight")
     parser.add_argument("--beta", type=float, default=1.0, help="per-gloss bonus")
+    parser.add_argument("--token-min-logp", type=float, default=-5.0,
+                        help="our pruned mode (pyctcdecode's default)")
+    parser.add_argument("--beam-prune-logp", type=float, default=-10.0,
+                        help="our pruned mode (pyctcdecode's default)")
     parser.add_argument("--agreement", type=int, default=300, help="sequences checked for agreement")
     parser.add_argument("--reference-subset", type=int, default=100,
                         help="sequences timed with pyctcdecode (extrapolated per sentence)")
-    parser.add_argument("--rounds", type=int, default=2, help="alternating timing rounds")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating timing rounds")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
@@ -164,9 +171,12 @@ def main() -> None:
                                             args.seed + 1)
     words = [None] + [f"G{i}" for i in range(1, args.classes)]
     gloss_dict = {f"G{i}": [i, 1] for i in range(1, args.classes)}
-    plain = Decode(gloss_dict, args.classes, "beam", beam_width=args.beam_width, top_k=args.top_k)
-    fused = Decode(gloss_dict, args.classes, "beam", beam_width=args.beam_width, top_k=args.top_k,
-                   lm=lm, lm_weight=args.alpha, word_bonus=args.beta)
+    pruning = {"token_min_logp": args.token_min_logp, "beam_prune_logp": args.beam_prune_logp}
+    lm_args = {"lm": lm, "lm_weight": args.alpha, "word_bonus": args.beta}
+    ours = {(name, mode): Decode(gloss_dict, args.classes, "beam", beam_width=args.beam_width,
+                                 top_k=args.top_k, **(lm_args if name == "LM" else {}),
+                                 **(pruning if mode == "pruned" else {}))
+            for name in ("plain", "LM") for mode in ("exact", "pruned")}
     dev_lp, dev_len = log_probs.to(device), lengths.to(device)
     rows = [log_probs[b, :lengths[b]].numpy() for b in range(args.sequences)]
     try:
@@ -178,54 +188,66 @@ def main() -> None:
              "LM": build_pyctcdecode(args.classes, arpa, args.alpha, args.beta) if has_kenlm else None}
     print(f"workload: {args.sequences} sequences x <= {args.frames} steps x {args.classes} classes "
           f"(mean length {lengths.float().mean():.1f}), beam {args.beam_width}; ours: top-{args.top_k} "
-          f"tokens per step, {device}, {torch.get_num_threads()} thread(s); LM: 3-gram of 5000 sentences "
-          f"({len(lm.probs)} n-grams), alpha {args.alpha}, beta {args.beta}")
-    print(f"pyctcdecode: {'installed' if pyctc['plain'] else 'NOT installed'}; kenlm: "
+          f"tokens per step (exact), or pruned (token_min_logp {args.token_min_logp}, beam_prune_logp "
+          f"{args.beam_prune_logp}), {device}, {torch.get_num_threads()} thread(s); LM: 3-gram of 5000 "
+          f"sentences ({len(lm.probs)} n-grams), alpha {args.alpha}, beta {args.beta}")
+    print(f"pyctcdecode: {'installed' if pyctc['plain'] else 'NOT installed'} (its default pruning: "
+          f"token_min_logp -5, beam_prune_logp -10); kenlm: "
           f"{'installed' if has_kenlm else 'NOT installed (LM reference: the dict-based search only)'}")
 
     # ---- agreement ----------------------------------------------------------------------------
     n = min(args.agreement, args.sequences)
-    ours = {name: [merged(s) for s in _best(dec, dev_lp[:n], dev_len[:n])]
-            for name, dec in (("plain", plain), ("LM", fused))}
+    best = {key: [merged(s) for s in _best(dec, dev_lp[:n], dev_len[:n])] for key, dec in ours.items()}
     for name in ("plain", "LM"):
         reference = [merged(reference_prefix_beam_search(
             rows[b].tolist(), args.beam_width, args.top_k,
             lm=lm if name == "LM" else None, words=words, lm_weight=args.alpha,
             word_bonus=args.beta)[0]) for b in range(n)]
-        same = sum(a == b for a, b in zip(ours[name], reference))
-        print(f"agreement {name:5s} vs dict-based reference search: {same}/{n} "
-              f"({100.0 * same / n:.1f}%) identical best hypotheses")
-        if pyctc[name] is not None:
-            theirs = [merged(pyctc_best(pyctc[name], rows[b], args.beam_width)) for b in range(n)]
-            same = sum(a == b for a, b in zip(ours[name], theirs))
-            print(f"agreement {name:5s} vs pyctcdecode{'+kenlm' if name == 'LM' else ''}: {same}/{n} "
-                  f"({100.0 * same / n:.1f}%) identical best hypotheses")
-    for name in ("plain", "LM"):
-        errors = sum(_edit_distance(h, t) for h, t in zip(ours[name], truths[:n]))
-        print(f"gloss error rate of ours ({name}) against the generated sentences: "
+        theirs = ([merged(pyctc_best(pyctc[name], rows[b], args.beam_width)) for b in range(n)]
+                  if pyctc[name] is not None else None)
+        label = "pyctcdecode" + ("+kenlm" if name == "LM" else "")
+        for mode in ("exact", "pruned"):
+            pairs = [("dict-based reference search (exact)", reference)]
+            if mode == "pruned":
+                pairs.append(("ours exact", best[name, "exact"]))
+            if theirs is not None:
+                pairs.append((label, theirs))
+            for other, hyps in pairs:
+                same = sum(a == b for a, b in zip(best[name, mode], hyps))
+                print(f"agreement {name:5s} ours {mode:6s} vs {other}: {same}/{n} "
+                      f"({100.0 * same / n:.1f}%) identical best hypotheses")
+    for key, hyps in best.items():
+        errors = sum(_edit_distance(h, t) for h, t in zip(hyps, truths[:n]))
+        print(f"gloss error rate of ours ({key[0]}, {key[1]}) against the generated sentences: "
               f"{100.0 * errors / sum(len(t) for t in truths[:n]):.2f}%")
 
     # ---- speed --------------------------------------------------------------------------------
     subset = min(args.reference_subset, args.sequences)
-    for name, dec in (("plain", plain), ("LM", fused)):
-        dec.decode(dev_lp[:8], dev_len[:8])  # warm-up (allocator, LM tables)
-        fast, slow = [], []
-        for _ in range(args.rounds):
-            start = time.perf_counter()
-            dec.decode(dev_lp, dev_len)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            fast.append(args.sequences / (time.perf_counter() - start))
+    for name in ("plain", "LM"):
+        rates: dict[str, list[float]] = {"exact": [], "pruned": [], "reference": []}
+        for mode in ("exact", "pruned"):
+            ours[name, mode].decode(dev_lp[:8], dev_len[:8])  # warm-up (allocator, LM tables)
+        for _ in range(args.rounds):  # alternating: ours exact, ours pruned, pyctcdecode
+            for mode in ("exact", "pruned"):
+                start = time.perf_counter()
+                ours[name, mode].decode(dev_lp, dev_len)
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                rates[mode].append(args.sequences / (time.perf_counter() - start))
             if pyctc[name] is not None:
                 start = time.perf_counter()
                 for b in range(subset):
                     pyctc[name].decode(rows[b], beam_width=args.beam_width)
-                slow.append(subset / (time.perf_counter() - start))
-        line = f"speed {name:5s}: ours {max(fast):.1f} sentences/s (one call of {args.sequences})"
-        if slow:
-            line += (f"; pyctcdecode{'+kenlm' if name == 'LM' else ''} {max(slow):.1f} sentences/s "
-                     f"(timed on {subset}); ratio {max(fast) / max(slow):.1f}x")
-        print(line + f" [best of {args.rounds} alternating rounds]")
+                rates["reference"].append(subset / (time.perf_counter() - start))
+        label = "pyctcdecode" + ("+kenlm" if name == "LM" else "")
+        line = (f"speed {name:5s} [best of {args.rounds} alternating rounds]: ours exact "
+                f"{max(rates['exact']):.1f}, ours pruned {max(rates['pruned']):.1f} sentences/s "
+                f"(one call of {args.sequences})")
+        if rates["reference"]:
+            ref = max(rates["reference"])
+            line += (f"; {label} {ref:.1f} sentences/s (timed on {subset}); ratio exact "
+                     f"{max(rates['exact']) / ref:.2f}x, pruned {max(rates['pruned']) / ref:.2f}x")
+        print(line)
     tmp.cleanup()
 
 
