@@ -25,8 +25,17 @@ class FrameConv(nn.Conv3d):
 
     def forward(self, frames: Tensor) -> Tensor:  # type: ignore[override]
         """Convolve each frame with the (k, k) view of the stored (O, I, 1, k, k) weight."""
-        return F.conv2d(frames, self.weight.squeeze(2), self.bias, self.stride[1:],
-                        self.padding[1:], 1, self.groups)
+        stride = self.stride[1:]
+        if (stride != (1, 1) and self.kernel_size[1:] == (1, 1) and self.padding[1:] == (0, 0)
+                and frames.device.type == "cpu"
+                and frame_memory_format(frames) == torch.channels_last):
+            # oneDNN's weight gradient of a strided 1x1 conv on channels-last CPU frames writes
+            # past its buffer (torch 2.13: heap corruption, seen as glibc aborts). A 1x1 conv
+            # reads only the pixels its stride lands on: take them, then convolve unstrided
+            # (the same products; oneDNN may sum them in another order, a float32 rounding).
+            frames, stride = frames[:, :, ::stride[0], ::stride[1]], (1, 1)
+        return F.conv2d(frames, self.weight.squeeze(2), self.bias, stride, self.padding[1:], 1,
+                        self.groups)
 
 
 class TemporalConv3d(nn.Conv3d):
