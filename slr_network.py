@@ -91,8 +91,8 @@ class SLRModel(nn.Module):
             framewise, aux = x, []
         conv = self.conv1d(framewise, len_x)
         feat_len = conv["feat_len"]
-        sequence = self.classifier(self.temporal_model(conv["visual_feat"], feat_len))
         aux_logits = [self.classifier(a.permute(2, 0, 1)) for a in aux]
+        sequence = self._sequence_logits(conv["visual_feat"], feat_len)
         decode = not self.training and self.decoder is not None
         return {
             "feat_len": feat_len,
@@ -186,6 +186,15 @@ class SLRModel(nn.Module):
             raise ValueError(f"input lengths {len_x.tolist()} are too short for the temporal stack "
                              f"{self.kernel_sizes}: they leave {left.tolist()} frames")
         return len_x
+
+    # Eager under torch.compile, as the last tensor work of `forward`: Dynamo traces neither
+    # nn.LSTM nor pack_padded_sequence (the graph would break inside anyway) and inductor has
+    # nothing to fuse there, so the compiled graph ends cleanly before it and nothing after it
+    # is compiled again for every new length.
+    @torch.compiler.disable
+    def _sequence_logits(self, visual: Tensor, feat_len: Tensor) -> Tensor:
+        """BiLSTM over the temporal stack's (T', B, H) features, then the shared classifier."""
+        return self.classifier(self.temporal_model(visual, feat_len))
 
     def _decode(self, logits: Tensor, feat_len: Tensor) -> list:
         """Decoded sentences of (T', B, classes) logits."""

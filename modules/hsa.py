@@ -60,8 +60,22 @@ def temporal_stack(kernel_sizes: Sequence[str], in_channels: int, hidden_size: i
                        nn.ReLU(inplace=True)]
             in_channels = hidden_size
         else:
-            layers.append(nn.MaxPool1d(size))
+            layers.append(TemporalMaxPool(size))
     return nn.Sequential(*layers)
+
+
+class TemporalMaxPool(nn.MaxPool1d):
+    """nn.MaxPool1d(k) over (N, C, T), run as a (1, k) max_pool2d: the same values and gradients
+    (first maximum wins a tie), and the time length stays symbolic under torch.compile, where
+    max_pool1d's composite kernel specialises it (a recompile for every length)."""
+
+    def __init__(self, kernel_size: int) -> None:
+        super().__init__(kernel_size)
+
+    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+        """Pool time by `kernel_size` (floor: a last incomplete window is dropped)."""
+        k = self.kernel_size
+        return F.max_pool2d(x.unsqueeze(-2), (1, k), (1, k)).squeeze(-2)
 
 
 class HierarchicalBranch(nn.Module):
