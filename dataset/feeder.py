@@ -15,6 +15,7 @@ import torch.utils.data as data
 from dataset.collate import pad_collate
 from dataset.hints import FrameSource, FramesError, damaged_frames_hint, missing_frames_hint
 from dataset.layout import check_dataset, frames_root
+from dataset.pack_freshness import stale_videos
 from dataset.packed import PackedFrames, PackError, read_rgb
 from dataset.transforms import VideoTransform, build_transform
 from utils.npy import load_npy_object
@@ -127,6 +128,17 @@ class BaseFeeder(data.Dataset):
                 raise PackError(f"{len(missing)} videos of {mode} are not in the pack {packed_dir} "
                                 f"(first: {missing[:3]}): the pack was made for other info files; "
                                 "re-run preprocessing with --pack")
+            self._check_pack_is_current(packed_dir)
+
+    def _check_pack_is_current(self, packed_dir: Path) -> None:
+        """Refuse a pack older than the resized frames beside it (preprocessing redid videos since)."""
+        video_dirs = {e["fileid"]: self.frames_dir / posixpath.dirname(e["folder"]) for e in self.inputs_list}
+        stale = stale_videos(self._pack.index.get("frames_from") or {}, video_dirs)
+        if stale:
+            raise PackError(f"the pack {packed_dir} of the {self.mode} split holds older frames of {len(stale)} "
+                            f"videos than {self.frames_dir} (first: {stale[:3]}): they were resized again "
+                            f"after packing; re-run the preprocessing with --pack (it rewrites only the "
+                            f"stale splits)")
 
     def _report_unknown(self, unknown: Mapping[str, int], policy: str) -> None:
         """Warn once (or raise) listing glosses of this split that the gloss dict lacks."""

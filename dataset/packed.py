@@ -26,6 +26,7 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
+from dataset.pack_freshness import frames_record
 from utils.atomic import atomic_path
 
 PACK_VERSION = 2
@@ -233,7 +234,8 @@ def write_packed(
             np.save(handle, rows)
     os.replace(data_partial, paths.data(fmt))
     index = {**settings, "source": signature, "frame_shape": shape or [0, 0, 3], "num_frames": frames_done,
-             "data_bytes": bytes_done, "videos": entries}
+             "data_bytes": bytes_done, "videos": entries,
+             "frames_from": {fileid: frames_record(Path(frames[0]).parent) for fileid, frames in videos if frames}}
     with atomic_path(paths.index) as tmp:
         tmp.write_text(json.dumps(index), encoding="utf-8")
     paths.progress.unlink(missing_ok=True)

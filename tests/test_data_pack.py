@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import preprocess.pack as pack_module
-from dataset.feeder import BaseFeeder
+from dataset.feeder import BaseFeeder, load_info
 from dataset.packed import PackedFrames, PackError, packed_paths, read_rgb, write_packed
 from dataset.synthetic import generate
 from preprocess.cli import main as preprocess
@@ -192,3 +192,30 @@ def test_current_pack_is_kept_and_changed_frames_are_repacked(prepared, tmp_path
         os.utime(frames[0], ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert _pack_cli(prepared, tmp_path, "--repack") == 0
     assert "up to date" not in capsys.readouterr().out
+
+
+def test_training_refuses_a_pack_older_than_the_resized_frames(prepared, tmp_path):
+    """Frames resized again after packing (sources changed): the feeder names the stale videos."""
+    import cv2
+
+    from dataset.layout import raw_frames_root
+
+    root, out = tmp_path / "raw", tmp_path / "pre"
+    shutil.copytree(prepared["root"], root)
+    cli = ["--dataset-root", str(root), "--output-dir", str(out), "--output-res", RES, "-p"]
+    assert preprocess("phoenix2014", [*cli, "--pack"]) == 0
+    data = {**prepared, "root": root, "out": out}
+    _feeder(data, "dev", packed=True)  # current: opens
+    entry = load_info(out / "dev_info.npy")[0]
+    source = sorted((raw_frames_root("phoenix2014", root) / os.path.dirname(entry["folder"])).glob("*.png"))[0]
+    cv2.imwrite(str(source), 255 - cv2.imread(str(source)))  # a corrected source frame
+    assert preprocess("phoenix2014", cli) == 0  # resized again, not re-packed (it warns)
+    with pytest.raises(PackError, match=f"older frames of 1 videos.*{entry['fileid']}.*--pack"):
+        _feeder(data, "dev", packed=True)
+    _feeder(data, "train", packed=True)  # other splits are unaffected
+    assert preprocess("phoenix2014", [*cli, "--pack"]) == 0
+    _feeder(data, "dev", packed=True)
+    # A pack copied without the resized frames is all there is: nothing to compare with.
+    shutil.rmtree(root)
+    root.mkdir()
+    _feeder(data, "dev", packed=True)
