@@ -74,7 +74,20 @@ def tune(split: SplitLogits, lm: NGramLM, pairs: Sequence[tuple[float, float]], 
             rows.append({"lm_weight": alpha, "word_bonus": beta, "wer": result["wer"],
                          "sub": result["sub"], "del": result["del"], "ins": result["ins"]})
     best = min(rows, key=lambda row: row["wer"]) if rows else None
-    return {"no_lm_wer": baseline["wer"], "best": best, "table": rows}
+    return {"no_lm_wer": baseline["wer"], "best": best, "table": rows,
+            "at_edge": grid_edges(best, pairs) if best else []}
+
+
+def grid_edges(best: Mapping[str, float], pairs: Sequence[tuple[float, float]]) -> list[str]:
+    """Which of the searched ranges' ends the best pair lies on (a wider range may do better)."""
+    alphas, betas = [a for a, _ in pairs], [b for _, b in pairs]
+    edges = []
+    for key, values in (("lm_weight", alphas), ("word_bonus", betas)):
+        if len(set(values)) > 1 and best[key] == max(values):
+            edges.append(f"highest {key}")
+        if len(set(values)) > 1 and best[key] == min(values) and not (key == "lm_weight" and best[key] <= 0):
+            edges.append(f"lowest {key}")
+    return edges
 
 
 def write_outputs(out_dir: Path, summary: dict) -> None:
@@ -100,8 +113,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="gloss normalisation of the scorer")
     parser.add_argument("--alphas", type=parse_floats, default=parse_floats("0,0.25,0.5,0.75,1,1.5,2"),
                         help="LM weights of the grid (default 0,0.25,0.5,0.75,1,1.5,2)")
-    parser.add_argument("--betas", type=parse_floats, default=parse_floats("-1,0,1,2"),
-                        help="per-gloss bonuses of the grid (default -1,0,1,2; write --betas=-1,0 for a leading minus)")
+    # A gloss costs alpha * 2-4 nats of LM log-prob: the best bonus grows with alpha (measured on
+    # the demo: about 2 at alpha 0.25, 4 at alpha 1, 5-6 at alpha 2), hence betas up to 8.
+    parser.add_argument("--betas", type=parse_floats, default=parse_floats("-1,0,1,2,3,4,6,8"),
+                        help="per-gloss bonuses of the grid (default -1,0,1,2,3,4,6,8; write "
+                             "--betas=-1,0 for a leading minus)")
     parser.add_argument("--random", type=int, default=0, metavar="N",
                         help="instead of the grid, N pairs drawn uniformly within the alpha/beta ranges")
     parser.add_argument("--seed", type=int, default=0)
@@ -128,6 +144,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     best = summary["best"]
     print(f"{len(pairs)} pairs on {len(split.ids)} videos: WER without LM {summary['no_lm_wer']:.2f}%, "
           f"best {best['wer']:.2f}% at lm_weight={best['lm_weight']} word_bonus={best['word_bonus']}")
+    if summary["at_edge"]:
+        print(f"note: the best pair lies on the grid's edge ({', '.join(summary['at_edge'])}); "
+              f"widen --alphas/--betas there and tune again")
     print(f"table: {Path(args.out) / 'tuning.tsv'}; use it with --set decode_args.lm_weight="
           f"{best['lm_weight']} --set decode_args.word_bonus={best['word_bonus']}")
     return 0

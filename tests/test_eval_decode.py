@@ -125,6 +125,17 @@ def test_evaluation_decoder_takes_the_pruning_of_decode_args() -> None:
     assert (decoder.token_min_logp, decoder.beam_prune_logp) == (-5.0, -10.0)
 
 
+def test_best_pair_on_the_grid_edge_is_reported() -> None:
+    from tune_lm import grid_edges
+
+    pairs = candidate_pairs([0.0, 0.5, 1.0], [-1.0, 0.0, 2.0], 0, seed=0)
+    assert grid_edges({"lm_weight": 0.5, "word_bonus": 0.0}, pairs) == []
+    assert grid_edges({"lm_weight": 1.0, "word_bonus": 2.0}, pairs) == ["highest lm_weight",
+                                                                         "highest word_bonus"]
+    # alpha 0 is the natural floor (no LM), not an edge to widen; the lowest beta is.
+    assert grid_edges({"lm_weight": 0.0, "word_bonus": -1.0}, pairs) == ["lowest word_bonus"]
+
+
 def test_random_search_stays_in_the_ranges() -> None:
     pairs = candidate_pairs([0.0, 2.0], [-1.0, 1.0], 20, seed=3)
     assert len(pairs) == 20 and all(0 <= a <= 2 and -1 <= b <= 1 for a, b in pairs)
