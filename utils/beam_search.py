@@ -93,10 +93,11 @@ def ctc_prefix_beam_search(log_probs: Tensor, lengths: Tensor | Sequence[int], b
                            top_k: int = 40, blank_id: int = 0, lm: TokenLM | None = None,
                            lm_weight: float = 0.0, word_bonus: float = 0.0,
                            token_min_logp: float | None = None, beam_prune_logp: float | None = None,
-                           transform: Callable[[Tensor], Tensor] | None = None) -> BeamSearchResult:
+                           transform: Callable[[Tensor, Tensor], None] | None = None) -> BeamSearchResult:
     """Best CTC prefixes of (B, T, C) log-probabilities (frames beyond `lengths` ignored), LM-fused if `lm`.
 
-    `transform` (e.g. log_softmax of logits) is applied to the frames within the lengths only.
+    `transform(frames, out)` (e.g. log_softmax of logits) writes the log-probabilities of (N, C)
+    frames into `out`; it is applied to the frames within the lengths only.
     """
     if log_probs.dim() != 3:
         raise ValueError(f"log_probs must be (batch, time, classes), got shape {tuple(log_probs.shape)}")
@@ -126,7 +127,8 @@ def ctc_prefix_beam_search(log_probs: Tensor, lengths: Tensor | Sequence[int], b
     widths = kept.amax(0).tolist() if batch else []  # tokens a frame needs; 0 beyond every length
 
     beams = _initial_beams(batch, width, max(max_time, 1), device, lm)
-    fusion = None if lm is None else _Fusion(lm, lm_weight, word_bonus)
+    # With pruned tokens there are few extensions: scoring them all beats the two-pass bound.
+    fusion = None if lm is None else _Fusion(lm, lm_weight, word_bonus, token_min_logp is None)
     for t in range(max_time):
         n = running[t]
         if n == 0:
@@ -159,15 +161,24 @@ def check_pruning(token_min_logp: float | None, beam_prune_logp: float | None) -
 
 
 def _frame_candidates(log_probs: Tensor, lengths: Tensor, k: int, token_min_logp: float | None,
-                      transform: Callable[[Tensor], Tensor] | None) -> tuple[Tensor, Tensor, Tensor]:
+                      transform: Callable[[Tensor, Tensor], None] | None) -> tuple[Tensor, Tensor, Tensor]:
     """Each frame's candidate tokens, best first: log-probs (B, T, k) (-inf where pruned), tokens,
     and how many are kept (B, T) (0 beyond the lengths); one top-k call over all valid frames."""
     batch, max_time, _ = log_probs.shape
     device = log_probs.device
     valid = torch.arange(max_time, device=device) < lengths[:, None]
-    rows = log_probs.reshape(batch * max_time, -1).index_select(0, valid.reshape(-1).nonzero()[:, 0]).float()
-    if transform is not None:
-        rows = transform(rows)
+    # Each sample's valid frames written straight into one (N, C) block: no padded frame is
+    # normalised and no extra copy is made.
+    rows = torch.empty(int(lengths.sum()), log_probs.shape[-1], device=device)
+    offset = 0
+    for sample, length in zip(log_probs, lengths.tolist()):
+        if length:
+            frames = sample[:length].float()
+            if transform is None:
+                rows[offset:offset + length] = frames
+            else:
+                transform(frames, rows[offset:offset + length])
+            offset += length
     frame_lp = torch.zeros(batch, max_time, k, device=device)
     frame_tok = torch.zeros(batch, max_time, k, dtype=torch.long, device=device)
     kept = torch.zeros(batch, max_time, dtype=torch.long, device=device)
@@ -216,6 +227,7 @@ class _Fusion:
     lm: TokenLM
     weight: float
     bonus: float
+    bounded: bool = True  # look up only extensions that can enter the beam (see ranking_scores)
 
     def ranking_scores(self, beams: _Beams, scores: Tensor, cand_tok: Tensor,
                        k: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -234,7 +246,7 @@ class _Fusion:
         base = beams.fused.repeat_interleave(k, dim=1)  # (B, W*K): the parent beam's fused terms
         ext = scores[:, width:]
         terms = torch.full_like(base, _NEG_INF)
-        if self.weight < 0:  # no bound: score every live extension
+        if self.weight < 0 or not self.bounded:  # score every live extension
             self._score(terms, ext > _NEG_INF, base, words, beams.history, k)
         else:
             bound = ext + base + max(self.bonus, 0.0)
@@ -258,11 +270,12 @@ class _Fusion:
 
 def _children(beams: _Beams, used: int, alive: Tensor) -> Tensor:
     """(B, W parent, W child): the child's prefix is the parent's plus one token (both alive)."""
-    candidate = ((beams.parent_key[:, None, :] == beams.key[:, :, None])
-                 & (beams.prefix_len[:, None, :] == beams.prefix_len[:, :, None] + 1)
-                 & alive[:, None, :] & alive[:, :, None])
+    # Dead beams get keys no hash takes; equal lengths are implied by equal tokens below.
+    key = torch.where(alive, beams.key, -2)
+    parent_key = torch.where(alive, beams.parent_key, -3)
+    candidate = parent_key[:, None, :] == key[:, :, None]
     rows, parent, child = candidate.nonzero(as_tuple=True)
-    if rows.numel():  # equal hashes: confirm on the tokens
+    if rows.numel():  # equal hashes: confirm on the tokens (padding included, so lengths too)
         own = beams.tokens[..., :used]
         child_tokens = own[rows, child]
         position = torch.arange(used, device=own.device)

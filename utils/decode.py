@@ -131,14 +131,14 @@ class Decode:
                            f"{self.num_classes} must be len(gloss_dict) + 1") from None
 
 
-def _log_softmax(scores: Tensor) -> Tensor:
-    """Log-probabilities of (N, C) float logits."""
-    return scores.log_softmax(-1)
+def _log_softmax(scores: Tensor, out: Tensor) -> None:
+    """Log-probabilities of (N, C) float logits, into `out`."""
+    torch.log_softmax(scores, -1, out=out)
 
 
-def _log_of_probs(probs: Tensor) -> Tensor:
-    """Log of (N, C) float probabilities (negatives clamped to 0, whose log is -inf)."""
-    return probs.clamp(min=0).log()
+def _log_of_probs(probs: Tensor, out: Tensor) -> None:
+    """Log of (N, C) float probabilities (negatives clamped to 0, whose log is -inf), into `out`."""
+    torch.log(probs.clamp(min=0), out=out)
 
 
 def _merge_repeats(labels: Sequence[int]) -> list[int]:
