@@ -290,16 +290,17 @@ class TokenLM:
             key = key * self.base + i
         return key
 
-    def _lookup(self, n: int, key: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
-        """(found, log prob, log backoff) of n-gram keys (any shape)."""
+    def _lookup(self, n: int, key: "torch.Tensor", backoff: bool = False) -> tuple["torch.Tensor", "torch.Tensor"]:
+        """(found, log prob) of n-gram keys (any shape); (found, log backoff) if `backoff`."""
         import torch
 
         keys, prob, bow = self.tables[n - 1]
         if keys.numel() == 0:
-            zero = torch.zeros(key.shape, device=key.device)
-            return torch.zeros(key.shape, dtype=torch.bool, device=key.device), zero, zero
-        index = torch.searchsorted(keys, key).clamp(max=keys.numel() - 1)
-        return keys[index] == key, prob[index], bow[index]
+            return (torch.zeros(key.shape, dtype=torch.bool, device=key.device),
+                    torch.zeros(key.shape, device=key.device))
+        index = torch.searchsorted(keys, key).clamp(max=keys.numel() - 1).reshape(-1)
+        found = keys.index_select(0, index).view(key.shape) == key
+        return found, (bow if backoff else prob).index_select(0, index).view(key.shape)
 
     def initial_history(self, *shape: int) -> "torch.Tensor":
         """Word-id histories (..., order - 1) of empty prefixes: <s> (repeated <s> is never in a model)."""
@@ -321,11 +322,11 @@ class TokenLM:
         done = torch.zeros(words.shape, dtype=torch.bool, device=words.device)
         # ARPA backoff: the longest n-gram that exists, plus the backoffs of the longer contexts.
         for n in range(self.order, 0, -1):
-            found, prob, _ = self._lookup(n, context_keys[n - 1] * self.base + words)
+            found, prob = self._lookup(n, context_keys[n - 1] * self.base + words)
             result = torch.where(~done & found, backoff + prob, result)
             done = done | found
             if n > 1:
-                known, _, bow = self._lookup(n - 1, context_keys[n - 1])
+                known, bow = self._lookup(n - 1, context_keys[n - 1], backoff=True)
                 backoff = backoff + torch.where(known, bow, 0.0)
         return result
 
