@@ -261,7 +261,7 @@ class TokenLM:
         vocab = [BOS, EOS, UNK] + sorted({g[0] for g in model.probs if len(g) == 1} - {BOS, EOS, UNK})
         self.word_id = {word: i for i, word in enumerate(vocab)}
         self.base = len(vocab)
-        if self.base ** model.order >= 2 ** 63:
+        if self.base ** model.order * model.order >= 2 ** 63:
             raise ValueError(f"a {model.order}-gram model over {self.base} words does not fit "
                              f"64-bit keys; use a lower order")
         self.order = model.order
@@ -272,16 +272,14 @@ class TokenLM:
         self.bos, self.eos = self.word_id[BOS], self.word_id[EOS]
         probs = dict(model.probs)
         probs.setdefault((UNK,), NO_UNK_LOG10)  # as KenLM scores unknown words without <unk>
-        self.tables = []
-        for n in range(1, self.order + 1):
-            grams = [g for g in probs if len(g) == n and all(w in self.word_id for w in g)]
-            keys = torch.tensor([self._key([self.word_id[w] for w in g]) for g in grams],
-                                dtype=torch.long)
-            order = keys.argsort()
-            prob = torch.tensor([probs[g] for g in grams], dtype=torch.float64) * LN_10
-            bow = torch.tensor([model.backoffs.get(g, 0.0) for g in grams], dtype=torch.float64) * LN_10
-            self.tables.append(tuple(t[order].to(self.device) for t in
-                                     (keys, prob.float(), bow.float())))
+        # One sorted table of every order: an n-gram's key is tagged with n, key * order + n - 1.
+        grams = [g for g in probs if all(w in self.word_id for w in g)]
+        keys = torch.tensor([self._key([self.word_id[w] for w in g]) * self.order + len(g) - 1
+                             for g in grams], dtype=torch.long)
+        order = keys.argsort()
+        prob = torch.tensor([probs[g] for g in grams], dtype=torch.float64) * LN_10
+        bow = torch.tensor([model.backoffs.get(g, 0.0) for g in grams], dtype=torch.float64) * LN_10
+        self.keys, self.prob, self.bow = (t[order].to(self.device) for t in (keys, prob.float(), bow.float()))
 
     def _key(self, ids: Sequence[int]) -> int:
         """The int64 key of an n-gram of word ids."""
@@ -290,17 +288,15 @@ class TokenLM:
             key = key * self.base + i
         return key
 
-    def _lookup(self, n: int, key: "torch.Tensor", backoff: bool = False) -> tuple["torch.Tensor", "torch.Tensor"]:
-        """(found, log prob) of n-gram keys (any shape); (found, log backoff) if `backoff`."""
+    def _lookup(self, tagged: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
+        """(found, log prob, log backoff) of order-tagged n-gram keys (any shape), in one search."""
         import torch
 
-        keys, prob, bow = self.tables[n - 1]
-        if keys.numel() == 0:
-            return (torch.zeros(key.shape, dtype=torch.bool, device=key.device),
-                    torch.zeros(key.shape, device=key.device))
-        index = torch.searchsorted(keys, key).clamp(max=keys.numel() - 1).reshape(-1)
-        found = keys.index_select(0, index).view(key.shape) == key
-        return found, (bow if backoff else prob).index_select(0, index).view(key.shape)
+        flat = tagged.reshape(-1)
+        index = torch.searchsorted(self.keys, flat).clamp(max=self.keys.numel() - 1)
+        found = self.keys.index_select(0, index) == flat
+        return (found.view(tagged.shape), self.prob.index_select(0, index).view(tagged.shape),
+                self.bow.index_select(0, index).view(tagged.shape))
 
     def initial_history(self, *shape: int) -> "torch.Tensor":
         """Word-id histories (..., order - 1) of empty prefixes: <s> (repeated <s> is never in a model)."""
@@ -317,17 +313,22 @@ class TokenLM:
         context_keys = [torch.zeros_like(words)]
         for m in range(1, self.order):
             context_keys.append(history[..., -m, None] * self.base ** (m - 1) + context_keys[-1])
+        # Every lookup of the backoff chain in one search: the n-grams of orders order..1 (rows
+        # 0..order-1), then the contexts of orders order-1..1 whose backoffs apply.
+        queries = ([(context_keys[n - 1] * self.base + words) * self.order + n - 1
+                    for n in range(self.order, 0, -1)]
+                   + [context_keys[n - 1] * self.order + n - 2 for n in range(self.order, 1, -1)])
+        found, prob, bow = self._lookup(torch.stack(queries))
         backoff = torch.zeros(words.shape, device=words.device)
         result = torch.zeros(words.shape, device=words.device)
         done = torch.zeros(words.shape, dtype=torch.bool, device=words.device)
         # ARPA backoff: the longest n-gram that exists, plus the backoffs of the longer contexts.
-        for n in range(self.order, 0, -1):
-            found, prob = self._lookup(n, context_keys[n - 1] * self.base + words)
-            result = torch.where(~done & found, backoff + prob, result)
-            done = done | found
+        for row, n in enumerate(range(self.order, 0, -1)):
+            result = torch.where(~done & found[row], backoff + prob[row], result)
+            done = done | found[row]
             if n > 1:
-                known, bow = self._lookup(n - 1, context_keys[n - 1], backoff=True)
-                backoff = backoff + torch.where(known, bow, 0.0)
+                context = self.order + row
+                backoff = backoff + torch.where(found[context], bow[context], 0.0)
         return result
 
     def word_ids(self, classes: "torch.Tensor") -> "torch.Tensor":
