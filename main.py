@@ -27,6 +27,7 @@ from seq_scripts import (StepOptions, TrainState, score_hypotheses, seq_eval,
 from utils.atomic import link_or_copy_atomic
 from utils.checkpoint import (CheckpointError, UnsafeCheckpointError, load_checkpoint,
                               model_state_from_checkpoint, save_checkpoint)
+from utils.compile import CompileError, check_compile_mode, compile_for_training
 from utils.config import ConfigError, check_kwargs, closest_key, import_class, resolve_config, save_config
 from utils.decode import Decode
 from utils.device import amp_dtype, make_grad_scaler, quiet_opencv_threads, select_device, worker_init
@@ -193,6 +194,8 @@ class Processor:
         check_work_dir(self.work_dir, overwrite, cfg)
         check_dataset_name(cfg["dataset"])
         self.amp = amp_dtype(cfg["amp"], self.device)
+        self.compile_mode = cfg["compile"] if cfg["phase"] == "train" else "none"
+        check_compile_mode(self.compile_mode, self.device)
         self.paths = dataset_paths(cfg, self.work_dir)
         try:
             self.gloss_dict = load_gloss_dict(self.paths["dict_path"], hint="set dataset_info.dict_path")
@@ -224,13 +227,19 @@ class Processor:
         if self.env.is_main:
             self._save_config()
         self.core.to(self.device)
+        train = cfg["phase"] == "train"
+        if self.env.distributed and train and cfg["sync_bn"]:
+            group = new_sync_group(self.env, self.device)
+            self.core = convert_sync_batchnorm(self.core, self.device, group)
+        # The training forward runs through self.model: compiled (inside DDP, so that DDP's
+        # hooks see the plain parameters) when asked. Evaluation and checkpoints use self.core,
+        # so state-dict keys are those of an eager run.
         self.model: nn.Module = self.core
-        if self.env.distributed and cfg["phase"] == "train":
-            if cfg["sync_bn"]:
-                group = new_sync_group(self.env, self.device)
-                self.core = convert_sync_batchnorm(self.core, self.device, group)
+        if train and self.compile_mode != "none":
+            self.model = compile_for_training(self.core, self.compile_mode)
+        if self.env.distributed and train:
             self.model = nn.parallel.DistributedDataParallel(
-                self.core, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=bool(cfg["find_unused_parameters"]))
         self.optimizer = build_optimizer(self.core, cfg["optimizer_args"])
         self.scheduler = build_scheduler(self.optimizer, cfg["optimizer_args"], cfg["num_epoch"])
@@ -454,7 +463,8 @@ class Processor:
                            clip_grad_norm=float(c["clip_grad_norm"]),
                            skip_nonfinite=bool(c["skip_nonfinite"]),
                            log_interval=int(c["log_interval"]), max_steps=int(c["max_steps"]),
-                           save_steps=int(c["save_steps"]), progress_bar=bool(c["progress_bar"]))
+                           save_steps=int(c["save_steps"]), progress_bar=bool(c["progress_bar"]),
+                           compiled=self.compile_mode != "none")
 
     def train(self) -> dict:
         """Epochs of training, dev evaluation, checkpoints; then the best model on the test set."""
@@ -627,7 +637,7 @@ class TrainingFailed(RuntimeError):
 
 
 USER_ERRORS = (TrainingFailed, ConfigError, FileNotFoundError, CheckpointError, CheckpointMismatchError,
-               VocabularyMismatchError)
+               VocabularyMismatchError, CompileError)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -15,6 +15,7 @@ from torch import nn
 from dataset.collate import padding_counts
 from dataset.transforms import model_input
 from modules.tconv import output_lengths
+from utils.compile import mark_time_dynamic
 from utils.decode import Decode, SplitDecoder
 from utils.device import autocast, to_device
 from utils.distributed import DistEnv, all_gather_objects, any_true
@@ -63,6 +64,7 @@ class StepOptions:
     max_steps: int = 0             # stop after this many optimizer steps (0 = no limit)
     save_steps: int = 0            # call `on_checkpoint` every N optimizer steps (0 = never)
     progress_bar: bool = True
+    compiled: bool = False         # the model is torch.compiled: mark each batch's time dim dynamic
 
 
 @dataclass
@@ -227,6 +229,8 @@ def seq_train(loader: torch.utils.data.DataLoader, model: nn.Module, core: nn.Mo
         sync_step = state.batch_in_epoch % opts.grad_accum == 0 or state.batch_in_epoch >= total
         no_sync = getattr(model, "no_sync", None)
         ctx = no_sync() if (no_sync is not None and not sync_step) else contextlib.nullcontext()
+        if opts.compiled:
+            mark_time_dynamic(video)  # a new video length reuses the compiled graph
         with ctx:
             with autocast(opts.device, opts.amp_dtype):
                 ret = model(video, video_len, label=label, label_lgt=label_len)

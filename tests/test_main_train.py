@@ -14,9 +14,16 @@ import torch
 
 import main as main_module
 from utils.checkpoint import load_checkpoint
+from utils.compile import BACKEND_ENV
+from utils.config import resolve_config
 from tests.malicious_pickle import TouchesMarker
 from tests.train_support import (REPO_ROOT, make_tiny_dataset, model_state, tiny_config,
                                  write_config)
+
+
+# Whole-model compiles take minutes on a small CPU (STFNET_COMPILE_BACKEND=aot_eager: about one).
+COMPILE_SLOW = pytest.mark.skipif(os.environ.get("STFNET_COMPILE_TESTS") != "1",
+                                  reason="compiles the model: set STFNET_COMPILE_TESTS=1")
 
 
 @pytest.fixture(scope="module")
@@ -222,6 +229,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def run_two_processes(config: Path, timeout: int, **env: str) -> None:
+    """main.py --config `config` under torchrun with 2 CPU processes (gloo), one thread each."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT), **env}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
+                           "main.py", "--config", str(config)], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
 def test_two_process_gloo_matches_one_process_with_the_same_global_batch(data, tmp_path):
     """torchrun, 2 CPU processes x batch 2 with SyncBatchNorm == 1 process x batch 4.
 
@@ -235,13 +252,7 @@ def test_two_process_gloo_matches_one_process_with_the_same_global_batch(data, t
     single = tiny_config(data, tmp_path / "one", batch_size=4, **common)
     run_main(single, tmp_path)
     double = tiny_config(data, tmp_path / "two", batch_size=2, sync_bn=True, **common)
-    path = write_config(double, tmp_path / "two.yaml")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                           "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
-                           "main.py", "--config", str(path)], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_two_processes(write_config(double, tmp_path / "two.yaml"), timeout=240)
     a = torch.load(tmp_path / "one" / "last.pt", weights_only=True)
     b = torch.load(tmp_path / "two" / "last.pt", weights_only=True)
     assert a["global_step"] == b["global_step"] == 2
@@ -411,13 +422,8 @@ def test_two_process_logged_dev_wer_is_the_saved_checkpoints_wer(data, tmp_path)
     work = tmp_path / "ddp"
     cfg = tiny_config(data, work, num_epoch=1, eval_splits=["dev"],
                       model="tests.train_support.StatsDumpSLRModel")
-    path = write_config(cfg, tmp_path / "ddp.yaml")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT), "STFNET_TEST_DUMP": str(dump)}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                           "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
-                           "main.py", "--config", str(path)], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_two_processes(write_config(cfg, tmp_path / "ddp.yaml"), timeout=300,
+                      STFNET_TEST_DUMP=str(dump))
     trained = [torch.load(dump / f"train_rank{r}.pt") for r in (0, 1)]
     assert any(not torch.equal(trained[0][k], trained[1][k]) for k in trained[0])  # they did differ
     evaluated = [torch.load(dump / f"eval_rank{r}.pt") for r in (0, 1)]
@@ -480,3 +486,58 @@ def test_weights_of_another_vocabulary_of_the_same_size_are_refused(trained, dat
     before = (run / "last.pt").read_bytes()
     assert main_module.cli(["--config", str(resumed)]) == 2
     assert "--other-vocabulary" in capsys.readouterr().err and (run / "last.pt").read_bytes() == before
+
+
+def test_compile_option_compiles_the_training_forward_and_keeps_checkpoint_keys(data, tmp_path):
+    # torch.compile is lazy: building the run compiles nothing (training it does: the slow
+    # test below, and tests/test_compile.py for the compiled forward itself).
+    path = write_config(tiny_config(data, tmp_path / "compiled", eval_splits=[], compile="default"),
+                        tmp_path / "compiled.yaml")
+    compiled = main_module.Processor(resolve_config(["--config", str(path)])[0])
+    eager = main_module.Processor(resolve_config(["--config", str(path), "--compile", "none"])[0])
+    assert compiled.model._orig_mod is compiled.core and compiled.step_options().compiled
+    assert eager.model is eager.core and not eager.step_options().compiled
+    assert list(compiled.payload()["model_state_dict"]) == list(eager.core.state_dict())
+
+
+def test_compile_without_a_cxx_compiler_is_one_error_line(data, tmp_path, capsys, monkeypatch):
+    from torch._inductor import config
+
+    monkeypatch.delenv(BACKEND_ENV, raising=False)
+    monkeypatch.setattr(config.cpp, "cxx", (None, "no-such-g++"))
+    path = write_config(tiny_config(data, tmp_path / "nocxx"), tmp_path / "nocxx.yaml")
+    assert main_module.cli(["--config", str(path), "--compile"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("error: compile: default needs a C++ compiler"), err[0]
+    assert "apt-get install g++" in err[0] and "compile: none" in err[0]
+    assert not (tmp_path / "nocxx").exists()  # a start-up check: nothing written
+
+
+@COMPILE_SLOW
+def test_compiled_training_resumes_with_plain_keys_and_matches_eager(data, tmp_path, straight):
+    torch._dynamo.reset()
+    run = tiny_config(data, tmp_path / "compiled", eval_splits=[], save_interval=100,
+                      compile="default")
+    run_main(run, tmp_path, "--max-steps", "1")          # interrupted in epoch 0
+    run_main(run, tmp_path)                              # resumed (compiles again) to the end
+    a, b = straight(False), torch.load(tmp_path / "compiled" / "last.pt", weights_only=True)
+    assert a["global_step"] == b["global_step"] == 4
+    assert list(a["model_state_dict"]) == list(b["model_state_dict"])
+    # Inductor reorders float32 sums: four Adam steps stay within this of the eager run.
+    assert_same_weights(a["model_state_dict"], b["model_state_dict"], atol=1e-4)
+    assert "resumed from" in (tmp_path / "compiled" / "log.txt").read_text()
+
+
+@COMPILE_SLOW
+def test_two_process_gloo_compiled_matches_eager(data, tmp_path):
+    """DDP wraps the compiled module (its hooks see the plain parameters)."""
+    common = dict(eval_splits=[], num_epoch=1, save_interval=1, loss_weights={"Cu": 0.0, "Cp": 0.0})
+    for name, mode in (("eager", "none"), ("compiled", "default")):
+        run_two_processes(write_config(tiny_config(data, tmp_path / name, compile=mode, **common),
+                                       tmp_path / f"{name}.yaml"), timeout=1800)
+    a = torch.load(tmp_path / "eager" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "compiled" / "last.pt", weights_only=True)
+    assert a["global_step"] == b["global_step"] == 1
+    assert list(a["model_state_dict"]) == list(b["model_state_dict"])
+    assert_same_weights(a["model_state_dict"], b["model_state_dict"], atol=1e-4)

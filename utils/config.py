@@ -11,6 +11,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import yaml
 
+from utils.compile import COMPILE_MODES
+
 # Nested sections whose keys are open (validated later against a constructor signature, or free).
 OPEN_SECTIONS = ("model_args", "feeder_args", "loss_weights")
 
@@ -99,6 +101,7 @@ def default_config() -> dict:
         },
         "num_epoch": 100,
         "amp": "none",
+        "compile": "none",               # torch.compile of the training forward (utils/compile.py)
         "grad_accum": 1,
         "clip_grad_norm": 0.0,
         "sync_bn": False,
@@ -219,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("beam-prune-logp", type=float, help="beam search drops beams this far below the best, e.g. -10 "
         "(decode_args.beam_prune_logp; default: none)")
     add("amp", choices=AMP_MODES, help="mixed precision: fp16 (CUDA, grad scaler) or bf16")
+    p.add_argument("--compile", nargs="?", const="default", choices=COMPILE_MODES, default=None,
+                   metavar="MODE", help="torch.compile the training forward: default (the mode "
+                   "without a value), reduce-overhead, max-autotune or none (key 'compile')")
     add("grad-accum", type=int, help="accumulate gradients over N batches per optimizer step")
     add("clip-grad-norm", type=float, help="clip the gradient norm to this value (0 = off)")
     add("max-steps", type=int, help="stop after this many optimizer steps (0 = no limit)")
@@ -295,6 +301,8 @@ def validate(cfg: Mapping[str, Any]) -> None:
         raise ConfigError(f"key 'phase' must be one of {PHASES}, got {cfg['phase']!r}")
     if cfg["amp"] not in AMP_MODES:
         raise ConfigError(f"key 'amp' must be one of {AMP_MODES}, got {cfg['amp']!r}")
+    if cfg["compile"] not in COMPILE_MODES:
+        raise ConfigError(f"key 'compile' must be one of {COMPILE_MODES}, got {cfg['compile']!r}")
     for name in cfg["loss_weights"]:
         if name not in LOSS_NAMES:
             raise ConfigError(f"unknown key 'loss_weights.{name}'{closest_key(name, LOSS_NAMES)} "

@@ -1,0 +1,69 @@
+"""torch.compile for training (`compile:` / `--compile [MODE]`): checks, wrapping and dynamic lengths.
+
+Only the training forward is compiled; evaluation and checkpoints use the bare module, so
+state-dict keys never gain the `_orig_mod.` prefix. The video's time dimension is marked
+dynamic, so that videos of new lengths reuse the compiled graph (SLRModel has no shape-dependent
+Python branch on the time length: tests/test_compile.py counts the compilations).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+
+import torch
+from torch import Tensor, nn
+
+COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
+# Debugging: run the captured graphs with another torch.compile backend ('aot_eager': AOT
+# autograd's graphs without inductor; 'eager': Dynamo's graphs as traced), to tell an inductor
+# problem from a capture one. The mode then has no effect.
+BACKEND_ENV = "STFNET_COMPILE_BACKEND"
+
+
+class CompileError(RuntimeError):
+    """torch.compile cannot run here (the message says what to install or change)."""
+
+
+def cxx_compiler() -> str | None:
+    """The C++ compiler inductor would use on the CPU ($CXX or g++), if it is installed."""
+    from torch._inductor import config
+
+    for name in config.cpp.cxx:
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def check_compile_mode(mode: str, device: torch.device) -> None:
+    """Fail early, with what to do, when `mode` cannot compile on `device`."""
+    if mode not in COMPILE_MODES:
+        raise CompileError(f"compile mode {mode!r} is not one of {', '.join(COMPILE_MODES)}")
+    if mode != "none" and _backend() == "inductor" and device.type == "cpu" and cxx_compiler() is None:
+        from torch._inductor import config
+
+        names = " or ".join(repr(n) for n in config.cpp.cxx if n)
+        raise CompileError(f"compile: {mode} needs a C++ compiler for inductor's CPU kernels and "
+                           f"none was found ({names} on PATH): install g++ (Debian/Ubuntu: "
+                           f"apt-get install g++), set $CXX to one, or train with compile: none")
+
+
+def _backend() -> str:
+    """inductor, unless $STFNET_COMPILE_BACKEND names another backend."""
+    return os.environ.get(BACKEND_ENV) or "inductor"
+
+
+def compile_for_training(module: nn.Module, mode: str) -> nn.Module:
+    """`module` compiled with inductor in `mode` ('default', 'reduce-overhead', 'max-autotune').
+
+    The result shares `module`'s parameters and buffers; save and load `module` itself.
+    """
+    backend = _backend()
+    if backend != "inductor":
+        return torch.compile(module, backend=backend)
+    return torch.compile(module, mode=None if mode == "default" else mode)
+
+
+def mark_time_dynamic(x: Tensor) -> Tensor:
+    """Mark the time dimension of a video (B, T, 3, H, W) or feature (B, C, T) batch dynamic."""
+    torch._dynamo.maybe_mark_dynamic(x, 1 if x.dim() == 5 else x.dim() - 1)
+    return x
