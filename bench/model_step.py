@@ -9,13 +9,21 @@ our step with its convolution / BatchNorm+ReLU shares and the step's FLOP rate a
 CPU's peak (bench/step_breakdown.py).
 `--bf16` adds a clearly labelled line with both models under CPU bf16 autocast; the headline
 ratio is always fp32 against fp32.
+`--compile MODE` instead times our step eager against our step torch.compiled (utils/compile.py,
+what `main.py --compile MODE` trains with; same weights, same batch), after reporting the compile
+time (the first compiled step) and the compilations that new video lengths cause after warm-up.
+`--model-args CONFIG` takes the model from a config file's model_args (e.g. config/demo.yaml).
 
     python bench/model_step.py                       # resnet34, B=1, T=20, 112x112, 1 thread
     python bench/model_step.py --size 224 --steps 3  # the published input size (slower)
+    python bench/model_step.py --compile default     # eager vs torch.compile (inductor)
+    python bench/model_step.py --compile default --model-args config/demo.yaml --batch 4 \
+        --frames 40 --size 48 --classes 32           # the demo model
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import sys
 import time
@@ -29,9 +37,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from modules.conv3d_reference import conv3d_reference  # noqa: E402
 from bench.step_breakdown import report_breakdown  # noqa: E402
 from slr_network import SLRModel  # noqa: E402
+from utils.compile import COMPILE_MODES, check_compile_mode, compile_for_training  # noqa: E402
+from utils.compile import mark_time_dynamic  # noqa: E402
+from utils.config import load_yaml  # noqa: E402
 
 LOSS_WEIGHTS = {"SeqCTC": 1.0, "ConvCTC": 1.0, "Dist": 25.0, "Cu": 0.0005, "Cp": 0.0005}
 FAST, REFERENCE = "2-D frames (ours)", "Conv3d (original)"
+COMPILED, EAGER = "ours, compiled", "ours, eager"
 
 
 def parse_args() -> argparse.Namespace:
@@ -53,6 +65,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (both models run there)")
     parser.add_argument("--bf16", action="store_true",
                         help="extra line: both models under CPU bf16 autocast")
+    parser.add_argument("--compile", choices=COMPILE_MODES[1:],
+                        help="time our step eager against torch.compile(mode) instead")
+    parser.add_argument("--model-args", type=Path,
+                        help="a config whose model_args build the model (--arch is then ignored)")
     return parser.parse_args()
 
 
@@ -67,12 +83,14 @@ def timed(fn: Callable[[], None], device: torch.device) -> tuple[float, float]:
 
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: tuple,
-               bf16: bool) -> None:
-    """One forward/backward/Adam step."""
+               bf16: bool, runner: torch.nn.Module | None = None) -> None:
+    """One forward/backward/Adam step; the forward through `runner` (compiled) when given."""
     x, len_x, label, label_lgt = batch
     optimizer.zero_grad(set_to_none=True)
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-        loss = model.criterion_calculation(model(x, len_x), label, label_lgt)
+        forward = model if runner is None else runner
+        ret = forward(x if runner is None else mark_time_dynamic(x), len_x)
+        loss = model.criterion_calculation(ret, label, label_lgt)
     loss.backward()
     optimizer.step()
 
@@ -100,7 +118,8 @@ def alternate(calls: dict[str, Callable[[], None]], warmup: int, steps: int,
     return times
 
 
-def report(label: str, times: dict[str, list[tuple[float, float]]]) -> float:
+def report(label: str, times: dict[str, list[tuple[float, float]]], fast_name: str = FAST,
+           ref_name: str = REFERENCE) -> float:
     """Print medians and ratios of one alternating run; returns the median pair wall ratio."""
     print(label)
     for name, values in times.items():
@@ -108,13 +127,13 @@ def report(label: str, times: dict[str, list[tuple[float, float]]]) -> float:
         cpu = statistics.median(v[1] for v in values)
         print(f"  {name:18s} wall {wall:7.3f} s   CPU {cpu:7.3f} s   "
               f"(wall per run: {', '.join(f'{v[0]:.2f}' for v in values)})")
-    fast, ref = times[FAST], times[REFERENCE]
+    fast, ref = times[fast_name], times[ref_name]
     pair_wall = statistics.median(r[0] / f[0] for f, r in zip(fast, ref))
     pair_cpu = statistics.median(r[1] / f[1] for f, r in zip(fast, ref))
     med = {name: [statistics.median(v[i] for v in values) for i in (0, 1)]
            for name, values in times.items()}
-    print(f"  speed-up Conv3d / ours: wall {med[REFERENCE][0] / med[FAST][0]:.2f}x, "
-          f"CPU {med[REFERENCE][1] / med[FAST][1]:.2f}x (medians); per-pair median: wall "
+    print(f"  speed-up {ref_name} / {fast_name}: wall {med[ref_name][0] / med[fast_name][0]:.2f}x, "
+          f"CPU {med[ref_name][1] / med[fast_name][1]:.2f}x (medians); per-pair median: wall "
           f"{pair_wall:.2f}x, CPU {pair_cpu:.2f}x")
     walls = [v[0] for values in times.values() for v in values]
     spread = max(statistics.median(v[0] for v in values) for values in times.values())
@@ -122,6 +141,55 @@ def report(label: str, times: dict[str, list[tuple[float, float]]]) -> float:
         print("  note: some runs were much slower than the medians (busy machine?); the medians "
               "and per-pair ratios discount them, more --steps steadies them further")
     return pair_wall
+
+
+def video_batch(size: int, frames: int, pixels: int, classes: int, device: torch.device) -> tuple:
+    """(video, lengths, labels, label lengths): random frames in [-1, 1], two glosses a video."""
+    x = (torch.rand(size, frames, 3, pixels, pixels) * 2 - 1).to(device)
+    label = torch.randint(1, classes, (2 * size,)).to(device)
+    return (x, torch.full((size,), frames), label,
+            torch.full((size,), 2, dtype=torch.long).to(device))
+
+
+def compile_bench(args: argparse.Namespace, eager: SLRModel, batch: tuple,
+                  device: torch.device) -> None:
+    """Our step eager vs torch.compiled: compile time, recompiles for new lengths, step ratio."""
+    from torch._dynamo.utils import counters
+    from torch._inductor import config as inductor_config
+
+    check_compile_mode(args.compile, device)
+    if args.threads == 1:
+        inductor_config.compile_threads = 1  # kernels compiled in this process, one at a time
+    twin = copy.deepcopy(eager)
+    runner = compile_for_training(twin, args.compile)
+    optimizers = {EAGER: torch.optim.Adam(eager.parameters(), lr=1e-4),
+                  COMPILED: torch.optim.Adam(twin.parameters(), lr=1e-4)}
+    calls = {EAGER: lambda: train_step(eager, optimizers[EAGER], batch, False),
+             COMPILED: lambda: train_step(twin, optimizers[COMPILED], batch, False, runner)}
+    print(f"{args.arch}, B={args.batch}, T={args.frames}, {args.size}x{args.size}, "
+          f"{args.classes} classes, {device}, {torch.get_num_threads()} CPU thread(s), "
+          f"channels_last={args.channels_last}, torch.compile mode={args.compile}, "
+          f"{args.warmup} warm-up + {args.steps} timed steps each (alternating), "
+          f"torch {torch.__version__}")
+    start = time.perf_counter()
+    eager_first = timed(calls[EAGER], device)
+    first = timed(calls[COMPILED], device)
+    second = timed(calls[COMPILED], device)
+    print(f"first step: eager {eager_first[0]:.2f} s; compiled {first[0]:.1f} s wall, "
+          f"{first[1]:.1f} s CPU (compiling forward and backward), then {second[0]:.2f} s; "
+          f"{counters['stats']['unique_graphs']} graph(s)")
+    times = alternate(calls, args.warmup, args.steps, device)
+    report(f"training step, fp32, eager vs torch.compile({args.compile}):", times, COMPILED, EAGER)
+    graphs, lengths = counters["stats"]["unique_graphs"], (args.frames + 3, args.frames - 2,
+                                                          args.frames + 7, args.frames + 1)
+    new_start = time.perf_counter()
+    for frames in lengths:  # after warm-up: new lengths must reuse the graph
+        step = video_batch(args.batch, frames, args.size, args.classes, device)
+        train_step(twin, optimizers[COMPILED], step, False, runner)
+    print(f"new lengths {list(lengths)} after warm-up: "
+          f"{counters['stats']['unique_graphs'] - graphs} new graph(s) compiled, "
+          f"{time.perf_counter() - new_start:.1f} s for the {len(lengths)} steps")
+    print(f"bench time {time.perf_counter() - start:.0f} s")
 
 
 def main() -> None:
@@ -132,14 +200,22 @@ def main() -> None:
     torch.manual_seed(0)
     device = torch.device(args.device)
     channels_last = {"auto": None, "on": True, "off": False}[args.channels_last]
-    fast = SLRModel(args.classes, args.arch, 2, loss_weights=LOSS_WEIGHTS,
-                    channels_last=channels_last).train()
-    reference = conv3d_reference(fast).train()
-    fast, reference = fast.to(device), reference.to(device)
-    x = (torch.rand(args.batch, args.frames, 3, args.size, args.size) * 2 - 1).to(device)
-    len_x = torch.full((args.batch,), args.frames)
-    label = torch.randint(1, args.classes, (2 * args.batch,)).to(device)
-    batch = (x, len_x, label, torch.full((args.batch,), 2, dtype=torch.long).to(device))
+    if args.model_args:
+        model_args = dict(load_yaml(args.model_args).get("model_args", {}))
+        if args.channels_last != "auto":
+            model_args["channels_last"] = channels_last
+        args.arch = f"{args.model_args} model_args {model_args}"
+        fast = SLRModel(args.classes, **model_args, loss_weights=LOSS_WEIGHTS).train()
+    else:
+        fast = SLRModel(args.classes, args.arch, 2, loss_weights=LOSS_WEIGHTS,
+                        channels_last=channels_last).train()
+    fast = fast.to(device)
+    batch = video_batch(args.batch, args.frames, args.size, args.classes, device)
+    if args.compile:
+        compile_bench(args, fast, batch, device)
+        return
+    reference = conv3d_reference(fast).train().to(device)
+    x = batch[0]
     models = {FAST: fast, REFERENCE: reference}
     optimizers = {name: torch.optim.Adam(m.parameters(), lr=1e-4) for name, m in models.items()}
     print(f"{args.arch}, B={args.batch}, T={args.frames}, {args.size}x{args.size}, "
