@@ -504,9 +504,9 @@ def test_compile_without_a_cxx_compiler_is_one_error_line(data, tmp_path, capsys
     from torch._inductor import config
 
     monkeypatch.delenv(BACKEND_ENV, raising=False)
-    monkeypatch.setattr(config.cpp, "cxx", (None, "no-such-g++"))
     path = write_config(tiny_config(data, tmp_path / "nocxx"), tmp_path / "nocxx.yaml")
-    assert main_module.cli(["--config", str(path), "--compile"]) == 2
+    with config.patch({"cpp.cxx": (None, "no-such-g++")}):
+        assert main_module.cli(["--config", str(path), "--compile"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err
     assert err[0].startswith("error: compile: default needs a C++ compiler"), err[0]
