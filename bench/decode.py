@@ -197,29 +197,32 @@ def main() -> None:
 
     # ---- agreement ----------------------------------------------------------------------------
     n = min(args.agreement, args.sequences)
-    best = {key: [merged(s) for s in _best(dec, dev_lp[:n], dev_len[:n])] for key, dec in ours.items()}
-    for name in ("plain", "LM"):
-        reference = [merged(reference_prefix_beam_search(
-            rows[b].tolist(), args.beam_width, args.top_k,
-            lm=lm if name == "LM" else None, words=words, lm_weight=args.alpha,
-            word_bonus=args.beta)[0]) for b in range(n)]
-        theirs = ([merged(pyctc_best(pyctc[name], rows[b], args.beam_width)) for b in range(n)]
-                  if pyctc[name] is not None else None)
-        label = "pyctcdecode" + ("+kenlm" if name == "LM" else "")
-        for mode in ("exact", "pruned"):
-            pairs = [("dict-based reference search (exact)", reference)]
-            if mode == "pruned":
-                pairs.append(("ours exact", best[name, "exact"]))
-            if theirs is not None:
-                pairs.append((label, theirs))
-            for other, hyps in pairs:
-                same = sum(a == b for a, b in zip(best[name, mode], hyps))
-                print(f"agreement {name:5s} ours {mode:6s} vs {other}: {same}/{n} "
-                      f"({100.0 * same / n:.1f}%) identical best hypotheses")
-    for key, hyps in best.items():
-        errors = sum(_edit_distance(h, t) for h, t in zip(hyps, truths[:n]))
-        print(f"gloss error rate of ours ({key[0]}, {key[1]}) against the generated sentences: "
-              f"{100.0 * errors / sum(len(t) for t in truths[:n]):.2f}%")
+    if n == 0:
+        print("agreement: skipped (--agreement 0)")
+    else:
+        best = {key: [merged(s) for s in _best(dec, dev_lp[:n], dev_len[:n])] for key, dec in ours.items()}
+        for name in ("plain", "LM"):
+            reference = [merged(reference_prefix_beam_search(
+                rows[b].tolist(), args.beam_width, args.top_k,
+                lm=lm if name == "LM" else None, words=words, lm_weight=args.alpha,
+                word_bonus=args.beta)[0]) for b in range(n)]
+            theirs = ([merged(pyctc_best(pyctc[name], rows[b], args.beam_width)) for b in range(n)]
+                      if pyctc[name] is not None else None)
+            label = "pyctcdecode" + ("+kenlm" if name == "LM" else "")
+            for mode in ("exact", "pruned"):
+                pairs = [("dict-based reference search (exact)", reference)]
+                if mode == "pruned":
+                    pairs.append(("ours exact", best[name, "exact"]))
+                if theirs is not None:
+                    pairs.append((label, theirs))
+                for other, hyps in pairs:
+                    same = sum(a == b for a, b in zip(best[name, mode], hyps))
+                    print(f"agreement {name:5s} ours {mode:6s} vs {other}: {same}/{n} "
+                          f"({100.0 * same / n:.1f}%) identical best hypotheses")
+        for key, hyps in best.items():
+            errors = sum(_edit_distance(h, t) for h, t in zip(hyps, truths[:n]))
+            print(f"gloss error rate of ours ({key[0]}, {key[1]}) against the generated sentences: "
+                  f"{100.0 * errors / sum(len(t) for t in truths[:n]):.2f}%")
 
     # ---- speed --------------------------------------------------------------------------------
     subset = min(args.reference_subset, args.sequences)

@@ -311,8 +311,9 @@ def _beam_step(cand_lp: Tensor, cand_tok: Tensor, beams: _Beams, used: int, widt
     fold = is_child.any(dim=1) & same_as_last.any(dim=2)  # (B, W child)
     # At most one match each (a frame's tokens are distinct, a child has one parent): the sums
     # are the matching position and the parent beam (0 without one, as argmax would give).
-    match = (same_as_last.int() * torch.arange(k, dtype=torch.int, device=cand_tok.device)).sum(dim=2)
-    parent = (is_child.int() * torch.arange(width, dtype=torch.int, device=cand_tok.device)[:, None]).sum(dim=1)
+    index = torch.arange(max(k, width), dtype=torch.int, device=cand_tok.device)
+    match = (same_as_last.int() * index[:k]).sum(dim=2)
+    parent = (is_child.int() * index[:width, None]).sum(dim=1)
     slot = (parent * k + match).clamp(max=width * k - 1)
     ext = ext.reshape(batch, width * k)
     folded = torch.where(fold, ext.gather(1, slot), _NEG_INF)
