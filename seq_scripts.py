@@ -312,19 +312,19 @@ def seq_eval(loader: torch.utils.data.DataLoader, core: nn.Module, device: torch
     keys: list[tuple[int, str]] = []
     lstm_sents: list = []
     conv_sents: list = []
-    splits = None
+    split = None
     if decoder is not None:
-        splits = (SplitDecoder(decoder, chunk_size, keep_logits=logits_out is not None),
-                  SplitDecoder(decoder, chunk_size))
+        split = SplitDecoder(decoder, chunk_size, keep_logits=logits_out is not None,
+                             outputs=("lstm", "conv"))
     for batch in progress(loader, desc=desc, disable=not (progress_bar and env.is_main), leave=False):
         video, video_len, label, label_len, info = unpack_batch(batch)
         video, video_len, label, label_len = to_device((video, video_len, label, label_len), device)
         video = model_input(video)
         with autocast(device, amp_dtype):
             ret = core(video, video_len, label=label, label_lgt=label_len)
-        if splits is not None:
-            splits[0].add(ret["sequence_logits"], ret["feat_len"])
-            splits[1].add(ret["conv_logits"], ret["feat_len"])
+        if split is not None:
+            split.add(ret["sequence_logits"], ret["feat_len"], output="lstm")
+            split.add(ret["conv_logits"], ret["feat_len"], output="conv")
         else:
             lstm, conv = ret.get("recognized_sents"), ret.get("conv_sents")
             if lstm is None or conv is None:
@@ -333,9 +333,10 @@ def seq_eval(loader: torch.utils.data.DataLoader, core: nn.Module, device: torch
             conv_sents.extend(conv)
         for item in info:
             keys.append((indices[len(keys)] if len(keys) < len(indices) else len(keys), fileid_of(item)))
-    if splits is not None:
-        lstm_sents, conv_sents = splits[0].finish(), splits[1].finish()
-    kept = splits[0].kept if splits is not None and logits_out is not None else [None] * len(keys)
+    if split is not None:
+        decoded = split.finish()
+        lstm_sents, conv_sents = decoded["lstm"], decoded["conv"]
+    kept = split.kept if split is not None and logits_out is not None else [None] * len(keys)
     rows = [(index, fileid, [g for g, _ in lstm], [g for g, _ in conv], logits)
             for (index, fileid), lstm, conv, logits in zip(keys, lstm_sents, conv_sents, kept)]
     gathered = all_gather_objects(rows, env)

@@ -60,8 +60,26 @@ def test_split_decoder_rejects_bad_chunks_and_keeps_order() -> None:
     logits = torch.randn(6, 3, NUM_CLASSES)  # (T, B, C)
     split.add(logits, [6, 2, 4])
     split.add(logits[:, :1], [5])
-    assert split.finish() == decoder.decode(logits, [6, 2, 4], batch_first=False) + \
-        decoder.decode(logits[:, :1], [5], batch_first=False)
+    assert split.finish() == {"sequence": decoder.decode(logits, [6, 2, 4], batch_first=False)
+                              + decoder.decode(logits[:, :1], [5], batch_first=False)}
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 100])
+def test_split_decoder_outputs_share_calls_and_keep_their_own_order(chunk) -> None:
+    decoder = Decode(GLOSSES, NUM_CLASSES, "beam", beam_width=3)
+    gen = torch.Generator().manual_seed(0)
+    batches = [(torch.randn(7, 2, NUM_CLASSES, generator=gen) * 3, [7, 4]),
+               (torch.randn(5, 3, NUM_CLASSES, generator=gen) * 3, [5, 5, 1])]
+    split = SplitDecoder(decoder, chunk, keep_logits=True, outputs=("lstm", "conv"))
+    with pytest.raises(ValueError, match="unknown output 'seq'"):
+        split.add(*batches[0], output="seq")
+    for logits, lengths in batches:
+        split.add(logits, lengths, output="lstm")
+        split.add(logits.flip(2), lengths, output="conv")
+    got = split.finish()
+    assert got["lstm"] == [s for logits, lengths in batches for s in decoder.decode(logits, lengths, batch_first=False)]
+    assert got["conv"] == [s for logits, lengths in batches for s in decoder.decode(logits.flip(2), lengths, batch_first=False)]
+    assert [k.shape[0] for k in split.kept] == [7, 4, 5, 5, 1]  # the first output's logits only
 
 
 def _saved_split(tmp_path):

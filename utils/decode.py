@@ -179,37 +179,48 @@ def _checked_lengths(vid_lgt: Tensor | Sequence[int], batch: int, max_time: int,
 
 
 class SplitDecoder:
-    """Collects per-video logits of a split and decodes them in few large calls.
+    """Collects per-video logits of a split's outputs and decodes them together in few large calls.
 
     `add` keeps each batch's logits where they are (the device) and decodes once `chunk_size`
-    videos are waiting; `finish` decodes the rest. Per-sample results equal per-batch decoding:
-    the search treats every sample independently and ignores frames beyond its length.
+    videos are waiting; `finish` decodes the rest. The `outputs` of a video (the BiLSTM's and the
+    temporal convolution's logits) share those calls: the search costs about the same per time
+    step for twice the samples, so one call for both halves the steps. Per-sample results equal
+    per-batch decoding: the search treats every sample independently and ignores frames beyond
+    its length.
     """
 
-    def __init__(self, decoder: Decode, chunk_size: int = 1024, keep_logits: bool = False) -> None:
+    def __init__(self, decoder: Decode, chunk_size: int = 1024, keep_logits: bool = False,
+                 outputs: Sequence[str] = ("sequence",)) -> None:
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        if not outputs or len(set(outputs)) != len(outputs):
+            raise ValueError(f"outputs must be distinct names, got {list(outputs)}")
         self.decoder = decoder
         self.chunk_size = chunk_size
         self.keep_logits = keep_logits
-        self.kept: list[Tensor] = []   # (T_i, C) float32 CPU logits, in `add` order, if keep_logits
-        self.sentences: list[Sentence] = []
-        self._pending: list[Tensor] = []
+        self.outputs = tuple(outputs)
+        self.kept: list[Tensor] = []   # (T_i, C) float32 CPU logits of outputs[0], in `add` order
+        self.sentences: dict[str, list[Sentence]] = {name: [] for name in self.outputs}
+        self._pending: list[tuple[str, Tensor]] = []
 
-    def add(self, logits: Tensor, lengths: Tensor | Sequence[int], batch_first: bool = False) -> None:
-        """Queue a batch of (T, B, C) logits ((B, T, C) if batch_first) with their lengths."""
+    def add(self, logits: Tensor, lengths: Tensor | Sequence[int], batch_first: bool = False,
+            output: str | None = None) -> None:
+        """Queue a batch of (T, B, C) logits ((B, T, C) if batch_first) of `output` (default the first)."""
+        output = self.outputs[0] if output is None else output
+        if output not in self.sentences:
+            raise ValueError(f"unknown output {output!r}; this decoder collects {list(self.outputs)}")
         if not batch_first:
             logits = logits.transpose(0, 1)
         lengths = _checked_lengths(lengths, logits.shape[0], logits.shape[1], torch.device("cpu"))
         for sample, length in zip(logits, lengths.tolist()):
-            self._pending.append(sample[:length])
-            if self.keep_logits:
+            self._pending.append((output, sample[:length]))
+            if self.keep_logits and output == self.outputs[0]:
                 self.kept.append(sample[:length].detach().float().cpu())
-        if len(self._pending) >= self.chunk_size:
+        if len(self._pending) >= self.chunk_size * len(self.outputs):
             self._flush()
 
-    def finish(self) -> list[Sentence]:
-        """Decode what is still queued; the sentences of every added sample, in order."""
+    def finish(self) -> dict[str, list[Sentence]]:
+        """Decode what is still queued; each output's sentences of every added sample, in order."""
         self._flush()
         return self.sentences
 
@@ -217,7 +228,9 @@ class SplitDecoder:
         """Decode the queued samples as one padded batch."""
         if not self._pending:
             return
-        lengths = [sample.shape[0] for sample in self._pending]
-        padded = torch.nn.utils.rnn.pad_sequence(self._pending, batch_first=True)
-        self.sentences.extend(self.decoder.decode(padded, lengths, batch_first=True))
+        samples = [sample for _, sample in self._pending]
+        padded = torch.nn.utils.rnn.pad_sequence(samples, batch_first=True)
+        decoded = self.decoder.decode(padded, [sample.shape[0] for sample in samples], batch_first=True)
+        for (output, _), sentence in zip(self._pending, decoded):
+            self.sentences[output].append(sentence)
         self._pending = []
