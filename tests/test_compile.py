@@ -19,7 +19,7 @@ from modules.fusion import SpatioTemporalFusion
 from modules.hsa import HierarchicalBranch
 from slr_network import SLRModel
 from utils.compile import (BACKEND_ENV, COMPILE_MODES, CompileError, check_compile_mode,
-                           mark_time_dynamic)
+                           compile_for_training, mark_time_dynamic)
 
 LOSS_WEIGHTS = {"SeqCTC": 1.0, "ConvCTC": 1.0, "Dist": 25.0, "Cu": 0.0005, "Cp": 0.0005}
 SLOW = pytest.mark.skipif(os.environ.get("STFNET_COMPILE_TESTS") != "1",
@@ -170,3 +170,19 @@ def test_compiled_video_model_equals_eager(backend):
         # inductor fuses and reorders float32 reductions: rounding-level differences.
         tol = (1e-5, 1e-6) if backend == "aot_eager" else (1e-3, 1e-5)
         assert_same_loss_and_grads(eager, loss_and_grads(model, compiled, data), *tol)
+
+
+@SLOW
+def test_inductor_compiles_the_temporal_part_once_for_every_length(monkeypatch):
+    # Inductor adds its own guards while lowering (torch 2.13's convolution backward pinned the
+    # strides, so every length compiled again): count compiled graphs after warm-up.
+    from torch._dynamo.utils import counters
+
+    monkeypatch.delenv(BACKEND_ENV, raising=False)
+    model = tiny_model()
+    compiled = compile_for_training(model, "default")
+    for i, time in enumerate(LENGTHS[:3]):
+        loss_and_grads(model, compiled, batch(time, features=True, seed=i))
+        if i == 0:
+            first = counters["stats"]["unique_graphs"]
+    assert counters["stats"]["unique_graphs"] == first

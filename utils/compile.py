@@ -52,6 +52,21 @@ def _backend() -> str:
     return os.environ.get(BACKEND_ENV) or "inductor"
 
 
+def aten_convolution_backward() -> None:
+    """Have inductor call ATen's convolution backward instead of lowering it.
+
+    torch 2.13's lowering (torch/_inductor/kernel/conv.py) turns every stride of the input
+    gradient into a constant (`guard_int_seq(layout_dx.stride)`). The strides of the temporal
+    Conv1d layers (B, C, T) and of the (k, 1) temporal convs on (B, C, T, H*W) clips hold the
+    time length, so each new video length failed a guard and compiled again (measured: 4 new
+    lengths, 4 compiles of minutes each). The ATen kernel, which inductor called before 2.13,
+    takes symbolic strides; it is the same kernel eager training runs.
+    """
+    from torch._inductor.lowering import make_fallback
+
+    make_fallback(torch.ops.aten.convolution_backward.default, override_decomp=True)
+
+
 def compile_for_training(module: nn.Module, mode: str) -> nn.Module:
     """`module` compiled with inductor in `mode` ('default', 'reduce-overhead', 'max-autotune').
 
@@ -60,6 +75,7 @@ def compile_for_training(module: nn.Module, mode: str) -> nn.Module:
     backend = _backend()
     if backend != "inductor":
         return torch.compile(module, backend=backend)
+    aten_convolution_backward()
     return torch.compile(module, mode=None if mode == "default" else mode)
 
 
