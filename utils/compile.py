@@ -2,8 +2,9 @@
 
 Only the training forward is compiled; evaluation and checkpoints use the bare module, so
 state-dict keys never gain the `_orig_mod.` prefix. The video's time dimension is marked
-dynamic, so that videos of new lengths reuse the compiled graph (SLRModel has no shape-dependent
-Python branch on the time length: tests/test_compile.py counts the compilations).
+dynamic, so that videos of new lengths reuse the captured graph (SLRModel has no shape-dependent
+Python branch on the time length: tests/test_compile.py counts the compilations). Inductor
+still adds guards on the length of the whole video model (torch 2.13; README, Benchmarks).
 """
 from __future__ import annotations
 
