@@ -91,8 +91,12 @@ class SLRModel(nn.Module):
             framewise, aux = x, []
         conv = self.conv1d(framewise, len_x)
         feat_len = conv["feat_len"]
-        aux_logits = [self.classifier(a.permute(2, 0, 1)) for a in aux]
-        sequence = self._sequence_logits(conv["visual_feat"], feat_len)
+        if torch.compiler.is_compiling():  # the eager tail last: the compiled graph ends before it
+            aux_logits = self._aux_logits(aux)
+            sequence = self._sequence_logits(conv["visual_feat"], feat_len)
+        else:  # the original's order, which sets the order the shared classifier's gradients add up
+            sequence = self._sequence_logits(conv["visual_feat"], feat_len)
+            aux_logits = self._aux_logits(aux)
         decode = not self.training and self.decoder is not None
         return {
             "feat_len": feat_len,
@@ -195,6 +199,10 @@ class SLRModel(nn.Module):
     def _sequence_logits(self, visual: Tensor, feat_len: Tensor) -> Tensor:
         """BiLSTM over the temporal stack's (T', B, H) features, then the shared classifier."""
         return self.classifier(self.temporal_model(visual, feat_len))
+
+    def _aux_logits(self, aux: list[Tensor]) -> list[Tensor]:
+        """The shared classifier over each hierarchical-branch output (B, hidden, T') -> (T', B, classes)."""
+        return [self.classifier(a.permute(2, 0, 1)) for a in aux]
 
     def _decode(self, logits: Tensor, feat_len: Tensor) -> list:
         """Decoded sentences of (T', B, classes) logits."""

@@ -246,3 +246,15 @@ def test_hsa_level_pooling_matches_the_original_two_steps(size):
     frames = torch.randn(3, 5, size, size, dtype=torch.float64)
     original = torch.nn.functional.adaptive_avg_pool2d(frames, 7).mean(dim=(2, 3))
     torch.testing.assert_close(_pool_level(frames, adaptive=True), original, rtol=1e-12, atol=1e-12)
+
+
+def test_eager_forward_classifies_the_bilstm_output_first():
+    """As the original does: the call order sets the order in which autograd adds up the shared
+    classifier's gradients, so eager training stays bit-identical to it (compiled runs may differ)."""
+    model = tiny_model()
+    bilstm_out, classified = [], []
+    model.temporal_model.register_forward_hook(lambda module, args, out: bilstm_out.append(out))
+    model.classifier.register_forward_hook(lambda module, args, out: classified.append(args[0]))
+    model(video(2, 24), torch.tensor([24, 20]))
+    # The temporal stack's own classifier call first, then the BiLSTM's, then the branch's three.
+    assert len(classified) == 5 and classified[1] is bilstm_out[0]
