@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Mapping
 
-from preprocess.manifest import MANIFEST
+from preprocess.manifest import MANIFEST, read_manifest
 
 FramesRecord = list  # [manifest size, manifest mtime_ns, digest of the listed frames' names and contents]
 
@@ -27,13 +27,12 @@ def frames_digest(manifest: Mapping) -> str:
 
 def frames_record(video_dir: str | Path) -> FramesRecord | None:
     """The record of a resized video folder's manifest, or None when it has none (not finished)."""
-    path = Path(video_dir) / MANIFEST
-    try:
-        stat = path.stat()
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    manifest = read_manifest(video_dir)
+    if manifest is None:
         return None
-    if not isinstance(manifest, dict):
+    try:
+        stat = (Path(video_dir) / MANIFEST).stat()
+    except OSError:  # removed since it was read: the video is being redone
         return None
     return [stat.st_size, stat.st_mtime_ns, frames_digest(manifest)]
 
