@@ -25,7 +25,6 @@ extrapolated per sentence; the rounds alternate ours exact / ours pruned / pyctc
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import tempfile
 import time

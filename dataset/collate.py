@@ -37,10 +37,11 @@ def _labels(labels: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]
 def pad_collate(batch: Sequence[tuple[torch.Tensor, Any, Any]], kernel_sizes: Sequence[str]) -> tuple:
     """Sort by length (longest first) and pad; returns (video, video_length, labels, label_length, info).
 
-    Video items (T, C, H, W), uint8 or float (padding only copies frames): each gets `left_pad` copies of its first frame and copies of its last
-    frame up to the batch length, a multiple of the total stride plus 2 * left_pad; video_length is
-    ceil(T / stride) * stride + 2 * left_pad (the original's lengths). Feature items (T, D): padded
-    with the last frame and returned as (B, D, T) with the true lengths.
+    Video items (T, C, H, W), uint8 or float (padding only copies frames): each gets `left_pad`
+    copies of its first frame and copies of its last frame up to the batch length, a multiple of
+    the total stride plus 2 * left_pad; video_length is ceil(T / stride) * stride + 2 * left_pad
+    (the original's lengths). Feature items (T, D): padded with the last frame and returned as
+    (B, D, T) with the true lengths.
     """
     if not batch:
         raise ValueError("cannot collate an empty batch")

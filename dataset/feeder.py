@@ -220,7 +220,8 @@ class BaseFeeder(data.Dataset):
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found; extract features for the {self.mode} split first")
         saved = load_npy_object(path)
-        return torch.as_tensor(saved["features"], dtype=torch.float32), torch.as_tensor(saved["label"], dtype=torch.long)
+        return (torch.as_tensor(saved["features"], dtype=torch.float32),
+                torch.as_tensor(saved["label"], dtype=torch.long))
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, str]:
         info = self.inputs_list[index]["original_info"]

@@ -1,4 +1,7 @@
-"""Preprocess PHOENIX-2014 (phoenix-2014-multisigner): python preprocess/dataset_preprocess.py --dataset-root DIR [-p] [-m] [--pack]."""
+"""Preprocess PHOENIX-2014 (phoenix-2014-multisigner).
+
+python preprocess/dataset_preprocess.py --dataset-root DIR [-p] [-m] [--pack]
+"""
 from __future__ import annotations
 
 import sys

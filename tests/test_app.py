@@ -20,12 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 import app
 from dataset.synthetic import vocabulary
 from inference.fonts import draw_text, find_cjk_font
-from inference.video import write_video
 from inference.web import InputError, Limits, read_upload, timeline_html
 from utils.checkpoint import load_checkpoint, save_checkpoint
 

@@ -117,7 +117,7 @@ def test_time_mixing_blocks_of_the_backbone_compile_once_for_every_length(block)
     compiled = torch.compile(module, backend=backend)
     for i, time in enumerate(LENGTHS):
         def frames(channels: int, size: int) -> torch.Tensor:
-            x = torch.randn(2 * time, channels, size, size)
+            x = torch.randn(2 * time, channels, size, size)  # noqa: B023 (called in this iteration)
             x = x.contiguous(memory_format=torch.channels_last)
             torch._dynamo.maybe_mark_dynamic(x, 0)  # what the video's dynamic T makes of B*T
             return x

@@ -151,7 +151,8 @@ def test_collate_features_and_empty_labels():
     video, length, labels, label_length, _ = pad_collate(
         [(a, torch.zeros(0, dtype=torch.long), "a"), (b, torch.zeros(0, dtype=torch.long), "b")], ["K5", "P2"])
     assert video.shape == (2, 4, 5) and length.tolist() == [5, 3]
-    assert torch.equal(video[1, :, :3], a.T) and torch.equal(video[1, :, 3], a[-1]) and torch.equal(video[1, :, 4], a[-1])
+    assert torch.equal(video[1, :, :3], a.T)
+    assert torch.equal(video[1, :, 3], a[-1]) and torch.equal(video[1, :, 4], a[-1])
     assert labels.numel() == 0 and label_length.tolist() == [0, 0]
     with pytest.raises(ValueError, match="K<int>"):
         temporal_padding(["X3"])

@@ -184,7 +184,7 @@ def test_fused_wide_beam_finds_best_labelling_of_exhaustive_search() -> None:
 
     model = _gloss_lm()
     gen = torch.Generator().manual_seed(5)
-    for trial in range(20):
+    for _ in range(20):
         steps = int(torch.randint(1, 6, (1,), generator=gen))
         classes = int(torch.randint(2, 6, (1,), generator=gen))
         weight, bonus = float(torch.rand(1, generator=gen)) * 2, float(torch.randn(1, generator=gen))
@@ -264,7 +264,7 @@ def test_pruning_that_prunes_nothing_is_the_exact_search_and_off_is_the_default(
     decoder = Decode(_gloss_dict(8), 9, "beam", beam_width=4, top_k=6)
     assert not decoder.pruned and decoder.token_min_logp is None and decoder.beam_prune_logp is None
     assert decoder.decode(logits, lengths) == [
-        [(f"G{label}", pos) for pos, label in enumerate(l for l, _ in groupby(exact.best(b)))]
+        [(f"G{label}", pos) for pos, label in enumerate(key for key, _ in groupby(exact.best(b)))]
         for b in range(6)]
     for bad in ({"token_min_logp": 1.0}, {"beam_prune_logp": float("nan")}, {"token_min_logp": "x"}):
         with pytest.raises(ValueError, match="log-probability <= 0"):

@@ -77,8 +77,10 @@ def test_split_decoder_outputs_share_calls_and_keep_their_own_order(chunk) -> No
         split.add(logits, lengths, output="lstm")
         split.add(logits.flip(2), lengths, output="conv")
     got = split.finish()
-    assert got["lstm"] == [s for logits, lengths in batches for s in decoder.decode(logits, lengths, batch_first=False)]
-    assert got["conv"] == [s for logits, lengths in batches for s in decoder.decode(logits.flip(2), lengths, batch_first=False)]
+    assert got["lstm"] == [s for logits, lengths in batches
+                           for s in decoder.decode(logits, lengths, batch_first=False)]
+    assert got["conv"] == [s for logits, lengths in batches
+                           for s in decoder.decode(logits.flip(2), lengths, batch_first=False)]
     assert [k.shape[0] for k in split.kept] == [7, 4, 5, 5, 1]  # the first output's logits only
 
 

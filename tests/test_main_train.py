@@ -276,7 +276,8 @@ def test_demo_config_short_run_trains_and_scores(data, tmp_path):
     work = tmp_path / "demo"
     summary = main_module.main([
         "--config", str(REPO_ROOT / "config" / "demo.yaml"), "--work-dir", str(work), "--num-epoch", "1",
-        "--set", f"dataset_info.dataset_root={data['raw']}", "--set", f"dataset_info.dict_path={pre / 'gloss_dict.npy'}",
+        "--set", f"dataset_info.dataset_root={data['raw']}",
+        "--set", f"dataset_info.dict_path={pre / 'gloss_dict.npy'}",
         "--set", "progress_bar=false", "--set", "tensorboard=false"])
     proc = subprocess.run([sys.executable, "-m", "evaluation.wer", str(pre / "phoenix2014-groundtruth-test.stm"),
                            str(work / "test_best" / "output-hypothesis-test.ctm"), "--json"],

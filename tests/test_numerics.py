@@ -8,7 +8,7 @@ import torch
 
 from modules import batchnorm
 from modules.conv3d_reference import conv3d_reference
-from tests.test_model import LOSS_WEIGHTS, NUM_CLASSES, labels, tiny_model, video
+from tests.test_model import labels, tiny_model, video
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

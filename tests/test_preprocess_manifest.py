@@ -128,7 +128,8 @@ def test_damaged_output_frame_is_redone(damage, raw_pair, tmp_path, capsys):
     capsys.readouterr()
     assert _run(root, out) == 0
     out_text = capsys.readouterr().out
-    assert "(0 resized, 1 redone, 7 up to date)" in out_text and "redone, resized frames missing or damaged: 1" in out_text
+    assert "(0 resized, 1 redone, 7 up to date)" in out_text
+    assert "redone, resized frames missing or damaged: 1" in out_text
     assert _resized(root) == fresh
 
 

@@ -1,4 +1,7 @@
-"""The synthetic generator's output folder: non-empty refused, --replace removes only its own files; make demo-data reruns."""
+"""The synthetic generator's output folder: non-empty refused, --replace removes only its own files.
+
+Also: `make demo-data` reruns.
+"""
 from __future__ import annotations
 
 import hashlib

@@ -19,6 +19,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported where it is used: estimating and reading ARPA files need no torch
+    import torch
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 NO_UNK_LOG10 = -100.0  # what KenLM assigns to an unknown word when the model has no <unk>
