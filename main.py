@@ -508,7 +508,8 @@ class Processor:
                                    "videos_per_s": result.videos_per_s,
                                    "padded_fraction": result.padded_fraction,
                                    "epoch_time_s": time.time() - epoch_start}
-            self.log(f"epoch {epoch}: mean loss {result.mean_loss:.4f}, {self.state.epoch_skipped} skipped "
+            terms = ", ".join(f"{k} {v:.4f}" for k, v in result.terms.items())
+            self.log(f"epoch {epoch}: mean loss {result.mean_loss:.4f} ({terms}), {self.state.epoch_skipped} skipped "
                      f"batches, {result.videos_per_s:.1f} videos/s, {result.padded_fraction:.1%} padded frames, "
                      f"{time.time() - epoch_start:.0f}s")
             names = [LAST]

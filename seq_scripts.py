@@ -14,6 +14,7 @@ from torch import nn
 
 from dataset.collate import padding_counts
 from dataset.transforms import model_input
+from modules.criterions import total_loss
 from modules.tconv import output_lengths
 from utils.compile import mark_time_dynamic
 from utils.decode import Decode, SplitDecoder
@@ -113,27 +114,6 @@ def nonfinite_report(info: list, video_len: torch.Tensor, label_len: torch.Tenso
     return "; ".join(parts)
 
 
-def _defining_class(cls: type, name: str) -> type | None:
-    """The class of `cls`'s MRO whose body defines attribute `name`."""
-    return next((c for c in cls.__mro__ if name in vars(c)), None)
-
-
-def loss_and_terms(core: nn.Module, ret: Mapping[str, Any], label: torch.Tensor,
-                   label_len: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The step's loss and its logged terms, each loss term evaluated once.
-
-    Uses `core.criterion_with_terms` when the model has it; a model class that overrides
-    `criterion_calculation` below it (research code changing the loss) gets its own loss
-    called, and its terms are not logged (they would describe another loss).
-    """
-    cls = type(core)
-    with_terms = _defining_class(cls, "criterion_with_terms")
-    calculation = _defining_class(cls, "criterion_calculation")
-    if with_terms is not None and (calculation is None or issubclass(with_terms, calculation)):
-        return core.criterion_with_terms(ret, label, label_len)
-    return core.criterion_calculation(ret, label, label_len), {}
-
-
 def terms_as_floats(terms: Mapping[str, torch.Tensor]) -> dict[str, float]:
     """Detached scalar terms as floats, read back in one transfer (one sync on CUDA)."""
     if not terms:
@@ -201,7 +181,7 @@ def seq_train(loader: torch.utils.data.DataLoader, model: nn.Module, core: nn.Mo
               total_batches: int | None = None) -> EpochResult:
     """Train for the rest of `state.epoch` (from `state.batch_in_epoch`); updates `state` in place.
 
-    `model` may be the DDP wrapper; `core` is the bare model (criterion, parameters).
+    `model` may be the DDP wrapper; `core` is the bare model (`loss_terms`, parameters).
     Every process takes the same branches: a non-finite loss anywhere skips the batch everywhere.
     """
     model.train()
@@ -234,7 +214,8 @@ def seq_train(loader: torch.utils.data.DataLoader, model: nn.Module, core: nn.Mo
         with ctx:
             with autocast(opts.device, opts.amp_dtype):
                 ret = model(video, video_len, label=label, label_lgt=label_len)
-                loss, terms = loss_and_terms(core, ret, label, label_len)
+                terms = core.loss_terms(ret, label, label_len)
+                loss = total_loss(terms)
             bad = any_true(not bool(torch.isfinite(loss.detach()).all()), env, opts.device)
             if bad:
                 state.skipped_batches += 1

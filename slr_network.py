@@ -112,57 +112,41 @@ class SLRModel(nn.Module):
             "recognized_sents": self._decode(sequence, feat_len) if decode else None,
         }
 
-    def criterion_terms(self, ret_dict: Mapping[str, Any], label: Tensor, label_lgt: Tensor, *,
-                        per_sample: bool = False) -> dict[str, Tensor]:
-        """Each weighted loss term (scalars), in `loss_weights` order; their sum is the loss.
+    def loss_terms(self, outputs: Mapping[str, Any], labels: Tensor,
+                   label_lengths: Tensor) -> dict[str, Tensor]:
+        """The weighted scalar loss terms, in `loss_weights` order; the loss is their sum.
 
-        SeqCTC brings the three auxiliary CTC terms (weight 1) as `AuxCTC{0,1,2}`. With
-        `per_sample`, also `<name>/per_sample` (B,) unweighted CTC values, to report bad samples.
+        Override this to change the loss (add a term, reweight or replace one): the trainer
+        trains `modules.criterions.total_loss` of what it returns and logs every term by name
+        (log.txt, metrics.csv). SeqCTC brings the three auxiliary CTC terms (weight 1) as
+        `AuxCTC{0,1,2}`.
         """
         if self.loss_weights is None:
             raise RuntimeError("this SLRModel was built without loss_weights; pass e.g. "
                                "{'SeqCTC': 1.0, 'ConvCTC': 1.0, 'Dist': 25.0} to compute losses")
-        feat_len = ret_dict["feat_len"]
+        if not self.loss_weights:
+            raise ValueError(f"loss_weights is empty: name at least one of {list(LOSS_NAMES)}")
+        feat_len = outputs["feat_len"]
+
+        def ctc(logits: Tensor) -> Tensor:
+            return ctc_per_sample(logits, labels, feat_len, label_lengths).mean()
+
         terms: dict[str, Tensor] = {}
-
-        def add_ctc(name: str, logits: Tensor, weight: float) -> None:
-            values = ctc_per_sample(logits, label, feat_len, label_lgt)
-            terms[name] = weight * values.mean()
-            if per_sample:
-                terms[f"{name}/per_sample"] = values.detach()
-
         for name, weight in self.loss_weights.items():
             if name == "ConvCTC":
-                add_ctc(name, ret_dict["conv_logits"], weight)
+                terms[name] = weight * ctc(outputs["conv_logits"])
             elif name == "SeqCTC":
-                add_ctc(name, ret_dict["sequence_logits"], weight)
-                for i, logits in enumerate(ret_dict["aux_logits"]):
-                    add_ctc(f"AuxCTC{i}", logits, 1.0)
+                terms[name] = weight * ctc(outputs["sequence_logits"])
+                for i, logits in enumerate(outputs["aux_logits"]):
+                    terms[f"AuxCTC{i}"] = ctc(logits)  # weight 1, as the original
             elif name == "Dist":
                 terms[name] = weight * self.distillation(
-                    ret_dict["conv_logits"], ret_dict["sequence_logits"].detach(), use_blank=False)
+                    outputs["conv_logits"], outputs["sequence_logits"].detach(), use_blank=False)
             elif name == "Cu":
-                terms[name] = weight * ret_dict["loss_LiftPool_u"]
+                terms[name] = weight * outputs["loss_LiftPool_u"]
             elif name == "Cp":
-                terms[name] = weight * ret_dict["loss_LiftPool_p"]
+                terms[name] = weight * outputs["loss_LiftPool_p"]
         return terms
-
-    def criterion_with_terms(self, ret_dict: Mapping[str, Any], label: Tensor,
-                             label_lgt: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """The training loss and the `criterion_terms` it sums, each term computed once.
-
-        The trainer calls this (one CTC per head per step, the terms logged from the same
-        values) unless a subclass overrides `criterion_calculation`, which it then calls instead.
-        """
-        terms = self.criterion_terms(ret_dict, label, label_lgt)
-        if not terms:
-            raise ValueError(f"loss_weights is empty: name at least one of {list(LOSS_NAMES)}")
-        return torch.stack(list(terms.values())).sum(), terms
-
-    def criterion_calculation(self, ret_dict: Mapping[str, Any], label: Tensor,
-                              label_lgt: Tensor) -> Tensor:
-        """The training loss: the sum of `criterion_terms` (override it to change the loss)."""
-        return self.criterion_with_terms(ret_dict, label, label_lgt)[0]
 
     @torch.compiler.disable  # host-side checks of the lengths: keep them out of compiled graphs
     def _checked_lengths(self, x: Tensor, len_x: Tensor) -> Tensor:

@@ -35,6 +35,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from modules.conv3d_reference import conv3d_reference  # noqa: E402
+from modules.criterions import total_loss  # noqa: E402
 from bench.step_breakdown import report_breakdown  # noqa: E402
 from slr_network import SLRModel  # noqa: E402
 from utils.compile import COMPILE_MODES, check_compile_mode, compile_for_training  # noqa: E402
@@ -90,7 +91,7 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: 
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
         forward = model if runner is None else runner
         ret = forward(x if runner is None else mark_time_dynamic(x), len_x)
-        loss = model.criterion_calculation(ret, label, label_lgt)
+        loss = total_loss(model.loss_terms(ret, label, label_lgt))
     loss.backward()
     optimizer.step()
 

@@ -18,6 +18,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from modules.criterions import total_loss
+
 
 def _sum_outputs(out) -> Tensor:
     """A scalar depending on every float tensor of `out` (for a backward pass through a part)."""
@@ -58,7 +60,7 @@ def part_calls(model: nn.Module, x: Tensor, len_x: Tensor, label: Tensor,
 
     def losses() -> Tensor:
         out = {**ret, **logits, "aux_logits": aux}
-        return model.criterion_calculation(out, label, label_lgt)
+        return total_loss(model.loss_terms(out, label, label_lgt))
 
     return {
         "frame backbone (ResNet incl. fusion)": lambda: model.conv2d(_leaf(x)),

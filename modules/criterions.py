@@ -1,8 +1,19 @@
-"""Losses: per-sample CTC and sequence distillation (SeqKD), normalised as the original."""
+"""Losses: per-sample CTC, sequence distillation (SeqKD), normalised as the original, and the
+total of a model's loss terms."""
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+
+def total_loss(terms: Mapping[str, Tensor]) -> Tensor:
+    """The training loss: the sum of a model's `loss_terms` (scalars)."""
+    if not terms:
+        raise ValueError("the model's loss_terms returned no terms: nothing to train")
+    return torch.stack(list(terms.values())).sum()
 
 
 def ctc_per_sample(logits: Tensor, labels: Tensor, lengths: Tensor, label_lengths: Tensor,

@@ -11,6 +11,7 @@ import torch
 from dataset.synthetic import plan_videos, render_video, vocabulary
 from inference.recognize import prepare_input
 from inference.video import load_frames, write_video
+from modules.criterions import total_loss
 from slr_network import SLRModel
 from utils.checkpoint import save_checkpoint
 
@@ -45,8 +46,8 @@ def make_assets(root: Path) -> dict:
     sentence: list[str] = []
     for step in range(1, 201):  # stops at about 60-100 steps: right sentence with a margin
         model.train()
-        loss = model.criterion_calculation(model(prepared.video, prepared.length), label,
-                                           torch.tensor([len(label)]))
+        loss = total_loss(model.loss_terms(model(prepared.video, prepared.length), label,
+                                           torch.tensor([len(label)])))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch._dynamo.backends.registry import lookup_backend
 
+from modules.criterions import total_loss
 from modules.fusion import SpatioTemporalFusion
 from modules.hsa import HierarchicalBranch
 from slr_network import SLRModel
@@ -74,7 +75,7 @@ def loss_and_grads(model: SLRModel, runner: nn.Module, data: tuple) -> tuple[tor
     model.zero_grad(set_to_none=True)
     x, len_x, label, label_len = data
     ret = runner(mark_time_dynamic(x.clone()), len_x, label=label, label_lgt=label_len)
-    loss = model.criterion_calculation(ret, label, label_len)
+    loss = total_loss(model.loss_terms(ret, label, label_len))
     loss.backward()
     return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 

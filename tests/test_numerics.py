@@ -8,6 +8,7 @@ import torch
 
 from modules import batchnorm
 from modules.conv3d_reference import conv3d_reference
+from modules.criterions import total_loss
 from tests.test_model import labels, tiny_model, video
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -76,7 +77,7 @@ def _loss_and_grads(model: torch.nn.Module, x: torch.Tensor, len_x: torch.Tensor
     model.train().zero_grad(set_to_none=True)
     torch.manual_seed(1)
     out = model(x, len_x)
-    loss = model.criterion_calculation(out, label, label_lgt)
+    loss = total_loss(model.loss_terms(out, label, label_lgt))
     loss.backward()
     grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
     return loss.detach(), out["sequence_logits"].detach(), grads

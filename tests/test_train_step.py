@@ -1,11 +1,12 @@
-"""The training step of seq_train: each loss term once per step, overrides honoured."""
+"""The training step of seq_train: each loss term once per step, a loss_terms override trained and logged."""
 from __future__ import annotations
 
 import pytest
 import torch
 
 import slr_network
-from seq_scripts import StepOptions, TrainState, loss_and_terms, seq_train
+from modules.criterions import total_loss
+from seq_scripts import StepOptions, TrainState, seq_train
 from tests.test_model import labels, tiny_model, video
 from utils.distributed import DistEnv
 
@@ -57,37 +58,38 @@ def test_each_loss_term_is_computed_once_per_step(monkeypatch):
     assert sum(one.terms.values()) == pytest.approx(one.mean_loss, rel=1e-5)
 
 
-def test_loss_and_terms_agree_with_criterion_calculation():
-    model = tiny_model().train()
-    label, label_lgt = labels([2, 2])
-    torch.manual_seed(0)
-    ret = model(video(2, 28), torch.tensor([28, 24]))
-    loss, terms = loss_and_terms(model, ret, label, label_lgt)
-    torch.testing.assert_close(loss, model.criterion_calculation(ret, label, label_lgt))
-    torch.testing.assert_close(loss, sum(terms.values()))
+def test_total_loss_refuses_a_model_without_terms():
+    with pytest.raises(ValueError, match="no terms"):
+        total_loss({})
 
 
-class DoubledLoss(slr_network.SLRModel):
-    """Research code that changes the loss by overriding criterion_calculation."""
+class ResearcherLoss(slr_network.SLRModel):
+    """Research code changing the loss: Dist weighted twice, plus an L2 penalty on the classifier."""
 
-    def criterion_calculation(self, ret_dict, label, label_lgt):
-        return 2.0 * super().criterion_calculation(ret_dict, label, label_lgt)
+    def loss_terms(self, outputs, labels, label_lengths):
+        terms = super().loss_terms(outputs, labels, label_lengths)
+        terms["Dist"] = 2.0 * terms["Dist"]
+        terms["L2"] = 1e-3 * self.classifier.weight.pow(2).sum()
+        return terms
 
 
-def test_an_overridden_criterion_calculation_is_the_trained_loss(monkeypatch):
+def test_an_overridden_loss_terms_is_the_trained_and_logged_loss(monkeypatch):
     calls = count_ctc(monkeypatch)
     torch.manual_seed(0)
     base = tiny_model()
-    doubled = DoubledLoss(base.num_classes, "resnet18", 2, base_width=8, hidden_size=32,
-                          aux_dim=16, loss_weights=base.loss_weights)
-    doubled.load_state_dict(base.state_dict())
+    changed = ResearcherLoss(base.num_classes, "resnet18", 2, base_width=8, hidden_size=32,
+                             aux_dim=16, loss_weights=base.loss_weights)
+    changed.load_state_dict(base.state_dict())
+    l2 = 1e-3 * float((base.classifier.weight.detach().double() ** 2).sum())  # at the weights of the step
     data = batches(1)
     torch.manual_seed(3)
     plain, _ = train(base.train(), data)
     torch.manual_seed(3)
-    overridden, _ = train(doubled.train(), data)
-    assert overridden.mean_loss == pytest.approx(2 * plain.mean_loss, rel=1e-5)
-    assert overridden.terms == {}  # its terms would describe another loss: none logged
+    overridden, _ = train(changed.train(), data)
+    assert list(overridden.terms) == [*plain.terms, "L2"]
+    assert overridden.terms["L2"] == pytest.approx(l2, rel=1e-5)
+    assert overridden.terms["Dist"] == pytest.approx(2 * plain.terms["Dist"], rel=1e-5)
+    assert overridden.mean_loss == pytest.approx(plain.mean_loss + plain.terms["Dist"] + l2, rel=1e-5)
     assert calls[0] == 2 * CTC_HEADS  # still once per step each
 
 
