@@ -1,11 +1,13 @@
 """Export a checkpoint as a model that runs without this repository (ONNX + its vocabulary).
 
-    python export.py --model_path work_dir/demo/best_model.pt --format onnx --out model.onnx
+    python export.py --model_path work_dir/demo/best_model.pt --out model.onnx
 
-Writes model.onnx (frames (B, T, 3, H, W) in [-1, 1] and lengths (B,) in; CTC log-probabilities
-(B, T', C) and output lengths out; batch and time dynamic) and model.vocab.json beside it (class
-index -> gloss, input size, decoding). `test_one_video.py --model_path model.onnx` runs it with
-onnxruntime.
+Writes model.onnx and model.vocab.json beside it (class index -> gloss, frame size, decoding).
+The graph takes one decoded video as it comes, (T, H, W, 3) uint8 RGB frames at the vocabulary's
+`frames_res`, does the test transform and padding itself, and returns CTC log-probabilities
+(1, T', C), their length and the greedy class ids (1, T'): the README's runner needs only
+onnxruntime and numpy. `--input float` writes the graph of prepared batches instead ((B, T, 3,
+H, W) in [-1, 1] and lengths in). `test_one_video.py --model_path model.onnx` runs either.
 """
 from __future__ import annotations
 
@@ -21,6 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(parser)
     parser.add_argument("--format", default="onnx", choices=["onnx"], help="export format")
     parser.add_argument("--out", required=True, help="output file, e.g. model.onnx")
+    parser.add_argument("--input", default="frames", choices=["frames", "float"],
+                        help="frames: uint8 video in, preparation in the graph (default); "
+                             "float: prepared (B, T, 3, H, W) batches in [-1, 1] and lengths")
     return parser
 
 
@@ -33,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         args.device = "cpu"  # the graph is traced on the CPU; onnxruntime picks its own device
         from inference.onnx_model import export_onnx, vocab_path
 
-        out = export_onnx(load_model_from_args(args), args.out)
+        out = export_onnx(load_model_from_args(args), args.out, inputs=args.input)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,6 +1,7 @@
 """Exported ONNX graph (onnxruntime) vs the PyTorch checkpoint on the videos of a split, CPU.
 
-For every video: the same network input through both, alternating which runs first; reports the
+For every video: the same frames through both (the graph prepares its own input; PyTorch gets the
+feeder's), alternating which runs first; reports the
 max |log-prob| difference, whether the decoded glosses are equal, and the time of each path.
 
     python bench/onnx_runtime.py --model_path work_dir/demo/best_model.pt \
@@ -20,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from inference.loading import load_model  # noqa: E402
 from inference.onnx_model import export_onnx  # noqa: E402
-from inference.recognize import decode_sentence, prepare_input  # noqa: E402
+from inference.recognize import clip_log_probs, decode_sentence, prepare_input  # noqa: E402
 from inference.video import load_frames  # noqa: E402
 
 
@@ -64,7 +65,7 @@ def main() -> None:
             for _ in range(args.repeats):
                 for name, model in (order if n % 2 == 0 else order[::-1]):
                     start = time.perf_counter()
-                    outputs[name] = model.log_probs(prepared.video, prepared.length)
+                    outputs[name] = clip_log_probs(model, clip.frames, prepared)
                     times[name] += time.perf_counter() - start
             (ref, steps), (got, _) = outputs["pytorch"], outputs["onnxruntime"]
             t = int(steps[0])

@@ -1,7 +1,6 @@
 """Batch collation: pad videos so the temporal convolution stack sees whole windows at both ends."""
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 import torch
@@ -24,6 +23,18 @@ def temporal_padding(kernel_sizes: Sequence[str]) -> tuple[int, int]:
         else:
             raise ValueError(f"bad temporal layer {layer!r} in {list(kernel_sizes)}; expected 'K<int>' or 'P<int>'")
     return left_pad, total_stride
+
+
+def padded_length(num_frames, left_pad: int, stride: int):
+    """Frames of a clip after padding: ceil(T / stride) * stride + 2 * left_pad (an int, or a
+    tensor, so that the exported graph pads with this same formula)."""
+    return num_frames + (-num_frames) % stride + 2 * left_pad
+
+
+def padding_index(num_frames, total, left_pad: int) -> torch.Tensor:
+    """Source frame of each of `total` padded frames: `left_pad` copies of the first frame, the
+    clip, then copies of the last frame (ints or traced tensors)."""
+    return (torch.arange(total) - left_pad).clamp(min=0).minimum(torch.as_tensor(num_frames) - 1)
 
 
 def _labels(labels: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -51,11 +62,9 @@ def pad_collate(batch: Sequence[tuple[torch.Tensor, Any, Any]], kernel_sizes: Se
     max_len = len(videos[0])
     if videos[0].dim() > 3:
         left_pad, stride = temporal_padding(kernel_sizes)
-        video_length = torch.tensor(
-            [math.ceil(len(v) / stride) * stride + 2 * left_pad for v in videos], dtype=torch.long
-        )
-        total = math.ceil(max_len / stride) * stride + 2 * left_pad
-        padded = torch.stack([
+        video_length = torch.tensor([padded_length(len(v), left_pad, stride) for v in videos], dtype=torch.long)
+        total = padded_length(max_len, left_pad, stride)
+        padded = torch.stack([  # padding_index's frames; cat keeps the layout contiguous
             torch.cat((v[:1].expand(left_pad, -1, -1, -1), v, v[-1:].expand(total - len(v) - left_pad, -1, -1, -1)))
             for v in videos
         ])

@@ -101,15 +101,18 @@ def gather_clip(frames: np.ndarray, index: np.ndarray, params: SpatialParams) ->
     return flip_width(clip) if params.flip else clip
 
 
+def scaled_size(height: int, width: int, image_scale: float) -> tuple[int, int]:
+    """(width, height) after rescaling by a factor in (0, 1], or an absolute square size when > 1."""
+    if 0 < image_scale <= 1:
+        return int(width * image_scale), int(height * image_scale)
+    return int(image_scale), int(image_scale)
+
+
 def rescale_frames(frames: np.ndarray, image_scale: float) -> np.ndarray:
     """Resize frames by a factor in (0, 1], or to an absolute square size when > 1 (original semantics)."""
     if image_scale == 1.0:
         return frames
-    height, width = frames.shape[1:3]
-    if 0 < image_scale <= 1:
-        size = (int(width * image_scale), int(height * image_scale))
-    else:
-        size = (int(image_scale), int(image_scale))
+    size = scaled_size(*frames.shape[1:3], image_scale)
     return np.stack([cv2.resize(np.ascontiguousarray(f), size, interpolation=cv2.INTER_CUBIC) for f in frames])
 
 

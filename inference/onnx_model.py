@@ -1,32 +1,56 @@
 """ONNX export of the recognition network and its onnxruntime runner.
 
-The graph is `inference.network.CTCLogProbs`: inputs `frames` (B, T, 3, H, W) float32 in [-1, 1]
-(the feeder's test transform and padding, as inference.recognize.prepare_input makes them) and
-`lengths` (B,) int64; outputs `log_probs` (B, T', C) float32 and `out_lengths` (B,) int64. Batch
-and time are dynamic. `<name>.vocab.json` beside the graph holds the vocabulary (class index ->
-gloss, 0 = CTC blank) and the input settings, so the pair runs without this repository.
+Two graphs, told apart by their first input's type:
+
+- frames (the default, `inference.network.FramesToCTC`): input `frames` (T, H, W, 3) uint8 RGB,
+  one decoded video at the frame size in `<name>.vocab.json` (`frames_res`); the graph does the
+  test transform and the padding itself. Outputs `log_probs` (1, T', C) float32, `out_lengths`
+  (1,) int64 and `ids` (1, T') int64, the best path (collapse repeats, drop 0 = blank: greedy).
+- float (`inference.network.CTCLogProbs`): inputs `frames` (B, T, 3, H, W) float32 in [-1, 1],
+  prepared as inference.recognize.prepare_input does, and `lengths` (B,) int64; outputs
+  `log_probs` (B, T', C) and `out_lengths` (B,). Batch and time are dynamic.
+
+`<name>.vocab.json` beside the graph holds the vocabulary (class index -> gloss, 0 = CTC blank)
+and the input settings, so the pair runs without this repository (README: the twenty-line runner).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import sys
+import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from dataset.collate import padded_length, temporal_padding
 from inference.loading import LoadedModel, vocab_name
-from inference.network import CTCLogProbs
-from inference.recognize import prepare_input
+from inference.network import CTCLogProbs, FramesToCTC, network_frame_size
 from preprocess.common import parse_resolution
 
 OPSET = 17
-INPUTS = ("frames", "lengths")
-OUTPUTS = ("log_probs", "out_lengths")
+INPUT_KINDS = ("frames", "float")
+IO_NAMES = {"frames": (("frames",), ("log_probs", "out_lengths", "ids")),
+            "float": (("frames", "lengths"), ("log_probs", "out_lengths"))}
+DYNAMIC_AXES = {"frames": {"frames": {0: "time"}, "log_probs": {1: "steps"}, "ids": {1: "steps"}},
+                "float": {"frames": {0: "batch", 1: "time"}, "lengths": {0: "batch"},
+                          "log_probs": {0: "batch", 1: "steps"}, "out_lengths": {0: "batch"}}}
+IO_DOC = {"frames": {"inputs": {"frames": "(T, H, W, 3) uint8 RGB at frames_res"},
+                     "outputs": {"log_probs": "(1, T', C) float32", "out_lengths": "(1,) int64",
+                                 "ids": "(1, T') int64 best path (greedy before collapsing)"}},
+          "float": {"inputs": {"frames": "(B, T, 3, H, W) float32 RGB in [-1, 1]",
+                               "lengths": "(B,) int64"},
+                    "outputs": {"log_probs": "(B, T', C) float32", "out_lengths": "(B,) int64"}}}
 FORMAT = "stfnet-onnx-1"
+# The TorchScript exporter has no shape rule for the packed BiLSTM's PackPadded / PadPacked and
+# says so from C++; onnxruntime infers those shapes at load time, and the tests check the outputs.
+EXPORTER_NOTE = re.compile(r"shape inference of prim::Pa\w+ type is missing")
 
 
 def vocab_path(onnx_path: str | os.PathLike) -> Path:
@@ -34,7 +58,7 @@ def vocab_path(onnx_path: str | os.PathLike) -> Path:
     return Path(onnx_path).with_name(vocab_name(onnx_path))
 
 
-def metadata(loaded: LoadedModel) -> dict[str, Any]:
+def metadata(loaded: LoadedModel, inputs: str = "frames") -> dict[str, Any]:
     """What a runtime needs beside the graph: vocabulary, input settings, decoding."""
     glosses = {int(v[0]): g for g, v in loaded.gloss_dict.items()}
     return {"format": FORMAT, "blank": 0, "num_classes": loaded.num_classes,
@@ -42,38 +66,71 @@ def metadata(loaded: LoadedModel) -> dict[str, Any]:
             "kernel_sizes": list(loaded.kernel_sizes), "input_size": loaded.input_size,
             "image_scale": loaded.image_scale,
             "frames_res": f"{loaded.frame_size[0]}x{loaded.frame_size[1]}px",
-            "search_mode": loaded.search_mode, "beam_width": loaded.beam_width,
-            "inputs": {"frames": "(B, T, 3, H, W) float32 RGB in [-1, 1]", "lengths": "(B,) int64"},
-            "outputs": {"log_probs": "(B, T', C) float32", "out_lengths": "(B,) int64"}}
+            "search_mode": loaded.search_mode, "beam_width": loaded.beam_width, **IO_DOC[inputs]}
 
 
-def export_onnx(loaded: LoadedModel, out: str | os.PathLike, frames: int = 64) -> Path:
-    """Write the network of a loaded checkpoint as ONNX (dynamic batch and time) plus its vocabulary."""
+@contextlib.contextmanager
+def exporter_notes_explained(note: re.Pattern = EXPORTER_NOTE) -> Iterator[None]:
+    """Hold back C++ lines on stderr that match `note` (printed once, explained); others pass."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            lines = captured.read().decode("utf-8", "replace").splitlines()
+            kept = [line for line in lines if not note.search(line)]
+            if len(kept) < len(lines):
+                kept.append(f"note: {len(lines) - len(kept)} exporter warnings 'shape inference of "
+                            f"prim::PackPadded/PadPacked is missing' hidden: expected for the packed "
+                            f"BiLSTM, whose shapes onnxruntime infers when it loads the graph")
+            for line in kept:
+                print(line, file=sys.stderr)
+
+
+def example_input(loaded: LoadedModel, inputs: str, frames: int) -> tuple[Tensor, ...]:
+    """A traced example of `frames` black frames for the graph `inputs` takes."""
+    width, height = loaded.frame_size
+    if inputs == "frames":
+        return (torch.zeros(frames, height, width, 3, dtype=torch.uint8),)
+    size = network_frame_size(loaded.frame_size, loaded.input_size, loaded.image_scale)
+    total = padded_length(frames, *temporal_padding(loaded.kernel_sizes))
+    return torch.zeros(1, total, 3, *size), torch.tensor([total])
+
+
+def export_onnx(loaded: LoadedModel, out: str | os.PathLike, inputs: str = "frames",
+                frames: int = 64) -> Path:
+    """Write the network of a loaded checkpoint as ONNX plus its vocabulary; `inputs` is 'frames'
+    (uint8 video in, preparation in the graph) or 'float' (prepared (B, T, 3, H, W) batches in)."""
     if loaded.model is None:
         raise ValueError("export needs a PyTorch checkpoint (.pt), not an ONNX file")
+    if inputs not in INPUT_KINDS:
+        raise ValueError(f"inputs must be one of {INPUT_KINDS}, got {inputs!r}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    net = CTCLogProbs(loaded.model).cpu().eval()
-    width, height = loaded.frame_size
-    prepared = prepare_input(np.zeros((frames, height, width, 3), np.uint8), loaded.kernel_sizes,
-                             loaded.input_size, loaded.image_scale)
-    example = (prepared.video, prepared.length)
-    with warnings.catch_warnings():  # the tracer's notes on shape checks that the graph drops
-        warnings.simplefilter("ignore")
+    net: nn.Module = FramesToCTC(loaded.model, loaded.kernel_sizes, loaded.frame_size,
+                                 loaded.input_size, loaded.image_scale) if inputs == "frames" \
+        else CTCLogProbs(loaded.model)
+    names_in, names_out = IO_NAMES[inputs]
+    with warnings.catch_warnings(), exporter_notes_explained():
+        warnings.simplefilter("ignore")  # the tracer's notes on shape checks that the graph drops
         # The TorchScript-based exporter: it maps the packed BiLSTM to ONNX LSTM with per-sequence
         # lengths (torch.export cannot trace pack_padded_sequence with a dynamic batch).
-        torch.onnx.export(net, example, str(out), dynamo=False, opset_version=OPSET,
-                          input_names=list(INPUTS), output_names=list(OUTPUTS),
-                          dynamic_axes={"frames": {0: "batch", 1: "time"}, "lengths": {0: "batch"},
-                                        "log_probs": {0: "batch", 1: "steps"},
-                                        "out_lengths": {0: "batch"}})
-    vocab_path(out).write_text(json.dumps(metadata(loaded), ensure_ascii=False, indent=1) + "\n",
-                               encoding="utf-8")
+        torch.onnx.export(net.cpu().eval(), example_input(loaded, inputs, frames), str(out),
+                          dynamo=False, opset_version=OPSET, input_names=list(names_in),
+                          output_names=list(names_out), dynamic_axes=DYNAMIC_AXES[inputs])
+    vocab_path(out).write_text(json.dumps(metadata(loaded, inputs), ensure_ascii=False, indent=1)
+                               + "\n", encoding="utf-8")
     return out
 
 
 class OnnxRunner:
-    """An onnxruntime session with CTCLogProbs's call: (video, lengths) -> (log_probs, lengths)."""
+    """An onnxruntime session. Float graphs have CTCLogProbs's call, (video, lengths) ->
+    (log_probs, lengths); frames graphs `run_frames(frames)` -> (log_probs, lengths)."""
 
     def __init__(self, path: str | os.PathLike, threads: int = 0) -> None:
         try:
@@ -87,12 +144,23 @@ class OnnxRunner:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own types for damaged graphs
             raise RuntimeError(f"cannot load ONNX model {path}: {exc}") from exc
+        self.path = str(path)
+        self.takes_frames = self.session.get_inputs()[0].type == "tensor(uint8)"
 
     def __call__(self, video: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        """Run the graph on CPU tensors; returns CPU tensors."""
+        """Run a float graph on CPU tensors; returns CPU tensors."""
+        if self.takes_frames:
+            raise ValueError(f"{self.path} takes decoded uint8 frames: use run_frames (or export "
+                             f"with --input float for prepared batches)")
         log_probs, out_lengths = self.session.run(
-            list(OUTPUTS), {"frames": video.detach().cpu().float().numpy(),
-                            "lengths": lengths.detach().cpu().long().numpy()})
+            list(IO_NAMES["float"][1]), {"frames": video.detach().cpu().float().numpy(),
+                                         "lengths": lengths.detach().cpu().long().numpy()})
+        return torch.from_numpy(log_probs), torch.from_numpy(np.asarray(out_lengths, np.int64))
+
+    def run_frames(self, frames: np.ndarray) -> tuple[Tensor, Tensor]:
+        """Run a frames graph on (T, H, W, 3) uint8 RGB frames: (1, T', C) log-probs, (1,) lengths."""
+        log_probs, out_lengths = self.session.run(["log_probs", "out_lengths"],
+                                                  {"frames": np.ascontiguousarray(frames, np.uint8)})
         return torch.from_numpy(log_probs), torch.from_numpy(np.asarray(out_lengths, np.int64))
 
 

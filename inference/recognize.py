@@ -59,6 +59,13 @@ def describe(rec: Recognition, prepared: PreparedInput, source_indices: Sequence
     return out
 
 
+def clip_log_probs(loaded: LoadedModel, frames: np.ndarray,
+                   prepared: PreparedInput) -> tuple[Tensor, Tensor]:
+    """(1, T', C) log-probabilities and (1,) lengths of one video: an exported graph that prepares
+    its own input gets the decoded frames, every other runner the prepared input."""
+    if getattr(loaded.runner, "takes_frames", False):  # inference.onnx_model.OnnxRunner
+        return loaded.runner.run_frames(frames)
+    return loaded.log_probs(prepared.video, prepared.length)
 
 
 def decode_sentence(loaded: LoadedModel, log_probs: Tensor, decoder: Decode | None = None) -> list[str]:
@@ -76,7 +83,7 @@ def recognise_clip(loaded: LoadedModel, clip: VideoClip,
 
     `decoder` replaces the model's own decoding (e.g. one with a gloss language model)."""
     prepared = prepare_input(clip.frames, loaded.kernel_sizes, loaded.input_size, loaded.image_scale)
-    log_probs, lengths = loaded.log_probs(prepared.video, prepared.length)
+    log_probs, lengths = clip_log_probs(loaded, clip.frames, prepared)
     steps = int(lengths[0])
     sequence = log_probs[0, :steps]
     glosses = decode_sentence(loaded, sequence, decoder)
