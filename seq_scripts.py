@@ -4,9 +4,9 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -16,56 +16,16 @@ from dataset.collate import padding_counts
 from dataset.transforms import model_input
 from modules.criterions import total_loss
 from modules.tconv import output_lengths
+from training.state import TrainState
 from utils.compile import mark_time_dynamic
 from utils.decode import Decode, SplitDecoder
 from utils.device import autocast, to_device
-from utils.distributed import DistEnv, all_gather_objects, any_true
+from utils.distributed import DistEnv, all_gather_objects, any_true, broadcast_module_state
 from utils.optimizer import current_lr
 from utils.record import progress
 
-
-@dataclass
-class TrainState:
-    """Progress counters saved in every checkpoint (what an exact resume needs)."""
-
-    epoch: int = 0                 # epoch in progress (0-based)
-    batch_in_epoch: int = 0        # batches of `epoch` already consumed on each process
-    epoch_complete: bool = False   # True once `epoch` finished (resume then starts epoch + 1)
-    global_step: int = 0           # optimizer steps taken
-    best_dev_wer: float = math.inf
-    best_epoch: int = -1
-    skipped_batches: int = 0       # batches dropped for a non-finite loss, over the whole run
-    epoch_loss_sum: float = 0.0    # so that an epoch split by a resume still reports its full mean
-    epoch_loss_count: int = 0
-    epoch_skipped: int = 0
-    batches: int = 0               # batches consumed over the whole run (for the skipped share)
-    skipped_videos: list[str] = field(default_factory=list)  # videos of skipped batches
-    dropped_videos: list[str] = field(default_factory=list)  # videos CTC cannot align, dropped alone
-
-    def start_epoch(self, epoch: int) -> None:
-        """Reset the per-epoch counters for a new epoch."""
-        self.epoch, self.batch_in_epoch, self.epoch_complete = epoch, 0, False
-        self.epoch_loss_sum, self.epoch_loss_count, self.epoch_skipped = 0.0, 0, 0
-
-    def as_dict(self) -> dict:
-        """Plain values for the checkpoint payload."""
-        return asdict(self)
-
-
-@dataclass
-class StepOptions:
-    """How a training step runs."""
-
-    device: torch.device
-    amp_dtype: torch.dtype | None = None
-    grad_accum: int = 1
-    clip_grad_norm: float = 0.0
-    skip_nonfinite: bool = True
-    log_interval: int = 50
-    max_steps: int = 0             # stop after this many optimizer steps (0 = no limit)
-    save_steps: int = 0            # call `on_checkpoint` every N optimizer steps (0 = never)
-    progress_bar: bool = True
-    compiled: bool = False         # the model is torch.compiled: mark each batch's time dim dynamic
+if TYPE_CHECKING:
+    from training.run import Run
 
 
 @dataclass
@@ -174,16 +134,16 @@ def drop_unalignable(batch: tuple, kernel_sizes: Sequence[str] | None, state: Tr
     return select_samples(video, video_len, label, label_len, info, keep)
 
 
-def seq_train(loader: torch.utils.data.DataLoader, model: nn.Module, core: nn.Module,
-              optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, state: TrainState,
-              opts: StepOptions, env: DistEnv, log: Callable[[str], None],
-              on_checkpoint: Callable[[], None] | None = None,
-              total_batches: int | None = None) -> EpochResult:
-    """Train for the rest of `state.epoch` (from `state.batch_in_epoch`); updates `state` in place.
+def train_epoch(run: Run, loader: Iterable, on_checkpoint: Callable[[], None] | None = None,
+                total_batches: int | None = None) -> EpochResult:
+    """Train for the rest of `run.state.epoch` (from `state.batch_in_epoch`); updates the state in place.
 
-    `model` may be the DDP wrapper; `core` is the bare model (`loss_terms`, parameters).
-    Every process takes the same branches: a non-finite loss anywhere skips the batch everywhere.
+    The forward runs through `run.model` (compiled / DDP when asked); the loss is the sum of
+    `run.core.loss_terms` (each term logged). Every process takes the same branches: a
+    non-finite loss anywhere skips the batch everywhere.
     """
+    model, core, optimizer, scaler = run.model, run.core, run.optimizer, run.scaler
+    state, opts, env, log = run.state, run.opts, run.env, run.log
     model.train()
     total = total_batches if total_batches is not None else state.batch_in_epoch + len(loader)
     params = [p for p in core.parameters() if p.requires_grad]
@@ -351,11 +311,45 @@ def score_hypotheses(hyps: Mapping[str, Mapping[str, Sequence[str]]], stm_path: 
     return scores
 
 
+def evaluate(run: Run, split: str, tag: str) -> dict | None:
+    """Decode `split` with `run.core`, write CTMs under <work_dir>/<tag>/, score; rank 0 returns
+    {'lstm': scores, 'conv': scores} (the BiLSTM's and the temporal stack's)."""
+    cfg, decoder, log = run.cfg, run.decoder, run.log
+    loader = run.data.loader(run.data.dataset(split, train=False), train=False)
+    broadcast_module_state(run.core, run.env)  # every process scores the weights rank 0 saves
+    decode_args = cfg["decode_args"]
+    logits = {} if cfg["phase"] == "test" and decode_args["save_logits"] else None
+    start, decode_before = time.perf_counter(), decoder.seconds
+    hyps = seq_eval(loader, run.core, run.opts.device, run.opts.amp_dtype, run.env,
+                    progress_bar=bool(cfg["progress_bar"]), desc=f"{split} {tag}",
+                    decoder=decoder, chunk_size=int(decode_args["chunk_size"]), logits_out=logits)
+    if hyps is None:
+        return None
+    log(f"{split} ({tag}): evaluation {time.perf_counter() - start:.2f} s, of which decoding "
+        f"{decoder.seconds - decode_before:.2f} s ({decoder.search_mode}"
+        f"{', LM ' + str(decode_args['lm_path']) if decode_args['lm_path'] else ''}"
+        f"{', pruned' if decoder.pruned else ''})")
+    if logits is not None:
+        from utils.split_logits import class_glosses, save_split_logits
+
+        path = run.work_dir / tag / f"{split}-logits.pt"
+        save_split_logits(path, logits["ids"], logits["logits"],
+                          class_glosses(run.gloss_dict, decoder.num_classes))
+        log(f"{split} logits saved to {path} (LM tuning: python tune_lm.py)")
+    scores = score_hypotheses(hyps, run.data.stm_path(split), run.work_dir / tag, split, cfg["dataset"],
+                              cfg["evaluate_tool"])
+    log(f"{split} ({tag}): WER {scores['lstm']['wer']:.2f}% (BiLSTM), "
+        f"{scores['conv']['wer']:.2f}% (temporal stack); "
+        f"sub {scores['lstm'].get('sub')}, del {scores['lstm'].get('del')}, "
+        f"ins {scores['lstm'].get('ins')} of {scores['lstm'].get('words')} words")
+    return scores
+
+
 @torch.no_grad()
-def seq_feature_generation(loader: torch.utils.data.DataLoader, core: nn.Module,
-                           device: torch.device, amp_dtype: torch.dtype | None, out_dir: str | Path,
-                           env: DistEnv, progress_bar: bool = True) -> int:
+def seq_feature_generation(run: Run, loader: torch.utils.data.DataLoader, out_dir: str | Path) -> int:
     """Save `<out_dir>/<fileid>_features.npy` ({'features': (T, D) float32, 'label': [int]}) per video."""
+    core, device, amp_dtype, env = run.core, run.opts.device, run.opts.amp_dtype, run.env
+    progress_bar = bool(run.opts.progress_bar)
     core.eval()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -41,10 +41,11 @@ from dataset.feeder import BaseFeeder  # noqa: E402
 from dataset.synthetic import generate  # noqa: E402
 from modules.conv3d_reference import conv3d_reference  # noqa: E402
 from preprocess.cli import main as preprocess_main  # noqa: E402
-from seq_scripts import StepOptions, TrainState, seq_train  # noqa: E402
+from seq_scripts import train_epoch  # noqa: E402
 from slr_network import SLRModel  # noqa: E402
+from training.run import Run  # noqa: E402
+from training.state import StepOptions  # noqa: E402
 from utils.device import amp_dtype, make_grad_scaler, worker_init  # noqa: E402
-from utils.distributed import DistEnv  # noqa: E402
 from utils.random_state import SeededDataset  # noqa: E402
 
 LOSS_WEIGHTS = {"SeqCTC": 1.0, "ConvCTC": 1.0, "Dist": 25.0, "Cu": 0.0005, "Cp": 0.0005}
@@ -166,10 +167,11 @@ def main() -> None:
             for name in order:
                 model, optimizer, scaler, opts = runs[name]
                 loader = loader_for(paths[name], feeders[name], args, seed=round_)
-                state = TrainState()
+                run = Run(core=model, optimizer=optimizer, scaler=scaler, opts=opts,
+                          log=lambda _msg: None)
+                state = run.state
                 start = time.perf_counter()
-                seq_train(loader, model, model, optimizer, scaler, state, opts, DistEnv(),
-                          lambda _msg: None, total_batches=len(loader))
+                train_epoch(run, loader, total_batches=len(loader))
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 videos = 2 * state.global_step

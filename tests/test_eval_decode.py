@@ -134,7 +134,7 @@ def test_tuning_command_writes_table_and_best_pair(tmp_path, capsys) -> None:
 
 
 def test_evaluation_decoder_takes_the_pruning_of_decode_args() -> None:
-    from main import build_decoder
+    from training.run import build_decoder
     from utils.config import default_config
 
     cfg = default_config()

@@ -13,6 +13,8 @@ import pytest
 import torch
 
 import main as main_module
+from training.checkpoints import payload
+from training.run import build_run
 from utils.checkpoint import load_checkpoint
 from utils.compile import BACKEND_ENV
 from utils.config import resolve_config
@@ -494,11 +496,11 @@ def test_compile_option_compiles_the_training_forward_and_keeps_checkpoint_keys(
     # test below, and tests/test_compile.py for the compiled forward itself).
     path = write_config(tiny_config(data, tmp_path / "compiled", eval_splits=[], compile="default"),
                         tmp_path / "compiled.yaml")
-    compiled = main_module.Processor(resolve_config(["--config", str(path)])[0])
-    eager = main_module.Processor(resolve_config(["--config", str(path), "--compile", "none"])[0])
-    assert compiled.model._orig_mod is compiled.core and compiled.step_options().compiled
-    assert eager.model is eager.core and not eager.step_options().compiled
-    assert list(compiled.payload()["model_state_dict"]) == list(eager.core.state_dict())
+    compiled = build_run(resolve_config(["--config", str(path)])[0])
+    eager = build_run(resolve_config(["--config", str(path), "--compile", "none"])[0])
+    assert compiled.model._orig_mod is compiled.core and compiled.opts.compiled
+    assert eager.model is eager.core and not eager.opts.compiled
+    assert list(payload(compiled)["model_state_dict"]) == list(eager.core.state_dict())
 
 
 def test_compile_without_a_cxx_compiler_is_one_error_line(data, tmp_path, capsys, monkeypatch):

@@ -7,9 +7,10 @@ import torch
 from dataset.collate import pad_collate
 from dataset.transforms import model_input
 from modules.tconv import output_lengths
-from seq_scripts import TrainState, ctc_min_steps, drop_unalignable, unalignable
+from seq_scripts import ctc_min_steps, drop_unalignable, unalignable
 from tests.test_model import tiny_model
 from tests.test_train_step import train
+from training.state import TrainState
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -1,4 +1,4 @@
-"""The training step of seq_train: each loss term once per step, a loss_terms override trained and logged."""
+"""The training step of train_epoch: each loss term once per step, a loss_terms override trained and logged."""
 from __future__ import annotations
 
 import pytest
@@ -6,9 +6,10 @@ import torch
 
 import slr_network
 from modules.criterions import total_loss
-from seq_scripts import StepOptions, TrainState, seq_train
+from seq_scripts import train_epoch
+from training.run import Run
+from training.state import StepOptions
 from tests.test_model import labels, tiny_model, video
-from utils.distributed import DistEnv
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -23,14 +24,12 @@ def batches(count: int) -> list[tuple]:
 
 
 def train(model: torch.nn.Module, data: list[tuple], **options) -> tuple:
-    """One epoch of seq_train over `data` on the CPU."""
+    """One epoch of train_epoch over `data` on the CPU."""
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    scaler = torch.amp.GradScaler("cpu", enabled=False)
     opts = StepOptions(device=torch.device("cpu"), log_interval=0, progress_bar=False, **options)
-    state = TrainState()
-    result = seq_train(data, model, model, optimizer, scaler, state, opts, DistEnv(), print,
-                       total_batches=len(data))
-    return result, state
+    run = Run(core=model, optimizer=optimizer, opts=opts)
+    result = train_epoch(run, data, total_batches=len(data))
+    return result, run.state
 
 
 def count_ctc(monkeypatch) -> list[int]:

@@ -1,0 +1,1 @@
+"""The parts of a training run that main.py assembles: building it, start-up checks, checkpoints."""

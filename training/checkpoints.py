@@ -1,0 +1,167 @@
+"""A run's checkpoint files: what they hold, their rotation and names, and resuming from them.
+
+<work_dir>/last.pt is rewritten at the end of every epoch (and every save_steps steps); the one it
+replaces moves to last_previous.pt, kept for when last.pt is damaged. best_model.pt and
+epochNNN_model.pt are copies of last.pt made when the dev WER improves / every save_interval epochs.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from torch import nn
+
+from dataset.vocabulary import check_same_vocabulary
+from inference.loading import load_weights
+from training.state import TrainState
+from utils.atomic import link_or_copy_atomic
+from utils.checkpoint import (CheckpointError, UnsafeCheckpointError, load_checkpoint,
+                              model_state_from_checkpoint, save_checkpoint)
+from utils.distributed import all_gather_objects, barrier
+from utils.random_state import capture_rng_state
+
+if TYPE_CHECKING:
+    from training.run import Run
+
+LAST = "last.pt"
+PREVIOUS = "last_previous.pt"   # the checkpoint before last.pt, kept for when last.pt is damaged
+BEST = "best_model.pt"
+CLASSIFIER_KEY = "classifier.weight"  # its rows are the classes, i.e. the dictionary's glosses
+
+
+def epoch_name(epoch: int) -> str:
+    """The file name of the copy kept every save_interval epochs."""
+    return f"epoch{epoch:03d}_model.pt"
+
+
+def resume_path(cfg: Mapping[str, Any], work_dir: Path) -> Path | None:
+    """The checkpoint a training run continues from: --load-checkpoints, else the run's last one."""
+    if cfg["phase"] != "train":
+        return None
+    if cfg["load_checkpoints"]:
+        return Path(cfg["load_checkpoints"])
+    for name in (LAST, PREVIOUS):
+        if (work_dir / name).is_file():
+            return work_dir / name
+    return None
+
+
+def check_checkpoint_vocabulary(ckpt: Mapping[str, Any], gloss_dict: Mapping[str, Any], path: str | Path,
+                                ignore: Sequence[str] = (), allowed: bool = False) -> None:
+    """Refuse weights trained with another gloss dictionary of the same size (another size fails to load).
+
+    Published weights carry no dictionary and cannot be checked; with the classifier in
+    `ignore_weights` the classes are learnt anew, so the vocabulary may differ.
+    """
+    saved = ckpt.get("gloss_dict") if isinstance(ckpt, Mapping) else None
+    if (allowed or not isinstance(saved, Mapping) or len(saved) != len(gloss_dict)
+            or any(CLASSIFIER_KEY == key or CLASSIFIER_KEY.startswith(key + ".") for key in ignore)):
+        return
+    check_same_vocabulary(
+        gloss_dict, saved, "dataset_info.dict_path", f"{path}['gloss_dict']", "--other-vocabulary",
+        remedy="Set dataset_info.dict_path to the dictionary it was trained with, put the classifier "
+               "in ignore_weights (--set ignore_weights=[classifier,conv1d.fc]) to fine-tune on this "
+               "vocabulary")
+
+
+def load_weights_file(model: nn.Module, path: str | Path, ignore: list[str], log: Any,
+                      gloss_dict: Mapping[str, Any], unsafe: bool = False,
+                      other_vocabulary: bool = False) -> None:
+    """Initialise `model` from our checkpoint or a published one (`module.` prefixes are fine)."""
+    ckpt = load_checkpoint(path, unsafe=unsafe)
+    check_checkpoint_vocabulary(ckpt, gloss_dict, path, ignore, other_vocabulary)
+    state = model_state_from_checkpoint(ckpt)
+    dropped = load_weights(model, state, str(path), ignore,
+                           hint="Use the config it was trained with (model_args, the gloss "
+                                "dictionary), or --set ignore_weights=[...] to skip keys on purpose")
+    if ignore:
+        log(f"ignored weights from {path}: {dropped or 'none matched ' + str(ignore)}")
+    log(f"loaded weights from {path}")
+
+
+def payload(run: Run) -> dict:
+    """Everything an exact resume (or an inference tool) needs."""
+    rng = all_gather_objects(capture_rng_state(), run.env)
+    return {
+        "model_state_dict": run.core.state_dict(),
+        "optimizer_state_dict": run.optimizer.state_dict(),
+        "scheduler_state_dict": run.scheduler.state_dict(),
+        "scaler_state_dict": run.scaler.state_dict(),
+        "epoch": run.state.epoch,
+        "global_step": run.state.global_step,
+        "train_state": run.state.as_dict(),
+        "rng_state": rng[0],
+        "rng_state_per_rank": rng,
+        "config": run.cfg,
+        "gloss_dict": {str(k): [int(x) for x in v] for k, v in run.gloss_dict.items()},
+        "model_args": run.model_args,
+        "best_dev_wer": run.state.best_dev_wer,
+    }
+
+
+def save(run: Run, *names: str) -> None:
+    """Write the checkpoint under each name (rank 0 only; every rank joins the RNG gather).
+
+    A new last.pt first moves the one it replaces to last_previous.pt, if that one is known
+    good (written or read by this process): a damaged last.pt never evicts a good previous.
+    """
+    content = payload(run)
+    if run.env.is_main:
+        rotate = names[0] == LAST and run.last_good
+        save_checkpoint(run.work_dir / names[0], content,
+                        previous=run.work_dir / PREVIOUS if rotate else None)
+        for name in names[1:]:  # copies: serialising a large model once is enough
+            link_or_copy_atomic(run.work_dir / names[0], run.work_dir / name)
+    run.last_good = run.last_good or names[0] == LAST
+    barrier(run.env)
+
+
+def read_resume_checkpoint(run: Run, path: Path) -> tuple[Path, dict]:
+    """Read `path`; a damaged last.pt of the run falls back to last_previous.pt, with a log line."""
+    previous = run.work_dir / PREVIOUS
+    try:
+        ckpt = load_checkpoint(path, unsafe=run.unsafe_load)
+    except CheckpointError as exc:
+        if path != run.work_dir / LAST and path != previous:
+            raise  # a file the user named: no fallback
+        fallback = (not isinstance(exc, UnsafeCheckpointError) and path != previous
+                    and previous.is_file())
+        try:
+            if not fallback:
+                raise exc
+            ckpt = load_checkpoint(previous, unsafe=run.unsafe_load)
+        except CheckpointError as final:
+            also = f"; {final}" if final is not exc else ""
+            raise CheckpointError(f"cannot resume the run in {run.work_dir}: {exc}{also}; start "
+                                  f"afresh with --overwrite (deletes the run) or pass "
+                                  f"--load-checkpoints PATH") from final
+        run.log(f"warning: {path} is damaged ({exc}); resuming from the checkpoint before it, "
+                f"{previous}")
+        return previous, ckpt
+    run.last_good = path == run.work_dir / LAST
+    return path, ckpt
+
+
+def resume(run: Run, path: Path) -> Any:
+    """Restore model, optimizer, scheduler, scaler and counters from `path`; returns the RNG
+    state to restore right before training (None if the checkpoint has none)."""
+    path, ckpt = read_resume_checkpoint(run, path)
+    check_checkpoint_vocabulary(ckpt, run.gloss_dict, path, allowed=run.other_vocabulary)
+    run.core.load_state_dict(model_state_from_checkpoint(ckpt))
+    if "optimizer_state_dict" in ckpt:
+        run.optimizer.load_state_dict(ckpt["optimizer_state_dict"])
+    if "scheduler_state_dict" in ckpt:
+        run.scheduler.load_state_dict(ckpt["scheduler_state_dict"])
+    if ckpt.get("scaler_state_dict"):
+        run.scaler.load_state_dict(ckpt["scaler_state_dict"])
+    if "train_state" in ckpt:
+        run.state = TrainState(**ckpt["train_state"])
+    else:  # the original's checkpoints: `epoch` is the last finished epoch
+        run.state = TrainState(epoch=int(ckpt.get("epoch", -1)), epoch_complete=True,
+                               global_step=int(ckpt.get("global_step", 0)))
+    ranks = ckpt.get("rng_state_per_rank") or []
+    rng = ranks[run.env.rank] if len(ranks) == run.env.world_size else ckpt.get("rng_state")
+    where = (f"end of epoch {run.state.epoch}" if run.state.epoch_complete
+             else f"epoch {run.state.epoch}, batch {run.state.batch_in_epoch}")
+    run.log(f"resumed from {path} ({where}, step {run.state.global_step})")
+    return rng

@@ -1,0 +1,103 @@
+"""A run's data: resolved dataset paths, the feeder of each split (built once) and its loaders."""
+from __future__ import annotations
+
+import inspect
+import sys
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+
+from dataset.bucketing import LengthBucketBatchSampler
+from utils.config import ConfigError, check_kwargs, import_class
+from utils.device import worker_init
+from utils.distributed import DistEnv, ShardedSampler
+from utils.random_state import SeededDataset
+
+
+def error_text(exc: BaseException) -> str:
+    """An exception's text (KeyError's without the quotes repr adds)."""
+    return str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+
+
+def dataset_paths(cfg: Mapping[str, Any], work_dir: Path) -> dict[str, Path]:
+    """Resolved data locations, filling the defaults that depend on other keys."""
+    info = cfg["dataset_info"]
+    dict_path = Path(info["dict_path"])
+    info_dir = Path(info["info_dir"]) if info.get("info_dir") else dict_path.parent
+    return {
+        "dataset_root": Path(info["dataset_root"]),
+        "dict_path": dict_path,
+        "info_dir": info_dir,
+        "frames_dir": Path(info["frames_dir"]) if info.get("frames_dir") else None,
+        "features_dir": Path(info["features_dir"]) if info.get("features_dir") else work_dir / "features",
+        "evaluation_dir": Path(info["evaluation_dir"]) if info.get("evaluation_dir") else info_dir,
+        "evaluation_prefix": info.get("evaluation_prefix") or f"{cfg['dataset']}-groundtruth",
+    }
+
+
+class RunData:
+    """The feeders of a run's splits (each built once) and loaders over this process's shard."""
+
+    def __init__(self, cfg: Mapping[str, Any], paths: Mapping[str, Path], gloss_dict: Mapping[str, Any],
+                 kernel_sizes: Sequence[str], env: DistEnv, device: torch.device) -> None:
+        self.cfg, self.paths, self.gloss_dict = cfg, paths, gloss_dict
+        self.kernel_sizes, self.env, self.device = tuple(kernel_sizes), env, device
+        self._datasets: dict[tuple[str, bool], SeededDataset] = {}
+
+    def stm_path(self, split: str) -> Path:
+        """The ground-truth STM a split is scored against."""
+        return self.paths["evaluation_dir"] / f"{self.paths['evaluation_prefix']}-{split}.stm"
+
+    def dataset(self, split: str, train: bool) -> SeededDataset:
+        """The feeder for one split, wrapped for per-sample seeded augmentation (built once)."""
+        if (split, train) not in self._datasets:
+            try:
+                self._datasets[split, train] = self._new_dataset(split, train)
+            except (OSError, ValueError, KeyError) as exc:
+                raise ConfigError(f"the {split} split: {error_text(exc)}") from None
+        return self._datasets[split, train]
+
+    def _new_dataset(self, split: str, train: bool) -> SeededDataset:
+        """A new feeder for `split` (feeder_args checked against its constructor)."""
+        feeder_class = import_class(self.cfg["feeder"])
+        kwargs = {k: v for k, v in self.cfg["feeder_args"].items() if k != "mode"}
+        kwargs.update(prefix=str(self.paths["dataset_root"]), gloss_dict=self.gloss_dict,
+                      dataset=self.cfg["dataset"], mode=split, transform_mode=train,
+                      kernel_size=self.kernel_sizes)
+        optional = {"info_dir": self.paths["info_dir"], "frames_dir": self.paths["frames_dir"],
+                    "features_dir": self.paths["features_dir"]}
+        accepted = inspect.signature(feeder_class).parameters
+        for key, value in optional.items():
+            if value is not None and key in accepted:
+                kwargs[key] = str(value)
+        check_kwargs(feeder_class, kwargs, "feeder_args")
+        return SeededDataset(feeder_class(**kwargs), seed=int(self.cfg["random_seed"]))
+
+    def loader(self, dataset: SeededDataset, train: bool, epoch: int = 0,
+               start_batch: int = 0) -> torch.utils.data.DataLoader:
+        """A loader over this process's shard; training order depends on (seed, epoch) only."""
+        cfg, env = self.cfg, self.env
+        batch_size = int(cfg["batch_size"] if train else cfg["test_batch_size"])
+        bucketing = cfg["length_bucketing"]
+        if train and bucketing["enabled"]:
+            batches = LengthBucketBatchSampler(
+                dataset.video_lengths(), batch_size, env.world_size, env.rank,
+                seed=int(cfg["random_seed"]), pool_batches=int(bucketing["pool_batches"]))
+            batches.set_epoch(epoch)
+            batches.set_start(start_batch)
+            batching: dict[str, Any] = {"batch_sampler": batches}
+        else:
+            sampler = ShardedSampler(len(dataset), env.world_size, env.rank, shuffle=train,
+                                     seed=int(cfg["random_seed"]), drop_last=train)
+            sampler.set_epoch(epoch)
+            sampler.set_start(start_batch * batch_size)
+            batching = {"batch_size": batch_size, "sampler": sampler, "drop_last": train}
+        dataset.set_epoch(epoch)
+        workers = int(cfg["num_worker"])
+        return torch.utils.data.DataLoader(
+            dataset, **batching,
+            num_workers=workers, collate_fn=dataset.dataset.collate_fn,
+            pin_memory=self.device.type == "cuda", persistent_workers=False, worker_init_fn=worker_init,
+            generator=torch.Generator().manual_seed(int(cfg["random_seed"]) + epoch),
+            multiprocessing_context="spawn" if workers and sys.platform == "darwin" else None)

@@ -1,0 +1,184 @@
+"""Building a run from a resolved config: devices and process group, start-up checks, model,
+optimizer, scheduler, scaler, data and train state, in the order an exact resume relies on."""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import nn
+
+from dataset.vocabulary import load_gloss_dict
+from inference.loading import model_kwargs
+from training.checkpoints import load_weights_file, resume_path
+from training.data import RunData, dataset_paths
+from training.startup import check_data, check_dataset_name, check_work_dir
+from training.state import StepOptions, TrainState
+from utils.compile import check_compile_mode, compile_for_training
+from utils.config import ConfigError, import_class, save_config
+from utils.decode import Decode
+from utils.device import amp_dtype, make_grad_scaler, quiet_opencv_threads, select_device
+from utils.distributed import (DistEnv, barrier, convert_sync_batchnorm, env_from_environ,
+                               init_process_group, new_sync_group)
+from utils.optimizer import build_optimizer, build_scheduler
+from utils.random_state import seed_everything
+from utils.record import MetricsLog, RunLog, divert_warnings
+
+
+@dataclass
+class Run:
+    """Everything the phases work with; `build_run` makes it from a config.
+
+    The training forward runs through `model` (compiled, inside DDP, when asked); the loss
+    (`core.loss_terms`), evaluation and checkpoints use the bare `core`, so state-dict keys
+    are those of an eager run. Only `core` and `optimizer` are needed to train an epoch.
+    """
+
+    core: nn.Module
+    optimizer: torch.optim.Optimizer
+    model: nn.Module | None = None          # None: `core`
+    scheduler: Any = None
+    scaler: torch.amp.GradScaler | None = None  # None: a disabled one
+    state: TrainState = field(default_factory=TrainState)
+    opts: StepOptions = field(default_factory=StepOptions)
+    env: DistEnv = field(default_factory=DistEnv)
+    log: Callable[[str], None] = print
+    cfg: dict = field(default_factory=dict)
+    work_dir: Path = Path(".")
+    gloss_dict: Mapping[str, Any] = field(default_factory=dict)
+    model_args: dict = field(default_factory=dict)
+    data: RunData | None = None
+    decoder: Decode | None = None
+    metrics: MetricsLog | None = None
+    resume_from: Path | None = None         # the checkpoint a training run continues from
+    unsafe_load: bool = False               # --unsafe-load: the user trusts the checkpoints given
+    other_vocabulary: bool = False          # --other-vocabulary: weights of another dictionary
+    last_good: bool = False                 # whether <work_dir>/last.pt is known to be readable
+
+    def __post_init__(self) -> None:
+        if self.model is None:
+            self.model = self.core
+        if self.scaler is None:
+            self.scaler = torch.amp.GradScaler(self.opts.device.type, enabled=False)
+
+
+def build_decoder(cfg: Mapping[str, Any], gloss_dict: Mapping[str, Any], model_args: Mapping[str, Any]) -> Decode:
+    """The evaluation decoder: decode_mode / beam_width of the model, LM fusion from decode_args."""
+    args = cfg["decode_args"]
+    try:
+        return Decode(gloss_dict, int(model_args["num_classes"]), str(model_args["search_mode"]),
+                      beam_width=int(model_args["beam_width"]), lm=args["lm_path"] or None,
+                      lm_weight=float(args["lm_weight"]), word_bonus=float(args["word_bonus"]),
+                      token_min_logp=args["token_min_logp"], beam_prune_logp=args["beam_prune_logp"])
+    except ValueError as exc:  # a malformed ARPA file or a greedy mode with an LM
+        raise ConfigError(f"decode_args / decode_mode: {exc}") from exc
+
+
+def step_options(cfg: Mapping[str, Any], device: torch.device, amp: torch.dtype | None) -> StepOptions:
+    """The training-step settings from the config."""
+    return StepOptions(device=device, amp_dtype=amp, grad_accum=int(cfg["grad_accum"]),
+                       clip_grad_norm=float(cfg["clip_grad_norm"]),
+                       skip_nonfinite=bool(cfg["skip_nonfinite"]),
+                       log_interval=int(cfg["log_interval"]), max_steps=int(cfg["max_steps"]),
+                       save_steps=int(cfg["save_steps"]), progress_bar=bool(cfg["progress_bar"]),
+                       compiled=cfg["phase"] == "train" and cfg["compile"] != "none")
+
+
+def prepare_work_dir(work_dir: Path, overwrite: bool, env: DistEnv) -> None:
+    """Create the work dir; with `overwrite`, delete an existing one first (after the start-up checks)."""
+    if env.is_main:
+        if overwrite and work_dir.exists():
+            shutil.rmtree(work_dir)
+        work_dir.mkdir(parents=True, exist_ok=True)
+    barrier(env)
+
+
+def write_config(cfg: Mapping[str, Any], path: Path, log: Callable[[str], None]) -> None:
+    """Write the resolved config; on a resume, log which keys changed since the last run."""
+    if path.is_file():
+        import yaml
+
+        old = yaml.safe_load(path.read_text()) or {}
+        changed = sorted(k for k in set(old) | set(cfg) if old.get(k) != cfg.get(k))
+        if changed:
+            log(f"config differs from the previous run in this work dir: {changed}")
+    save_config(cfg, path)
+
+
+def build_model(cfg: Mapping[str, Any], num_classes: int, log: Callable[[str], None]) -> tuple[nn.Module, dict]:
+    """The configured model (it computes its own loss terms) and its constructor arguments."""
+    model_class = import_class(cfg["model"])
+    model_args, note = model_kwargs(cfg, model_class, num_classes)
+    if note:
+        log(note)
+    # Evaluation decodes whole chunks of a split (Run.decoder), so the model does not decode.
+    try:
+        core = model_class(**model_args, gloss_dict=None, loss_weights=dict(cfg["loss_weights"]))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"cannot build the model {cfg['model']} from model_args: {exc}") from None
+    return core, model_args
+
+
+def build_run(cfg: dict, overwrite: bool = False, unsafe_load: bool = False,
+              other_vocabulary: bool = False) -> Run:
+    """Check everything the configured phase needs, then build it. Nothing is written (and with
+    `overwrite` nothing deleted) until every start-up check has passed."""
+    quiet_opencv_threads()
+    env = env_from_environ()
+    try:
+        device = select_device(cfg["device"], env.local_rank, env.world_size)
+    except (ValueError, RuntimeError) as exc:
+        raise ConfigError(f"{exc} (key 'device')") from None
+    init_process_group(env, device, cfg["dist_backend"])
+    work_dir = Path(cfg["work_dir"])
+    log = RunLog(work_dir, enabled=env.is_main and cfg["print_log"], deferred=True)
+    divert_warnings(log)
+    check_work_dir(work_dir, overwrite, cfg)
+    check_dataset_name(cfg["dataset"])
+    amp = amp_dtype(cfg["amp"], device)
+    train = cfg["phase"] == "train"
+    check_compile_mode(cfg["compile"] if train else "none", device)
+    paths = dataset_paths(cfg, work_dir)
+    try:
+        gloss_dict = load_gloss_dict(paths["dict_path"], hint="set dataset_info.dict_path")
+    except ValueError as exc:  # damaged, malformed or refused as unsafe: one error line
+        raise ConfigError(f"dataset_info.dict_path: {exc}") from None
+    resume_from = None if overwrite else resume_path(cfg, work_dir)
+    seed = int(cfg["random_seed"])
+    seed_everything(seed, cfg["deterministic"])  # same seed everywhere: identical initial weights
+    core, model_args = build_model(cfg, len(gloss_dict) + 1, log)
+    decoder = build_decoder(cfg, gloss_dict, model_args)
+    if cfg["load_weights"] and not resume_from:
+        load_weights_file(core, cfg["load_weights"], list(cfg["ignore_weights"]), log, gloss_dict,
+                          unsafe_load, other_vocabulary)
+    elif not train and cfg["load_checkpoints"]:
+        load_weights_file(core, cfg["load_checkpoints"], [], log, gloss_dict, unsafe_load,
+                          other_vocabulary)
+    data = RunData(cfg, paths, gloss_dict, core.kernel_sizes, env, device)
+    check_data(data, cfg)
+    prepare_work_dir(work_dir, overwrite, env)
+    log.attach()
+    if env.is_main:
+        write_config(cfg, work_dir / "config.yaml", log)
+    core.to(device)
+    if env.distributed and train and cfg["sync_bn"]:
+        core = convert_sync_batchnorm(core, device, new_sync_group(env, device))
+    opts = step_options(cfg, device, amp)
+    model = compile_for_training(core, cfg["compile"]) if opts.compiled else core
+    if env.distributed and train:  # around the compiled module: DDP's hooks see the plain parameters
+        model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=bool(cfg["find_unused_parameters"]))
+    optimizer = build_optimizer(core, cfg["optimizer_args"])
+    scheduler = build_scheduler(optimizer, cfg["optimizer_args"], cfg["num_epoch"])
+    scaler = make_grad_scaler(device, amp)
+    state = TrainState(epoch=int(cfg["optimizer_args"]["start_epoch"]))
+    seed_everything(seed + env.rank)  # per-process streams (dropout) from here on
+    metrics = MetricsLog(work_dir, cfg["tensorboard"]) if env.is_main else None
+    return Run(core=core, optimizer=optimizer, model=model, scheduler=scheduler, scaler=scaler,
+               state=state, opts=opts, env=env, log=log, cfg=cfg, work_dir=work_dir,
+               gloss_dict=gloss_dict, model_args=model_args, data=data, decoder=decoder,
+               metrics=metrics, resume_from=resume_from, unsafe_load=unsafe_load,
+               other_vocabulary=other_vocabulary)

@@ -1,0 +1,51 @@
+"""A run's progress counters (saved in every checkpoint) and its training-step settings."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+
+@dataclass
+class TrainState:
+    """Progress counters saved in every checkpoint (what an exact resume needs)."""
+
+    epoch: int = 0                 # epoch in progress (0-based)
+    batch_in_epoch: int = 0        # batches of `epoch` already consumed on each process
+    epoch_complete: bool = False   # True once `epoch` finished (resume then starts epoch + 1)
+    global_step: int = 0           # optimizer steps taken
+    best_dev_wer: float = math.inf
+    best_epoch: int = -1
+    skipped_batches: int = 0       # batches dropped for a non-finite loss, over the whole run
+    epoch_loss_sum: float = 0.0    # so that an epoch split by a resume still reports its full mean
+    epoch_loss_count: int = 0
+    epoch_skipped: int = 0
+    batches: int = 0               # batches consumed over the whole run (for the skipped share)
+    skipped_videos: list[str] = field(default_factory=list)  # videos of skipped batches
+    dropped_videos: list[str] = field(default_factory=list)  # videos CTC cannot align, dropped alone
+
+    def start_epoch(self, epoch: int) -> None:
+        """Reset the per-epoch counters for a new epoch."""
+        self.epoch, self.batch_in_epoch, self.epoch_complete = epoch, 0, False
+        self.epoch_loss_sum, self.epoch_loss_count, self.epoch_skipped = 0.0, 0, 0
+
+    def as_dict(self) -> dict:
+        """Plain values for the checkpoint payload."""
+        return asdict(self)
+
+
+@dataclass
+class StepOptions:
+    """How a training step runs."""
+
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    amp_dtype: torch.dtype | None = None
+    grad_accum: int = 1
+    clip_grad_norm: float = 0.0
+    skip_nonfinite: bool = True
+    log_interval: int = 50
+    max_steps: int = 0             # stop after this many optimizer steps (0 = no limit)
+    save_steps: int = 0            # call `on_checkpoint` every N optimizer steps (0 = never)
+    progress_bar: bool = True
+    compiled: bool = False         # the model is torch.compiled: mark each batch's time dim dynamic
