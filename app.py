@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from inference.cli import add_model_arguments, load_model_from_args
+from utils.errors import run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,11 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Load the model (errors end here, before any server starts), then serve until Ctrl+C."""
     args = build_parser().parse_args(argv)
-    try:
-        loaded = load_model_from_args(args)
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_cli(lambda: serve(args))
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Load the model, then serve the page until Ctrl+C or SIGTERM."""
+    loaded = load_model_from_args(args)
     work_dir = Path(tempfile.mkdtemp(prefix="stfnet-app-"))
     saved = (tempfile.tempdir, os.environ.get("GRADIO_TEMP_DIR"))
     # Gradio reads its upload folder at import: every uploaded or generated file lands here,

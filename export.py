@@ -15,6 +15,7 @@ import argparse
 import sys
 
 from inference.cli import add_model_arguments, load_model_from_args
+from utils.errors import ConfigError, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,21 +30,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point: export and print what was written."""
-    args = build_parser().parse_args(argv)
-    try:
-        if args.model_path.lower().endswith(".onnx"):
-            raise ValueError(f"{args.model_path} is already exported; pass the .pt checkpoint")
-        args.device = "cpu"  # the graph is traced on the CPU; onnxruntime picks its own device
-        from inference.onnx_model import export_onnx, vocab_path
+def export(args: argparse.Namespace) -> None:
+    """Export the checkpoint and print what was written."""
+    if args.model_path.lower().endswith(".onnx"):
+        raise ConfigError(f"{args.model_path} is already exported; pass the .pt checkpoint")
+    args.device = "cpu"  # the graph is traced on the CPU; onnxruntime picks its own device
+    from inference.onnx_model import export_onnx, vocab_path
 
-        out = export_onnx(load_model_from_args(args), args.out, inputs=args.input)
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    out = export_onnx(load_model_from_args(args), args.out, inputs=args.input)
     print(f"wrote {out} and {vocab_path(out)}")
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; a user error is one `error:` line and exit status 2."""
+    args = build_parser().parse_args(argv)
+    return run_cli(lambda: export(args))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from inference.cli import add_model_arguments, add_video_arguments, load_model_a
 from inference.explain import (DEFAULT_LAYER, blend, gloss_cams, gloss_sheet, input_frames_rgb,
                                write_gloss_maps)
 from inference.recognize import prepare_input
+from utils.errors import run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,15 +58,14 @@ def generate(args: argparse.Namespace) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: write the heat maps and print where they are."""
     args = build_parser().parse_args(argv)
-    try:
-        written = generate(args)
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_cli(lambda: report(generate(args)))
+
+
+def report(written: list[dict]) -> None:
+    """Print where the maps of each gloss are."""
     for item in written:
         print(f"gloss #{item['position']} {item['gloss']}: frames in {item['frames_dir']}/, "
               f"contact sheet {item['sheet']}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -15,16 +15,14 @@ import time
 import warnings
 from typing import Any, Mapping
 
-from dataset.vocabulary import VocabularyMismatchError
-from inference.loading import CheckpointMismatchError
 from seq_scripts import evaluate, seq_feature_generation, train_epoch
 from training import checkpoints
 from training.checkpoints import BEST, LAST, epoch_name
 from training.run import Run, build_run
-from utils.checkpoint import CheckpointError, load_checkpoint, model_state_from_checkpoint
-from utils.compile import CompileError
+from utils.checkpoint import load_checkpoint, model_state_from_checkpoint
 from utils.config import ConfigError, resolve_config
 from utils.distributed import broadcast_object, shutdown
+from utils.errors import UserError, run_cli
 from utils.optimizer import current_lr
 from utils.random_state import restore_rng_state
 
@@ -178,12 +176,8 @@ def write_summary(run: Run, name: str, summary: Mapping[str, Any]) -> None:
         (run.work_dir / name).write_text(json.dumps(clean, indent=2) + "\n")
 
 
-class TrainingFailed(RuntimeError):
+class TrainingFailed(UserError):
     """The run ended without really training (the message names the batches' videos)."""
-
-
-USER_ERRORS = (TrainingFailed, ConfigError, FileNotFoundError, CheckpointError, CheckpointMismatchError,
-               VocabularyMismatchError, CompileError)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -198,13 +192,8 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    """main() with one `error:` line and exit status 2 for mistakes in input, config or files."""
-    try:
-        main(argv)
-    except USER_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    """main() with one `error:` line and exit status 2 for a UserError (input, config or files)."""
+    return run_cli(lambda: main(argv))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from utils.compile import mark_time_dynamic
 from utils.decode import Decode, SplitDecoder
 from utils.device import autocast, to_device
 from utils.distributed import DistEnv, all_gather_objects, any_true, broadcast_module_state
+from utils.errors import MissingFileError
 from utils.optimizer import current_lr
 from utils.record import progress
 
@@ -297,9 +298,9 @@ def score_hypotheses(hyps: Mapping[str, Mapping[str, Sequence[str]]], stm_path: 
 
     stm_path = Path(stm_path)
     if not stm_path.is_file():
-        raise FileNotFoundError(f"ground truth {stm_path} not found: run the preprocessing "
-                                f"(it writes <dataset>-groundtruth-<split>.stm) or set "
-                                f"dataset_info.evaluation_dir")
+        raise MissingFileError(f"ground truth {stm_path} not found: run the preprocessing "
+                               f"(it writes <dataset>-groundtruth-<split>.stm) or set "
+                               f"dataset_info.evaluation_dir")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     scores = {}

@@ -11,6 +11,7 @@ import sys
 from inference.cli import add_model_arguments, add_video_arguments, load_model_and_video
 from inference.recognize import recognise_clip
 from utils.decode import Decode
+from utils.errors import run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,16 +47,15 @@ def recognise(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: print the glosses (or the JSON result)."""
     args = build_parser().parse_args(argv)
-    try:
-        result = recognise(args)
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if args.json:
+    return run_cli(lambda: show(recognise(args), args.json))
+
+
+def show(result: dict, as_json: bool) -> None:
+    """Print the glosses, or the whole result as JSON."""
+    if as_json:
         print(json.dumps(result, ensure_ascii=False, indent=2))
     else:
         print(f"output glosses: {result['sentence'] or '(none)'}")
-    return 0
 
 
 if __name__ == "__main__":

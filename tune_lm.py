@@ -22,9 +22,9 @@ import torch
 
 from evaluation.ctm import write_ctm
 from evaluation.normalise import DATASETS
-from evaluation.textio import ScoringInputError
 from evaluation.wer import score_files
 from utils.decode import Decode
+from utils.errors import ConfigError, run_cli
 from utils.lm import NGramLM, read_arpa
 from utils.split_logits import SplitLogits, load_split_logits
 
@@ -128,18 +128,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--beam-prune-logp", type=float, default=None,
                         help="decode with this beam pruning, e.g. -10 (default: none)")
     args = parser.parse_args(argv)
-    try:
-        split = load_split_logits(args.logits)
-        lm = read_arpa(args.lm)
-        if not args.alphas or not args.betas:
-            raise ValueError("--alphas and --betas need at least one value each")
-        pairs = candidate_pairs(args.alphas, args.betas, args.random, args.seed)
-        summary = tune(split, lm, pairs, Path(args.stm), args.dataset, args.beam_width,
-                       torch.device(args.device), {"token_min_logp": args.token_min_logp,
-                                                   "beam_prune_logp": args.beam_prune_logp})
-    except (FileNotFoundError, ValueError, ScoringInputError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_cli(lambda: tune_and_report(args))
+
+
+def tune_and_report(args: argparse.Namespace) -> None:
+    """Tune on the files named on the command line, write the table and print the best pair."""
+    split = load_split_logits(args.logits)
+    lm = read_arpa(args.lm)
+    if not args.alphas or not args.betas:
+        raise ConfigError("--alphas and --betas need at least one value each")
+    pairs = candidate_pairs(args.alphas, args.betas, args.random, args.seed)
+    summary = tune(split, lm, pairs, Path(args.stm), args.dataset, args.beam_width,
+                   torch.device(args.device), {"token_min_logp": args.token_min_logp,
+                                               "beam_prune_logp": args.beam_prune_logp})
     write_outputs(Path(args.out), summary)
     best = summary["best"]
     print(f"{len(pairs)} pairs on {len(split.ids)} videos: WER without LM {summary['no_lm_wer']:.2f}%, "
@@ -149,7 +150,6 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"widen --alphas/--betas there and tune again")
     print(f"table: {Path(args.out) / 'tuning.tsv'}; use it with --set decode_args.lm_weight="
           f"{best['lm_weight']} --set decode_args.word_bonus={best['word_bonus']}")
-    return 0
 
 
 if __name__ == "__main__":

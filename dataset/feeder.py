@@ -18,6 +18,7 @@ from dataset.layout import check_dataset, frames_root
 from dataset.pack_freshness import stale_videos
 from dataset.packed import PackedFrames, PackError, read_rgb
 from dataset.transforms import VideoTransform, build_transform
+from utils.errors import MissingFileError
 from utils.npy import load_npy_object
 
 UNKNOWN_GLOSS_POLICIES = ("warn", "error")
@@ -27,7 +28,7 @@ def load_info(path: str | Path) -> list[dict]:
     """Per-video entries of a `<split>_info.npy` in index order (works for the original tools' files too)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found; run the dataset's preprocess script (preprocess/) first")
+        raise MissingFileError(f"{path} not found; run the dataset's preprocess script (preprocess/) first")
     info = load_npy_object(path)
     if not isinstance(info, dict):
         raise ValueError(f"{path}: expected a pickled dict, got {type(info).__name__}")
@@ -218,7 +219,7 @@ class BaseFeeder(data.Dataset):
         fileid = self.inputs_list[index]["fileid"]
         path = self.features_dir / self.mode / f"{fileid}_features.npy"
         if not path.is_file():
-            raise FileNotFoundError(f"{path} not found; extract features for the {self.mode} split first")
+            raise MissingFileError(f"{path} not found; extract features for the {self.mode} split first")
         saved = load_npy_object(path)
         return (torch.as_tensor(saved["features"], dtype=torch.float32),
                 torch.as_tensor(saved["label"], dtype=torch.long))

@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from utils.atomic import atomic_path
+from utils.errors import UserError
 
 OWNER_RECORD = ".synthetic.json"
 FRAME_SUFFIXES = (".png", ".jpg")
 
 
-class OutputFolderError(RuntimeError):
+class OutputFolderError(UserError):
     """The output folder cannot be used as asked; the message says why and what to do."""
 
 

@@ -13,10 +13,11 @@ from typing import Sequence
 
 from dataset.layout import (DEFAULT_ROOTS, PREPROCESS_SCRIPTS, frames_root, raw_frames_root,
                             resized_resolutions, root_of_raw_frames)
+from utils.errors import MissingFileError
 from utils.npy import load_npy_object
 
 
-class FramesError(FileNotFoundError):
+class FramesError(MissingFileError):
     """A video's resized frames are missing, stale or unreadable; the message says what to do."""
 
 

@@ -28,6 +28,7 @@ import numpy as np
 
 from dataset.pack_freshness import frames_record
 from utils.atomic import atomic_path
+from utils.errors import BadFileError, MissingFileError
 
 PACK_VERSION = 2
 FORMATS = ("jpeg", "png", "raw")
@@ -41,7 +42,7 @@ DATA_SUFFIX = {"raw": "u8", "jpeg": "jpeg", "png": "png"}
 TABLE_ROW = 3 * 8  # bytes of one frame's (offset, length, crc32) row
 
 
-class PackError(ValueError):
+class PackError(BadFileError):
     """A pack that is half-written, does not match what it should hold, or has a corrupt entry."""
 
 
@@ -277,7 +278,7 @@ class PackedFrames:
             half = _half_written(paths, packed_dir, split)
             if half:
                 raise PackError(half)
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"packed cache for split {split!r} not found in {packed_dir} (need {paths.index.name}); "
                 "run preprocessing with --pack"
             )

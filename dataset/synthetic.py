@@ -23,8 +23,9 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from dataset.generated import OutputFolderError, prepare_output, write_owner_record
+from dataset.generated import prepare_output, write_owner_record
 from dataset.layout import DATASETS, raw_frames_root
+from utils.errors import run_cli
 
 # Grammar categories: German glosses (PHOENIX) and Chinese words / digits (CSL-Daily), aligned.
 CATEGORIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -495,15 +496,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--replace", action="store_true",
                         help="--out may hold an earlier output of this generator: remove only its files first")
     args = parser.parse_args(argv)
-    try:
-        counts = generate(args.format, args.out, args.size, args.seed, args.workers, args.replace,
-                          args.style)
-    except OutputFolderError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return run_cli(lambda: generate_and_report(args))
+
+
+def generate_and_report(args: argparse.Namespace) -> None:
+    """Generate the dataset asked for on the command line and print its counts."""
+    counts = generate(args.format, args.out, args.size, args.seed, args.workers, args.replace,
+                      args.style)
     print(f"wrote {counts['videos']} videos, {counts['frames']} frames, "
           f"{counts['glosses']} distinct glosses to {args.out}")
-    return 0
 
 
 if __name__ == "__main__":

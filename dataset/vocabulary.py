@@ -5,6 +5,8 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
+from utils.checkpoint import CheckpointMismatchError
+from utils.errors import BadFileError, MissingFileError
 from utils.npy import UnsafePickleError, load_npy_object
 
 
@@ -13,30 +15,26 @@ def load_gloss_dict(path: str | os.PathLike, hint: str = "pass the gloss_dict.np
     """Read gloss_dict.npy with errors that name the file; `hint` says how the caller chose it."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"gloss dictionary not found: {path}; {hint} (run the preprocessing "
-                                f"first, e.g. `python preprocess/dataset_preprocess.py --dataset-root ...`)")
+        raise MissingFileError(f"gloss dictionary not found: {path}; {hint} (run the preprocessing "
+                               f"first, e.g. `python preprocess/dataset_preprocess.py --dataset-root ...`)")
     try:
         value = load_npy_object(path)
     except UnsafePickleError:
         raise
     except Exception as exc:  # numpy raises several unrelated types for damaged files
-        raise ValueError(f"cannot read gloss dictionary {path}: {exc}") from exc
+        raise BadFileError(f"cannot read gloss dictionary {path}: {exc}") from exc
     return check_gloss_dict(value, str(path))
 
 
 def check_gloss_dict(gloss_dict: Any, source: str) -> dict:
     """Validate gloss -> [index >= 1, count] with unique indices 1..N."""
     if not isinstance(gloss_dict, Mapping) or not gloss_dict:
-        raise ValueError(f"{source}: expected a non-empty dict gloss -> [index, count]")
+        raise BadFileError(f"{source}: expected a non-empty dict gloss -> [index, count]")
     indices = sorted(int(v[0]) for v in gloss_dict.values())
     if indices != list(range(1, len(indices) + 1)):
-        raise ValueError(f"{source}: gloss indices must be 1..{len(indices)} without gaps "
-                         f"(0 is the CTC blank); rebuild it with preprocess/")
+        raise BadFileError(f"{source}: gloss indices must be 1..{len(indices)} without gaps "
+                           f"(0 is the CTC blank); rebuild it with preprocess/")
     return dict(gloss_dict)
-
-
-class VocabularyMismatchError(ValueError):
-    """A gloss dictionary that is not the one a checkpoint was trained with."""
 
 
 def vocabulary_differences(given: Mapping[str, Any], saved: Mapping[str, Any]) -> list[str]:
@@ -56,7 +54,7 @@ def check_same_vocabulary(given: Mapping[str, Any], saved: Mapping[str, Any], gi
     """Refuse a dictionary other than the checkpoint's own (class i would get another gloss's name)."""
     differences = vocabulary_differences(given, saved)
     if differences:
-        raise VocabularyMismatchError(
+        raise CheckpointMismatchError(
             f"{given_source} is not the vocabulary the checkpoint was trained with ({saved_source}): "
             f"{len(differences)} glosses differ (given vs checkpoint: {'; '.join(differences[:3])}"
             f"{' ...' if len(differences) > 3 else ''}), so recognised glosses would get wrong "

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from evaluation.align import Counts, fold_case
 from evaluation.stm import WHOLE_FILE_END, StmSegment
+from utils.errors import MissingFileError
 
 DEBIAN_SCLITE = Path("/usr/lib/sctk/bin/sclite")
 _REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -18,7 +19,7 @@ _PRA_SCORES = re.compile(r"^File: (\S+)\n(?:.*\n)*?Scores: \(#C #S #D #I\) (\d+)
                          re.MULTILINE)
 
 
-class ScliteNotFoundError(FileNotFoundError):
+class ScliteNotFoundError(MissingFileError):
     """No sclite binary could be found."""
 
 

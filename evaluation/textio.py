@@ -5,8 +5,10 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from utils.errors import BadFileError, MissingFileError
 
-class ScoringInputError(ValueError):
+
+class ScoringInputError(BadFileError):
     """A reference or hypothesis file that cannot be scored; the message names file and line."""
 
 
@@ -14,7 +16,7 @@ def read_lines(path: str | os.PathLike) -> Iterator[tuple[int, list[str]]]:
     """(1-based line number, whitespace-split fields) of each non-blank, non-comment line."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+        raise MissingFileError(f"{path}: no such file")
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
             try:

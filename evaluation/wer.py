@@ -27,6 +27,7 @@ from evaluation.report import confusion_text, pra_listing, summary_table, top_co
 from evaluation.sclite import run_sclite
 from evaluation.stm import StmSegment, read_stm
 from evaluation.textio import ScoringInputError
+from utils.errors import run_cli
 
 EMPTY = "[EMPTY]"
 TOOLS = ("python", "sclite")
@@ -200,19 +201,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the exit status."""
     args = parse_args(argv)
-    try:
-        with warnings.catch_warnings():  # one `warning: ...` line on stderr, not Python's format
-            warnings.simplefilter("always", ScoringWarning)
-            warnings.showwarning = lambda message, *_args, **_kw: print(f"warning: {message}",
-                                                                          file=sys.stderr)
-            result = score_files(args.reference, args.hypothesis, args.dataset, args.tool, args.report_dir,
-                                 original_stats=args.original_stats, auxiliary_ctm=args.auxiliary,
-                                 sclite_path=args.sclite)
-    except (ScoringInputError, FileNotFoundError, RuntimeError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_cli(lambda: score_and_print(args))
+
+
+def score_and_print(args: argparse.Namespace) -> None:
+    """Score the files named on the command line and print the summary (or JSON)."""
+    with warnings.catch_warnings():  # one `warning: ...` line on stderr, not Python's format
+        warnings.simplefilter("always", ScoringWarning)
+        warnings.showwarning = lambda message, *_args, **_kw: print(f"warning: {message}",
+                                                                      file=sys.stderr)
+        result = score_files(args.reference, args.hypothesis, args.dataset, args.tool, args.report_dir,
+                             original_stats=args.original_stats, auxiliary_ctm=args.auxiliary,
+                             sclite_path=args.sclite)
     print(json.dumps(result, indent=2, ensure_ascii=False) if args.json else format_summary(result))
-    return 0
 
 
 if __name__ == "__main__":

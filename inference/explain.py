@@ -20,6 +20,7 @@ from inference.align import Recognition, align_sentence, steps_to_frames
 from inference.gradcam import GradCAM, contact_sheet, normalise_maps, overlay_heatmap, upsample_maps
 from inference.loading import LoadedModel
 from inference.recognize import PreparedInput, decode_sentence
+from utils.errors import ConfigError, UserError
 
 DEFAULT_LAYER = "conv2d.layer4"
 
@@ -27,15 +28,15 @@ DEFAULT_LAYER = "conv2d.layer4"
 def select_glosses(spec: str, count: int) -> list[int]:
     """Positions chosen by a gloss spec ('all' or an index into the decoded sentence)."""
     if count == 0:
-        raise ValueError("the model recognised no gloss in this video: there is nothing to explain")
+        raise UserError("the model recognised no gloss in this video: there is nothing to explain")
     if spec == "all":
         return list(range(count))
     try:
         index = int(spec)
     except ValueError:
-        raise ValueError(f"--gloss {spec!r}: use a position 0..{count - 1} or 'all'") from None
+        raise ConfigError(f"--gloss {spec!r}: use a position 0..{count - 1} or 'all'") from None
     if not 0 <= index < count:
-        raise ValueError(f"--gloss {index}: the decoded sentence has {count} glosses (0..{count - 1})")
+        raise ConfigError(f"--gloss {index}: the decoded sentence has {count} glosses (0..{count - 1})")
     return [index]
 
 
@@ -70,8 +71,8 @@ def gloss_cams(loaded: LoadedModel, prepared: PreparedInput, layer: str = DEFAUL
                gloss_spec: str = "all") -> tuple[Recognition, dict[int, torch.Tensor]]:
     """Decode the video; per chosen gloss position, raw Grad-CAM maps (T, H, W) at input size."""
     if loaded.model is None:
-        raise ValueError(f"Grad-CAM needs the PyTorch checkpoint: {loaded.source.get('model')} is an "
-                         f"exported graph without gradients; pass the .pt file it was exported from")
+        raise ConfigError(f"Grad-CAM needs the PyTorch checkpoint: {loaded.source.get('model')} is an "
+                          f"exported graph without gradients; pass the .pt file it was exported from")
     device = loaded.device
     video = prepared.video.to(device)
     total = video.shape[1]

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from inference.fonts import draw_text
+from utils.errors import ConfigError
 
 
 def resolve_layer(model: nn.Module, layer_name: str) -> nn.Module:
@@ -30,8 +31,8 @@ def resolve_layer(model: nn.Module, layer_name: str) -> nn.Module:
             parent = model
         base = f"{prefix}." if prefix and parent is not model else ""
         names = [f"{base}{name}" for name, _ in parent.named_children()]
-        raise ValueError(f"layer {layer_name!r} not found in {type(model).__name__}; "
-                         f"candidates: {', '.join(names) or '(none)'} (e.g. conv2d.layer4)") from None
+        raise ConfigError(f"layer {layer_name!r} not found in {type(model).__name__}; "
+                          f"candidates: {', '.join(names) or '(none)'} (e.g. conv2d.layer4)") from None
 
 
 def frame_major(t: Tensor, batch: int, frames: int) -> Tensor:
@@ -43,9 +44,9 @@ def frame_major(t: Tensor, batch: int, frames: int) -> Tensor:
             return t
     if t.dim() == 4 and t.shape[0] == batch * frames:
         return t.reshape(batch, frames, *t.shape[1:])
-    raise ValueError(f"cannot map a layer output of shape {tuple(t.shape)} to {batch} video(s) of "
-                     f"{frames} frames; pick a backbone layer that keeps per-frame spatial maps "
-                     f"(e.g. conv2d.layer4)")
+    raise ConfigError(f"cannot map a layer output of shape {tuple(t.shape)} to {batch} video(s) of "
+                      f"{frames} frames; pick a backbone layer that keeps per-frame spatial maps "
+                      f"(e.g. conv2d.layer4)")
 
 
 def cam_from_activation(activation: Tensor, gradient: Tensor) -> Tensor:
@@ -83,11 +84,11 @@ class GradCAM:
     def _forward_hook(self, module: nn.Module, inputs: tuple, output: Tensor) -> Tensor | None:
         """Snapshot the output (later in-place ops must not change it) and hook its gradient."""
         if not isinstance(output, Tensor):
-            raise TypeError(f"layer {self.layer_name!r} returns {type(output).__name__}, not a tensor; "
-                            f"pick a layer whose output is a feature map")
+            raise ConfigError(f"layer {self.layer_name!r} returns {type(output).__name__}, not a tensor; "
+                              f"pick a layer whose output is a feature map")
         if self.activation is not None:
-            raise RuntimeError(f"layer {self.layer_name!r} ran twice in one forward pass; Grad-CAM "
-                               f"needs a layer called once per forward")
+            raise ConfigError(f"layer {self.layer_name!r} ran twice in one forward pass; Grad-CAM "
+                              f"needs a layer called once per forward")
         self.activation = output.detach().clone()
         if self.detach_upstream:
             leaf = output.detach().requires_grad_(True)

@@ -18,18 +18,16 @@ from torch import Tensor, nn
 from dataset.vocabulary import check_gloss_dict, check_same_vocabulary, load_gloss_dict
 from inference.network import CTCLogProbs
 from preprocess.common import parse_resolution
-from utils.checkpoint import load_checkpoint, model_state_from_checkpoint, shape_mismatches
+from utils.checkpoint import (CheckpointMismatchError, load_checkpoint, model_state_from_checkpoint,
+                              shape_mismatches)
 from utils.config import (check_kwargs, default_config, import_class, merge_config, nest,
                           parse_set_item, resolve_config)
+from utils.errors import ConfigError, MissingFileError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED_CONFIG = REPO_ROOT / "config" / "baseline.yaml"  # architecture of the published models
 LANGUAGE_DATASETS = {"phoenix": "phoenix2014", "phoenix2014": "phoenix2014",
                      "phoenix2014-T": "phoenix2014-T", "csl-daily": "CSL-Daily", "csl": "CSL-Daily"}
-
-
-class CheckpointMismatchError(ValueError):
-    """The checkpoint does not fit the dictionary or the architecture options."""
 
 
 @dataclass
@@ -176,8 +174,8 @@ def resolve_vocabulary(ckpt: Mapping[str, Any], ckpt_path: str, dict_path: str |
         return check_gloss_dict(ckpt["gloss_dict"], source), source
     path = default_dict_path(language)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {ckpt_path} carries no vocabulary and {path} does not "
-                                f"exist; pass --dict_path <gloss_dict.npy of the training data>")
+        raise MissingFileError(f"checkpoint {ckpt_path} carries no vocabulary and {path} does not "
+                               f"exist; pass --dict_path <gloss_dict.npy of the training data>")
     return load_gloss_dict(path), str(path)
 
 
@@ -259,8 +257,8 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu", **op
         ignored = [k for k, v in options.items()
                    if v not in (None, False, (), []) and k not in ("search_mode", "beam_width")]
         if ignored:
-            raise ValueError(f"{path} is an exported model: its vocabulary and architecture are "
-                             f"fixed in it and {vocab_name(path)}; drop {', '.join(sorted(ignored))}")
+            raise ConfigError(f"{path} is an exported model: its vocabulary and architecture are "
+                              f"fixed in it and {vocab_name(path)}; drop {', '.join(sorted(ignored))}")
         return load_onnx_model(path, options.get("search_mode"), options.get("beam_width"))
     return model_from_checkpoint(path, device, **options)
 

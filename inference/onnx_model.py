@@ -33,6 +33,7 @@ from dataset.collate import padded_length, temporal_padding
 from inference.loading import LoadedModel, vocab_name
 from inference.network import CTCLogProbs, FramesToCTC, network_frame_size
 from preprocess.common import parse_resolution
+from utils.errors import BadFileError, ConfigError, MissingFileError, UserError
 
 OPSET = 17
 INPUT_KINDS = ("frames", "float")
@@ -107,7 +108,7 @@ def export_onnx(loaded: LoadedModel, out: str | os.PathLike, inputs: str = "fram
     """Write the network of a loaded checkpoint as ONNX plus its vocabulary; `inputs` is 'frames'
     (uint8 video in, preparation in the graph) or 'float' (prepared (B, T, 3, H, W) batches in)."""
     if loaded.model is None:
-        raise ValueError("export needs a PyTorch checkpoint (.pt), not an ONNX file")
+        raise ConfigError("export needs a PyTorch checkpoint (.pt), not an ONNX file")
     if inputs not in INPUT_KINDS:
         raise ValueError(f"inputs must be one of {INPUT_KINDS}, got {inputs!r}")
     out = Path(out)
@@ -136,14 +137,14 @@ class OnnxRunner:
         try:
             import onnxruntime as ort
         except ImportError as exc:
-            raise RuntimeError(f"running {path} needs onnxruntime: pip install -r requirements.txt "
-                               f"({exc})") from exc
+            raise UserError(f"running {path} needs onnxruntime: pip install -r requirements.txt "
+                            f"({exc})") from exc
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own types for damaged graphs
-            raise RuntimeError(f"cannot load ONNX model {path}: {exc}") from exc
+            raise BadFileError(f"cannot load ONNX model {path}: {exc}") from exc
         self.path = str(path)
         self.takes_frames = self.session.get_inputs()[0].type == "tensor(uint8)"
 
@@ -169,18 +170,18 @@ def load_onnx_model(path: str | os.PathLike, search_mode: str | None = None,
     """An exported graph and the vocabulary file beside it as a LoadedModel (CPU, no Grad-CAM)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"ONNX model not found: {path}")
+        raise MissingFileError(f"ONNX model not found: {path}")
     meta_file = vocab_path(path)
     try:
         meta = json.loads(meta_file.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise FileNotFoundError(f"{meta_file} not found: export.py writes it beside {path.name}; "
-                                f"keep the two files together") from None
+        raise MissingFileError(f"{meta_file} not found: export.py writes it beside {path.name}; "
+                               f"keep the two files together") from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError(f"cannot read {meta_file}: {exc}") from exc
+        raise BadFileError(f"cannot read {meta_file}: {exc}") from exc
     if meta.get("format") != FORMAT:
-        raise ValueError(f"{meta_file} is not an STFNet export (format {meta.get('format')!r}, "
-                         f"expected {FORMAT!r})")
+        raise BadFileError(f"{meta_file} is not an STFNet export (format {meta.get('format')!r}, "
+                           f"expected {FORMAT!r})")
     gloss_dict = {g: [i, 1] for i, g in enumerate(meta["glosses"]) if i != meta["blank"]}
     return LoadedModel(
         model=None, runner=OnnxRunner(path), gloss_dict=gloss_dict, num_classes=int(meta["num_classes"]),

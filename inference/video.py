@@ -15,13 +15,15 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
+from utils.errors import MissingFileError, UserError
+
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 PREPROCESS_SIZE = (256, 256)  # (width, height) written by preprocess/ (features/fullFrame-256x256px)
 BACKENDS = ("auto", "pyav", "opencv")
 
 
-class VideoReadError(ValueError):
+class VideoReadError(UserError):
     """A video file or frame folder exists but cannot be turned into frames."""
 
 
@@ -221,8 +223,8 @@ def check_source(path: str | os.PathLike) -> Path:
     """Fail fast (before loading a model) on a missing path or an unsupported file type."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"video not found: {path} (pass a video file "
-                                f"{'/'.join(VIDEO_EXTENSIONS)} or a folder of frame images)")
+        raise MissingFileError(f"video not found: {path} (pass a video file "
+                               f"{'/'.join(VIDEO_EXTENSIONS)} or a folder of frame images)")
     if path.is_dir():
         list_frame_files(path)
     elif path.suffix.lower() not in VIDEO_EXTENSIONS:

@@ -26,12 +26,13 @@ from inference.loading import LoadedModel
 from inference.recognize import PreparedInput, recognise_clip
 from inference.video import (IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoClip, count_video_frames,
                              load_frames)
+from utils.errors import UserError
 
 ENDPOINT = "/api/recognize"
 MAX_OVERLAYS = 24  # frames of the chosen gloss shown with their heat map
 
 
-class InputError(ValueError):
+class InputError(UserError):
     """An upload the page refuses, with the message the user sees."""
 
 
@@ -117,7 +118,7 @@ def read_upload(path: str | os.PathLike, limits: Limits, scratch: Path,
                          f"({' '.join(VIDEO_EXTENSIONS)}) or a .zip of frame images")
     try:
         return load_frames(source, max_frames=limits.max_frames_num, size=frame_size)
-    except (ValueError, FileNotFoundError) as exc:
+    except UserError as exc:  # an unreadable video or frame folder
         raise InputError(str(exc).replace(str(source), path.name)) from None
 
 

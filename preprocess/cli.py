@@ -28,6 +28,7 @@ from preprocess.common import (
 )
 from preprocess.datasets import SPLITS, drop_empty_videos, empty_videos, load_raw_dataset
 from preprocess.pack import pack_splits
+from utils.errors import run_cli
 
 # Whether STMs written from annotations get the scorer's gloss normalisation by default: the PHOENIX
 # hypotheses are normalised before scoring, so their references are too (treated alike). The published
@@ -201,8 +202,4 @@ def main(dataset: str, argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if (args.redo or args.verify) and not args.process_image:
         parser.error("--redo and --verify act on resizing: add --process-image")
-    try:
-        return run(dataset, args)
-    except PreprocessError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return run_cli(lambda: run(dataset, args))

@@ -28,6 +28,7 @@ from preprocess.manifest import (
     resize_settings,
 )
 from utils.atomic import atomic_path
+from utils.errors import UserError
 
 STM_END_TIME = "1.79769e+308"  # sclite's "until the end" used by every published STM
 
@@ -35,7 +36,7 @@ InfoDict = dict  # {'prefix': str, 0: {...}, 1: {...}, ...} exactly as the origi
 Normaliser = Callable[[Sequence[str]], list[str]]  # glosses -> glosses as scored
 
 
-class PreprocessError(RuntimeError):
+class PreprocessError(UserError):
     """A raw dataset problem the user must fix; the message names the file and what to do."""
 
 

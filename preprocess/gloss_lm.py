@@ -18,6 +18,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from utils.errors import MissingFileError, run_cli  # noqa: E402
 from utils.lm import estimate_kneser_ney  # noqa: E402
 
 
@@ -25,8 +26,8 @@ def read_sentences(path: str | os.PathLike) -> list[list[str]]:
     """Gloss sentences of a split: a `<split>_info.npy` from preprocess/, an STM, or plain text."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"annotations {path} not found (a <split>_info.npy written by "
-                                f"preprocess/, a ground-truth .stm, or one sentence per line)")
+        raise MissingFileError(f"annotations {path} not found (a <split>_info.npy written by "
+                               f"preprocess/, a ground-truth .stm, or one sentence per line)")
     if path.suffix == ".npy":
         from dataset.feeder import load_info
 
@@ -48,17 +49,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="ARPA file to write")
     parser.add_argument("--order", type=int, default=3, help="n-gram order (default 3)")
     args = parser.parse_args(argv)
-    try:
-        sentences = [s for path in args.annotations for s in read_sentences(path)]
-        model = estimate_kneser_ney(sentences, args.order)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_cli(lambda: build(args))
+
+
+def build(args: argparse.Namespace) -> None:
+    """Estimate the model from the annotations named on the command line and write it."""
+    sentences = [s for path in args.annotations for s in read_sentences(path)]
+    model = estimate_kneser_ney(sentences, args.order)
     model.write_arpa(args.out)
     sizes = ", ".join(f"{sum(1 for g in model.probs if len(g) == n)} {n}-grams"
                       for n in range(1, model.order + 1))
     print(f"wrote {args.out}: {len(sentences)} sentences, {sizes}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ def test_missing_and_damaged_files_name_the_path(tmp_path):
         ckpt_io.load_checkpoint(tmp_path / "nope.pt")
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(RuntimeError, match="bad.pt"):
+    with pytest.raises(ckpt_io.CheckpointError, match="bad.pt"):
         ckpt_io.load_checkpoint(bad)
 
 
@@ -51,7 +51,7 @@ def test_model_state_strips_wrapper_prefixes(prefix):
 
 
 def test_model_state_rejects_non_state_dict():
-    with pytest.raises(RuntimeError, match="model_state_dict"):
+    with pytest.raises(ckpt_io.CheckpointError, match="model_state_dict"):
         ckpt_io.model_state_from_checkpoint({1: 2})
 
 

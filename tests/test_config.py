@@ -105,7 +105,7 @@ def test_device_parsing():
     with pytest.raises(ValueError, match="expected 'cpu'"):
         parse_device_list("gpu")
     if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="use --device cpu"):
+        with pytest.raises(ConfigError, match="use --device cpu"):
             select_device("0")
 
 

@@ -7,8 +7,10 @@ import pytest
 import torch
 
 from inference.align import forced_align, gloss_step_spans, steps_to_frames
-from inference.loading import CheckpointMismatchError, check_vocabulary, classifier_num_classes
+from inference.loading import check_vocabulary, classifier_num_classes
 from preprocess.common import parse_resolution
+from utils.checkpoint import CheckpointMismatchError
+from utils.config import ConfigError
 from utils.device import select_device
 
 
@@ -58,7 +60,7 @@ def test_options():
     with pytest.raises(ValueError, match="--device"):
         select_device("gpu")
     if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="CUDA is not available"):
+        with pytest.raises(ConfigError, match="CUDA is not available"):
             select_device("0")
 
 

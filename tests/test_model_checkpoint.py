@@ -10,7 +10,7 @@ import torch
 
 from modules.resnet import resnet18
 from slr_network import SLRModel
-from utils.checkpoint import load_checkpoint, model_state_from_checkpoint
+from utils.checkpoint import CheckpointError, load_checkpoint, model_state_from_checkpoint
 from utils.pretrained import load_imagenet_resnet
 
 # The published checkpoint's keys, shapes and dtypes, shipped with the tests so that every clone
@@ -130,8 +130,8 @@ def test_imagenet_init_errors_name_the_problem(tmp_path):
         load_imagenet_resnet(resnet18(), "resnet18", tmp_path / "missing.pth")
     path = tmp_path / "resnet18.pth"
     torch.save(torchvision_resnet18_state(), path)
-    with pytest.raises(RuntimeError, match="base_width must be 64"):
+    with pytest.raises(CheckpointError, match="base_width must be 64"):
         load_imagenet_resnet(resnet18(base_width=8), "resnet18", path)
     torch.save({"weight": torch.zeros(1)}, tmp_path / "other.pth")
-    with pytest.raises(RuntimeError, match="not a torchvision ResNet"):
+    with pytest.raises(CheckpointError, match="not a torchvision ResNet"):
         load_imagenet_resnet(resnet18(), "resnet18", tmp_path / "other.pth")

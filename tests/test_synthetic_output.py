@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dataset.generated import OWNER_RECORD
+from dataset.generated import OWNER_RECORD, OutputFolderError
 from dataset.layout import frames_root, raw_frames_root
 from dataset.synthetic import generate, main
 
@@ -40,7 +40,7 @@ def test_non_empty_folder_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"error: {tmp_path} is not empty (notes.txt)" in err and "--replace" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
-    with pytest.raises(RuntimeError, match="not empty"):
+    with pytest.raises(OutputFolderError, match="not empty"):
         generate("CSL-Daily", tmp_path)
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dataset.vocabulary import VocabularyMismatchError, vocabulary_differences
+from dataset.vocabulary import vocabulary_differences
 from evaluation import wer
 from evaluation.ctm import write_ctm
 from evaluation.stm import write_stm
 from inference.loading import resolve_vocabulary
+from utils.checkpoint import CheckpointMismatchError
 
 SAVED = {"HAUS": [1, 4], "REGEN": [2, 3], "SONNE": [3, 1]}
 
@@ -18,7 +19,7 @@ def test_dict_path_other_than_the_checkpoints_vocabulary_is_refused_unless_asked
     np.save(tmp_path / "other.npy", other)
     np.save(tmp_path / "same.npy", SAVED)
     ckpt = {"gloss_dict": SAVED}
-    with pytest.raises(VocabularyMismatchError) as info:
+    with pytest.raises(CheckpointMismatchError) as info:
         resolve_vocabulary(ckpt, "model.pt", str(tmp_path / "other.npy"), "phoenix")
     message = str(info.value)
     assert "other.npy" in message and "model.pt" in message and "--other_vocabulary" in message

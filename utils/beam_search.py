@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from utils.errors import ConfigError
+
 if TYPE_CHECKING:
     from utils.lm import NGramLM, TokenLM
 
@@ -156,8 +158,8 @@ def check_pruning(token_min_logp: float | None, beam_prune_logp: float | None) -
     for name, value in (("token_min_logp", token_min_logp), ("beam_prune_logp", beam_prune_logp)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                   or math.isnan(value) or value > 0):
-            raise ValueError(f"{name} must be a log-probability <= 0 (e.g. -5 for tokens, -10 for "
-                             f"beams, pyctcdecode's defaults) or None for no pruning, got {value!r}")
+            raise ConfigError(f"{name} must be a log-probability <= 0 (e.g. -5 for tokens, -10 for "
+                              f"beams, pyctcdecode's defaults) or None for no pruning, got {value!r}")
 
 
 def _frame_candidates(log_probs: Tensor, lengths: Tensor, k: int, token_min_logp: float | None,

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from utils.atomic import atomic_path, link_or_copy_atomic
+from utils.errors import MissingFileError, UserError
 
 # Prefixes added by wrappers: DataParallel/DistributedDataParallel and torch.compile.
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
@@ -29,8 +30,13 @@ _NUMERIC_DTYPES = ("BoolDType", "Int8DType", "Int16DType", "Int32DType", "Int64D
                    "Float64DType", "LongDType", "ULongDType", "LongLongDType", "ULongLongDType")
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint file that cannot be read (damaged, truncated, not a checkpoint)."""
+class CheckpointError(UserError):
+    """A checkpoint or weights file that cannot be read (damaged, truncated, not a checkpoint)."""
+
+
+# ValueError stays a second base: main.py turns a ValueError of loading into a ConfigError naming the key.
+class CheckpointMismatchError(UserError, ValueError):
+    """A checkpoint that does not fit the gloss dictionary or the architecture options."""
 
 
 class UnsafeCheckpointError(CheckpointError):
@@ -85,8 +91,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", *, unsaf
     """Read a checkpoint without running code from it (unless `unsafe`), with errors naming the file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path} (pass the path of a .pt file written by "
-                                f"main.py or a published STF-Net checkpoint)")
+        raise MissingFileError(f"checkpoint not found: {path} (pass the path of a .pt file written by "
+                               f"main.py or a published STF-Net checkpoint)")
     try:
         if unsafe:
             ckpt = torch.load(path, map_location=map_location, weights_only=False)

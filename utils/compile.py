@@ -14,6 +14,8 @@ import shutil
 import torch
 from torch import Tensor, nn
 
+from utils.errors import UserError
+
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
 # Debugging: run the captured graphs with another torch.compile backend ('aot_eager': AOT
 # autograd's graphs without inductor; 'eager': Dynamo's graphs as traced), to tell an inductor
@@ -21,7 +23,7 @@ COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
 BACKEND_ENV = "STFNET_COMPILE_BACKEND"
 
 
-class CompileError(RuntimeError):
+class CompileError(UserError):
     """torch.compile cannot run here (the message says what to install or change)."""
 
 

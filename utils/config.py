@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import yaml
 
 from utils.compile import COMPILE_MODES
+from utils.errors import ConfigError
 
 # Nested sections whose keys are open (validated later against a constructor signature, or free).
 OPEN_SECTIONS = ("model_args", "feeder_args", "loss_weights")
@@ -114,10 +115,6 @@ def default_config() -> dict:
         "eval_splits": ["dev", "test"],
         "test_best": True,
     }
-
-
-class ConfigError(ValueError):
-    """A configuration problem, with the key (and file) it comes from."""
 
 
 def closest_key(key: str, valid: Iterable[str]) -> str:

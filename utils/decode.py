@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from utils.beam_search import check_pruning, ctc_prefix_beam_search
+from utils.errors import ConfigError
 from utils.lm import NGramLM, TokenLM, read_arpa
 
 Sentence = list[tuple[str, int]]
@@ -33,14 +34,14 @@ class Decode:
                  word_bonus: float = 0.0, token_min_logp: float | None = None,
                  beam_prune_logp: float | None = None) -> None:
         if search_mode not in SEARCH_MODES:
-            raise ValueError(f"search_mode must be one of {SEARCH_MODES}, got {search_mode!r}")
+            raise ConfigError(f"search_mode must be one of {SEARCH_MODES}, got {search_mode!r}")
         if not isinstance(gloss_dict, Mapping):
             raise TypeError("gloss_dict must be a dict gloss -> [index, count] (gloss_dict.npy), "
                             f"got {type(gloss_dict).__name__}")
         if not 0 <= blank_id < num_classes:
             raise ValueError(f"blank_id={blank_id} is outside range(num_classes={num_classes})")
         if beam_width < 1 or top_k < 1:
-            raise ValueError(f"beam_width and top_k must be >= 1, got {beam_width} and {top_k}")
+            raise ConfigError(f"beam_width and top_k must be >= 1, got {beam_width} and {top_k}")
         self.i2g_dict = _index_to_gloss(gloss_dict, num_classes, blank_id)
         self.g2i_dict = {gloss: index for index, gloss in self.i2g_dict.items()}
         self.num_classes = num_classes
@@ -53,7 +54,7 @@ class Decode:
         self.beam_prune_logp = beam_prune_logp
         self.pruned = token_min_logp is not None or beam_prune_logp is not None
         if lm is not None and search_mode != "beam":
-            raise ValueError("a language model needs search_mode 'beam' (greedy decoding cannot use it)")
+            raise ConfigError("a language model needs search_mode 'beam' (greedy decoding cannot use it)")
         self.lm = read_arpa(lm) if isinstance(lm, (str, os.PathLike)) else lm
         self.lm_path = str(lm) if isinstance(lm, (str, os.PathLike)) else None  # reported in results
         self.lm_weight = float(lm_weight)

@@ -6,6 +6,8 @@ from typing import Any, ContextManager
 
 import torch
 
+from utils.errors import ConfigError
+
 
 def parse_device_list(spec: str | int | None) -> list[int] | None:
     """'cpu' -> None; 'auto' -> [0] when CUDA exists else None; '0,1' -> [0, 1]."""
@@ -18,10 +20,10 @@ def parse_device_list(spec: str | int | None) -> list[int] | None:
     try:
         ids = [int(part) for part in text.split(",") if part.strip() != ""]
     except ValueError:
-        raise ValueError(f"--device {spec!r}: expected 'cpu', 'auto', a GPU index like '0', "
-                         f"or a list like '0,1'") from None
+        raise ConfigError(f"--device {spec!r}: expected 'cpu', 'auto', a GPU index like '0', "
+                          f"or a list like '0,1'") from None
     if not ids or any(i < 0 for i in ids):
-        raise ValueError(f"--device {spec!r}: GPU indexes must be >= 0")
+        raise ConfigError(f"--device {spec!r}: GPU indexes must be >= 0")
     return ids
 
 
@@ -31,22 +33,22 @@ def select_device(spec: str | int | None, local_rank: int = 0, world_size: int =
     if ids is None:
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise RuntimeError(f"--device {spec}: CUDA is not available on this machine; "
-                           f"use --device cpu")
+        raise ConfigError(f"--device {spec}: CUDA is not available on this machine; "
+                          f"use --device cpu")
     if world_size == 1 and len(ids) > 1:
-        raise RuntimeError(f"--device {spec} lists {len(ids)} GPUs but this is a single process: "
-                           f"launch one process per GPU with "
-                           f"`torchrun --nproc_per_node {len(ids)} main.py ... --device {spec}`")
+        raise ConfigError(f"--device {spec} lists {len(ids)} GPUs but this is a single process: "
+                          f"launch one process per GPU with "
+                          f"`torchrun --nproc_per_node {len(ids)} main.py ... --device {spec}`")
     if world_size > 1 and len(ids) == 1:
         index = local_rank  # torchrun with a single `--device 0`: one GPU per local rank
     elif local_rank >= len(ids):
-        raise RuntimeError(f"--device {spec}: local rank {local_rank} has no GPU in the list; "
-                           f"give as many GPUs as --nproc_per_node")
+        raise ConfigError(f"--device {spec}: local rank {local_rank} has no GPU in the list; "
+                          f"give as many GPUs as --nproc_per_node")
     else:
         index = ids[local_rank]
     if index >= torch.cuda.device_count():
-        raise RuntimeError(f"--device {spec}: GPU {index} does not exist "
-                           f"({torch.cuda.device_count()} visible)")
+        raise ConfigError(f"--device {spec}: GPU {index} does not exist "
+                          f"({torch.cuda.device_count()} visible)")
     torch.cuda.set_device(index)
     return torch.device("cuda", index)
 
@@ -83,13 +85,13 @@ def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
         return None
     if amp == "fp16":
         if device.type != "cuda":
-            raise ValueError("amp 'fp16' needs a CUDA device; on CPU use amp: bf16 (or none)")
+            raise ConfigError("amp 'fp16' needs a CUDA device; on CPU use amp: bf16 (or none)")
         return torch.float16
     if amp == "bf16":
         if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise ValueError("amp 'bf16' is not supported by this GPU; use amp: fp16")
+            raise ConfigError("amp 'bf16' is not supported by this GPU; use amp: fp16")
         return torch.bfloat16
-    raise ValueError(f"amp {amp!r}: expected none, fp16 or bf16")
+    raise ConfigError(f"amp {amp!r}: expected none, fp16 or bf16")
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> ContextManager:

@@ -10,11 +10,34 @@ class UserError(Exception):
     """A problem with the user's input, config, files or environment; the message says what to do."""
 
 
+# ValueError stays a second base: code converting a lower layer's ValueError (a bad config
+# value, a malformed file) into a ConfigError with the key's name catches it as ValueError.
+class ConfigError(UserError, ValueError):
+    """A configuration or command-line problem, with the key (and file) it comes from."""
+
+
+# FileNotFoundError stays a second base: start-up checks catch OSError around whole steps
+# (build a feeder, read its first video) and add the keys that name the missing path.
+class MissingFileError(UserError, FileNotFoundError):
+    """A file or folder the user named, or a step should have written, does not exist; the
+    message names the path and the command that makes it."""
+
+
+# ValueError stays a second base: readers catch a lower layer's ValueError for any unusable
+# file (damaged, malformed or refused) and re-raise it naming the key or the file's role.
+class BadFileError(UserError, ValueError):
+    """A file the user gave exists but cannot be used (malformed, damaged, refused); the message
+    names the file (and line) and what to do."""
+
+
 def run_cli(main: Callable[[], object]) -> int:
-    """Run `main()`; a UserError becomes one `error:` line on stderr and exit status 2."""
+    """Run `main()`; a UserError becomes one `error:` line on stderr and exit status 2.
+
+    `main` returning an int (a CLI's own exit status) passes it through; None means 0.
+    """
     try:
-        main()
+        status = main()
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return 0
+    return status if isinstance(status, int) else 0

@@ -24,13 +24,15 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # torch is imported where it is used: estimating and reading ARPA files need no torch
     import torch
 
+from utils.errors import BadFileError, ConfigError, MissingFileError
+
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 NO_UNK_LOG10 = -100.0  # what KenLM assigns to an unknown word when the model has no <unk>
 FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)  # lmplz --discount_fallback defaults
 LN_10 = math.log(10.0)
 
 
-class ArpaError(ValueError):
+class ArpaError(BadFileError):
     """A malformed ARPA file, with the file and line."""
 
 
@@ -99,8 +101,8 @@ def read_arpa(path: str | os.PathLike) -> NGramLM:
     """Read any ARPA back-off model (KenLM, SRILM, IRSTLM or ours)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"language model {path} not found; build one with `python "
-                                f"preprocess/gloss_lm.py --annotations <train_info.npy|.stm> --out {path}`")
+        raise MissingFileError(f"language model {path} not found; build one with `python "
+                               f"preprocess/gloss_lm.py --annotations <train_info.npy|.stm> --out {path}`")
     declared: dict[int, int] = {}
     probs: dict[tuple[str, ...], float] = {}
     backoffs: dict[tuple[str, ...], float] = {}
@@ -154,10 +156,10 @@ def read_arpa(path: str | os.PathLike) -> NGramLM:
 def estimate_kneser_ney(sentences: Iterable[Sequence[str]], order: int = 3) -> NGramLM:
     """Interpolated modified Kneser-Ney n-gram model of the sentences, as lmplz estimates it."""
     if order < 1:
-        raise ValueError(f"order must be >= 1, got {order}")
+        raise ConfigError(f"order must be >= 1 (--order), got {order}")
     counts = _adjusted_counts(sentences, order)
     if not counts[0]:
-        raise ValueError("no sentences with glosses to estimate a language model from")
+        raise BadFileError("the annotations hold no sentence with glosses to estimate a language model from")
     discounts = [_discounts(counts[n], n + 1) for n in range(order)]
     # Unigram vocabulary: <unk> and <s> with count 0 as lmplz adds them.
     unigrams = {(UNK,): 0, (BOS,): 0, **counts[0]}

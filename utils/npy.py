@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 from numpy.lib import format as npy_format
 
+from utils.errors import BadFileError
+
 _BUILTINS = ("dict", "list", "tuple", "set", "frozenset", "str", "int", "float", "bool", "complex",
              "bytes", "bytearray")
 # What numpy's own pickles of arrays, dtypes and scalars name, under both package layouts.
@@ -30,7 +32,7 @@ SAFE_GLOBALS = frozenset({("builtins", name) for name in _BUILTINS} | {("collect
                          | {("_codecs", "encode")} | _NUMPY)
 
 
-class UnsafePickleError(ValueError):
+class UnsafePickleError(BadFileError):
     """A pickled `.npy` that names a class or function outside the plain-data allow-list."""
 
 

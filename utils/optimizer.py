@@ -8,6 +8,8 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
+from utils.errors import ConfigError
+
 OPTIMIZERS = ("SGD", "Adam", "AdamW")
 SCHEDULERS = ("multistep", "cosine", "constant")
 
@@ -24,7 +26,7 @@ def build_optimizer(model: nn.Module, args: Mapping[str, Any]) -> torch.optim.Op
         return torch.optim.Adam(params, lr=lr, weight_decay=wd)
     if name == "AdamW":
         return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
-    raise ValueError(f"optimizer_args.optimizer {name!r}: expected one of {', '.join(OPTIMIZERS)}")
+    raise ConfigError(f"optimizer_args.optimizer {name!r}: expected one of {', '.join(OPTIMIZERS)}")
 
 
 class EpochSchedule:
@@ -33,7 +35,7 @@ class EpochSchedule:
     def __init__(self, kind: str, milestones: Sequence[int], gamma: float, num_epoch: int,
                  warmup_epochs: int = 0) -> None:
         if kind not in SCHEDULERS:
-            raise ValueError(f"optimizer_args.scheduler {kind!r}: expected one of {', '.join(SCHEDULERS)}")
+            raise ConfigError(f"optimizer_args.scheduler {kind!r}: expected one of {', '.join(SCHEDULERS)}")
         self.kind = kind
         self.milestones = sorted(int(m) for m in milestones)
         self.gamma = float(gamma)

@@ -9,6 +9,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from utils.checkpoint import CheckpointError
+from utils.errors import MissingFileError
+
 logger = logging.getLogger(__name__)
 
 # torchvision names of the 5-D conv weights: conv1, layerX.Y.conv{1,2}, layerX.Y.downsample.0.
@@ -35,8 +38,8 @@ def resolve_pretrained(arch: str, pretrained: str | os.PathLike | bool | None) -
         return path
     path = Path(pretrained).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"pretrained weights not found: {path} (give a torchvision-format "
-                                f"{arch} .pth file, or 'auto' to use the torch hub cache)")
+        raise MissingFileError(f"pretrained weights not found: {path} (give a torchvision-format "
+                               f"{arch} .pth file, or 'auto' to use the torch hub cache)")
     return path
 
 
@@ -59,25 +62,25 @@ def load_imagenet_resnet(backbone: nn.Module, arch: str,
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several unrelated types for damaged files
-        raise RuntimeError(f"cannot read pretrained weights {path}: {exc}") from exc
+        raise CheckpointError(f"cannot read pretrained weights {path}: {exc}") from exc
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     if not isinstance(state, dict) or "conv1.weight" not in state:
-        raise RuntimeError(f"{path} is not a torchvision ResNet state dict (no 'conv1.weight')")
+        raise CheckpointError(f"{path} is not a torchvision ResNet state dict (no 'conv1.weight')")
     mapped = torchvision_to_stfnet(state)
     own = backbone.state_dict()
     for key, value in mapped.items():
         if key not in own:
-            raise RuntimeError(f"{path}: key {key!r} has no place in the {arch} backbone (is it a "
-                               f"torchvision {arch} file?)")
+            raise CheckpointError(f"{path}: key {key!r} has no place in the {arch} backbone (is it a "
+                                  f"torchvision {arch} file?)")
         if own[key].shape != value.shape:
-            raise RuntimeError(f"{path}: {key!r} has shape {tuple(value.shape)}, the backbone needs "
-                               f"{tuple(own[key].shape)} (base_width must be 64 with ImageNet weights)")
+            raise CheckpointError(f"{path}: {key!r} has shape {tuple(value.shape)}, the backbone needs "
+                                  f"{tuple(own[key].shape)} (base_width must be 64 with ImageNet weights)")
     missing = sorted(k for k in own if _is_resnet_key(k) and k not in mapped
                      and not k.endswith("num_batches_tracked"))
     if missing:
-        raise RuntimeError(f"{path}: no weights for {missing[:5]}{'...' if len(missing) > 5 else ''}; "
-                           f"is it a torchvision {arch} file?")
+        raise CheckpointError(f"{path}: no weights for {missing[:5]}{'...' if len(missing) > 5 else ''}; "
+                              f"is it a torchvision {arch} file?")
     backbone.load_state_dict(mapped, strict=False)
     logger.info("backbone initialised with ImageNet weights from %s", path)
     return True

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from utils.atomic import atomic_path
+from utils.errors import MissingFileError
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,8 @@ def load_split_logits(path: str | os.PathLike) -> SplitLogits:
     """Read a `<split>-logits.pt` written by `main.py --phase test`."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: `python main.py --phase test ...` writes "
-                                f"<work_dir>/eval/<split>-logits.pt (decode_args.save_logits)")
+        raise MissingFileError(f"{path} not found: `python main.py --phase test ...` writes "
+                               f"<work_dir>/eval/<split>-logits.pt (decode_args.save_logits)")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
         ids, lengths, flat = list(data["ids"]), data["lengths"], data["logits"]
