@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
+from dataset.registry import NAMES
 from evaluation.ctm import write_ctm
-from evaluation.normalise import DATASETS
 from evaluation.wer import score_files
 from utils.decode import Decode
 from utils.errors import ConfigError, run_cli
@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--lm", required=True, help="ARPA gloss language model (preprocess/gloss_lm.py)")
     parser.add_argument("--stm", required=True, help="ground-truth STM of the same split")
     parser.add_argument("--out", required=True, help="folder for tuning.tsv and best.json")
-    parser.add_argument("--dataset", default="phoenix2014", choices=DATASETS,
+    parser.add_argument("--dataset", default="phoenix2014", choices=NAMES,
                         help="gloss normalisation of the scorer")
     parser.add_argument("--alphas", type=parse_floats, default=parse_floats("0,0.25,0.5,0.75,1,1.5,2"),
                         help="LM weights of the grid (default 0,0.25,0.5,0.75,1,1.5,2)")

@@ -14,11 +14,13 @@ import torch.utils.data as data
 
 from dataset.collate import pad_collate
 from dataset.hints import FrameSource, FramesError, damaged_frames_hint, missing_frames_hint
-from dataset.layout import check_dataset, frames_root
+from dataset.layout import frames_root
+from dataset.registry import dataset_spec
 from dataset.pack_freshness import stale_videos
-from dataset.packed import PackedFrames, PackError, read_rgb
+from dataset.images import read_rgb
+from dataset.packed import PackedFrames, PackError
 from dataset.transforms import VideoTransform, build_transform
-from utils.errors import MissingFileError
+from utils.errors import BadFileError, MissingFileError
 from utils.npy import load_npy_object
 
 UNKNOWN_GLOSS_POLICIES = ("warn", "error")
@@ -97,7 +99,7 @@ class BaseFeeder(data.Dataset):
             raise ValueError(f"unknown_glosses must be one of {UNKNOWN_GLOSS_POLICIES}, got {unknown_glosses!r}")
         if frame_interval < 1:
             raise ValueError(f"frame_interval must be >= 1, got {frame_interval}")
-        self.dataset = check_dataset(dataset)
+        self.dataset = dataset_spec(dataset).name
         self.prefix = prefix
         self.mode = mode
         self.dict = gloss_dict
@@ -196,9 +198,9 @@ class BaseFeeder(data.Dataset):
         unique, inverse = np.unique(selection, return_inverse=True)
         try:
             frames = np.stack([read_rgb(files[i]) for i in unique])
-        except OSError as error:
+        except BadFileError as error:
             fileid = self.inputs_list[index]["fileid"]
-            raise FramesError(damaged_frames_hint(self.frame_source, fileid, str(error).split(";")[0])) from None
+            raise FramesError(damaged_frames_hint(self.frame_source, fileid, str(error))) from None
         params = self.transform.sample_spatial(*frames.shape[1:3])
         return self.transform.apply(frames, inverse, params)
 

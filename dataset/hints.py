@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from dataset.layout import (DEFAULT_ROOTS, PREPROCESS_SCRIPTS, frames_root, raw_frames_root,
-                            resized_resolutions, root_of_raw_frames)
+from dataset.layout import frames_root, raw_frames_root, resized_resolutions, root_of_raw_frames
+from dataset.registry import dataset_spec
 from utils.errors import MissingFileError
 from utils.npy import load_npy_object
 
@@ -40,7 +40,7 @@ class FrameSource:
 
 def preprocess_command(source: FrameSource, redo: Sequence[str] = ()) -> str:
     """The preprocessing command (run from the repository root) that writes the frames `source` reads."""
-    argv = ["python", PREPROCESS_SCRIPTS[source.dataset], "--dataset-root", str(source.dataset_root),
+    argv = ["python", dataset_spec(source.dataset).preprocess_script, "--dataset-root", str(source.dataset_root),
             "--output-dir", str(source.info_path.parent), "--output-res", source.frames_res, "--process-image"]
     if redo:
         argv += ["--redo", *redo]
@@ -87,7 +87,7 @@ def _wrong_root_hint(source: FrameSource) -> str:
         return (f"{problem}; the info files in {source.info_path.parent} were made from {made_from}: set "
                 f"dataset_info.dataset_root: {made_from} (--set dataset_info.dataset_root={made_from})")
     return (f"{problem}: set dataset_info.dataset_root to the folder given to the preprocess script as "
-            f"--dataset-root (its default: {DEFAULT_ROOTS[source.dataset]})")
+            f"--dataset-root (its default: {dataset_spec(source.dataset).default_root})")
 
 
 def missing_frames_hint(source: FrameSource, fileid: str, folder: str) -> str:

@@ -1,46 +1,44 @@
-"""On-disk layout of the three datasets: where raw and resized frames live, shared by preprocessing and feeders."""
+"""Where a dataset's frames live on disk (raw and resized), resolution tags, and the manifest that
+marks a resized video folder finished; shared by preprocessing, the feeders and inference."""
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
-DATASETS = ("phoenix2014", "phoenix2014-T", "CSL-Daily")
-RAW_FRAME_TAG = {"phoenix2014": "210x260px", "phoenix2014-T": "210x260px", "CSL-Daily": "512x512"}
+from dataset.registry import dataset_spec
+from utils.errors import ConfigError
+
+MANIFEST = ".complete.json"  # its presence marks a finished video (name kept from the first version)
 
 
-def check_dataset(dataset: str) -> str:
-    """Return `dataset` if it is one of the supported names, else raise listing them."""
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
-    return dataset
+def parse_resolution(res: str) -> tuple[int, int]:
+    """'256x256px' -> (width, height)."""
+    match = re.fullmatch(r"\s*(\d+)x(\d+)(px)?\s*", res)
+    if match is None or int(match.group(1)) <= 0 or int(match.group(2)) <= 0:
+        raise ConfigError(f"bad resolution {res!r}; expected WIDTHxHEIGHTpx like '256x256px'")
+    return int(match.group(1)), int(match.group(2))
+
+
+def resolution_tag(res: str) -> str:
+    """Canonical folder tag of a resolution: '256x256' -> '256x256px'."""
+    width, height = parse_resolution(res)
+    return f"{width}x{height}px"
 
 
 def frames_root(dataset: str, dataset_root: str | Path, res_tag: str) -> Path:
     """Folder holding all frames of `dataset` at resolution `res_tag` ('256x256px', '210x260px', ...).
 
-    PHOENIX: `<root>/features/fullFrame-<WxH>px`; CSL-Daily: `<root>/sentence/frames_<WxH>`
-    (the download's own naming, no 'px').
+    The registry's frames_dir: PHOENIX `<root>/features/fullFrame-<W>x<H>px`, CSL-Daily
+    `<root>/sentence/frames_<W>x<H>` (the download's own naming, no 'px').
     """
-    check_dataset(dataset)
-    root = Path(dataset_root)
-    if dataset.startswith("phoenix"):
-        tag = res_tag if res_tag.endswith("px") else f"{res_tag}px"
-        return root / "features" / f"fullFrame-{tag}"
-    return root / "sentence" / f"frames_{res_tag.removesuffix('px')}"
+    width, height = parse_resolution(res_tag)
+    return Path(dataset_root) / dataset_spec(dataset).frames_dir.format(width=width, height=height)
 
 
 def raw_frames_root(dataset: str, dataset_root: str | Path) -> Path:
     """Folder of the frames as the download ships them."""
-    return frames_root(dataset, dataset_root, RAW_FRAME_TAG[check_dataset(dataset)])
-
-
-# The script that prepares each dataset (run from the repository root), named in recovery hints.
-PREPROCESS_SCRIPTS = {"phoenix2014": "preprocess/dataset_preprocess.py",
-                      "phoenix2014-T": "preprocess/dataset_preprocess-T.py",
-                      "CSL-Daily": "preprocess/dataset_preprocess-CSL-Daily.py"}
-# Default download locations, relative to the repository root: the original README's `ln -s` targets.
-DEFAULT_ROOTS = {"phoenix2014": "dataset/phoenix2014/phoenix-2014-multisigner",
-                 "phoenix2014-T": "dataset/phoenix2014-T",
-                 "CSL-Daily": "dataset/CSL-Daily"}
+    return frames_root(dataset, dataset_root, dataset_spec(dataset).raw_frame_tag)
 
 
 def resized_resolutions(dataset: str, dataset_root: str | Path) -> list[str]:
@@ -48,17 +46,28 @@ def resized_resolutions(dataset: str, dataset_root: str | Path) -> list[str]:
     raw = raw_frames_root(dataset, dataset_root)
     if not raw.parent.is_dir():
         return []
-    prefix = "fullFrame-" if dataset.startswith("phoenix") else "frames_"
+    pattern = re.escape(Path(dataset_spec(dataset).frames_dir).name)
+    pattern = pattern.replace(r"\{width\}", r"(\d+)").replace(r"\{height\}", r"(\d+)")
     tags = []
     for folder in sorted(raw.parent.iterdir()):
-        tag = folder.name.removeprefix(prefix)
-        if folder.is_dir() and folder != raw and folder.name.startswith(prefix) and \
-                frames_root(dataset, dataset_root, tag) == folder:
-            tags.append(tag if tag.endswith("px") else f"{tag}px")
+        match = re.fullmatch(pattern, folder.name)
+        if folder.is_dir() and folder != raw and match:
+            tags.append(f"{match.group(1)}x{match.group(2)}px")
     return tags
 
 
 def root_of_raw_frames(dataset: str, raw_frames: str | Path) -> Path | None:
     """The dataset root whose raw frame folder is `raw_frames` (an info file's 'prefix'), else None."""
-    candidate = Path(raw_frames).parent.parent
+    candidate = Path(raw_frames)
+    for _ in Path(dataset_spec(dataset).frames_dir).parts:
+        candidate = candidate.parent
     return candidate if raw_frames_root(dataset, candidate) == Path(raw_frames) else None
+
+
+def read_manifest(video_dir: str | Path) -> dict | None:
+    """The manifest of a finished resized video folder, or None when the video is not finished."""
+    try:
+        record = json.loads((Path(video_dir) / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Mapping
 
-from preprocess.manifest import MANIFEST, read_manifest
+from dataset.layout import MANIFEST, read_manifest
 
 FramesRecord = list  # [manifest size, manifest mtime_ns, digest of the listed frames' names and contents]
 

@@ -26,6 +26,7 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
+from dataset.images import read_rgb
 from dataset.pack_freshness import frames_record
 from utils.atomic import atomic_path
 from utils.errors import BadFileError, MissingFileError
@@ -69,14 +70,6 @@ def packed_paths(packed_dir: str | Path, split: str) -> PackPaths:
     base = Path(packed_dir) / split
     return PackPaths(base.with_suffix(".json"), base.with_suffix(".frames.npy"),
                      base.with_suffix(".progress.json"), base.with_suffix(".frames.partial"))
-
-
-def read_rgb(path: str | Path) -> np.ndarray:
-    """Read an image file as an RGB uint8 array, raising a clear error when unreadable."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise OSError(f"cannot read image {path} (missing or corrupt); re-run preprocessing")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 # ----------------------------------------------------------------------------- codecs

@@ -24,7 +24,8 @@ import cv2
 import numpy as np
 
 from dataset.generated import prepare_output, write_owner_record
-from dataset.layout import DATASETS, raw_frames_root
+from dataset.layout import raw_frames_root
+from dataset.registry import dataset_spec
 from utils.errors import run_cli
 
 # Grammar categories: German glosses (PHOENIX) and Chinese words / digits (CSL-Daily), aligned.
@@ -38,7 +39,9 @@ CATEGORIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "unit": (("GRAD",), ("度",)),
     "connect": (("UND", "ABER", "DANN"), ("和", "但是", "然后")),
 }
-FRAME_SIZE = {"phoenix2014": (210, 260), "phoenix2014-T": (210, 260), "CSL-Daily": (512, 512)}  # (W, H)
+# The registry's datasets whose download layout (frame names, annotation files) this generator writes.
+FORMATS = ("phoenix2014", "phoenix2014-T", "CSL-Daily")
+LANGUAGE_COLUMN = {"de": 0, "zh": 1}  # which word of each CATEGORIES pair a dataset's language uses
 MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
           "October", "November", "December")
 TRAIN_SIGNERS = (1, 2, 3, 4, 5, 6)
@@ -107,7 +110,7 @@ class VideoSpec:
 
 def vocabulary(fmt: str) -> tuple[str, ...]:
     """All glosses of the format's language, in the fixed order that defines their visual pattern."""
-    column = 1 if fmt == "CSL-Daily" else 0
+    column = LANGUAGE_COLUMN[dataset_spec(fmt).gloss_language]
     return tuple(g for words in CATEGORIES.values() for g in words[column])
 
 
@@ -136,7 +139,7 @@ def make_signer(seed: int, sid: int) -> Signer:
 
 def sample_sentence(rng: np.random.Generator, length_range: tuple[int, int], fmt: str) -> list[str]:
     """A sentence of the weather grammar: [time] clause (connect clause)*, cut to a sampled length."""
-    column = 1 if fmt == "CSL-Daily" else 0
+    column = LANGUAGE_COLUMN[dataset_spec(fmt).gloss_language]
     words = {name: pair[column] for name, pair in CATEGORIES.items()}
 
     def pick(category: str) -> str:
@@ -397,12 +400,13 @@ def frame_paths(fmt: str, root: Path, video: VideoSpec, count: int) -> list[Path
 def write_video(args: tuple[str, str, VideoSpec, tuple[int, int], str]) -> int:
     """Render and write one video's frames; returns the frame count (Pool worker)."""
     fmt, root, video, frames_per_gloss, style = args
-    width, height = FRAME_SIZE[fmt]
+    width, height = dataset_spec(fmt).raw_frame_size
     render = render_camera_video if style == "camera" else render_video
     frames = render(video, width, height, frames_per_gloss)
     paths = frame_paths(fmt, Path(root), video, len(frames))
     paths[0].parent.mkdir(parents=True, exist_ok=True)
-    params = [cv2.IMWRITE_JPEG_QUALITY, 92] if fmt == "CSL-Daily" else [cv2.IMWRITE_PNG_COMPRESSION, 1]
+    jpeg = dataset_spec(fmt).frame_suffix == ".jpg"
+    params = [cv2.IMWRITE_JPEG_QUALITY, 92] if jpeg else [cv2.IMWRITE_PNG_COMPRESSION, 1]
     for path, image in zip(paths, frames):
         if not cv2.imwrite(str(path), image, params):
             raise OSError(f"could not write {path}")
@@ -461,8 +465,8 @@ def generate(fmt: str, out: str | Path, size: str = "tiny", seed: int = 0, worke
     """
     if style not in STYLES:
         raise ValueError(f"unknown style {style!r}; expected one of {', '.join(STYLES)}")
-    if fmt not in DATASETS:
-        raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(DATASETS)}")
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; expected one of {', '.join(SIZES)}")
     root = Path(out)
@@ -486,7 +490,7 @@ def generate(fmt: str, out: str | Path, size: str = "tiny", seed: int = 0, worke
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: write a synthetic dataset in one of the real formats."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--format", choices=DATASETS, required=True)
+    parser.add_argument("--format", choices=FORMATS, required=True)
     parser.add_argument("--out", required=True, help="dataset root to create (like the unpacked download)")
     parser.add_argument("--size", choices=tuple(SIZES), default="tiny")
     parser.add_argument("--seed", type=int, default=0)

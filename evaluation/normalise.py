@@ -3,15 +3,15 @@
 The official script runs sed over CTM lines (``<id> 1 <start> <end> <gloss>``). Its rules that
 join two glosses on one line ("WIE AUSSEHEN", spelled letters "A B" -> "A+B", repeated words)
 can never fire on one-gloss CTM lines and are therefore not part of the per-gloss rules here.
-CSL-Daily is scored without normalisation.
+Which rules a dataset is scored with is its registry entry's gloss_normalisation (dataset/registry.py):
+'phoenix' for PHOENIX-2014 and -T, none for CSL-Daily.
 """
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
-PHOENIX_DATASETS = ("phoenix2014", "phoenix2014-T")
-DATASETS = PHOENIX_DATASETS + ("CSL-Daily",)
+from dataset.registry import dataset_spec
 
 # Applied in this order, each to every occurrence, as the sed pipeline does.
 _REMOVED_PREFIXES = ("loc-", "cl-", "qu-", "poss-", "lh-")
@@ -20,13 +20,6 @@ _REMOVED_MARKERS = ("__EMOTION__", "__PU__", "__LEFTHAND__")
 _ROOM_SUFFIX = re.compile(r"([A-Z][A-Z])RAUM")  # SUEDRAUM -> SUED
 # A line whose gloss still holds one of these is dropped (grep -v).
 _DROPPED_MARKERS = ("__LEFTHAND__", "__EPENTHESIS__", "__EMOTION__")
-
-
-def check_dataset(dataset: str) -> str:
-    """Return `dataset` if known, else raise naming the accepted names."""
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
-    return dataset
 
 
 def normalise_gloss(gloss: str) -> str:
@@ -46,8 +39,13 @@ def normalise_gloss(gloss: str) -> str:
     return gloss
 
 
+# A registry entry's gloss_normalisation -> its per-gloss rule ('' drops the gloss).
+RULES: dict[str, Callable[[str], str]] = {"phoenix": normalise_gloss}
+
+
 def normalise_glosses(glosses: Iterable[str], dataset: str) -> list[str]:
-    """Glosses of one sentence as scored: PHOENIX rules applied, emptied glosses dropped."""
-    if check_dataset(dataset) not in PHOENIX_DATASETS:
+    """Glosses of one sentence as scored: the dataset's rules applied, emptied glosses dropped."""
+    rules = dataset_spec(dataset).gloss_normalisation
+    if rules is None:
         return list(glosses)
-    return [norm for norm in map(normalise_gloss, glosses) if norm]
+    return [norm for norm in map(RULES[rules], glosses) if norm]

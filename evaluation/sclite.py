@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from evaluation.align import Counts, fold_case
-from evaluation.stm import WHOLE_FILE_END, StmSegment
+from evaluation.stm import StmSegment, stm_line
 from utils.errors import MissingFileError
 
 DEBIAN_SCLITE = Path("/usr/lib/sctk/bin/sclite")
@@ -47,8 +47,7 @@ def write_sclite_inputs(segments: Sequence[StmSegment], hypotheses: Mapping[str,
     """Reference and hypothesis in the same (reference) order, as sclite requires."""
     with open(stm_path, "w", encoding="utf-8") as stm, open(ctm_path, "w", encoding="utf-8") as ctm:
         for seg in segments:
-            stm.write(" ".join([seg.fileid, seg.channel, seg.speaker, "0.0", WHOLE_FILE_END, *seg.words])
-                      + "\n")
+            stm.write(stm_line(seg.fileid, seg.speaker, seg.words, seg.channel))
             for index, word in enumerate(hypotheses[seg.fileid]):
                 ctm.write(f"{seg.fileid} {seg.channel} {index / 100:.2f} 0.01 {word}\n")
 

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from evaluation.textio import ScoringInputError, check_plain_word, read_lines
 
@@ -50,14 +49,7 @@ def read_stm(path: str | os.PathLike) -> list[StmSegment]:
     return segments
 
 
-def write_stm(path: str | os.PathLike, sentences: Iterable[tuple[str, str, Sequence[str]]]) -> None:
-    """Write (fileid, speaker, glosses) as whole-file segments on channel 1, like the PHOENIX STMs."""
-    lines = []
-    for fileid, speaker, glosses in sentences:
-        for token, what in [(fileid, "file id"), (speaker, "speaker"), *((g, "gloss") for g in glosses)]:
-            if not token or len(token.split()) != 1 or token != token.strip():
-                raise ValueError(f"{what} {token!r} of {fileid!r} must be non-empty without spaces")
-        lines.append(" ".join([fileid, "1", speaker, "0.0", WHOLE_FILE_END, *glosses]) + "\n")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(lines), encoding="utf-8")
+def stm_line(fileid: str, speaker: str, words: Sequence[str], channel: str = "1") -> str:
+    """One whole-file segment, as every published STM writes it: `<fileid> <channel> <speaker> 0.0
+    1.79769e+308 <words...>` and its newline (one space before the words even when there are none)."""
+    return f"{fileid} {channel} {speaker} 0.0 {WHOLE_FILE_END} {' '.join(words)}\n"

@@ -19,9 +19,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from dataset.registry import NAMES, dataset_spec
 from evaluation.align import AlignedPair, Counts, align, count
 from evaluation.ctm import CtmWord, read_ctm
-from evaluation.normalise import DATASETS, check_dataset, normalise_glosses
+from evaluation.normalise import normalise_glosses
 from evaluation.original import original_statistics
 from evaluation.report import confusion_text, pra_listing, summary_table, top_confusions
 from evaluation.sclite import run_sclite
@@ -108,7 +109,7 @@ def score_files(stm_path: str | os.PathLike, ctm_path: str | os.PathLike, datase
     original_stats adds the original Python tool's numbers under 'original' (WAR/WDR against
     `auxiliary_ctm` when given); report_dir receives pra-like listing, summary and confusions.
     """
-    check_dataset(dataset)
+    dataset_spec(dataset)
     if tool not in TOOLS:
         raise ValueError(f"tool must be one of {TOOLS}, got {tool!r}")
     segments = load_reference(stm_path)
@@ -184,7 +185,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("reference",
                         help="reference STM (the preprocessing's <dataset>-groundtruth-<split>.stm)")
     parser.add_argument("hypothesis", help="hypothesis CTM")
-    parser.add_argument("--dataset", default="phoenix2014", choices=DATASETS)
+    parser.add_argument("--dataset", default="phoenix2014", choices=NAMES)
     parser.add_argument("--tool", default="python", choices=TOOLS,
                         help="built-in sclite-compatible scorer or the real sclite binary")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")

@@ -1,5 +1,6 @@
 """The single-video path shared by test_one_video.py, generate_cam.py, app.py and export.py.
 
+    loaded_model.py  LoadedModel: a network (PyTorch or ONNX) with its vocabulary and input settings
     loading.py    checkpoint (or exported ONNX file) -> LoadedModel; main.py builds and loads
                   its model with the same functions
     video.py      a video file or a folder of frames -> RGB frames, as preprocessing resizes them

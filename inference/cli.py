@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 
-from inference.loading import LoadedModel, load_model
+from dataset.registry import language_choices
+from inference.loaded_model import LoadedModel
+from inference.loading import load_model
 from inference.video import VideoClip, check_source, load_frames
 from utils.device import select_device
 
@@ -15,7 +17,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto",
                         help="'cpu', a GPU index such as 0, or 'auto' (default: GPU 0 if present)")
     parser.add_argument("--language", default=None,
-                        choices=["phoenix", "phoenix2014-T", "csl-daily"],
+                        choices=language_choices(),
                         help="picks preprocess/<dataset>/gloss_dict.npy when the checkpoint has "
                              "no vocabulary (default phoenix)")
     parser.add_argument("--unsafe-load", "--unsafe_load", dest="unsafe_load", action="store_true",

@@ -18,7 +18,7 @@ import torch
 
 from inference.align import Recognition, align_sentence, steps_to_frames
 from inference.gradcam import GradCAM, contact_sheet, normalise_maps, overlay_heatmap, upsample_maps
-from inference.loading import LoadedModel
+from inference.loaded_model import LoadedModel
 from inference.recognize import PreparedInput, decode_sentence
 from utils.errors import ConfigError, UserError
 

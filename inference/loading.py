@@ -8,16 +8,17 @@ from restated constructor arguments.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from dataset.layout import parse_resolution
+from dataset.registry import dataset_for_language
 from dataset.vocabulary import check_gloss_dict, check_same_vocabulary, load_gloss_dict
+from inference.loaded_model import LoadedModel, vocab_name
 from inference.network import CTCLogProbs
-from preprocess.common import parse_resolution
 from utils.checkpoint import (CheckpointMismatchError, load_checkpoint, model_state_from_checkpoint,
                               shape_mismatches)
 from utils.config import (check_kwargs, default_config, import_class, merge_config, nest,
@@ -26,36 +27,6 @@ from utils.errors import ConfigError, MissingFileError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED_CONFIG = REPO_ROOT / "config" / "baseline.yaml"  # architecture of the published models
-LANGUAGE_DATASETS = {"phoenix": "phoenix2014", "phoenix2014": "phoenix2014",
-                     "phoenix2014-T": "phoenix2014-T", "csl-daily": "CSL-Daily", "csl": "CSL-Daily"}
-
-
-@dataclass
-class LoadedModel:
-    """A ready-to-run model with its vocabulary and the input settings it was trained with.
-
-    `model` is the eval-mode nn.Module (None for an ONNX file); `runner` maps (video, lengths) to
-    CTC log-probabilities and lengths: inference.network.CTCLogProbs, or an onnxruntime session.
-    """
-
-    model: nn.Module | None
-    runner: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
-    gloss_dict: dict
-    num_classes: int
-    kernel_sizes: list[str]
-    input_size: int = 224
-    image_scale: float = 1.0
-    frame_size: tuple[int, int] = (256, 256)  # (width, height) the training frames were resized to
-    search_mode: str = "beam"
-    beam_width: int = 10
-    source: dict = field(default_factory=dict)  # where architecture / vocabulary came from
-    device: torch.device = torch.device("cpu")
-
-    def log_probs(self, video: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        """(B, T', C) CTC log-probabilities and (B,) output lengths, on the CPU."""
-        with torch.inference_mode():
-            log_probs, out_lengths = self.runner(video.to(self.device), lengths.to(self.device))
-        return log_probs.float().cpu(), out_lengths.cpu()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -125,12 +96,7 @@ def model_config(saved: Mapping[str, Any] | None, config: str | os.PathLike | No
 
 def default_dict_path(language: str) -> Path:
     """Where preprocessing writes the gloss dictionary of the dataset behind `language`."""
-    try:
-        dataset = LANGUAGE_DATASETS[language]
-    except KeyError:
-        raise ValueError(f"unknown language {language!r}; use one of "
-                         f"{sorted(set(LANGUAGE_DATASETS))}") from None
-    return Path("preprocess") / dataset / "gloss_dict.npy"
+    return Path("preprocess") / dataset_for_language(language).name / "gloss_dict.npy"
 
 
 def classifier_num_classes(state: Mapping[str, Tensor], hidden_size: int) -> int | None:
@@ -261,8 +227,3 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu", **op
                               f"fixed in it and {vocab_name(path)}; drop {', '.join(sorted(ignored))}")
         return load_onnx_model(path, options.get("search_mode"), options.get("beam_width"))
     return model_from_checkpoint(path, device, **options)
-
-
-def vocab_name(path: str | os.PathLike) -> str:
-    """File name of the vocabulary beside an exported graph."""
-    return Path(path).with_suffix(".vocab.json").name

@@ -30,9 +30,9 @@ import torch
 from torch import Tensor, nn
 
 from dataset.collate import padded_length, temporal_padding
-from inference.loading import LoadedModel, vocab_name
+from dataset.layout import parse_resolution
+from inference.loaded_model import LoadedModel, vocab_name
 from inference.network import CTCLogProbs, FramesToCTC, network_frame_size
-from preprocess.common import parse_resolution
 from utils.errors import BadFileError, ConfigError, MissingFileError, UserError
 
 OPSET = 17

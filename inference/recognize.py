@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from inference.align import Recognition, align_sentence, steps_to_frames
-from inference.loading import LoadedModel
+from inference.loaded_model import LoadedModel
 from inference.video import VideoClip
 from utils.decode import Decode
 

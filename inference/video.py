@@ -15,7 +15,8 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
-from utils.errors import MissingFileError, UserError
+from dataset.images import read_rgb
+from utils.errors import BadFileError, MissingFileError, UserError
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -76,13 +77,12 @@ def list_frame_files(folder: str | os.PathLike) -> list[Path]:
 
 
 def read_image_rgb(path: Path) -> np.ndarray:
-    """Read one image file as RGB uint8, with an error naming the file."""
-    data = np.fromfile(str(path), dtype=np.uint8)  # np.fromfile copes with non-ASCII paths
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
+    """Read one image of a frame folder as RGB uint8, with an error naming the file and the fix."""
+    try:
+        return read_rgb(path)
+    except BadFileError:
         raise VideoReadError(f"cannot decode image {path}; remove it from the frame folder or "
-                             f"re-save it as PNG/JPEG")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+                             f"re-save it as PNG/JPEG") from None
 
 
 def read_frame_folder(folder: str | os.PathLike, max_frames: int,

@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from inference.align import Recognition
 from inference.explain import blend, gloss_cams, gloss_sheet, input_frames_rgb
-from inference.loading import LoadedModel
+from inference.loaded_model import LoadedModel
 from inference.recognize import PreparedInput, recognise_clip
 from inference.video import (IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoClip, count_video_frames,
                              load_frames)

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Collection, Sequence
 
-from dataset.layout import DEFAULT_ROOTS, frames_root
+from dataset.layout import frames_root, parse_resolution, resolution_tag
 from dataset.packed import DEFAULT_FORMAT, DEFAULT_JPEG_QUALITY, FORMATS
 from preprocess.common import (
     InfoDict,
@@ -19,22 +19,15 @@ from preprocess.common import (
     RunSummary,
     build_gloss_dict,
     info_entries,
-    parse_resolution,
-    resolution_tag,
     resolve_scoring_normaliser,
     run_resize,
     save_npy_dict,
     write_stm,
 )
-from preprocess.datasets import SPLITS, drop_empty_videos, empty_videos, load_raw_dataset
+from dataset.registry import DATASETS, dataset_spec
+from preprocess.datasets import drop_empty_videos, empty_videos, load_raw_dataset
 from preprocess.pack import pack_splits
 from utils.errors import run_cli
-
-# Whether STMs written from annotations get the scorer's gloss normalisation by default: the PHOENIX
-# hypotheses are normalised before scoring, so their references are too (treated alike). The published
-# PHOENIX-2014-T STMs keep two raw glosses (HABEN2) that no normalised hypothesis can match;
-# --no-stm-normalise reproduces those files byte for byte.
-STM_NORMALISED_BY_DEFAULT = {"phoenix2014": True, "phoenix2014-T": True, "CSL-Daily": False}
 
 # Default paths are relative to the repository root, not the working directory, so the original
 # README's `cd preprocess; python dataset_preprocess.py -p -m` reads and writes the same folders.
@@ -74,9 +67,10 @@ def build_parser(dataset: str) -> argparse.ArgumentParser:
         description=f"Prepare {dataset} for training: info dicts, gloss dict, ground-truth STMs, "
         "resized frames and an optional packed frame cache."
     )
+    spec = dataset_spec(dataset)
     parser.add_argument("--dataset-root",
-                        help="the unpacked download (folder holding annotations/ or sentence_label/); default: "
-                        f"{DEFAULT_ROOTS[dataset]} in the repository (the config's dataset_info.dataset_root)")
+                        help=f"the unpacked download (the folder holding {spec.root_marker}/); default: "
+                        f"{spec.default_root} in the repository (the config's dataset_info.dataset_root)")
     parser.add_argument("--output-dir",
                         help="where the info/gloss dict/STM files (and the pack) are written; default: "
                         f"preprocess/{dataset} in the repository (the config's dataset_info.dict_path folder)")
@@ -107,7 +101,7 @@ def build_parser(dataset: str) -> argparse.ArgumentParser:
                         help="write STMs from the annotations even where the download ships official ones")
     parser.add_argument("--stm-normalise", action=argparse.BooleanOptionalAction, default=None,
                         help="apply the scorer's gloss normalisation to STMs written from annotations "
-                        f"(default: {', '.join(f'{k}={v}' for k, v in STM_NORMALISED_BY_DEFAULT.items())})")
+                        f"(default: {', '.join(f'{s.name}={s.stm_normalised}' for s in DATASETS.values())})")
     return parser
 
 
@@ -145,7 +139,8 @@ def apply_resize_results(info: InfoDict, results: Sequence[ResizeResult]) -> boo
 
 def run(dataset: str, args: argparse.Namespace) -> int:
     """Do the whole preprocessing for parsed `args`; returns the process exit status."""
-    root = default_path(args.dataset_root, DEFAULT_ROOTS[dataset])
+    spec = dataset_spec(dataset)
+    root = default_path(args.dataset_root, spec.default_root)
     out_dir = default_path(args.output_dir, f"preprocess/{dataset}")
     size = parse_resolution(args.output_res)
     res_tag = resolution_tag(args.output_res)
@@ -165,19 +160,19 @@ def run(dataset: str, args: argparse.Namespace) -> int:
         infos = {split: drop_empty_videos(info) for split, info in infos.items()}
 
     # Annotation outputs first: they are cheap and must exist even if resizing is interrupted.
-    wants_normalised = STM_NORMALISED_BY_DEFAULT[dataset] if args.stm_normalise is None else args.stm_normalise
+    wants_normalised = spec.stm_normalised if args.stm_normalise is None else args.stm_normalise
     normalise = resolve_scoring_normaliser(dataset) if wants_normalised else None
-    save_npy_dict(out_dir / "gloss_dict.npy", build_gloss_dict(infos[s] for s in SPLITS))
-    for split in SPLITS:
+    save_npy_dict(out_dir / "gloss_dict.npy", build_gloss_dict(infos[s] for s in spec.splits))
+    for split in spec.splits:
         save_npy_dict(out_dir / f"{split}_info.npy", infos[split])
         official = None if args.stm_from_annotations else raw.official_stm.get(split)
-        source = write_stm(out_dir / f"{dataset}-groundtruth-{split}.stm", infos[split], normalise, official)
+        source = write_stm(out_dir / f"{spec.evaluation_prefix}-{split}.stm", infos[split], normalise, official)
         print(f"{split}: {len(info_entries(infos[split]))} videos, STM from {source}")
 
     if args.process_image:
         workers = args.workers if args.multiprocessing else 1
         summary = RunSummary()
-        for split in SPLITS:
+        for split in spec.splits:
             jobs = resize_jobs(dataset, root, infos[split], res_tag, set(args.redo))
             results = run_resize(jobs, size, workers=workers, desc=f"resize {split} to {res_tag}",
                                  verify=args.verify)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 import shutil
 from dataclasses import dataclass, field
 from multiprocessing import Pool
@@ -14,9 +13,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from dataset.layout import MANIFEST, read_manifest
+from evaluation.stm import stm_line
 from preprocess.manifest import (
     JPEG_QUALITY,
-    MANIFEST as COMPLETE_MARKER,
     NEW,
     REASONS,
     REQUESTED,
@@ -24,13 +24,10 @@ from preprocess.manifest import (
     build_manifest,
     check_video,
     file_record,
-    read_manifest as read_marker,
     resize_settings,
 )
 from utils.atomic import atomic_path
 from utils.errors import UserError
-
-STM_END_TIME = "1.79769e+308"  # sclite's "until the end" used by every published STM
 
 InfoDict = dict  # {'prefix': str, 0: {...}, 1: {...}, ...} exactly as the original tools saved it
 Normaliser = Callable[[Sequence[str]], list[str]]  # glosses -> glosses as scored
@@ -121,8 +118,9 @@ def stm_lines(info: Mapping[Any, Any], normalise: Normaliser | None = None) -> l
     lines = []
     for entry in info_entries(info):
         glosses = split_glosses(entry["label"])
-        label = " ".join(normalise(glosses) if normalise is not None else glosses)
-        lines.append(f"{entry['fileid']} 1 {entry['signer']} 0.0 {STM_END_TIME} {label}\n")
+        if normalise is not None:
+            glosses = normalise(glosses)
+        lines.append(stm_line(entry["fileid"], entry["signer"], glosses))
     return lines
 
 
@@ -158,20 +156,6 @@ def resolve_scoring_normaliser(dataset: str) -> Normaliser:
 
 
 # ----------------------------------------------------------------------------- frame resizing
-
-
-def parse_resolution(res: str) -> tuple[int, int]:
-    """'256x256px' -> (width, height)."""
-    match = re.fullmatch(r"\s*(\d+)x(\d+)(px)?\s*", res)
-    if match is None or int(match.group(1)) <= 0 or int(match.group(2)) <= 0:
-        raise ValueError(f"bad resolution {res!r}; expected WIDTHxHEIGHTpx like '256x256px'")
-    return int(match.group(1)), int(match.group(2))
-
-
-def resolution_tag(res: str) -> str:
-    """Canonical folder tag of a resolution: '256x256' -> '256x256px'."""
-    width, height = parse_resolution(res)
-    return f"{width}x{height}px"
 
 
 @dataclass(frozen=True)
@@ -238,13 +222,13 @@ def resize_video(job: ResizeJob, size: tuple[int, int], verify: bool = False) ->
         src, names, dst, list_frames(dst, job.pattern), settings, verify)
     if verdict.reason is None:
         if verdict.manifest is not None:
-            write_text_atomic(dst / COMPLETE_MARKER, json.dumps(verdict.manifest))
-        done = verdict.manifest or read_marker(dst)
+            write_text_atomic(dst / MANIFEST, json.dumps(verdict.manifest))
+        done = verdict.manifest or read_manifest(dst)
         return ResizeResult(job.key, job.dst_dir, int(done["frames"]), list(done["unreadable"]), True,
                             fileid=job.fileid, adopted=verdict.adopted)
     # Old marker and frames go first: an interrupted redo leaves a partial folder, which the next run
     # redoes, never old frames mixed with new ones (or left over from a longer earlier version).
-    (dst / COMPLETE_MARKER).unlink(missing_ok=True)
+    (dst / MANIFEST).unlink(missing_ok=True)
     for name in list_frames(dst, job.pattern):
         (dst / name).unlink()
     dst.mkdir(parents=True, exist_ok=True)
@@ -261,7 +245,7 @@ def resize_video(job: ResizeJob, size: tuple[int, int], verify: bool = False) ->
                          Path(name).suffix)
         write_bytes_atomic(dst / name, encoded)
         outputs[name] = file_record(dst / name, encoded)
-    write_text_atomic(dst / COMPLETE_MARKER, json.dumps(build_manifest(settings, sources, outputs, unreadable)))
+    write_text_atomic(dst / MANIFEST, json.dumps(build_manifest(settings, sources, outputs, unreadable)))
     return ResizeResult(job.key, job.dst_dir, len(outputs), unreadable, False, verdict.reason, verdict.detail,
                         job.fileid)
 

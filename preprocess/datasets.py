@@ -1,12 +1,16 @@
-"""Readers turning each dataset's raw annotations into the original tools' per-split info dicts."""
+"""Readers turning each dataset's raw annotations into the original tools' per-split info dicts.
+
+Every dataset of the registry (dataset/registry.py) has its reader in PARSERS below."""
 from __future__ import annotations
 
+import functools
 import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from dataset.layout import raw_frames_root
+from dataset.registry import SPLITS, DatasetSpec, dataset_spec
 from preprocess.common import (
     InfoDict,
     PreprocessError,
@@ -17,7 +21,6 @@ from preprocess.common import (
     read_table,
 )
 
-SPLITS = ("train", "dev", "test")
 PHOENIX2014_HEADER = ("id", "folder", "signer", "annotation")
 PHOENIX2014T_HEADER = ("name", "video", "start", "end", "speaker", "orth", "translation")
 CSL_DAILY_MAP_HEADER = ("index", "name", "length", "gloss", "char", "word", "postag")
@@ -143,11 +146,6 @@ def _phoenix_infos(reader: Callable[[Path, str], InfoDict], root: Path) -> dict[
     return {split: reader(root, split) for split in SPLITS}
 
 
-# The folder that identifies each download's root (a wrong --dataset-root lacks it).
-ANNOTATION_DIRS = {"phoenix2014": "annotations/manual", "phoenix2014-T": "annotations/manual",
-                   "CSL-Daily": "sentence_label"}
-
-
 def nearby_roots(root: Path, marker: str) -> list[Path]:
     """Folders just above or below `root` that hold `marker`: where a root one level off points."""
     candidates = [root.parent] if root.parent != root else []
@@ -156,33 +154,34 @@ def nearby_roots(root: Path, marker: str) -> list[Path]:
     return [c for c in candidates if (c / marker).is_dir()]
 
 
-def check_root(name: str, root: Path) -> None:
+def check_root(spec: DatasetSpec, root: Path) -> None:
     """Raise naming the missing annotation folder and, when one is found nearby, the root to pass."""
-    marker = ANNOTATION_DIRS[name]
+    marker = spec.root_marker
     if (root / marker).is_dir():
         return
     found = nearby_roots(root, marker)
     fix = (f"{found[0]} holds it: pass --dataset-root {found[0]}" if found else
            f"pass --dataset-root pointing at the unpacked download (the folder holding {marker}/)")
     state = "not found" if root.is_dir() else "not found (the folder does not exist)"
-    raise PreprocessError(f"{name} dataset root {root}: {root / marker} {state}; {fix}")
+    raise PreprocessError(f"{spec.name} dataset root {root}: {root / marker} {state}; {fix}")
+
+
+# Dataset name -> the reader of its download: root -> {split: info dict}.
+PARSERS: dict[str, Callable[[Path], dict[str, InfoDict]]] = {
+    "phoenix2014": functools.partial(_phoenix_infos, phoenix2014_info),
+    "phoenix2014-T": functools.partial(_phoenix_infos, phoenix2014t_info),
+    "CSL-Daily": csl_daily_infos,
+}
 
 
 def load_raw_dataset(name: str, root: Path) -> RawDataset:
     """Read and validate the annotations of dataset `name` unpacked at `root`."""
     root = Path(root)
-    if name not in ANNOTATION_DIRS:
-        raise ValueError(f"unknown dataset {name!r}")
-    check_root(name, root)
-    if name == "phoenix2014":
-        infos = _phoenix_infos(phoenix2014_info, root)
-        official = {s: root / "evaluation" / f"phoenix2014-groundtruth-{s}.stm" for s in SPLITS}
-    elif name == "phoenix2014-T":
-        infos = _phoenix_infos(phoenix2014t_info, root)
-        official = {s: root / "evaluation" / f"phoenix2014-T-groundtruth-{s}.stm" for s in SPLITS}
-    else:  # CSL-Daily
-        infos = csl_daily_infos(root)
-        official = {}
+    spec = dataset_spec(name)
+    check_root(spec, root)
+    infos = PARSERS[spec.name](root)
+    official = ({split: root / spec.official_stm.format(split=split) for split in spec.splits}
+                if spec.official_stm else {})
     return RawDataset(name=name, root=root, infos=infos, official_stm=official)
 
 

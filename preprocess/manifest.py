@@ -9,7 +9,6 @@ so copying a dataset without preserving times costs a read, not a resize.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,8 @@ from typing import Mapping
 import cv2
 import numpy as np
 
-MANIFEST = ".complete.json"  # its presence marks a finished video (name kept from the first version)
+from dataset.layout import MANIFEST, read_manifest
+
 MANIFEST_VERSION = 2
 JPEG_QUALITY = 95
 INTERPOLATION = "INTER_LANCZOS4"
@@ -51,15 +51,6 @@ def file_record(path: str | Path, data: bytes | None = None) -> FileRecord:
     if data is None:
         data = Path(path).read_bytes()
     return [stat.st_size, stat.st_mtime_ns, digest(data)]
-
-
-def read_manifest(dst_dir: str | Path) -> dict | None:
-    """The manifest of a finished video folder, or None when the video is not finished."""
-    try:
-        record = json.loads((Path(dst_dir) / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
 
 
 def build_manifest(settings: Mapping, sources: Mapping[str, FileRecord], outputs: Mapping[str, FileRecord],

@@ -9,11 +9,11 @@ from typing import Sequence
 
 import numpy as np
 
-from dataset.layout import frames_root
+from dataset.images import read_rgb
+from dataset.layout import frames_root, read_manifest
 from dataset.packed import (FORMATS, TABLE_ROW, encode_frame, pack_is_current, pack_settings, packed_paths,
-                            read_rgb, source_signature, write_packed)
+                            source_signature, write_packed)
 from preprocess.common import InfoDict, PreprocessError, info_entries, list_frames
-from preprocess.manifest import read_manifest
 
 SAMPLE_FRAMES = 24  # per split, spread over its videos: enough for a +-10 % estimate of the mean size
 MARGIN = 1.05       # file-system overhead and the index on top of the frame bytes

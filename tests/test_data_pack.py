@@ -11,7 +11,8 @@ import torch
 
 import preprocess.pack as pack_module
 from dataset.feeder import BaseFeeder, load_info
-from dataset.packed import PackedFrames, PackError, packed_paths, read_rgb, write_packed
+from dataset.images import read_rgb
+from dataset.packed import PackedFrames, PackError, packed_paths, write_packed
 from dataset.synthetic import generate
 from preprocess.cli import main as preprocess
 from preprocess.pack import split_videos

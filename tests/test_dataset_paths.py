@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import yaml
 
-from dataset.layout import DATASETS, DEFAULT_ROOTS, raw_frames_root
+from dataset.layout import raw_frames_root
+from dataset.registry import NAMES, dataset_spec
 from dataset.synthetic import generate
 from preprocess import cli
 
@@ -18,12 +19,12 @@ def _clean(path: str) -> str:
     return str(Path(path))  # './dataset/x' -> 'dataset/x'
 
 
-@pytest.mark.parametrize("dataset", DATASETS)
+@pytest.mark.parametrize("dataset", NAMES)
 def test_configs_read_what_preprocessing_writes_by_default(dataset, repo_root):
     info = yaml.safe_load((repo_root / "config" / f"{dataset}.yaml").read_text())["dataset_info"]
-    assert _clean(info["dataset_root"]) == DEFAULT_ROOTS[dataset]
+    assert _clean(info["dataset_root"]) == dataset_spec(dataset).default_root
     assert _clean(str(Path(info["dict_path"]).parent)) == f"preprocess/{dataset}"
-    assert DEFAULT_ROOTS[dataset] in (repo_root / "README.md").read_text()
+    assert dataset_spec(dataset).default_root in (repo_root / "README.md").read_text()
 
 
 def test_default_roots_are_the_original_readme_links(shared_dir):
@@ -31,19 +32,20 @@ def test_default_roots_are_the_original_readme_links(shared_dir):
     seed = (shared_dir / "seed" / "STFNet-README.md").read_text()
     links = re.findall(r"ln -s \S+ \./(dataset/\S+?)`", seed)
     assert links == ["dataset/phoenix2014", "dataset/phoenix2014-T", "dataset/CSL-Daily"]
-    assert [DEFAULT_ROOTS[d] for d in DATASETS] == \
+    assert [dataset_spec(d).default_root for d in NAMES] == \
         [links[0] + "/phoenix-2014-multisigner", links[1], links[2]]  # the 2014 release holds the multisigner set
 
 
 def test_defaults_are_relative_to_the_repository_from_any_directory(tmp_path, monkeypatch):
     """The original README runs the scripts from preprocess/ with no options."""
-    generate("phoenix2014-T", tmp_path / DEFAULT_ROOTS["phoenix2014-T"], size="tiny", seed=1)
+    root = tmp_path / dataset_spec("phoenix2014-T").default_root
+    generate("phoenix2014-T", root, size="tiny", seed=1)
     (tmp_path / "preprocess").mkdir()
     monkeypatch.setattr(cli, "REPO_ROOT", tmp_path)
     monkeypatch.chdir(tmp_path / "preprocess")
     assert cli.main("phoenix2014-T", []) == 0
     info = np.load(tmp_path / "preprocess" / "phoenix2014-T" / "dev_info.npy", allow_pickle=True).item()
-    assert Path(info["prefix"]) == raw_frames_root("phoenix2014-T", tmp_path / DEFAULT_ROOTS["phoenix2014-T"])
+    assert Path(info["prefix"]) == raw_frames_root("phoenix2014-T", root)
 
 
 @pytest.mark.parametrize("dataset, off_by_one", [("phoenix2014-T", "above"), ("phoenix2014", "inside"),

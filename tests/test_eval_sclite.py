@@ -10,7 +10,8 @@ import pytest
 from evaluation.align import align, fold_case
 from evaluation.ctm import read_ctm
 from evaluation.sclite import ScliteNotFoundError, find_sclite
-from evaluation.stm import read_stm, write_stm
+from evaluation.stm import read_stm
+from tests.stm_support import write_stm
 from evaluation.wer import hypotheses_by_file, load_reference, score_files
 
 try:

@@ -13,7 +13,8 @@ from evaluation.align import DEL_COST, INS_COST, SUB_COST, align, count, fold_ca
 from evaluation.ctm import read_ctm, write_ctm
 from evaluation.original import original_statistics
 from evaluation.sclite import ScliteNotFoundError
-from evaluation.stm import read_stm, write_stm
+from evaluation.stm import read_stm
+from tests.stm_support import write_stm
 from evaluation.textio import ScoringInputError
 from evaluation.wer import score_files
 

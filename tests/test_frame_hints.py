@@ -14,8 +14,8 @@ import pytest
 
 from dataset.feeder import BaseFeeder
 from dataset.hints import FramesError
-from dataset.layout import (DATASETS, DEFAULT_ROOTS, frames_root, raw_frames_root, resized_resolutions,
-                            root_of_raw_frames)
+from dataset.layout import frames_root, raw_frames_root, resized_resolutions, root_of_raw_frames
+from dataset.registry import NAMES, dataset_spec
 from dataset.synthetic import generate
 from preprocess.cli import main as preprocess
 
@@ -104,7 +104,7 @@ def test_wrong_root_without_a_recorded_prefix_names_the_key(data):
     np.save(data["out"] / "train_info.npy", info, allow_pickle=True)
     message = _error({**data, "root": data["root"] / "sub"})
     assert "set dataset_info.dataset_root to the folder given to the preprocess script as --dataset-root" in message
-    assert DEFAULT_ROOTS[FMT] in message and "--process-image" not in message
+    assert dataset_spec(FMT).default_root in message and "--process-image" not in message
 
 
 @pytest.mark.parametrize("fix", ["resize", "use-existing"])
@@ -174,7 +174,7 @@ def test_stale_extra_frames_are_caught_and_the_command_removes_them(data):
     _works(data)
 
 
-@pytest.mark.parametrize("fmt", DATASETS)
+@pytest.mark.parametrize("fmt", NAMES)
 def test_layout_helpers_for_every_dataset(fmt, tmp_path):
     raw = raw_frames_root(fmt, tmp_path)
     for tag in ("256x256px", "56x56px"):

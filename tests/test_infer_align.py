@@ -6,9 +6,9 @@ import itertools
 import pytest
 import torch
 
+from dataset.layout import parse_resolution
 from inference.align import forced_align, gloss_step_spans, steps_to_frames
 from inference.loading import check_vocabulary, classifier_num_classes
-from preprocess.common import parse_resolution
 from utils.checkpoint import CheckpointMismatchError
 from utils.config import ConfigError
 from utils.device import select_device

@@ -12,13 +12,13 @@ import cv2
 import numpy as np
 import pytest
 
-from dataset.layout import frames_root, raw_frames_root
-from dataset.synthetic import generate
+from dataset.layout import MANIFEST, frames_root, raw_frames_root
+from dataset.registry import dataset_spec
+from dataset.synthetic import FORMATS, generate
 from evaluation.normalise import normalise_glosses
 from preprocess import common
-from preprocess.cli import STM_NORMALISED_BY_DEFAULT, main
+from preprocess.cli import main
 from preprocess.common import (
-    COMPLETE_MARKER,
     PreprocessError,
     TableRow,
     build_gloss_dict,
@@ -29,7 +29,6 @@ from preprocess.common import (
 )
 from preprocess.datasets import PHOENIX2014_BROKEN_TRAIN_ROWS, phoenix2014_info
 
-FORMATS = ("phoenix2014", "phoenix2014-T", "CSL-Daily")
 SCRIPTS = {"phoenix2014": "dataset_preprocess.py", "phoenix2014-T": "dataset_preprocess-T.py",
            "CSL-Daily": "dataset_preprocess-CSL-Daily.py"}
 STM_LINE = re.compile(r"^\S+ 1 \S+ 0\.0 1\.79769e\+308( \S+)*$")
@@ -142,7 +141,7 @@ def test_resume_skips_done_videos_and_redoes_interrupted(raw_sets, tmp_path, mon
     with pytest.raises(KeyboardInterrupt):
         _run("phoenix2014", root, out, "--process-image")
     resized = frames_root("phoenix2014", root, RES)
-    markers = sorted(resized.rglob(COMPLETE_MARKER))
+    markers = sorted(resized.rglob(MANIFEST))
     assert len(markers) == 1  # only the first video finished
     for frame in resized.rglob("*.png"):  # no half-written frame under a final name
         assert cv2.imread(str(frame)) is not None
@@ -155,7 +154,7 @@ def test_resume_skips_done_videos_and_redoes_interrupted(raw_sets, tmp_path, mon
     summary = capsys.readouterr().out
     assert "(7 resized, 0 redone, 1 up to date)" in summary
     assert done_frame.stat().st_mtime_ns == stamp
-    assert len(list(resized.rglob(COMPLETE_MARKER))) == 8
+    assert len(list(resized.rglob(MANIFEST))) == 8
     assert not list(resized.rglob("*.tmp"))
 
 
@@ -280,7 +279,7 @@ def test_stm_writer_reproduces_published_files(name, shared_dir):
         entries.append({"fileid": fileid, "signer": signer, "label": " ".join(glosses)})
     # The published -T files were written raw (two lines keep HABEN2); ours normalise by default so that
     # reference and hypothesis are treated alike, so the byte-for-byte check uses the raw writer there.
-    published_normalised = STM_NORMALISED_BY_DEFAULT[dataset] and dataset != "phoenix2014-T"
+    published_normalised = dataset_spec(dataset).stm_normalised and dataset != "phoenix2014-T"
     normalise = common.resolve_scoring_normaliser(dataset) if published_normalised else None
     written = "".join(stm_lines(make_info_dict("p", entries), normalise))
     assert written.rstrip("\n") == reference.rstrip("\n")  # some published files lack the final newline
@@ -295,7 +294,7 @@ def test_gloss_dict_code_point_order():
 def test_marker_records_frames(raw_sets, tmp_path):
     root = _fresh_copy(raw_sets, "CSL-Daily", tmp_path)
     assert _run("CSL-Daily", root, tmp_path / "out", "-p", "-m", "--workers", "2") == 0
-    marker = next(frames_root("CSL-Daily", root, RES).rglob(COMPLETE_MARKER))
+    marker = next(frames_root("CSL-Daily", root, RES).rglob(MANIFEST))
     record = json.loads(marker.read_text())
     assert record["frames"] == len(list(marker.parent.glob("*.jpg"))) and record["unreadable"] == []
 

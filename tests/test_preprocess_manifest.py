@@ -13,7 +13,8 @@ import pytest
 from dataset.layout import frames_root, raw_frames_root
 from dataset.synthetic import generate
 from preprocess.cli import main
-from preprocess.manifest import MANIFEST, MANIFEST_VERSION
+from dataset.layout import MANIFEST
+from preprocess.manifest import MANIFEST_VERSION
 
 RES = "48x40px"
 FMT = "phoenix2014"

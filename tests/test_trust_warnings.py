@@ -7,7 +7,7 @@ import pytest
 from dataset.vocabulary import vocabulary_differences
 from evaluation import wer
 from evaluation.ctm import write_ctm
-from evaluation.stm import write_stm
+from tests.stm_support import write_stm
 from inference.loading import resolve_vocabulary
 from utils.checkpoint import CheckpointMismatchError
 

@@ -9,6 +9,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from dataset.bucketing import LengthBucketBatchSampler
+from dataset.registry import dataset_spec
 from utils.config import ConfigError, check_kwargs, import_class
 from utils.device import worker_init
 from utils.distributed import DistEnv, ShardedSampler
@@ -32,7 +33,7 @@ def dataset_paths(cfg: Mapping[str, Any], work_dir: Path) -> dict[str, Path]:
         "frames_dir": Path(info["frames_dir"]) if info.get("frames_dir") else None,
         "features_dir": Path(info["features_dir"]) if info.get("features_dir") else work_dir / "features",
         "evaluation_dir": Path(info["evaluation_dir"]) if info.get("evaluation_dir") else info_dir,
-        "evaluation_prefix": info.get("evaluation_prefix") or f"{cfg['dataset']}-groundtruth",
+        "evaluation_prefix": info.get("evaluation_prefix") or dataset_spec(cfg["dataset"]).evaluation_prefix,
     }
 
 

@@ -5,10 +5,10 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from dataset.layout import DATASETS
+from dataset.registry import dataset_spec
 from evaluation.stm import read_stm
 from training.data import RunData, error_text
-from utils.config import ConfigError, closest_key
+from utils.config import ConfigError
 from utils.random_state import SeededDataset
 
 
@@ -35,9 +35,7 @@ def check_work_dir(work_dir: Path, overwrite: bool, cfg: Mapping[str, Any]) -> N
 
 def check_dataset_name(name: str) -> None:
     """--dataset / key 'dataset' must name a supported dataset."""
-    if name not in DATASETS:
-        raise ConfigError(f"unknown dataset {name!r} (--dataset / key 'dataset'){closest_key(name, DATASETS)} "
-                          f"(valid: {', '.join(DATASETS)})")
+    dataset_spec(name, key="--dataset / key 'dataset'")
 
 
 def check_ground_truth(stm: Path, dataset: SeededDataset, split: str) -> None:

@@ -3,16 +3,15 @@ from __future__ import annotations
 
 import argparse
 import copy
-import difflib
 import importlib
 import inspect
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import yaml
 
 from utils.compile import COMPILE_MODES
-from utils.errors import ConfigError
+from utils.errors import ConfigError, closest_key
 
 # Nested sections whose keys are open (validated later against a constructor signature, or free).
 OPEN_SECTIONS = ("model_args", "feeder_args", "loss_weights")
@@ -115,12 +114,6 @@ def default_config() -> dict:
         "eval_splits": ["dev", "test"],
         "test_best": True,
     }
-
-
-def closest_key(key: str, valid: Iterable[str]) -> str:
-    """A hint naming the valid key closest to `key`, or an empty string."""
-    match = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
-    return f"; did you mean '{match[0]}'?" if match else ""
 
 
 def merge_config(base: dict, override: Mapping[str, Any], source: str, path: str = "",

@@ -2,8 +2,9 @@
 as a single `error:` line and let every other exception keep its traceback."""
 from __future__ import annotations
 
+import difflib
 import sys
-from typing import Callable
+from typing import Callable, Iterable
 
 
 class UserError(Exception):
@@ -28,6 +29,12 @@ class MissingFileError(UserError, FileNotFoundError):
 class BadFileError(UserError, ValueError):
     """A file the user gave exists but cannot be used (malformed, damaged, refused); the message
     names the file (and line) and what to do."""
+
+
+def closest_key(key: str, valid: Iterable[str]) -> str:
+    """A hint naming the valid name closest to `key` ("; did you mean 'x'?"), or an empty string."""
+    match = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
+    return f"; did you mean '{match[0]}'?" if match else ""
 
 
 def run_cli(main: Callable[[], object]) -> int:

@@ -1,0 +1,45 @@
+"""The loaded model the inference tools run: a network (PyTorch or ONNX) with its vocabulary and the
+input settings it was trained with. Built by inference.loading (checkpoints) and
+inference.onnx_model (exported graphs)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass
+class LoadedModel:
+    """A ready-to-run model with its vocabulary and the input settings it was trained with.
+
+    `model` is the eval-mode nn.Module (None for an ONNX file); `runner` maps (video, lengths) to
+    CTC log-probabilities and lengths: inference.network.CTCLogProbs, or an onnxruntime session.
+    """
+
+    model: nn.Module | None
+    runner: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
+    gloss_dict: dict
+    num_classes: int
+    kernel_sizes: list[str]
+    input_size: int = 224
+    image_scale: float = 1.0
+    frame_size: tuple[int, int] = (256, 256)  # (width, height) the training frames were resized to
+    search_mode: str = "beam"
+    beam_width: int = 10
+    source: dict = field(default_factory=dict)  # where architecture / vocabulary came from
+    device: torch.device = torch.device("cpu")
+
+    def log_probs(self, video: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, T', C) CTC log-probabilities and (B,) output lengths, on the CPU."""
+        with torch.inference_mode():
+            log_probs, out_lengths = self.runner(video.to(self.device), lengths.to(self.device))
+        return log_probs.float().cpu(), out_lengths.cpu()
+
+
+def vocab_name(path: str | os.PathLike) -> str:
+    """File name of the vocabulary beside an exported graph."""
+    return Path(path).with_suffix(".vocab.json").name
