@@ -34,7 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from modules.conv3d_reference import conv3d_reference  # noqa: E402
+from tests.reference.conv3d import conv3d_reference  # noqa: E402
 from modules.criterions import total_loss  # noqa: E402
 from bench.step_breakdown import report_breakdown  # noqa: E402
 from slr_network import SLRModel  # noqa: E402

@@ -9,7 +9,7 @@ batch 2 on camera-like synthetic PHOENIX-2014 videos of PHOENIX-like lengths (`-
 40-312 frames; `--frame-interval k` keeps every k-th frame to shorten them on a CPU, the same
 option the feeder has). The paths:
 
-- original: per-frame PNG feeder, the Conv3d formulation (modules/conv3d_reference.py), float32
+- original: per-frame PNG feeder, the Conv3d formulation (tests/reference/conv3d.py), float32
   (fp16 autocast on CUDA, as the original trains);
 - default: our defaults (the same PNG feeder, the 2-D formulation, float32);
 - recommended: the recipe of `--recipe` (config/fast_train.yaml): packed frames, length
@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dataset.bucketing import LengthBucketBatchSampler  # noqa: E402
 from dataset.feeder import BaseFeeder  # noqa: E402
 from dataset.synthetic import generate  # noqa: E402
-from modules.conv3d_reference import conv3d_reference  # noqa: E402
+from tests.reference.conv3d import conv3d_reference  # noqa: E402
 from preprocess.cli import main as preprocess_main  # noqa: E402
 from seq_scripts import train_epoch  # noqa: E402
 from slr_network import SLRModel  # noqa: E402

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from modules.conv3d_reference import conv3d_reference
+from tests.reference.conv3d import conv3d_reference
 from modules.criterions import total_loss
 from modules.tconv import kernel_sizes_for, output_lengths
 from slr_network import SLRModel

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from modules import batchnorm
-from modules.conv3d_reference import conv3d_reference
+from tests.reference.conv3d import conv3d_reference
 from modules.criterions import total_loss
 from tests.test_model import labels, tiny_model, video
 
