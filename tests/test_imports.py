@@ -1,5 +1,7 @@
 """The import graph runs one way: no module imports from a higher layer, and no two modules import
-each other (directly or around a cycle). Read with `ast` from the sources; nothing is imported."""
+each other (directly or around a cycle). Read with `ast` from the sources; nothing is imported.
+
+Imports under `if TYPE_CHECKING:` are left out: they name types for annotations and never run."""
 from __future__ import annotations
 
 import ast
@@ -15,8 +17,10 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("evaluation",),                  # STM/CTM files and the WER scorer
     ("decoding",),                    # CTC decoding, the gloss LM, saved logits
     ("preprocess",),                  # raw downloads -> info files, gloss dict, STMs, resized frames
-    ("slr_network", "seq_scripts"),   # the model and the training/evaluation loops
+    ("slr_network",),                 # the model
     ("inference",),                   # loading checkpoints, one video, Grad-CAM, ONNX, the web page
+    ("training",),                    # building a run: devices, start-up checks, data, checkpoints
+    ("seq_scripts",),                 # the training and evaluation loops
     ("main", "test_one_video", "generate_cam", "export", "app", "tune_lm"),  # the commands
 )
 # Folders that are not runtime code: they may import anything and nothing imports them.
@@ -44,10 +48,23 @@ def project_modules() -> dict[str, Path]:
     return modules
 
 
+def _type_checking_only(tree: ast.AST) -> set[int]:
+    """ids of the nodes inside `if TYPE_CHECKING:` blocks."""
+    skipped = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test).split(".")[-1] == "TYPE_CHECKING":
+            skipped |= {id(child) for stmt in node.body for child in ast.walk(stmt)}
+    return skipped
+
+
 def imported_modules(path: Path, modules: dict[str, Path]) -> set[str]:
     """The project modules that `path` imports anywhere in it (lazy imports inside functions too)."""
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    skipped = _type_checking_only(tree)
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
@@ -117,4 +134,5 @@ def test_the_checks_find_what_they_look_for():
     assert find_cycle({"a": {"b"}, "b": set()}) is None
     assert layer_of("utils.errors") < layer_of("dataset.feeder") < layer_of("inference.loading") < layer_of("main")
     modules = project_modules()
-    assert {"utils.errors", "dataset.registry"} <= imported_modules(modules["main"], modules)
+    assert {"utils.errors", "training.run"} <= imported_modules(modules["main"], modules)
+    assert "training.run" not in imported_modules(modules["seq_scripts"], modules)  # TYPE_CHECKING only
