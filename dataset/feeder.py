@@ -108,7 +108,7 @@ class BaseFeeder(data.Dataset):
         self.data_type = datatype
         self.frame_interval = frame_interval
         self.kernel_sizes = list(kernel_size)
-        self.info_dir = Path(info_dir) if info_dir is not None else Path("preprocess") / dataset
+        self.info_dir = Path(info_dir) if info_dir is not None else Path(dataset_spec(dataset).output_dir)
         self.frames_dir = Path(frames_dir) if frames_dir is not None else frames_root(dataset, prefix, frames_res)
         self.features_dir = Path(features_dir)
         self.frame_source = FrameSource(self.dataset, Path(prefix), frames_res, self.info_dir / f"{mode}_info.npy",

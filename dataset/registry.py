@@ -43,6 +43,11 @@ class DatasetSpec:
         return f"{self.name}-groundtruth"
 
     @property
+    def output_dir(self) -> str:
+        """Where preprocessing writes info files, gloss dict and STMs by default (repository-relative)."""
+        return f"preprocess/{self.name}"
+
+    @property
     def raw_frame_tag(self) -> str:
         """'WxHpx' of the frames as the download ships them."""
         return "{}x{}px".format(*self.raw_frame_size)

@@ -96,7 +96,7 @@ def model_config(saved: Mapping[str, Any] | None, config: str | os.PathLike | No
 
 def default_dict_path(language: str) -> Path:
     """Where preprocessing writes the gloss dictionary of the dataset behind `language`."""
-    return Path("preprocess") / dataset_for_language(language).name / "gloss_dict.npy"
+    return Path(dataset_for_language(language).output_dir) / "gloss_dict.npy"
 
 
 def classifier_num_classes(state: Mapping[str, Tensor], hidden_size: int) -> int | None:

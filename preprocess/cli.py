@@ -73,7 +73,7 @@ def build_parser(dataset: str) -> argparse.ArgumentParser:
                         f"{spec.default_root} in the repository (the config's dataset_info.dataset_root)")
     parser.add_argument("--output-dir",
                         help="where the info/gloss dict/STM files (and the pack) are written; default: "
-                        f"preprocess/{dataset} in the repository (the config's dataset_info.dict_path folder)")
+                        f"{spec.output_dir} in the repository (the config's dataset_info.dict_path folder)")
     parser.add_argument("--output-res", type=_resolution_arg, default="256x256px",
                         help="resized frame size WIDTHxHEIGHTpx")
     parser.add_argument("--process-image", "-p", action="store_true", help="resize the frames (resumable)")
@@ -141,7 +141,7 @@ def run(dataset: str, args: argparse.Namespace) -> int:
     """Do the whole preprocessing for parsed `args`; returns the process exit status."""
     spec = dataset_spec(dataset)
     root = default_path(args.dataset_root, spec.default_root)
-    out_dir = default_path(args.output_dir, f"preprocess/{dataset}")
+    out_dir = default_path(args.output_dir, spec.output_dir)
     size = parse_resolution(args.output_res)
     res_tag = resolution_tag(args.output_res)
     raw = load_raw_dataset(dataset, root)

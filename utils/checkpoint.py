@@ -34,8 +34,7 @@ class CheckpointError(UserError):
     """A checkpoint or weights file that cannot be read (damaged, truncated, not a checkpoint)."""
 
 
-# ValueError stays a second base: main.py turns a ValueError of loading into a ConfigError naming the key.
-class CheckpointMismatchError(UserError, ValueError):
+class CheckpointMismatchError(UserError):
     """A checkpoint that does not fit the gloss dictionary or the architecture options."""
 
 
