@@ -14,11 +14,12 @@ from torch import nn
 
 from dataset.collate import padding_counts
 from dataset.transforms import model_input
+from decoding.decoder import Decoder, SplitDecoder
+from decoding.split_logits import class_glosses, save_split_logits
 from modules.criterions import total_loss
 from modules.tconv import output_lengths
 from training.state import TrainState
 from utils.compile import mark_time_dynamic
-from utils.decode import Decode, SplitDecoder
 from utils.device import autocast, to_device
 from utils.distributed import DistEnv, all_gather_objects, any_true, broadcast_module_state
 from utils.errors import MissingFileError
@@ -240,45 +241,33 @@ def train_epoch(run: Run, loader: Iterable, on_checkpoint: Callable[[], None] | 
 @torch.no_grad()
 def seq_eval(loader: torch.utils.data.DataLoader, core: nn.Module, device: torch.device,
              amp_dtype: torch.dtype | None, env: DistEnv, progress_bar: bool = True,
-             desc: str = "eval", decoder: Decode | None = None, chunk_size: int = 1024,
+             desc: str = "eval", *, decoder: Decoder, chunk_size: int = 1024,
              logits_out: dict | None = None) -> dict[str, dict[str, list[str]]] | None:
     """Decode a split; rank 0 gets {'lstm': {fileid: glosses}, 'conv': {...}} in dataset order.
 
     The bare model runs (not the DDP wrapper): evaluation needs no collectives, so shards of
-    different sizes are fine; the hypotheses are gathered once at the end. With `decoder`, the
-    logits stay on the device and are decoded `chunk_size` videos per call (else the model's own
-    per-batch sentences are used); `logits_out` (rank 0) receives ids and BiLSTM logits.
+    different sizes are fine; the hypotheses are gathered once at the end. The logits stay on
+    the device and `decoder` decodes them `chunk_size` videos per call; `logits_out` (rank 0)
+    receives ids and BiLSTM logits.
     """
     core.eval()
     indices = list(loader.sampler) if loader.sampler is not None else []
     keys: list[tuple[int, str]] = []
-    lstm_sents: list = []
-    conv_sents: list = []
-    split = None
-    if decoder is not None:
-        split = SplitDecoder(decoder, chunk_size, keep_logits=logits_out is not None,
-                             outputs=("lstm", "conv"))
+    split = SplitDecoder(decoder, chunk_size, keep_logits=logits_out is not None,
+                         outputs=("lstm", "conv"))
     for batch in progress(loader, desc=desc, disable=not (progress_bar and env.is_main), leave=False):
         video, video_len, label, label_len, info = unpack_batch(batch)
         video, video_len, label, label_len = to_device((video, video_len, label, label_len), device)
         video = model_input(video)
         with autocast(device, amp_dtype):
             ret = core(video, video_len, label=label, label_lgt=label_len)
-        if split is not None:
-            split.add(ret["sequence_logits"], ret["feat_len"], output="lstm")
-            split.add(ret["conv_logits"], ret["feat_len"], output="conv")
-        else:
-            lstm, conv = ret.get("recognized_sents"), ret.get("conv_sents")
-            if lstm is None or conv is None:
-                raise RuntimeError("the model returned no 'recognized_sents'/'conv_sents' in eval mode")
-            lstm_sents.extend(lstm)
-            conv_sents.extend(conv)
+        split.add(ret["sequence_logits"], ret["feat_len"], output="lstm")
+        split.add(ret["conv_logits"], ret["feat_len"], output="conv")
         for item in info:
             keys.append((indices[len(keys)] if len(keys) < len(indices) else len(keys), fileid_of(item)))
-    if split is not None:
-        decoded = split.finish()
-        lstm_sents, conv_sents = decoded["lstm"], decoded["conv"]
-    kept = split.kept if split is not None and logits_out is not None else [None] * len(keys)
+    decoded = split.finish()
+    lstm_sents, conv_sents = decoded["lstm"], decoded["conv"]
+    kept = split.kept if logits_out is not None else [None] * len(keys)
     rows = [(index, fileid, [g for g, _ in lstm], [g for g, _ in conv], logits)
             for (index, fileid), lstm, conv, logits in zip(keys, lstm_sents, conv_sents, kept)]
     gathered = all_gather_objects(rows, env)
@@ -315,24 +304,21 @@ def score_hypotheses(hyps: Mapping[str, Mapping[str, Sequence[str]]], stm_path: 
 def evaluate(run: Run, split: str, tag: str) -> dict | None:
     """Decode `split` with `run.core`, write CTMs under <work_dir>/<tag>/, score; rank 0 returns
     {'lstm': scores, 'conv': scores} (the BiLSTM's and the temporal stack's)."""
-    cfg, decoder, log = run.cfg, run.decoder, run.log
+    cfg, decode, decoder, log = run.cfg, run.decode, run.decoder, run.log
     loader = run.data.loader(run.data.dataset(split, train=False), train=False)
     broadcast_module_state(run.core, run.env)  # every process scores the weights rank 0 saves
-    decode_args = cfg["decode_args"]
-    logits = {} if cfg["phase"] == "test" and decode_args["save_logits"] else None
+    logits = {} if cfg["phase"] == "test" and decode.save_logits else None
     start, decode_before = time.perf_counter(), decoder.seconds
     hyps = seq_eval(loader, run.core, run.opts.device, run.opts.amp_dtype, run.env,
                     progress_bar=bool(cfg["progress_bar"]), desc=f"{split} {tag}",
-                    decoder=decoder, chunk_size=int(decode_args["chunk_size"]), logits_out=logits)
+                    decoder=decoder, chunk_size=decode.chunk_size, logits_out=logits)
     if hyps is None:
         return None
     log(f"{split} ({tag}): evaluation {time.perf_counter() - start:.2f} s, of which decoding "
-        f"{decoder.seconds - decode_before:.2f} s ({decoder.search_mode}"
-        f"{', LM ' + str(decode_args['lm_path']) if decode_args['lm_path'] else ''}"
+        f"{decoder.seconds - decode_before:.2f} s ({decoder.mode}"
+        f"{', LM ' + str(decoder.lm_path) if decoder.lm_path else ''}"
         f"{', pruned' if decoder.pruned else ''})")
     if logits is not None:
-        from utils.split_logits import class_glosses, save_split_logits
-
         path = run.work_dir / tag / f"{split}-logits.pt"
         save_split_logits(path, logits["ids"], logits["logits"],
                           class_glosses(run.gloss_dict, decoder.num_classes))

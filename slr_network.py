@@ -8,7 +8,7 @@ Parameter names and shapes are those of the published checkpoints.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -33,7 +33,6 @@ class SLRModel(nn.Module):
             off for the published PHOENIX-2014-T model).
         base_width: ResNet width (64 published); frame features have 8 * base_width channels.
         aux_dim: width of the hierarchical branch's shared Linear (1000 published).
-        search_mode, beam_width: decoding in eval mode ('beam' or 'max'); needs `gloss_dict`.
         pretrained: ImageNet init of the ResNet: None/False (none), 'auto' or True (torch hub
             cache if the file is there), or the path of a torchvision-format file.
         channels_last: run the frame backbone and branch in channels-last memory; None (default)
@@ -42,11 +41,10 @@ class SLRModel(nn.Module):
     """
 
     def __init__(self, num_classes: int, c2d_type: str, conv_type: int, use_bn: bool = False,
-                 hidden_size: int = 1024, gloss_dict: Mapping[str, Sequence[int]] | None = None,
-                 loss_weights: Mapping[str, float] | None = None, weight_norm: bool = True,
-                 share_classifier: bool = True, *, hsa_attention: bool = True, base_width: int = 64,
-                 aux_dim: int = 1000, search_mode: str = "beam", beam_width: int = 10,
-                 pretrained: str | bool | None = None, channels_last: bool | None = None) -> None:
+                 hidden_size: int = 1024, loss_weights: Mapping[str, float] | None = None,
+                 weight_norm: bool = True, share_classifier: bool = True, *, hsa_attention: bool = True,
+                 base_width: int = 64, aux_dim: int = 1000, pretrained: str | bool | None = None,
+                 channels_last: bool | None = None) -> None:
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"num_classes must count the glosses plus the CTC blank, got {num_classes}")
@@ -65,11 +63,6 @@ class SLRModel(nn.Module):
         self.classifier = conv_fc if share_classifier else make_classifier(hidden_size, num_classes,
                                                                            weight_norm)
         self.distillation = SeqKD(temperature=8)
-        self.decoder = None
-        if gloss_dict is not None:
-            from utils.decode import Decode  # imported here: the network itself needs no decoder
-            self.decoder = Decode(gloss_dict, num_classes, search_mode, blank_id=0,
-                                  beam_width=beam_width)
         if pretrained not in (None, False):
             from utils.pretrained import load_imagenet_resnet
             load_imagenet_resnet(self.conv2d, c2d_type, pretrained)
@@ -80,8 +73,8 @@ class SLRModel(nn.Module):
 
         Returns feat_len (B,) (CPU), conv_logits / sequence_logits (T', B, classes), aux_logits
         (alias res2: 3 x (T', B, classes), [] for features), loss_LiftPool_u / _p (scalars),
-        framewise_features (B, C, T), visual_features (T', B, hidden) and, in eval mode with a
-        gloss_dict, recognized_sents / conv_sents (per sample, list of (gloss, position)).
+        framewise_features (B, C, T) and visual_features (T', B, hidden). Decoding the logits
+        into glosses happens outside the model (decoding.decoder.Decoder).
         """
         len_x = self._checked_lengths(x, len_x)
         if x.dim() == 5:
@@ -97,7 +90,6 @@ class SLRModel(nn.Module):
         else:  # the original's order, which sets the order the shared classifier's gradients add up
             sequence = self._sequence_logits(conv["visual_feat"], feat_len)
             aux_logits = self._aux_logits(aux)
-        decode = not self.training and self.decoder is not None
         return {
             "feat_len": feat_len,
             "conv_logits": conv["conv_logits"],
@@ -108,8 +100,6 @@ class SLRModel(nn.Module):
             "loss_LiftPool_p": conv["loss_LiftPool_p"],
             "framewise_features": framewise,
             "visual_features": conv["visual_feat"],
-            "conv_sents": self._decode(conv["conv_logits"], feat_len) if decode else None,
-            "recognized_sents": self._decode(sequence, feat_len) if decode else None,
         }
 
     def loss_terms(self, outputs: Mapping[str, Any], labels: Tensor,
@@ -187,10 +177,6 @@ class SLRModel(nn.Module):
     def _aux_logits(self, aux: list[Tensor]) -> list[Tensor]:
         """The shared classifier over each hierarchical-branch output (B, hidden, T') -> (T', B, classes)."""
         return [self.classifier(a.permute(2, 0, 1)) for a in aux]
-
-    def _decode(self, logits: Tensor, feat_len: Tensor) -> list:
-        """Decoded sentences of (T', B, classes) logits."""
-        return self.decoder.decode(logits, feat_len, batch_first=False, probs=False)
 
 
 def _checked_loss_weights(loss_weights: Mapping[str, float] | None) -> dict[str, float] | None:

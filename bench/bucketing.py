@@ -36,7 +36,7 @@ def run_epoch(data: Path, work: Path, bucketing: bool, args: argparse.Namespace)
         "feeder_args": {"input_size": crop, "frames_res": args.res, "temporal_min_len": 16},
         "model_args": {"c2d_type": "resnet18", "base_width": 8, "hidden_size": 64, "aux_dim": 16,
                        "channels_last": False},
-        "decode_mode": "max",
+        "decode": {"mode": "max"},
         "length_bucketing": {"enabled": bucketing, "pool_batches": 50},
     }
     path = work.with_suffix(".yaml")

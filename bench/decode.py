@@ -2,7 +2,7 @@
 against pyctcdecode, without and with a gloss 3-gram LM (shallow fusion), plus agreement.
 
 Data: sentences of a synthetic gloss grammar (Zipf-distributed glosses, a first-order Markov
-chain with a few likely successors per gloss); the LM is a 3-gram (utils.lm, lmplz-style
+chain with a few likely successors per gloss); the LM is a 3-gram (decoding.build_lm, lmplz-style
 modified Kneser-Ney) of 5000 training sentences; the logits are peaky CTC outputs of held-out
 sentences (mostly blank, each gloss 1-3 steps, Gaussian noise, and for a quarter of the glosses
 a confusable competitor of equal expected score, which only the LM can resolve).
@@ -11,7 +11,7 @@ References, on the same logits, beam width and LM (alpha, beta):
 - pyctcdecode (pinned, benchmark-only; with kenlm for the LM where `pip install kenlm` builds):
   each class is a BPE-style word token ("▁G17"), so every gloss is one LM word; its
   unk_score_offset is set to 0 so that unknown words score as <unk> does in KenLM and ours;
-- our per-sample dict-based prefix beam search (utils.beam_search.reference_prefix_beam_search),
+- the tests' per-sample dict-based prefix beam search (tests/reference/beam_search.py),
   whose LM scoring is the ARPA reader's dict lookups, independent of the device tables.
 Ours runs in two modes: exact (the default: ctcdecode's top-40 tokens every step) and pruned
 (opt-in `token_min_logp`/`beam_prune_logp`, here pyctcdecode's defaults -5/-10, which
@@ -19,7 +19,7 @@ pyctcdecode always applies). pyctcdecode is timed on `--reference-subset` sequen
 extrapolated per sentence; the rounds alternate ours exact / ours pruned / pyctcdecode.
 
     python bench/decode.py [--sequences 540] [--frames 50] [--classes 1296] [--beam-width 10]
-                           [--agreement 300] [--alpha 0.5] [--beta 1.0] [--threads 1]
+                           [--agreement 300] [--lm-weight 0.5] [--word-bonus 1.0] [--threads 1]
                            [--token-min-logp -5] [--beam-prune-logp -10] [--rounds 3]
 """
 from __future__ import annotations
@@ -36,9 +36,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from utils.beam_search import reference_prefix_beam_search  # noqa: E402
-from utils.decode import Decode  # noqa: E402
-from utils.lm import estimate_kneser_ney  # noqa: E402
+from decoding.arpa import read_arpa, write_arpa  # noqa: E402
+from decoding.build_lm import estimate_kneser_ney  # noqa: E402
+from decoding.config import DecodeConfig  # noqa: E402
+from decoding.decoder import Decoder  # noqa: E402
+from tests.reference.beam_search import reference_prefix_beam_search  # noqa: E402
+from utils.config import add_decode_arguments  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -48,14 +51,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--sequences", type=int, default=540)
     parser.add_argument("--frames", type=int, default=50, help="steps after temporal pooling (max)")
     parser.add_argument("--classes", type=int, default=1296)
-    parser.add_argument("--beam-width", type=int, default=10)
-    parser.add_argument("--top-k", type=int, default=40)
-    parser.add_argument("--alpha", type=float, default=0.5, help="LM weight")
-    parser.add_argument("--beta", type=float, default=1.0, help="per-gloss bonus")
-    parser.add_argument("--token-min-logp", type=float, default=-5.0,
-                        help="our pruned mode (pyctcdecode's default)")
-    parser.add_argument("--beam-prune-logp", type=float, default=-10.0,
-                        help="our pruned mode (pyctcdecode's default)")
+    # The decode options as every command line spells them; here the pruning is that of our
+    # pruned mode (pyctcdecode's defaults), the LM weights those of the LM rows.
+    add_decode_arguments(parser, ["beam-width", "lm-weight", "word-bonus", "token-min-logp",
+                                  "beam-prune-logp"])
+    parser.set_defaults(beam_width=10, lm_weight=0.5, word_bonus=1.0, token_min_logp=-5.0,
+                        beam_prune_logp=-10.0)
     parser.add_argument("--agreement", type=int, default=300, help="sequences checked for agreement")
     parser.add_argument("--reference-subset", type=int, default=100,
                         help="sequences timed with pyctcdecode (extrapolated per sentence)")
@@ -149,7 +150,7 @@ def pyctc_best(decoder, log_probs: np.ndarray, beam_width: int) -> list[int]:
 
 
 def merged(labels: list[int]) -> list[int]:
-    """Collapse runs of equal labels (what Decode reports)."""
+    """Collapse runs of equal labels (what Decoder reports)."""
     return [x for i, x in enumerate(labels) if i == 0 or labels[i - 1] != x]
 
 
@@ -165,17 +166,21 @@ def main() -> None:
         lm = estimate_kneser_ney(corpus, order=3)
     tmp = tempfile.TemporaryDirectory()
     arpa = str(Path(tmp.name) / "gloss-3gram.arpa")
-    lm.write_arpa(arpa)
+    write_arpa(lm, arpa)
+    lm = read_arpa(arpa)  # the model every search scores with: the file's (rounded) values
     log_probs, lengths, truths = ctc_logits(grammar, args.sequences, args.frames, args.classes,
                                             args.seed + 1)
     words = [None] + [f"G{i}" for i in range(1, args.classes)]
     gloss_dict = {f"G{i}": [i, 1] for i in range(1, args.classes)}
+    exact = DecodeConfig.recipe().updated({"mode": "beam", "beam_width": args.beam_width,
+                                           "lm_weight": args.lm_weight, "word_bonus": args.word_bonus,
+                                           "token_min_logp": None, "beam_prune_logp": None})
     pruning = {"token_min_logp": args.token_min_logp, "beam_prune_logp": args.beam_prune_logp}
-    lm_args = {"lm": lm, "lm_weight": args.alpha, "word_bonus": args.beta}
-    ours = {(name, mode): Decode(gloss_dict, args.classes, "beam", beam_width=args.beam_width,
-                                 top_k=args.top_k, **(lm_args if name == "LM" else {}),
-                                 **(pruning if mode == "pruned" else {}))
+    ours = {(name, mode): Decoder.from_config(
+                exact.updated({"lm_path": arpa if name == "LM" else None,
+                               **(pruning if mode == "pruned" else {})}), gloss_dict, args.classes)
             for name in ("plain", "LM") for mode in ("exact", "pruned")}
+    top_k = ours["plain", "exact"].top_k
     dev_lp, dev_len = log_probs.to(device), lengths.to(device)
     rows = [log_probs[b, :lengths[b]].numpy() for b in range(args.sequences)]
     try:
@@ -184,12 +189,13 @@ def main() -> None:
     except ImportError:
         has_kenlm = False
     pyctc = {"plain": build_pyctcdecode(args.classes, None, 0.0, 0.0),
-             "LM": build_pyctcdecode(args.classes, arpa, args.alpha, args.beta) if has_kenlm else None}
+             "LM": (build_pyctcdecode(args.classes, arpa, args.lm_weight, args.word_bonus)
+                    if has_kenlm else None)}
     print(f"workload: {args.sequences} sequences x <= {args.frames} steps x {args.classes} classes "
-          f"(mean length {lengths.float().mean():.1f}), beam {args.beam_width}; ours: top-{args.top_k} "
+          f"(mean length {lengths.float().mean():.1f}), beam {args.beam_width}; ours: top-{top_k} "
           f"tokens per step (exact), or pruned (token_min_logp {args.token_min_logp}, beam_prune_logp "
           f"{args.beam_prune_logp}), {device}, {torch.get_num_threads()} thread(s); LM: 3-gram of 5000 "
-          f"sentences ({len(lm.probs)} n-grams), alpha {args.alpha}, beta {args.beta}")
+          f"sentences ({len(lm.probs)} n-grams), alpha {args.lm_weight}, beta {args.word_bonus}")
     print(f"pyctcdecode: {'installed' if pyctc['plain'] else 'NOT installed'} (its default pruning: "
           f"token_min_logp -5, beam_prune_logp -10); kenlm: "
           f"{'installed' if has_kenlm else 'NOT installed (LM reference: the dict-based search only)'}")
@@ -202,9 +208,9 @@ def main() -> None:
         best = {key: [merged(s) for s in _best(dec, dev_lp[:n], dev_len[:n])] for key, dec in ours.items()}
         for name in ("plain", "LM"):
             reference = [merged(reference_prefix_beam_search(
-                rows[b].tolist(), args.beam_width, args.top_k,
-                lm=lm if name == "LM" else None, words=words, lm_weight=args.alpha,
-                word_bonus=args.beta)[0]) for b in range(n)]
+                rows[b].tolist(), args.beam_width, top_k,
+                lm=lm if name == "LM" else None, words=words, lm_weight=args.lm_weight,
+                word_bonus=args.word_bonus)[0]) for b in range(n)]
             theirs = ([merged(pyctc_best(pyctc[name], rows[b], args.beam_width)) for b in range(n)]
                       if pyctc[name] is not None else None)
             label = "pyctcdecode" + ("+kenlm" if name == "LM" else "")
@@ -253,7 +259,7 @@ def main() -> None:
     tmp.cleanup()
 
 
-def _best(decoder: Decode, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
+def _best(decoder: Decoder, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
     """Class indices of the decoded sentences."""
     return [[decoder.g2i_dict[g] for g, _ in s] for s in decoder.decode(log_probs, lengths)]
 

@@ -7,11 +7,13 @@ from dataset.registry import language_choices
 from inference.loaded_model import LoadedModel
 from inference.loading import load_model
 from inference.video import VideoClip, check_source, load_frames
+from utils.config import add_decode_arguments, decode_overrides
 from utils.device import select_device
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """--model_path, device, vocabulary, decoding and architecture-config options."""
+    """--model_path, device, vocabulary, decoding (--decode-mode, --beam-width, --lm-path, ...)
+    and architecture-config options."""
     parser.add_argument("--model_path", required=True,
                         help="checkpoint (.pt) from main.py or a published one, or an exported .onnx")
     parser.add_argument("--device", default="auto",
@@ -28,10 +30,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                              "refused unless --other_vocabulary")
     parser.add_argument("--other_vocabulary", "--other-vocabulary", action="store_true",
                         help="use --dict_path even where it differs from the checkpoint's vocabulary")
-    parser.add_argument("--search_mode", default=None, choices=["beam", "max"],
-                        help="CTC decoding (default: the training config's decode_mode, else beam)")
-    parser.add_argument("--beam", type=int, default=None,
-                        help="beam width (default: the training config's, else 10)")
+    add_decode_arguments(parser)  # default: the decode section the checkpoint was trained with
     parser.add_argument("--config", default=None,
                         help="YAML config that describes a weights-only (published) checkpoint "
                              "(default config/baseline.yaml; config/phoenix2014-T.yaml for that "
@@ -52,10 +51,10 @@ def add_video_arguments(parser: argparse.ArgumentParser) -> None:
 def load_model_from_args(args: argparse.Namespace) -> LoadedModel:
     """The model named by the options of add_model_arguments."""
     given = {"dict_path": args.dict_path, "language": args.language, "config": args.config,
-             "overrides": args.set, "search_mode": args.search_mode, "beam_width": args.beam,
+             "overrides": args.set, "decode": decode_overrides(args),
              "unsafe_load": args.unsafe_load, "other_vocabulary": args.other_vocabulary}
     return load_model(args.model_path, select_device(args.device),
-                      **{k: v for k, v in given.items() if v not in (None, False, [])})
+                      **{k: v for k, v in given.items() if v not in (None, False, [], {})})
 
 
 def load_model_and_video(args: argparse.Namespace) -> tuple[LoadedModel, VideoClip]:

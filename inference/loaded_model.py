@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import Tensor, nn
+
+from decoding.config import DecodeConfig
+from decoding.decoder import Decoder
 
 
 @dataclass
@@ -28,8 +32,7 @@ class LoadedModel:
     input_size: int = 224
     image_scale: float = 1.0
     frame_size: tuple[int, int] = (256, 256)  # (width, height) the training frames were resized to
-    search_mode: str = "beam"
-    beam_width: int = 10
+    decode: DecodeConfig = field(default_factory=DecodeConfig.recipe)  # how its outputs are decoded
     source: dict = field(default_factory=dict)  # where architecture / vocabulary came from
     device: torch.device = torch.device("cpu")
 
@@ -38,6 +41,11 @@ class LoadedModel:
         with torch.inference_mode():
             log_probs, out_lengths = self.runner(video.to(self.device), lengths.to(self.device))
         return log_probs.float().cpu(), out_lengths.cpu()
+
+    @cached_property
+    def decoder(self) -> Decoder:
+        """The decoder of `decode` (built, and its LM read, on first use)."""
+        return Decoder.from_config(self.decode, self.gloss_dict, self.num_classes)
 
 
 def vocab_name(path: str | os.PathLike) -> str:

@@ -17,12 +17,13 @@ from torch import Tensor, nn
 from dataset.layout import parse_resolution
 from dataset.registry import dataset_for_language
 from dataset.vocabulary import check_gloss_dict, check_same_vocabulary, load_gloss_dict
+from decoding.config import DecodeConfig
 from inference.loaded_model import LoadedModel, vocab_name
 from inference.network import CTCLogProbs
 from utils.checkpoint import (CheckpointMismatchError, load_checkpoint, model_state_from_checkpoint,
                               shape_mismatches)
 from utils.config import (check_kwargs, default_config, import_class, merge_config, nest,
-                          parse_set_item, resolve_config)
+                          parse_set_item, resolve_config, upgrade_saved_config)
 from utils.errors import ConfigError, MissingFileError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -34,17 +35,15 @@ PUBLISHED_CONFIG = REPO_ROOT / "config" / "baseline.yaml"  # architecture of the
 
 
 def model_kwargs(cfg: Mapping[str, Any], model_class: Any, num_classes: int) -> tuple[dict, str]:
-    """Constructor kwargs of the config's model (without gloss_dict / loss_weights), and a note
-    when the config's num_classes was replaced by the vocabulary's."""
+    """Constructor kwargs of the config's model (without loss_weights), and a note when the
+    config's num_classes was replaced by the vocabulary's."""
     kwargs = dict(cfg["model_args"])
     note = ""
     if "num_classes" in kwargs and int(kwargs["num_classes"]) != num_classes:
         note = (f"model_args.num_classes={kwargs['num_classes']} replaced by {num_classes} "
                 f"(vocabulary size + CTC blank)")
     kwargs["num_classes"] = num_classes
-    kwargs.setdefault("search_mode", cfg["decode_mode"])
-    kwargs.setdefault("beam_width", cfg["beam_width"])
-    check_kwargs(model_class, {**kwargs, "gloss_dict": None, "loss_weights": None}, "model_args")
+    check_kwargs(model_class, {**kwargs, "loss_weights": None}, "model_args")
     return kwargs, note
 
 
@@ -82,10 +81,11 @@ def load_weights(model: nn.Module, state: Mapping[str, Tensor], source: str,
 
 def model_config(saved: Mapping[str, Any] | None, config: str | os.PathLike | None = None,
                  overrides: Sequence[str] = ()) -> dict:
-    """The config a model is rebuilt from: the checkpoint's (or, for weights only or when given,
-    the YAML `config`, default config/baseline.yaml) with `--set KEY=VALUE` items applied."""
+    """The config a model is rebuilt from: the checkpoint's (keys of earlier versions moved, the
+    rest from the published recipe) or, for weights only or when given, the YAML `config`
+    (default config/baseline.yaml), with `--set KEY=VALUE` items applied."""
     if saved is not None and config is None:
-        cfg = merge_config(default_config(), saved, "checkpoint config", strict=False)
+        cfg = merge_config(default_config(), upgrade_saved_config(saved), "checkpoint config", strict=False)
     else:
         cfg, _ = resolve_config(["--config", str(config or PUBLISHED_CONFIG)])
     for item in overrides:
@@ -153,13 +153,14 @@ def _first(*values: Any) -> Any:
 def model_from_checkpoint(ckpt_path: str | os.PathLike, device: torch.device | str = "cpu", *,
                           dict_path: str | None = None, language: str = "phoenix",
                           config: str | os.PathLike | None = None, overrides: Sequence[str] = (),
-                          search_mode: str | None = None, beam_width: int | None = None,
-                          unsafe_load: bool = False, other_vocabulary: bool = False) -> LoadedModel:
+                          decode: Mapping[str, Any] | None = None, unsafe_load: bool = False,
+                          other_vocabulary: bool = False) -> LoadedModel:
     """Load a checkpoint (this project's, or a published weights-only one) as an eval-mode model.
 
     The model class and its arguments come from the checkpoint (config['model'], model_args);
     for a weights-only checkpoint from `config` (default config/baseline.yaml) and `overrides`.
-    `overrides` (`feeder_args.input_size=112`, ...) and explicit decoding options win.
+    `overrides` (`feeder_args.input_size=112`, ...) and `decode` (keys of the decode section) win;
+    decoding is otherwise the training config's, without its LM (a file of the training machine).
     `unsafe_load` unpickles arbitrary objects (utils.checkpoint.load_checkpoint): trusted files only.
     """
     ckpt_path = str(ckpt_path)
@@ -180,7 +181,7 @@ def model_from_checkpoint(ckpt_path: str | os.PathLike, device: torch.device | s
     cfg = model_config(saved_cfg, config, overrides)
     model_class = import_class(cfg["model"])
     args, _ = model_kwargs(cfg, model_class, 2)
-    args = {k: v for k, v in args.items() if k not in ("gloss_dict", "num_classes", "loss_weights")}
+    args = {k: v for k, v in args.items() if k not in ("num_classes", "loss_weights")}
     num_classes = classifier_num_classes(state, int(args.get("hidden_size", 1024)))
     if num_classes is None:
         found = tuple(state["classifier.weight"].shape) if "classifier.weight" in state else "absent"
@@ -189,11 +190,8 @@ def model_from_checkpoint(ckpt_path: str | os.PathLike, device: torch.device | s
             f"({found}) does not match hidden_size {args.get('hidden_size')}; pass the config it was "
             f"trained with (--config X.yaml, --set model_args.hidden_size=N)")
     check_vocabulary(num_classes, gloss_dict, ckpt_path, vocab_source)
-    # How the model was evaluated in training: model_args keys, not constructor options here.
-    saved_mode, saved_width = args.pop("search_mode", None), args.pop("beam_width", None)
     args["pretrained"] = None  # weights come from the checkpoint; never fetch anything
-    # No gloss_dict: the model then skips its own decoding; inference/ decodes with utils.decode.
-    model = model_class(num_classes=num_classes, gloss_dict=None, **args)
+    model = model_class(num_classes=num_classes, **args)
     load_weights(model, state, ckpt_path,
                  hint=f"The model was built from {arch_source}; pass the config it was trained with "
                       f"(--config config/phoenix2014-T.yaml, --set model_args.hsa_attention=false, "
@@ -208,22 +206,21 @@ def model_from_checkpoint(ckpt_path: str | os.PathLike, device: torch.device | s
         input_size=int(_first(feeder_args.get("input_size"), 224)),
         image_scale=float(_first(feeder_args.get("image_scale"), 1.0)),
         frame_size=parse_resolution(_first(feeder_args.get("frames_res"), "256x256px")),
-        search_mode=str(_first(search_mode, saved_mode, cfg.get("decode_mode"), "beam")),
-        beam_width=int(_first(beam_width, saved_width, cfg.get("beam_width"), 10)),
+        decode=DecodeConfig.from_mapping({**cfg["decode"], "lm_path": None}).updated(decode or {}),
         source={"vocabulary": vocab_source, "architecture": arch_source, "model": ckpt_path})
 
 
 def load_model(path: str | os.PathLike, device: torch.device | str = "cpu", **options: Any
                ) -> LoadedModel:
     """A checkpoint (.pt) as an eval-mode model (options: model_from_checkpoint's), or an exported
-    .onnx file run by onnxruntime on the CPU (options: search_mode and beam_width only)."""
+    .onnx file run by onnxruntime on the CPU (options: decode only)."""
     if str(path).lower().endswith(".onnx"):
         from inference.onnx_model import load_onnx_model  # onnxruntime only when it is used
 
         ignored = [k for k, v in options.items()
-                   if v not in (None, False, (), []) and k not in ("search_mode", "beam_width")]
+                   if v not in (None, False, (), [], {}) and k != "decode"]
         if ignored:
             raise ConfigError(f"{path} is an exported model: its vocabulary and architecture are "
                               f"fixed in it and {vocab_name(path)}; drop {', '.join(sorted(ignored))}")
-        return load_onnx_model(path, options.get("search_mode"), options.get("beam_width"))
+        return load_onnx_model(path, options.get("decode"))
     return model_from_checkpoint(path, device, **options)

@@ -23,7 +23,7 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from dataset.collate import padded_length, temporal_padding
 from dataset.layout import parse_resolution
+from decoding.config import DecodeConfig
 from inference.loaded_model import LoadedModel, vocab_name
 from inference.network import CTCLogProbs, FramesToCTC, network_frame_size
 from utils.errors import BadFileError, ConfigError, MissingFileError, UserError
@@ -67,7 +68,8 @@ def metadata(loaded: LoadedModel, inputs: str = "frames") -> dict[str, Any]:
             "kernel_sizes": list(loaded.kernel_sizes), "input_size": loaded.input_size,
             "image_scale": loaded.image_scale,
             "frames_res": f"{loaded.frame_size[0]}x{loaded.frame_size[1]}px",
-            "search_mode": loaded.search_mode, "beam_width": loaded.beam_width, **IO_DOC[inputs]}
+            # Decoding under the file format's names (stfnet-onnx-1): decode.mode, decode.beam_width.
+            "search_mode": loaded.decode.mode, "beam_width": loaded.decode.beam_width, **IO_DOC[inputs]}
 
 
 @contextlib.contextmanager
@@ -165,9 +167,10 @@ class OnnxRunner:
         return torch.from_numpy(log_probs), torch.from_numpy(np.asarray(out_lengths, np.int64))
 
 
-def load_onnx_model(path: str | os.PathLike, search_mode: str | None = None,
-                    beam_width: int | None = None) -> LoadedModel:
-    """An exported graph and the vocabulary file beside it as a LoadedModel (CPU, no Grad-CAM)."""
+def load_onnx_model(path: str | os.PathLike, decode: Mapping[str, Any] | None = None) -> LoadedModel:
+    """An exported graph and the vocabulary file beside it as a LoadedModel (CPU, no Grad-CAM).
+
+    Decoding: the recipe's with the file's mode and beam width, then the `decode` keys given."""
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"ONNX model not found: {path}")
@@ -187,5 +190,6 @@ def load_onnx_model(path: str | os.PathLike, search_mode: str | None = None,
         model=None, runner=OnnxRunner(path), gloss_dict=gloss_dict, num_classes=int(meta["num_classes"]),
         kernel_sizes=list(meta["kernel_sizes"]), input_size=int(meta["input_size"]),
         image_scale=float(meta["image_scale"]), frame_size=parse_resolution(meta["frames_res"]),
-        search_mode=search_mode or meta["search_mode"], beam_width=int(beam_width or meta["beam_width"]),
+        decode=DecodeConfig.recipe().updated({"mode": meta["search_mode"],
+                                              "beam_width": int(meta["beam_width"]), **(decode or {})}),
         source={"vocabulary": str(meta_file), "architecture": str(path), "model": str(path)})

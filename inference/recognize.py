@@ -12,7 +12,6 @@ from torch import Tensor
 from inference.align import Recognition, align_sentence, steps_to_frames
 from inference.loaded_model import LoadedModel
 from inference.video import VideoClip
-from utils.decode import Decode
 
 
 @dataclass
@@ -68,31 +67,25 @@ def clip_log_probs(loaded: LoadedModel, frames: np.ndarray,
     return loaded.log_probs(prepared.video, prepared.length)
 
 
-def decode_sentence(loaded: LoadedModel, log_probs: Tensor, decoder: Decode | None = None) -> list[str]:
-    """Glosses of one (T', C) sequence with `decoder`, else the model's decoding (beam or greedy)."""
-    if decoder is None:
-        decoder = Decode(loaded.gloss_dict, loaded.num_classes, loaded.search_mode,
-                         beam_width=loaded.beam_width)
+def decode_sentence(loaded: LoadedModel, log_probs: Tensor) -> list[str]:
+    """Glosses of one (T', C) sequence, decoded as `loaded.decode` says."""
     steps = int(log_probs.shape[0])
-    return [gloss for gloss, _ in decoder.decode(log_probs[None], [steps], batch_first=True)[0]]
+    return [gloss for gloss, _ in loaded.decoder.decode(log_probs[None], [steps], batch_first=True)[0]]
 
 
-def recognise_clip(loaded: LoadedModel, clip: VideoClip,
-                   decoder: Decode | None = None) -> tuple[dict, Recognition, PreparedInput]:
-    """Glosses of a read video with their spans: (JSON-ready result, alignment, network input).
-
-    `decoder` replaces the model's own decoding (e.g. one with a gloss language model)."""
+def recognise_clip(loaded: LoadedModel, clip: VideoClip) -> tuple[dict, Recognition, PreparedInput]:
+    """Glosses of a read video with their spans: (JSON-ready result, alignment, network input)."""
     prepared = prepare_input(clip.frames, loaded.kernel_sizes, loaded.input_size, loaded.image_scale)
     log_probs, lengths = clip_log_probs(loaded, clip.frames, prepared)
     steps = int(lengths[0])
     sequence = log_probs[0, :steps]
-    glosses = decode_sentence(loaded, sequence, decoder)
+    glosses = decode_sentence(loaded, sequence)
     rec = align_sentence(sequence, glosses, loaded.gloss_dict)
     result = {
         "video": clip.source, "reader": clip.backend, "total_frames": clip.total_frames,
         "num_frames": prepared.num_frames, "output_steps": steps, "temporal_stride": prepared.stride,
-        "search_mode": loaded.search_mode, "beam_width": loaded.beam_width,
-        "lm_path": decoder.lm_path if decoder is not None else None,
+        "decode_mode": loaded.decode.mode, "beam_width": loaded.decode.beam_width,
+        "lm_path": loaded.decode.lm_path,
         "sentence": " ".join(glosses), "glosses": describe(rec, prepared, clip.source_indices),
     }
     return result, rec, prepared

@@ -71,14 +71,22 @@ def test_type_and_value_errors_name_the_key(tmp_path):
         resolve_config(["--set", "batch_size"])
 
 
-def test_pruning_options_set_decode_args_and_default_to_the_exact_search():
-    cfg, _ = resolve_config([])
-    assert cfg["decode_args"]["token_min_logp"] is None and cfg["decode_args"]["beam_prune_logp"] is None
-    cfg, _ = resolve_config(["--token-min-logp", "-5", "--beam-prune-logp", "-10"])
-    assert (cfg["decode_args"]["token_min_logp"], cfg["decode_args"]["beam_prune_logp"]) == (-5.0, -10.0)
-    for bad in ("token_min_logp=2", "beam_prune_logp=near", "token_min_logp=true"):
-        with pytest.raises(ConfigError, match=f"decode_args.{bad.split('=')[0]}"):
-            resolve_config(["--set", f"decode_args.{bad}"])
+def test_the_published_recipe_is_the_one_source_of_defaults():
+    recipe = yaml.safe_load((REPO / "config" / "baseline.yaml").read_text())
+    assert default_config() == recipe
+    no_file, _ = resolve_config([])
+    from_file, _ = resolve_config(["--config", str(REPO / "config" / "baseline.yaml")])
+    assert no_file == from_file == recipe
+    assert recipe["loss_weights"] == {"SeqCTC": 1.0, "ConvCTC": 1.0, "Dist": 25.0, "Cu": 0.0005, "Cp": 0.0005}
+
+
+def test_keys_nothing_reads_are_refused_with_what_to_do(tmp_path):
+    for key in ("random_fix", "optimizer_args.learning_ratio"):
+        with pytest.raises(ConfigError, match=f"'{key}' was removed"):
+            resolve_config(["--set", f"{key}=1"])
+    cfg_file = write(tmp_path / "old.yaml", {"random_fix": True})
+    with pytest.raises(ConfigError, match=r"old\.yaml: key 'random_fix' was removed"):
+        resolve_config(["--config", cfg_file])
 
 
 def test_dataset_files_extend_the_baseline():
@@ -88,8 +96,10 @@ def test_dataset_files_extend_the_baseline():
     assert cfg["model_args"]["c2d_type"] == "resnet34"
     assert cfg["loss_weights"] == {"SeqCTC": 1.0, "ConvCTC": 1.0, "Dist": 25.0, "Cu": 0.0005, "Cp": 0.0005}
     assert cfg["optimizer_args"]["step"] == [40, 60, 80] and cfg["batch_size"] == 2
-    for name in ("baseline", "phoenix2014", "CSL-Daily", "demo"):
-        resolve_config(["--config", str(REPO / "config" / f"{name}.yaml")])
+    files = sorted((REPO / "config").glob("*.yaml"))
+    assert len(files) >= 7
+    for path in files:
+        resolve_config(["--config", str(path)])
 
 
 def test_closest_key_hint():

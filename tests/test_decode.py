@@ -7,8 +7,9 @@ from itertools import groupby
 import pytest
 import torch
 
-from utils.beam_search import ctc_prefix_beam_search, reference_prefix_beam_search
-from utils.decode import Decode
+from decoding.beam_search import ctc_prefix_beam_search
+from decoding.decoder import Decoder
+from tests.reference.beam_search import reference_prefix_beam_search
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -93,7 +94,7 @@ def test_greedy_matches_plain_reference(blank: int) -> None:
     gen = torch.Generator().manual_seed(3)
     num_glosses = 5
     gloss_dict = {f"G{i}": [i, 1] for i in range(num_glosses + 1) if i != blank}
-    decoder = Decode(gloss_dict, num_glosses + 1, "max", blank_id=blank)
+    decoder = Decoder(gloss_dict, num_glosses + 1, "max", blank_id=blank)
     logits = torch.randn(5, 20, num_glosses + 1, generator=gen)
     logits[..., blank] += 1.0  # plenty of blanks, so "A _ A" cases occur
     lengths = torch.tensor([20, 13, 7, 1, 0])
@@ -106,7 +107,7 @@ def test_greedy_matches_plain_reference(blank: int) -> None:
 
 
 def test_greedy_merges_glosses_separated_by_blank() -> None:
-    decoder = Decode(_gloss_dict(2), 3, "max")
+    decoder = Decoder(_gloss_dict(2), 3, "max")
     path = torch.tensor([1, 0, 1, 1, 2, 0, 0, 1])
     logits = torch.nn.functional.one_hot(path, 3).float()[None]
     assert decoder.decode(logits, torch.tensor([8])) == [[("G1", 0), ("G2", 1), ("G1", 2)]]
@@ -117,7 +118,7 @@ def test_beam_decode_merges_repeats_and_accepts_probs() -> None:
     probs = torch.full((1, 4, 3), 0.02)
     for t, label in enumerate([1, 0, 1, 2]):
         probs[0, t, label] = 0.96
-    decoder = Decode(_gloss_dict(2), 3, "beam", beam_width=5)
+    decoder = Decoder(_gloss_dict(2), 3, "beam", beam_width=5)
     expected = [[("G1", 0), ("G2", 1)]]
     assert decoder.decode(probs, torch.tensor([4]), probs=True) == expected
     assert decoder.decode(probs.log() + 3.0, torch.tensor([4])) == expected  # logits
@@ -127,7 +128,7 @@ def test_beam_decode_agrees_with_reference_on_model_sized_output() -> None:
     gen = torch.Generator().manual_seed(4)
     logits = 4 * torch.randn(2, 30, 60, generator=gen)
     lengths = torch.tensor([30, 17])
-    decoder = Decode(_gloss_dict(59), 60, "beam")
+    decoder = Decoder(_gloss_dict(59), 60, "beam")
     out = decoder.decode(logits, lengths)
     for b in range(2):
         ref, _ = reference_prefix_beam_search(logits[b, :lengths[b]].log_softmax(-1).tolist(), 10, 40)
@@ -136,17 +137,17 @@ def test_beam_decode_agrees_with_reference_on_model_sized_output() -> None:
 
 
 def test_bad_input_is_reported() -> None:
-    decoder = Decode(_gloss_dict(2), 3, "beam")
+    decoder = Decoder(_gloss_dict(2), 3, "beam")
     with pytest.raises(ValueError, match="classes"):
         decoder.decode(torch.zeros(1, 4, 5), torch.tensor([4]))
     with pytest.raises(ValueError, match="vid_lgt"):
         decoder.decode(torch.zeros(1, 4, 3), torch.tensor([5]))
-    with pytest.raises(ValueError, match="search_mode"):
-        Decode(_gloss_dict(2), 3, "greedy")
+    with pytest.raises(ValueError, match="mode must be one of"):
+        Decoder(_gloss_dict(2), 3, "greedy")
     with pytest.raises(ValueError, match="index 3"):
-        Decode(_gloss_dict(3), 3, "max")
+        Decoder(_gloss_dict(3), 3, "max")
     with pytest.raises(KeyError, match="no gloss"):
-        Decode({"A": [1, 1]}, 3, "max").decode(torch.tensor([[[0.0, 0.0, 9.0]]]), [1])
+        Decoder({"A": [1, 1]}, 3, "max").decode(torch.tensor([[[0.0, 0.0, 9.0]]]), [1])
 
 
 # ---- shallow fusion with a gloss n-gram model ------------------------------------------------
@@ -156,7 +157,7 @@ _LM_CORPUS = [["G1", "G2"], ["G1", "G3"], ["G2", "G1", "G3"], ["G3"], ["G1", "G2
 def _gloss_lm():
     import warnings
 
-    from utils.lm import estimate_kneser_ney
+    from decoding.build_lm import estimate_kneser_ney
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tiny corpus: lmplz's fallback discounts
@@ -180,7 +181,7 @@ def _word_list(classes: int) -> list:
 
 
 def test_fused_wide_beam_finds_best_labelling_of_exhaustive_search() -> None:
-    from utils.lm import TokenLM
+    from decoding.lm import TokenLM
 
     model = _gloss_lm()
     gen = torch.Generator().manual_seed(5)
@@ -201,7 +202,7 @@ def test_fused_wide_beam_finds_best_labelling_of_exhaustive_search() -> None:
 
 
 def test_fused_and_pruned_narrow_beams_match_exhaustive_as_often_as_plain_beam() -> None:
-    from utils.lm import LN_10, TokenLM
+    from decoding.lm import LN_10, TokenLM
 
     model = _gloss_lm()
     gen = torch.Generator().manual_seed(6)
@@ -232,7 +233,7 @@ def test_fused_and_pruned_narrow_beams_match_exhaustive_as_often_as_plain_beam()
 
 @pytest.mark.parametrize("with_lm", [False, True])
 def test_pruned_search_matches_dict_reference_with_the_same_pruning(with_lm: bool) -> None:
-    from utils.lm import TokenLM
+    from decoding.lm import TokenLM
 
     model, words = _gloss_lm(), _word_list(7)
     lm_args = {"lm_weight": 0.9, "word_bonus": 0.4} if with_lm else {}
@@ -261,19 +262,19 @@ def test_pruning_that_prunes_nothing_is_the_exact_search_and_off_is_the_default(
                                    beam_prune_logp=-1e30)
     for field in ("tokens", "lengths", "scores"):
         assert torch.equal(getattr(exact, field), getattr(loose, field))
-    decoder = Decode(_gloss_dict(8), 9, "beam", beam_width=4, top_k=6)
+    decoder = Decoder(_gloss_dict(8), 9, "beam", beam_width=4, top_k=6)
     assert not decoder.pruned and decoder.token_min_logp is None and decoder.beam_prune_logp is None
     assert decoder.decode(logits, lengths) == [
         [(f"G{label}", pos) for pos, label in enumerate(key for key, _ in groupby(exact.best(b)))]
         for b in range(6)]
     for bad in ({"token_min_logp": 1.0}, {"beam_prune_logp": float("nan")}, {"token_min_logp": "x"}):
         with pytest.raises(ValueError, match="log-probability <= 0"):
-            Decode(_gloss_dict(8), 9, "beam", **bad)
+            Decoder(_gloss_dict(8), 9, "beam", **bad)
 
 
 def test_prefix_hashes_are_only_candidates(monkeypatch) -> None:
     # With every prefix hashing alike, the token comparison alone must decide which beams fold.
-    import utils.beam_search as beam_search
+    import decoding.beam_search as beam_search
 
     gen = torch.Generator().manual_seed(11)
     log_probs = (2 * torch.randn(5, 16, 4, generator=gen)).log_softmax(-1)
@@ -287,7 +288,7 @@ def test_prefix_hashes_are_only_candidates(monkeypatch) -> None:
 
 @pytest.mark.parametrize("weight, bonus", [(1.2, 0.3), (-0.3, -0.5)])  # negative: no LM pruning bound
 def test_fused_batched_search_matches_dict_reference_with_ragged_batch(weight: float, bonus: float) -> None:
-    from utils.lm import TokenLM
+    from decoding.lm import TokenLM
 
     model = _gloss_lm()
     words = _word_list(7)
@@ -307,7 +308,7 @@ def test_fused_batched_search_matches_dict_reference_with_ragged_batch(weight: f
 
 
 def test_without_lm_results_are_the_plain_search() -> None:
-    from utils.lm import TokenLM
+    from decoding.lm import TokenLM
 
     gen = torch.Generator().manual_seed(8)
     log_probs = (3 * torch.randn(5, 20, 7, generator=gen)).log_softmax(-1)
@@ -317,8 +318,8 @@ def test_without_lm_results_are_the_plain_search() -> None:
     neutral = ctc_prefix_beam_search(log_probs, lengths, 4, 5, lm=TokenLM(_gloss_lm(), _word_list(7)))
     for field in ("tokens", "lengths", "scores"):
         assert torch.equal(getattr(plain, field), getattr(neutral, field))
-    decoder = Decode(_gloss_dict(6), 7, "beam", beam_width=4, top_k=5)
-    assert decoder.decode(log_probs, lengths) == Decode(_gloss_dict(6), 7, "beam", beam_width=4,
+    decoder = Decoder(_gloss_dict(6), 7, "beam", beam_width=4, top_k=5)
+    assert decoder.decode(log_probs, lengths) == Decoder(_gloss_dict(6), 7, "beam", beam_width=4,
                                                         top_k=5, lm=_gloss_lm()).decode(log_probs, lengths)
     for b in range(5):
         ref, _ = reference_prefix_beam_search(log_probs[b, :lengths[b]].tolist(), 4, 5)
@@ -333,13 +334,17 @@ def test_lm_changes_the_decision_it_should(tmp_path) -> None:
     probs[0, 1, 2], probs[0, 1, 3] = 0.53, 0.45
     probs[0, 2, 0] = 0.97
     probs = probs / probs.sum(-1, keepdim=True)
-    _gloss_lm().write_arpa(tmp_path / "lm.arpa")
-    plain = Decode(_gloss_dict(3), 4, "beam", beam_width=4)
-    fused = Decode(_gloss_dict(3), 4, "beam", beam_width=4, lm=str(tmp_path / "lm.arpa"),
-                   lm_weight=1.0)
+    from decoding.arpa import write_arpa
+    from decoding.config import DecodeConfig
+
+    write_arpa(_gloss_lm(), tmp_path / "lm.arpa")
+    cfg = DecodeConfig.recipe().updated({"beam_width": 4, "lm_weight": 1.0, "word_bonus": 0.0})
+    plain = Decoder.from_config(cfg, _gloss_dict(3), 4)
+    fused = Decoder.from_config(cfg.updated({"lm_path": str(tmp_path / "lm.arpa")}), _gloss_dict(3), 4)
+    assert fused.lm_path == str(tmp_path / "lm.arpa") and plain.lm is None
     model = _gloss_lm()
     assert model.sentence_log10(["G1", "G3"]) - model.sentence_log10(["G1", "G2"]) > 0.1
     assert [g for g, _ in plain.decode(probs, [3], probs=True)[0]] == ["G1", "G2"]
     assert [g for g, _ in fused.decode(probs, [3], probs=True)[0]] == ["G1", "G3"]
-    with pytest.raises(ValueError, match="search_mode 'beam'"):
-        Decode(_gloss_dict(3), 4, "max", lm=_gloss_lm())
+    with pytest.raises(ValueError, match="mode 'beam'"):
+        Decoder(_gloss_dict(3), 4, "max", lm=_gloss_lm())

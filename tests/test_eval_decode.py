@@ -7,13 +7,15 @@ import warnings
 import pytest
 import torch
 
+from decoding.arpa import write_arpa
+from decoding.build_lm import estimate_kneser_ney
+from decoding.config import DecodeConfig
+from decoding.decoder import Decoder, SplitDecoder
+from decoding.split_logits import class_glosses, load_split_logits, save_split_logits
+from decoding.tuning import candidate_pairs, grid_edges, main as tune_main
 from seq_scripts import seq_eval
 from tests.test_model import NUM_CLASSES, tiny_model, video
-from tune_lm import candidate_pairs, main as tune_main
-from utils.decode import Decode, SplitDecoder
 from utils.distributed import DistEnv
-from utils.lm import estimate_kneser_ney
-from utils.split_logits import class_glosses, load_split_logits, save_split_logits
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -38,11 +40,24 @@ def _batches() -> ListLoader:
     return batches
 
 
+@torch.no_grad()
+def _per_batch_hypotheses(model: torch.nn.Module, decoder: Decoder) -> dict:
+    """Each batch through the model and decoded on its own (the original's evaluation)."""
+    own: dict = {"lstm": {}, "conv": {}}
+    for frames, lengths, _, _, info in _batches():
+        out = model(frames, lengths)
+        for name, key in (("lstm", "sequence_logits"), ("conv", "conv_logits")):
+            sentences = decoder.decode(out[key], out["feat_len"], batch_first=False)
+            for item, sentence in zip(info, sentences):
+                own[name][item.split("|")[0]] = [gloss for gloss, _ in sentence]
+    return own
+
+
 @pytest.mark.parametrize("mode, chunks", [("beam", (1, 3, 1024)), ("max", (3,))])
-def test_chunked_decoding_gives_the_models_own_per_batch_hypotheses(mode: str, chunks) -> None:
-    model = tiny_model(gloss_dict=GLOSSES, search_mode=mode, beam_width=4).eval()
-    own = seq_eval(_batches(), model, torch.device("cpu"), None, DistEnv(), progress_bar=False)
-    decoder = Decode(GLOSSES, NUM_CLASSES, mode, beam_width=4)
+def test_chunked_decoding_gives_the_per_batch_hypotheses(mode: str, chunks) -> None:
+    model = tiny_model().eval()
+    decoder = Decoder(GLOSSES, NUM_CLASSES, mode, beam_width=4)
+    own = _per_batch_hypotheses(model, decoder)
     for chunk in chunks:
         logits: dict = {}
         chunked = seq_eval(_batches(), model, torch.device("cpu"), None, DistEnv(),
@@ -53,7 +68,7 @@ def test_chunked_decoding_gives_the_models_own_per_batch_hypotheses(mode: str, c
 
 
 def test_split_decoder_rejects_bad_chunks_and_keeps_order() -> None:
-    decoder = Decode(GLOSSES, NUM_CLASSES, "max")
+    decoder = Decoder(GLOSSES, NUM_CLASSES, "max")
     with pytest.raises(ValueError, match="chunk_size"):
         SplitDecoder(decoder, 0)
     split = SplitDecoder(decoder, 2)
@@ -66,7 +81,7 @@ def test_split_decoder_rejects_bad_chunks_and_keeps_order() -> None:
 
 @pytest.mark.parametrize("chunk", [1, 2, 100])
 def test_split_decoder_outputs_share_calls_and_keep_their_own_order(chunk) -> None:
-    decoder = Decode(GLOSSES, NUM_CLASSES, "beam", beam_width=3)
+    decoder = Decoder(GLOSSES, NUM_CLASSES, "beam", beam_width=3)
     gen = torch.Generator().manual_seed(0)
     batches = [(torch.randn(7, 2, NUM_CLASSES, generator=gen) * 3, [7, 4]),
                (torch.randn(5, 3, NUM_CLASSES, generator=gen) * 3, [5, 5, 1])]
@@ -110,8 +125,8 @@ def test_tuning_command_writes_table_and_best_pair(tmp_path, capsys) -> None:
     stm.write_text("".join(f"{v} 1 S 0.0 1.79769e+308 G1 G2 G3\n" for v in "abc"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        estimate_kneser_ney([["G1", "G2", "G3"]] * 3 + [["G2", "G4"]], 3).write_arpa(tmp_path / "lm.arpa")
-    args = ["--logits", str(tmp_path / "dev-logits.pt"), "--lm", str(tmp_path / "lm.arpa"),
+        write_arpa(estimate_kneser_ney([["G1", "G2", "G3"]] * 3 + [["G2", "G4"]], 3), tmp_path / "lm.arpa")
+    args = ["--logits", str(tmp_path / "dev-logits.pt"), "--lm-path", str(tmp_path / "lm.arpa"),
             "--stm", str(stm), "--out", str(tmp_path / "tune"), "--beam-width", "4"]
     assert tune_main(args + ["--alphas", "0,1", "--betas", "0,2"]) == 0
     out = capsys.readouterr().out
@@ -129,25 +144,31 @@ def test_tuning_command_writes_table_and_best_pair(tmp_path, capsys) -> None:
     assert tune_main(args + ["--alphas", "1", "--betas", "2", "--token-min-logp", "-5",
                              "--beam-prune-logp", "-10"]) == 0  # pruned decoding, same table
     assert len(json.loads((tmp_path / "tune" / "best.json").read_text())["table"]) == 1
-    assert tune_main(args[:2] + ["--lm", str(tmp_path / "nope.arpa")] + args[4:]) == 2
-    assert "error:" in capsys.readouterr().err
+    assert tune_main(args[:2] + ["--lm-path", str(tmp_path / "nope.arpa")] + args[4:]) == 2
+    assert "lm_path" in capsys.readouterr().err
+    assert tune_main(args[:2] + args[4:]) == 2
+    assert "--lm-path is required" in capsys.readouterr().err
 
 
-def test_evaluation_decoder_takes_the_pruning_of_decode_args() -> None:
-    from training.run import build_decoder
-    from utils.config import default_config
-
-    cfg = default_config()
-    model_args = {"num_classes": NUM_CLASSES, "search_mode": "beam", "beam_width": 4}
-    assert not build_decoder(cfg, GLOSSES, model_args).pruned  # default: the exact search
-    cfg["decode_args"].update(token_min_logp=-5.0, beam_prune_logp=-10.0)
-    decoder = build_decoder(cfg, GLOSSES, model_args)
-    assert (decoder.token_min_logp, decoder.beam_prune_logp) == (-5.0, -10.0)
+def test_decoder_from_config_takes_every_key_of_the_decode_section(tmp_path) -> None:
+    recipe = DecodeConfig.recipe()
+    decoder = Decoder.from_config(recipe, GLOSSES, NUM_CLASSES)
+    assert not decoder.pruned and decoder.lm is None  # the recipe: the exact search, no LM
+    assert (decoder.mode, decoder.beam_width) == ("beam", 10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        write_arpa(estimate_kneser_ney([["G1", "G2"], ["G2", "G3"]], 2), tmp_path / "lm.arpa")
+    cfg = recipe.updated({"beam_width": 3, "lm_path": str(tmp_path / "lm.arpa"), "lm_weight": 0.7,
+                          "word_bonus": 1.5, "token_min_logp": -5, "beam_prune_logp": -10})
+    decoder = Decoder.from_config(cfg, GLOSSES, NUM_CLASSES)
+    assert (decoder.beam_width, decoder.lm_weight, decoder.word_bonus) == (3, 0.7, 1.5)
+    assert (decoder.token_min_logp, decoder.beam_prune_logp, decoder.pruned) == (-5.0, -10.0, True)
+    assert decoder.lm is not None and decoder.lm_path == str(tmp_path / "lm.arpa")
+    with pytest.raises(ValueError, match="decode.lm_path"):
+        Decoder.from_config(cfg.updated({"lm_path": str(tmp_path / "none.arpa")}), GLOSSES, NUM_CLASSES)
 
 
 def test_best_pair_on_the_grid_edge_is_reported() -> None:
-    from tune_lm import grid_edges
-
     pairs = candidate_pairs([0.0, 0.5, 1.0], [-1.0, 0.0, 2.0], 0, seed=0)
     assert grid_edges({"lm_weight": 0.5, "word_bonus": 0.0}, pairs) == []
     assert grid_edges({"lm_weight": 1.0, "word_bonus": 2.0}, pairs) == ["highest lm_weight",

@@ -56,11 +56,11 @@ def test_folder_and_videos_give_the_same_glosses(assets, capsys):
 
 def test_json_shape(assets, capsys):
     result = _run_json(capsys, "--model_path", str(assets["ours"]), "--video_path", str(assets["folder"]),
-                       "--search_mode", "beam", "--beam", "5")
+                       "--decode-mode", "beam", "--beam-width", "5")
     t = assets["num_frames"]
     assert result["num_frames"] == result["total_frames"] == t
     assert result["temporal_stride"] == 4 and result["output_steps"] == -(-t // 4)
-    assert (result["search_mode"], result["beam_width"]) == ("beam", 5)
+    assert (result["decode_mode"], result["beam_width"]) == ("beam", 5)
     glosses = result["glosses"]
     assert [g["gloss"] for g in glosses] == assets["sentence"]
     assert set(glosses[0]) == {"gloss", "position", "class_index", "steps", "frames", "source_frames",
@@ -126,7 +126,7 @@ def test_gradcam_maps_per_frame(assets):
     from inference.explain import gloss_cams
     from inference.loading import load_model
 
-    loaded = load_model(assets["ours"], "cpu", search_mode="max")
+    loaded = load_model(assets["ours"], "cpu", decode={"mode": "max"})
     prepared = prepare_input(load_frames(assets["folder"]).frames, loaded.kernel_sizes,
                              loaded.input_size, loaded.image_scale)
     rec, maps = gloss_cams(loaded, prepared, "conv2d.layer4", "all")
@@ -170,19 +170,22 @@ def test_scripts_run_as_commands(assets, repo_root):
 def test_language_model_options(assets, capsys, tmp_path):
     import warnings
 
-    from utils.lm import estimate_kneser_ney
+    from decoding.arpa import write_arpa
+    from decoding.build_lm import estimate_kneser_ney
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # one-sentence corpus: fallback discounts
-        estimate_kneser_ney([assets["sentence"]] * 3, 2).write_arpa(tmp_path / "lm.arpa")
+        write_arpa(estimate_kneser_ney([assets["sentence"]] * 3, 2), tmp_path / "lm.arpa")
     base = ("--model_path", str(assets["ours"]), "--video_path", str(assets["folder"]),
-            "--search_mode", "beam")
+            "--decode-mode", "beam")
     plain = _run_json(capsys, *base)
-    fused = _run_json(capsys, *base, "--lm_path", str(tmp_path / "lm.arpa"), "--lm_weight", "0.3")
+    fused = _run_json(capsys, *base, "--lm-path", str(tmp_path / "lm.arpa"), "--lm-weight", "0.3")
     assert fused["lm_path"] == str(tmp_path / "lm.arpa") and plain["lm_path"] is None
     assert fused["sentence"] == plain["sentence"]  # the LM agrees with this well-recognised clip
-    pruned = _run_json(capsys, *base, "--token_min_logp", "-5", "--beam_prune_logp", "-10")
+    pruned = _run_json(capsys, *base, "--token-min-logp", "-5", "--beam_prune_logp", "-10")  # alias
     assert pruned == plain  # same keys (lm_path null); pyctcdecode's pruning keeps this clip's glosses
-    err = _error(capsys, test_one_video, *base[:4], "--search_mode", "max", "--lm_path",
+    err = _error(capsys, test_one_video, *base[:4], "--decode-mode", "max", "--lm-path",
                  str(tmp_path / "lm.arpa"))
-    assert "search_mode 'beam'" in err
+    assert "needs decode.mode: beam" in err
+    err = _error(capsys, test_one_video, *base, "--lm-path", str(tmp_path / "none.arpa"))
+    assert "decode.lm_path" in err and "none.arpa" in err

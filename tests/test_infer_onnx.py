@@ -171,7 +171,7 @@ def untrained(infer_assets, tmp_path_factory) -> dict:
     folder = tmp_path_factory.mktemp("untrained")
     trained = torch.load(infer_assets["ours"], map_location="cpu", weights_only=False)
     torch.manual_seed(1)
-    model = SLRModel(len(trained["gloss_dict"]) + 1, gloss_dict=trained["gloss_dict"], **TINY_ARGS)
+    model = SLRModel(len(trained["gloss_dict"]) + 1, **TINY_ARGS)
     save_checkpoint(folder / "random.pt", {**trained, "model_state_dict": model.state_dict()})
     assert export.main(["--model_path", str(folder / "random.pt"), "--out", str(folder / "random.onnx")]) == 0
     return {"pt": folder / "random.pt", "onnx": folder / "random.onnx"}
@@ -192,7 +192,7 @@ def test_readme_runner_gives_test_one_videos_glosses(exported, untrained, infer_
     done = run_without_repo(tmp_path, readme_runner(repo_root), str(graph), video, mode)
     assert done.returncode == 0, done.stderr
     assert test_one_video.main(["--model_path", str(checkpoint), "--video_path", video, "--device",
-                                "cpu", "--search_mode", "beam" if mode == "beam" else "max"]) == 0
+                                "cpu", "--decode-mode", "beam" if mode == "beam" else "max"]) == 0
     expected = capsys.readouterr().out.strip().removeprefix("output glosses: ")
     assert done.stdout.strip() == ("" if expected == "(none)" else expected)
     if which == "trained":

@@ -3,14 +3,18 @@ from __future__ import annotations
 
 import itertools
 import math
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from preprocess.gloss_lm import main, read_sentences
-from utils.lm import LN_10, ArpaError, NGramLM, TokenLM, estimate_kneser_ney, read_arpa
+from decoding.arpa import ArpaError, read_arpa, write_arpa
+from decoding.build_lm import estimate_kneser_ney, main, read_sentences
+from decoding.lm import LN_10, NGramLM, TokenLM
 
 pytestmark = [pytest.mark.filterwarnings("ignore:could not estimate Kneser-Ney"),
               pytest.mark.usefixtures("single_thread")]
@@ -64,7 +68,7 @@ def test_every_context_is_a_distribution() -> None:
 def test_arpa_round_trip(tmp_path) -> None:
     model = estimate_kneser_ney(CORPUS * 3 + [["b", "b", "c", "a"]], order=3)
     path = tmp_path / "gloss.arpa"
-    model.write_arpa(path)
+    write_arpa(model, path)
     text = path.read_text()
     assert "ngram 1=6" in text and "\\3-grams:" in text and text.rstrip().endswith("\\end\\")
     back = read_arpa(path)
@@ -72,14 +76,14 @@ def test_arpa_round_trip(tmp_path) -> None:
     for gram, value in model.probs.items():
         assert back.probs[gram] == pytest.approx(value, rel=1e-6, abs=1e-7)
         assert back.backoffs.get(gram, 0.0) == pytest.approx(model.backoffs.get(gram, 0.0), abs=1e-6)
-    back.write_arpa(tmp_path / "again.arpa")
+    write_arpa(back, tmp_path / "again.arpa")
     assert (tmp_path / "again.arpa").read_text() == text
 
 
 def test_kenlm_scores_our_arpa_identically(tmp_path) -> None:
     kenlm = pytest.importorskip("kenlm")
     model = estimate_kneser_ney(CORPUS * 2 + [["b", "b", "c", "a"]], order=3)
-    model.write_arpa(tmp_path / "gloss.arpa")
+    write_arpa(model, tmp_path / "gloss.arpa")
     reference = kenlm.Model(str(tmp_path / "gloss.arpa"))
     for sentence in (["a", "b"], ["b", "a", "c"], ["c", "zz", "a"], [], ["a", "a", "a", "b"]):
         assert model.sentence_log10(sentence) == pytest.approx(
@@ -126,3 +130,17 @@ def test_cli_builds_from_info_and_stm(tmp_path, capsys) -> None:
     assert read_arpa(tmp_path / "lm.arpa").probs == pytest.approx(_bigram_model().probs, abs=1e-6)
     assert main(["--annotations", str(tmp_path / "none.stm"), "--out", str(tmp_path / "x")]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_the_commands_run_as_scripts(tmp_path) -> None:
+    root = Path(__file__).resolve().parents[1]
+    corpus = tmp_path / "sentences.txt"
+    corpus.write_text("\n".join(" ".join(s) for s in CORPUS * 3) + "\n")
+    built = subprocess.run([sys.executable, "preprocess/gloss_lm.py", "--annotations", str(corpus),
+                            "--out", str(tmp_path / "lm.arpa"), "--order", "2"],
+                           cwd=root, capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    assert read_arpa(tmp_path / "lm.arpa").order == 2
+    tuning = subprocess.run([sys.executable, "tune_lm.py", "--help"], cwd=root, capture_output=True,
+                            text=True)
+    assert tuning.returncode == 0 and "--lm-path" in tuning.stdout and "--beam-width" in tuning.stdout

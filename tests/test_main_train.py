@@ -301,29 +301,29 @@ def test_checkpoint_that_runs_code_is_refused_with_one_error_line(data, tmp_path
 def test_test_phase_with_lm_saves_logits_that_tuning_decodes(trained, data, tmp_path):
     import warnings
 
-    from preprocess.gloss_lm import read_sentences
-    from tune_lm import main as tune_main
-    from utils.lm import estimate_kneser_ney
+    from decoding.arpa import write_arpa
+    from decoding.build_lm import estimate_kneser_ney, read_sentences
+    from decoding.tuning import main as tune_main
 
     work, _ = trained
     lm = tmp_path / "gloss.arpa"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tiny corpus: fallback discounts
-        estimate_kneser_ney(read_sentences(data["pre"] / "train_info.npy"), 2).write_arpa(lm)
-    cfg = tiny_config(data, tmp_path / "eval_lm", phase="test", decode_mode="beam")
+        write_arpa(estimate_kneser_ney(read_sentences(data["pre"] / "train_info.npy"), 2), lm)
+    cfg = tiny_config(data, tmp_path / "eval_lm", phase="test", decode={"mode": "beam"})
     summary = run_main(cfg, tmp_path, "--load-weights", str(work / "best_model.pt"),
                        "--lm-path", str(lm), "--lm-weight", "0.7", "--word-bonus", "0.5")
     assert set(summary) >= {"dev_wer", "test_wer"}
     saved = tmp_path / "eval_lm" / "eval" / "dev-logits.pt"
     assert saved.is_file() and (tmp_path / "eval_lm" / "eval" / "test-logits.pt").is_file()
     stm = data["pre"] / "phoenix2014-groundtruth-dev.stm"
-    assert tune_main(["--logits", str(saved), "--lm", str(lm), "--stm", str(stm), "--out",
+    assert tune_main(["--logits", str(saved), "--lm-path", str(lm), "--stm", str(stm), "--out",
                       str(tmp_path / "tune"), "--alphas", "0,0.7", "--betas", "0,0.5"]) == 0
     table = json.loads((tmp_path / "tune" / "best.json").read_text())["table"]
     # The tuner decodes the saved logits as evaluation did: same pair, same dev WER.
     assert [r["wer"] for r in table if (r["lm_weight"], r["word_bonus"]) == (0.7, 0.5)] == \
         [summary["dev_wer"]]
-    with pytest.raises(main_module.ConfigError, match="decode_mode: beam"):
+    with pytest.raises(main_module.ConfigError, match="needs decode.mode: beam"):
         run_main(tiny_config(data, tmp_path / "bad", phase="test"), tmp_path, "--load-weights",
                  str(work / "best_model.pt"), "--lm-path", str(lm))
 

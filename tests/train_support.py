@@ -80,7 +80,7 @@ def tiny_config(data: dict[str, Path], work_dir: Path, **overrides) -> dict:
         # Clips shorter than temporal_min_len are resampled to it: every training clip has 16 frames.
         "feeder_args": {"input_size": 32, "frames_res": "64x64px", "temporal_min_len": 16},
         "model": "tests.train_support.NoDropoutSLRModel",
-        "decode_mode": "max",
+        "decode": {"mode": "max"},
         "model_args": {"c2d_type": "resnet18", "base_width": 4, "hidden_size": 16, "aux_dim": 8,
                        "channels_last": False},
         "optimizer_args": {"base_lr": 0.001, "step": [1]},

@@ -11,6 +11,8 @@ import torch
 from torch import nn
 
 from dataset.vocabulary import load_gloss_dict
+from decoding.config import DecodeConfig
+from decoding.decoder import Decoder
 from inference.loading import model_kwargs
 from training.checkpoints import load_weights_file, resume_path
 from training.data import RunData, dataset_paths
@@ -18,7 +20,6 @@ from training.startup import check_data, check_dataset_name, check_work_dir
 from training.state import StepOptions, TrainState
 from utils.compile import check_compile_mode, compile_for_training
 from utils.config import ConfigError, import_class, save_config
-from utils.decode import Decode
 from utils.device import amp_dtype, make_grad_scaler, quiet_opencv_threads, select_device
 from utils.distributed import (DistEnv, barrier, convert_sync_batchnorm, env_from_environ,
                                init_process_group, new_sync_group)
@@ -50,7 +51,8 @@ class Run:
     gloss_dict: Mapping[str, Any] = field(default_factory=dict)
     model_args: dict = field(default_factory=dict)
     data: RunData | None = None
-    decoder: Decode | None = None
+    decode: DecodeConfig | None = None      # the `decode:` section; with `decoder`, what evaluation needs
+    decoder: Decoder | None = None
     metrics: MetricsLog | None = None
     resume_from: Path | None = None         # the checkpoint a training run continues from
     unsafe_load: bool = False               # --unsafe-load: the user trusts the checkpoints given
@@ -62,18 +64,6 @@ class Run:
             self.model = self.core
         if self.scaler is None:
             self.scaler = torch.amp.GradScaler(self.opts.device.type, enabled=False)
-
-
-def build_decoder(cfg: Mapping[str, Any], gloss_dict: Mapping[str, Any], model_args: Mapping[str, Any]) -> Decode:
-    """The evaluation decoder: decode_mode / beam_width of the model, LM fusion from decode_args."""
-    args = cfg["decode_args"]
-    try:
-        return Decode(gloss_dict, int(model_args["num_classes"]), str(model_args["search_mode"]),
-                      beam_width=int(model_args["beam_width"]), lm=args["lm_path"] or None,
-                      lm_weight=float(args["lm_weight"]), word_bonus=float(args["word_bonus"]),
-                      token_min_logp=args["token_min_logp"], beam_prune_logp=args["beam_prune_logp"])
-    except ValueError as exc:  # a malformed ARPA file or a greedy mode with an LM
-        raise ConfigError(f"decode_args / decode_mode: {exc}") from exc
 
 
 def step_options(cfg: Mapping[str, Any], device: torch.device, amp: torch.dtype | None) -> StepOptions:
@@ -113,9 +103,8 @@ def build_model(cfg: Mapping[str, Any], num_classes: int, log: Callable[[str], N
     model_args, note = model_kwargs(cfg, model_class, num_classes)
     if note:
         log(note)
-    # Evaluation decodes whole chunks of a split (Run.decoder), so the model does not decode.
     try:
-        core = model_class(**model_args, gloss_dict=None, loss_weights=dict(cfg["loss_weights"]))
+        core = model_class(**model_args, loss_weights=dict(cfg["loss_weights"]))
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"cannot build the model {cfg['model']} from model_args: {exc}") from None
     return core, model_args
@@ -137,6 +126,7 @@ def build_run(cfg: dict, overwrite: bool = False, unsafe_load: bool = False,
     divert_warnings(log)
     check_work_dir(work_dir, overwrite, cfg)
     check_dataset_name(cfg["dataset"])
+    decode = DecodeConfig.from_mapping(cfg["decode"])
     amp = amp_dtype(cfg["amp"], device)
     train = cfg["phase"] == "train"
     check_compile_mode(cfg["compile"] if train else "none", device)
@@ -149,7 +139,7 @@ def build_run(cfg: dict, overwrite: bool = False, unsafe_load: bool = False,
     seed = int(cfg["random_seed"])
     seed_everything(seed, cfg["deterministic"])  # same seed everywhere: identical initial weights
     core, model_args = build_model(cfg, len(gloss_dict) + 1, log)
-    decoder = build_decoder(cfg, gloss_dict, model_args)
+    decoder = Decoder.from_config(decode, gloss_dict, model_args["num_classes"])
     if cfg["load_weights"] and not resume_from:
         load_weights_file(core, cfg["load_weights"], list(cfg["ignore_weights"]), log, gloss_dict,
                           unsafe_load, other_vocabulary)
@@ -179,6 +169,7 @@ def build_run(cfg: dict, overwrite: bool = False, unsafe_load: bool = False,
     metrics = MetricsLog(work_dir, cfg["tensorboard"]) if env.is_main else None
     return Run(core=core, optimizer=optimizer, model=model, scheduler=scheduler, scaler=scaler,
                state=state, opts=opts, env=env, log=log, cfg=cfg, work_dir=work_dir,
-               gloss_dict=gloss_dict, model_args=model_args, data=data, decoder=decoder,
+               gloss_dict=gloss_dict, model_args=model_args, data=data, decode=decode,
+               decoder=decoder,
                metrics=metrics, resume_from=resume_from, unsafe_load=unsafe_load,
                other_vocabulary=other_vocabulary)

@@ -1,4 +1,7 @@
-"""Run configuration: defaults < YAML file(s) < command line, with unknown keys rejected by name."""
+"""Run configuration: the published recipe (config/baseline.yaml) < YAML file(s) < command line.
+
+Unknown keys are refused with the closest valid one; keys of earlier versions name their successor.
+"""
 from __future__ import annotations
 
 import argparse
@@ -21,99 +24,28 @@ AMP_MODES = ("none", "fp16", "bf16")
 LOSS_NAMES = ("SeqCTC", "ConvCTC", "Dist", "Cu", "Cp")
 
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# The published recipe: every key a config may set, with its default (stated nowhere else).
+RECIPE = REPO_ROOT / "config" / "baseline.yaml"
+
+DECODE_MODES = ("beam", "max")
+
+# Keys of earlier versions: where they went (a user's YAML gets an error naming the new key; a
+# checkpoint's saved config is moved by upgrade_saved_config) or why they went (None: dropped).
+MOVED_KEYS: dict[str, str | None] = {
+    "decode_args": "decode",
+    "decode_mode": "decode.mode",
+    "beam_width": "decode.beam_width",
+    "model_args.search_mode": "decode.mode",   # later entries win: the model's were what ran
+    "model_args.beam_width": "decode.beam_width",
+    "random_fix": None,
+    "optimizer_args.learning_ratio": None,
+}
+
+
 def default_config() -> dict:
-    """The defaults every key falls back to (the original's parser defaults, plus the new options)."""
-    return {
-        "work_dir": "./work_dir/baseline/",
-        "phase": "train",
-        "device": "auto",
-        "random_fix": True,
-        "random_seed": 0,
-        "deterministic": False,
-        "save_interval": 5,
-        "eval_interval": 1,
-        "print_log": True,
-        "log_interval": 50,
-        "progress_bar": True,
-        "tensorboard": True,
-        "evaluate_tool": "python",
-        "feeder": "dataset.feeder.BaseFeeder",
-        "dataset": "phoenix2014",
-        "dataset_info": {
-            "dataset_root": "./dataset/phoenix2014/phoenix-2014-multisigner",
-            "dict_path": "./preprocess/phoenix2014/gloss_dict.npy",
-            "info_dir": None,          # where {split}_info.npy live; None = folder of dict_path
-            "frames_dir": None,        # resized frames; None = the feeder's default
-            "features_dir": None,      # datatype 'features': None = <work_dir>/features
-            "evaluation_dir": None,    # where the ground-truth STMs live; None = info_dir
-            "evaluation_prefix": None,  # None = '<dataset>-groundtruth'
-        },
-        "num_worker": 4,
-        "feeder_args": {
-            "datatype": "video",
-            "num_gloss": -1,
-            "drop_ratio": 1.0,
-            "frame_interval": 1,
-            "image_scale": 1.0,
-            "input_size": 224,
-        },
-        "model": "slr_network.SLRModel",
-        "model_args": {
-            "c2d_type": "resnet34",
-            "conv_type": 2,
-            "use_bn": 1,
-            "share_classifier": True,
-            "weight_norm": True,
-        },
-        "decode_mode": "beam",
-        "beam_width": 10,
-        "decode_args": {
-            "lm_path": None,        # ARPA gloss LM for shallow fusion (preprocess/gloss_lm.py builds one)
-            "lm_weight": 0.5,       # alpha: weight of ln P_lm (tune with tune_lm.py)
-            "word_bonus": 0.0,      # beta: added per gloss
-            # Opt-in pruning as pyctcdecode's (null = the exact search, ctcdecode's top-40 tokens):
-            "token_min_logp": None,   # e.g. -5: skip a frame's tokens below this log-prob (best kept)
-            "beam_prune_logp": None,  # e.g. -10: drop beams this far below the best one
-            "chunk_size": 1024,     # evaluation decodes this many videos per beam-search call
-            "save_logits": True,    # --phase test saves <split>-logits.pt for tune_lm.py
-        },
-        "load_weights": None,
-        "load_checkpoints": None,
-        "ignore_weights": [],
-        "batch_size": 2,
-        "test_batch_size": 2,
-        # Opt-in: training batches of similar-length videos (dataset/bucketing.py); the published
-        # recipe uses the plain shuffled sampler. pool_batches: optimizer steps sorted together.
-        "length_bucketing": {"enabled": False, "pool_batches": 50},
-        "loss_weights": {"SeqCTC": 1.0},
-        "optimizer_args": {
-            "optimizer": "Adam",
-            "base_lr": 1e-4,
-            "step": [40, 60, 80],
-            "gamma": 0.2,
-            "learning_ratio": 1.0,
-            "weight_decay": 1e-4,
-            "momentum": 0.9,
-            "nesterov": False,
-            "start_epoch": 0,
-            "scheduler": "multistep",
-            "warmup_epochs": 0,
-        },
-        "num_epoch": 100,
-        "amp": "none",
-        "compile": "none",               # torch.compile of the training forward (utils/compile.py)
-        "grad_accum": 1,
-        "clip_grad_norm": 0.0,
-        "sync_bn": False,
-        "find_unused_parameters": True,   # the published network has unused layers (csa.conv1)
-        "dist_backend": "auto",
-        "save_steps": 0,
-        "max_steps": 0,
-        "skip_nonfinite": True,
-        "max_skipped_share": 0.25,        # more skipped batches than this ends the run (non-zero)
-        "eval_splits": ["dev", "test"],
-        "test_best": True,
-    }
+    """The defaults every key falls back to: the published recipe, config/baseline.yaml."""
+    return load_yaml(RECIPE)
 
 
 def merge_config(base: dict, override: Mapping[str, Any], source: str, path: str = "",
@@ -124,6 +56,8 @@ def merge_config(base: dict, override: Mapping[str, Any], source: str, path: str
         full = f"{path}{key}"
         if not isinstance(key, str):
             raise ConfigError(f"{source}: key {full!r} is not a string")
+        if strict:
+            check_not_moved(full, value, source)
         if strict and key not in out and path.rstrip(".") not in OPEN_SECTIONS:
             raise ConfigError(f"{source}: unknown key '{full}'{closest_key(key, out)}")
         if isinstance(out.get(key), dict) and isinstance(value, Mapping) and key not in OPEN_SECTIONS:
@@ -132,6 +66,40 @@ def merge_config(base: dict, override: Mapping[str, Any], source: str, path: str
             out[key] = {**out[key], **copy.deepcopy(dict(value))}
         else:
             out[key] = copy.deepcopy(value)
+    return out
+
+
+def check_not_moved(key: str, value: Any, source: str) -> None:
+    """Refuse a key of an earlier version (or one inside an open section), naming what replaced it."""
+    names = [key] + ([f"{key}.{sub}" for sub in value] if isinstance(value, Mapping) else [])
+    for name in names:
+        if name in MOVED_KEYS:
+            new = MOVED_KEYS[name]
+            raise ConfigError(f"{source}: key '{name}' " + (f"moved to '{new}'" if new else
+                              "was removed (nothing read it); delete it"))
+
+
+def upgrade_saved_config(saved: Mapping[str, Any]) -> dict:
+    """A checkpoint's saved config with the keys of earlier versions moved (MOVED_KEYS) or dropped."""
+    out = copy.deepcopy(dict(saved))
+    for old, new in MOVED_KEYS.items():
+        *parents, leaf = old.split(".")
+        section = out
+        for name in parents:
+            section = section.get(name) if isinstance(section.get(name), dict) else {}
+        if leaf not in section:
+            continue
+        value = section.pop(leaf)
+        if new is None:
+            continue
+        *new_parents, new_leaf = new.split(".")
+        target = out
+        for name in new_parents:
+            target = target.setdefault(name, {})
+        if isinstance(value, Mapping) and isinstance(target.get(new_leaf), dict):
+            target[new_leaf].update(value)
+        else:
+            target[new_leaf] = value
     return out
 
 
@@ -203,14 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("save-interval", type=int, help="keep a checkpoint every N epochs")
     add("log-interval", type=int, help="log every N batches")
     add("evaluate-tool", choices=("python", "sclite"))
-    add("decode-mode", choices=("beam", "max"))
-    add("lm-path", help="ARPA gloss language model for beam-search fusion (decode_args.lm_path)")
-    add("lm-weight", type=float, help="LM weight alpha (decode_args.lm_weight)")
-    add("word-bonus", type=float, help="per-gloss bonus beta (decode_args.word_bonus)")
-    add("token-min-logp", type=float, help="beam search skips tokens below this log-prob, e.g. -5 "
-        "(decode_args.token_min_logp; default: none, the exact search)")
-    add("beam-prune-logp", type=float, help="beam search drops beams this far below the best, e.g. -10 "
-        "(decode_args.beam_prune_logp; default: none)")
+    add_decode_arguments(p)
     add("amp", choices=AMP_MODES, help="mixed precision: fp16 (CUDA, grad scaler) or bf16")
     p.add_argument("--compile", nargs="?", const="default", choices=COMPILE_MODES, default=None,
                    metavar="MODE", help="torch.compile the training forward: default (the mode "
@@ -233,22 +194,47 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-# Command-line options that set a key of a nested section.
-NESTED_OPTIONS = {key: "decode_args" for key in ("lm_path", "lm_weight", "word_bonus", "token_min_logp",
-                                                  "beam_prune_logp")}
+# The decode section's command-line options, spelt alike by main.py and every tool:
+# option -> (key in `decode:`, argparse settings).
+DECODE_OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
+    "decode-mode": ("mode", {"choices": DECODE_MODES, "help": "CTC decoding: beam (prefix beam "
+                             "search) or max (greedy best path) (decode.mode)"}),
+    "beam-width": ("beam_width", {"type": int,
+                                  "help": "prefixes kept by the beam search (decode.beam_width)"}),
+    "lm-path": ("lm_path", {"help": "ARPA gloss language model fused into the beam search "
+                            "(decode.lm_path; preprocess/gloss_lm.py builds one)"}),
+    "lm-weight": ("lm_weight", {"type": float, "help": "LM weight alpha (decode.lm_weight)"}),
+    "word-bonus": ("word_bonus", {"type": float, "help": "per-gloss bonus beta (decode.word_bonus)"}),
+    "token-min-logp": ("token_min_logp", {"type": float, "help": "beam search skips tokens below "
+                       "this log-prob, e.g. -5 (decode.token_min_logp; default: none, the exact search)"}),
+    "beam-prune-logp": ("beam_prune_logp", {"type": float, "help": "beam search drops beams this far "
+                        "below the best, e.g. -10 (decode.beam_prune_logp; default: none)"}),
+}
+
+
+def add_decode_arguments(parser: argparse.ArgumentParser,
+                         names: Sequence[str] = tuple(DECODE_OPTIONS)) -> None:
+    """Add the decode options `names` (default all; each also with underscores), default None."""
+    for name in names:
+        _, settings = DECODE_OPTIONS[name]
+        parser.add_argument(f"--{name}", f"--{name.replace('-', '_')}", default=None, **settings)
+
+
+def decode_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The `decode:` keys given by add_decode_arguments's options on the command line."""
+    given = vars(args)
+    return {key: given[name.replace("-", "_")] for name, (key, _) in DECODE_OPTIONS.items()
+            if given.get(name.replace("-", "_")) is not None}
 
 
 def cli_overrides(args: argparse.Namespace) -> dict:
     """The config keys given on the command line (dashes become underscores)."""
     skip = {"config", "overwrite", "set", "unsafe_load", "other_vocabulary"}
-    out: dict = {}
-    for key, value in vars(args).items():
-        if key in skip or value is None:
-            continue
-        if key in NESTED_OPTIONS:
-            out.setdefault(NESTED_OPTIONS[key], {})[key] = value
-        else:
-            out[key] = value
+    skip |= {name.replace("-", "_") for name in DECODE_OPTIONS}
+    out: dict = {key: value for key, value in vars(args).items() if key not in skip and value is not None}
+    decode = decode_overrides(args)
+    if decode:
+        out["decode"] = decode
     return out
 
 
@@ -286,7 +272,7 @@ def fits_default(value: Any, default: Any) -> bool:
 
 
 def validate(cfg: Mapping[str, Any]) -> None:
-    """Value checks that do not need any other module."""
+    """Value checks that do not need any other module (decoding.config checks the decode section)."""
     if cfg["phase"] not in PHASES:
         raise ConfigError(f"key 'phase' must be one of {PHASES}, got {cfg['phase']!r}")
     if cfg["amp"] not in AMP_MODES:
@@ -301,20 +287,6 @@ def validate(cfg: Mapping[str, Any]) -> None:
                 "num_epoch"):
         if int(cfg[key]) < 1 and not (key == "num_epoch" and cfg[key] == 0):
             raise ConfigError(f"key '{key}' must be >= 1, got {cfg[key]!r}")
-    decode = cfg["decode_args"]
-    if decode["lm_path"] is not None and not isinstance(decode["lm_path"], str):
-        raise ConfigError(f"key 'decode_args.lm_path' must be a path or null, got {decode['lm_path']!r}")
-    if decode["lm_path"] and cfg["decode_mode"] != "beam":
-        raise ConfigError("key 'decode_args.lm_path' needs decode_mode: beam (greedy decoding "
-                          "cannot use a language model)")
-    for key in ("token_min_logp", "beam_prune_logp"):
-        value = decode[key]
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                  or not value <= 0.0):
-            raise ConfigError(f"key 'decode_args.{key}' must be a log-probability <= 0 (pyctcdecode's "
-                              f"defaults: token_min_logp -5, beam_prune_logp -10) or null, got {decode[key]!r}")
-    if int(decode["chunk_size"]) < 1:
-        raise ConfigError(f"key 'decode_args.chunk_size' must be >= 1, got {decode['chunk_size']!r}")
     if not 0.0 <= float(cfg["max_skipped_share"]) <= 1.0:
         raise ConfigError(f"key 'max_skipped_share' must lie in 0..1, got {cfg['max_skipped_share']!r}")
     if cfg["phase"] == "test" and not (cfg["load_weights"] or cfg["load_checkpoints"]):

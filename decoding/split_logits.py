@@ -30,7 +30,7 @@ class SplitLogits:
     blank_id: int
 
     def gloss_dict(self) -> dict[str, list[int]]:
-        """gloss -> [index, 0] as utils.decode.Decode expects."""
+        """gloss -> [index, 0] as decoding.decoder.Decoder expects."""
         return {g: [i, 0] for i, g in enumerate(self.glosses) if i != self.blank_id}
 
 
@@ -66,7 +66,7 @@ def load_split_logits(path: str | os.PathLike) -> SplitLogits:
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"{path} not found: `python main.py --phase test ...` writes "
-                               f"<work_dir>/eval/<split>-logits.pt (decode_args.save_logits)")
+                               f"<work_dir>/eval/<split>-logits.pt (decode.save_logits)")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
         ids, lengths, flat = list(data["ids"]), data["lengths"], data["logits"]

@@ -1,15 +1,15 @@
 """CTC decoding of network outputs into gloss sentences: greedy ("max") or prefix beam search ("beam").
 
-Same API and output as the original ctcdecode-based ``Decode`` but in plain PyTorch: it runs on
-the device where the logits already are, needs no compiled extension, and prunes each frame to
-its ``top_k`` most probable tokens exactly as ctcdecode's default ``cutoff_top_n=40``. With a
-gloss language model (an ARPA file or ``utils.lm.NGramLM``) the beam search is LM-fused:
-score = log P_ctc + lm_weight * ln P_lm + word_bonus * #glosses (``utils.beam_search``).
-``token_min_logp`` / ``beam_prune_logp`` opt in to pyctcdecode's pruning (faster, not exact).
+Same output as the original ctcdecode-based ``Decode`` but in plain PyTorch: it runs on the device
+where the logits already are, needs no compiled extension, and prunes each frame to its ``top_k``
+most probable tokens exactly as ctcdecode's default ``cutoff_top_n=40``. With a gloss language
+model (an ARPA file) the beam search is LM-fused: score = log P_ctc + lm_weight * ln P_lm +
+word_bonus * #glosses (decoding.beam_search). ``token_min_logp`` / ``beam_prune_logp`` opt in to
+pyctcdecode's pruning (faster, not exact). ``Decoder.from_config`` builds one from the ``decode:``
+config section; ``SplitDecoder`` decodes a whole evaluation split in a few large calls.
 """
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping, Sequence
 from itertools import groupby
@@ -17,24 +17,27 @@ from itertools import groupby
 import torch
 from torch import Tensor
 
-from utils.beam_search import check_pruning, ctc_prefix_beam_search
+from decoding.arpa import read_arpa
+from decoding.beam_search import check_pruning, ctc_prefix_beam_search
+from decoding.config import DecodeConfig
+from decoding.greedy import best_path
+from decoding.lm import NGramLM, TokenLM
+from utils.config import DECODE_MODES
 from utils.errors import ConfigError
-from utils.lm import NGramLM, TokenLM, read_arpa
 
 Sentence = list[tuple[str, int]]
-SEARCH_MODES = ("max", "beam")
 
 
-class Decode:
+class Decoder:
     """Turns (B, T, C) logits or probabilities into per-sample lists of (gloss, position)."""
 
-    def __init__(self, gloss_dict: Mapping[str, Sequence[int]], num_classes: int, search_mode: str,
+    def __init__(self, gloss_dict: Mapping[str, Sequence[int]], num_classes: int, mode: str,
                  blank_id: int = 0, beam_width: int = 10, top_k: int = 40,
-                 lm: NGramLM | str | os.PathLike | None = None, lm_weight: float = 0.0,
-                 word_bonus: float = 0.0, token_min_logp: float | None = None,
-                 beam_prune_logp: float | None = None) -> None:
-        if search_mode not in SEARCH_MODES:
-            raise ConfigError(f"search_mode must be one of {SEARCH_MODES}, got {search_mode!r}")
+                 lm: NGramLM | None = None, lm_weight: float = 0.0, word_bonus: float = 0.0,
+                 token_min_logp: float | None = None, beam_prune_logp: float | None = None,
+                 lm_path: str | None = None) -> None:
+        if mode not in DECODE_MODES:
+            raise ConfigError(f"mode must be one of {DECODE_MODES}, got {mode!r}")
         if not isinstance(gloss_dict, Mapping):
             raise TypeError("gloss_dict must be a dict gloss -> [index, count] (gloss_dict.npy), "
                             f"got {type(gloss_dict).__name__}")
@@ -45,7 +48,7 @@ class Decode:
         self.i2g_dict = _index_to_gloss(gloss_dict, num_classes, blank_id)
         self.g2i_dict = {gloss: index for index, gloss in self.i2g_dict.items()}
         self.num_classes = num_classes
-        self.search_mode = search_mode
+        self.mode = mode
         self.blank_id = blank_id
         self.beam_width = beam_width
         self.top_k = top_k
@@ -53,14 +56,29 @@ class Decode:
         self.token_min_logp = token_min_logp  # None: exact search (no pruning beyond top_k)
         self.beam_prune_logp = beam_prune_logp
         self.pruned = token_min_logp is not None or beam_prune_logp is not None
-        if lm is not None and search_mode != "beam":
-            raise ConfigError("a language model needs search_mode 'beam' (greedy decoding cannot use it)")
-        self.lm = read_arpa(lm) if isinstance(lm, (str, os.PathLike)) else lm
-        self.lm_path = str(lm) if isinstance(lm, (str, os.PathLike)) else None  # reported in results
+        if lm is not None and mode != "beam":
+            raise ConfigError("a language model needs mode 'beam' (greedy decoding cannot use it)")
+        self.lm = lm
+        self.lm_path = lm_path  # where `lm` was read from, reported in results
         self.lm_weight = float(lm_weight)
         self.word_bonus = float(word_bonus)
         self._token_lms: dict[torch.device, TokenLM] = {}  # LM tables per device, built on first use
         self.seconds = 0.0  # wall time spent in decode(), summed (results come back to the host)
+
+    @classmethod
+    def from_config(cls, cfg: DecodeConfig, gloss_dict: Mapping[str, Sequence[int]],
+                    num_classes: int, blank_id: int = 0) -> Decoder:
+        """The decoder of a `decode:` section; the LM file is read here (errors name decode.lm_path)."""
+        lm = None
+        if cfg.lm_path:
+            try:
+                lm = read_arpa(cfg.lm_path)
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"decode.lm_path / --lm-path: {exc}") from exc
+        return cls(gloss_dict, num_classes, cfg.mode, blank_id=blank_id, beam_width=cfg.beam_width,
+                   lm=lm, lm_weight=cfg.lm_weight, word_bonus=cfg.word_bonus,
+                   token_min_logp=cfg.token_min_logp, beam_prune_logp=cfg.beam_prune_logp,
+                   lm_path=cfg.lm_path or None)
 
     def token_lm(self, device: torch.device) -> TokenLM | None:
         """The LM as lookup tables on `device` (None without an LM)."""
@@ -83,45 +101,27 @@ class Decode:
             raise ValueError(f"nn_output has {nn_output.shape[-1]} classes, the decoder was built "
                              f"for num_classes={self.num_classes}")
         start = time.perf_counter()
-        if self.search_mode == "max":
-            sentences = self.MaxDecode(nn_output, vid_lgt)
+        lengths = _checked_lengths(vid_lgt, nn_output.shape[0], nn_output.shape[1], nn_output.device)
+        if self.mode == "max":
+            labels = best_path(nn_output, lengths, self.blank_id)
         else:
-            sentences = self.BeamSearch(nn_output, vid_lgt, probs)
+            labels = self._beam_search(nn_output, lengths, probs)
+        # As the original: equal glosses separated only by blanks ("A _ A") decode to one.
+        sentences = [self._to_sentence(_merge_repeats(row)) for row in labels]
         self.seconds += time.perf_counter() - start
         return sentences
 
     @torch.no_grad()
-    def BeamSearch(self, nn_output: Tensor, vid_lgt: Tensor | Sequence[int],
-                   probs: bool = False) -> list[Sentence]:
-        """Prefix beam search on (B,T,C) scores; repeated glosses of the best prefix merged."""
-        vid_lgt = _checked_lengths(vid_lgt, nn_output.shape[0], nn_output.shape[1], nn_output.device)
+    def _beam_search(self, nn_output: Tensor, lengths: Tensor, probs: bool) -> list[list[int]]:
+        """The best prefix of each sample of (B,T,C) scores."""
         # Normalised inside the search, for the frames within the lengths only. Probabilities
         # of 0 give -inf, which the search treats as an impossible token.
         transform = _log_of_probs if probs else _log_softmax
-        result = ctc_prefix_beam_search(nn_output, vid_lgt, self.beam_width, self.top_k,
+        result = ctc_prefix_beam_search(nn_output, lengths, self.beam_width, self.top_k,
                                         self.blank_id, self.token_lm(nn_output.device),
                                         self.lm_weight, self.word_bonus, self.token_min_logp,
                                         self.beam_prune_logp, transform)
-        lengths = result.lengths[:, 0].tolist()
-        best = result.tokens[:, 0].tolist()
-        # As the original: "A _ A" decodes to one A (consecutive equal glosses merged).
-        return [self._to_sentence(_merge_repeats(row[:n])) for row, n in zip(best, lengths)]
-
-    @torch.no_grad()
-    def MaxDecode(self, nn_output: Tensor, vid_lgt: Tensor | Sequence[int]) -> list[Sentence]:
-        """Greedy path of (B,T,C) scores: argmax, collapse repeats, drop blanks, merge again."""
-        vid_lgt = _checked_lengths(vid_lgt, nn_output.shape[0], nn_output.shape[1], nn_output.device)
-        index = nn_output.argmax(dim=2)
-        time = torch.arange(index.shape[1], device=index.device)
-        changed = torch.ones_like(index, dtype=torch.bool)
-        changed[:, 1:] = index[:, 1:] != index[:, :-1]
-        keep = changed & (index != self.blank_id) & (time < vid_lgt[:, None])
-        sentences = []
-        for row, mask in zip(index.tolist(), keep.tolist()):
-            labels = [label for label, kept in zip(row, mask) if kept]
-            # As the original: equal glosses separated only by blanks are merged too.
-            sentences.append(self._to_sentence(_merge_repeats(labels)))
-        return sentences
+        return [row[:n] for row, n in zip(result.tokens[:, 0].tolist(), result.lengths[:, 0].tolist())]
 
     def _to_sentence(self, labels: Sequence[int]) -> Sentence:
         """Map class indices to (gloss, position) pairs."""
@@ -190,7 +190,7 @@ class SplitDecoder:
     its length.
     """
 
-    def __init__(self, decoder: Decode, chunk_size: int = 1024, keep_logits: bool = False,
+    def __init__(self, decoder: Decoder, chunk_size: int = 1024, keep_logits: bool = False,
                  outputs: Sequence[str] = ("sequence",)) -> None:
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")

@@ -12,7 +12,7 @@ token is always kept), so that peaky outputs extend each beam by one or two toke
 ``top_k``; ``beam_prune_logp`` drops beams whose (fused) score is more than its magnitude below
 the best beam's.
 
-Shallow fusion with a gloss n-gram model (``lm``, a ``utils.lm.TokenLM``): a prefix is ranked by
+Shallow fusion with a gloss n-gram model (``lm``, a ``decoding.lm.TokenLM``): a prefix is ranked by
 log P_ctc + lm_weight * ln P_lm(glosses) + word_bonus * len(glosses), the LM term added when the
 prefix is extended by a gloss, and ln P_lm(</s> | prefix) added after the last frame, as
 ctcdecode and pyctcdecode do. Each class is one gloss, i.e. one LM word. Without ``lm`` the
@@ -20,7 +20,6 @@ search is exactly the plain one.
 """
 from __future__ import annotations
 
-import heapq
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
@@ -32,7 +31,7 @@ from torch import Tensor
 from utils.errors import ConfigError
 
 if TYPE_CHECKING:
-    from utils.lm import NGramLM, TokenLM
+    from decoding.lm import TokenLM
 
 _NEG_INF = float("-inf")
 _PAD = -1  # token value of unused prefix positions; never a real class index
@@ -359,77 +358,3 @@ def _beam_step(cand_lp: Tensor, cand_tok: Tensor, beams: _Beams, used: int, widt
     return replace(stepped,
                    fused=torch.where(extended, ext_terms.gather(1, ext_idx), beams.fused.gather(1, stay_idx)),
                    history=torch.where(extended[..., None], fusion.lm.advance(history, new_word), history))
-
-
-def reference_prefix_beam_search(log_probs: Sequence[Sequence[float]], beam_width: int = 10,
-                                 top_k: int = 40, blank_id: int = 0, lm: NGramLM | None = None,
-                                 words: Sequence[str | None] = (), lm_weight: float = 0.0,
-                                 word_bonus: float = 0.0, token_min_logp: float | None = None,
-                                 beam_prune_logp: float | None = None) -> tuple[list[int], float]:
-    """Classic dict-based prefix beam search of one (T, C) sequence; slow, for tests and benchmarks.
-
-    With `lm` (an ARPA model scored by its own dict lookups) and `words` (class -> gloss), prefixes
-    are ranked by the fused score, as ctc_prefix_beam_search ranks them; the pruning options are
-    ctc_prefix_beam_search's.
-    """
-    fused_cache: dict[tuple[int, ...], float] = {(): 0.0}
-
-    def fused(prefix: tuple[int, ...]) -> float:
-        """lm_weight * ln P_lm(prefix) + word_bonus * len(prefix) (0 without a model)."""
-        if lm is None:
-            return 0.0
-        if prefix not in fused_cache:
-            history = ["<s>", *(words[c] for c in prefix[:-1])]
-            fused_cache[prefix] = (fused(prefix[:-1]) + word_bonus + lm_weight * math.log(10.0)
-                                   * lm.log10_prob(history, words[prefix[-1]]))
-        return fused_cache[prefix]
-
-    beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, _NEG_INF)}
-    for frame in log_probs:
-        candidates = heapq.nlargest(top_k, enumerate(frame), key=lambda item: item[1])
-        if token_min_logp is not None:  # the best token stays whatever its probability
-            candidates = candidates[:1] + [c for c in candidates[1:] if c[1] >= token_min_logp]
-        nxt: dict[tuple[int, ...], list[float]] = {}
-        for prefix, (p_b, p_nb) in beams.items():
-            p_total = _log_add(p_b, p_nb)
-            last = prefix[-1] if prefix else None
-            for token, lp in candidates:
-                if token == blank_id:
-                    entry = nxt.setdefault(prefix, [_NEG_INF, _NEG_INF])
-                    entry[0] = _log_add(entry[0], p_total + lp)
-                    continue
-                extended = nxt.setdefault(prefix + (token,), [_NEG_INF, _NEG_INF])
-                if token == last:
-                    # "A A" without a blank stays "A"; a new "A" needs a blank in between.
-                    extended[1] = _log_add(extended[1], p_b + lp)
-                    entry = nxt.setdefault(prefix, [_NEG_INF, _NEG_INF])
-                    entry[1] = _log_add(entry[1], p_nb + lp)
-                else:
-                    extended[1] = _log_add(extended[1], p_total + lp)
-        ranked = sorted(nxt.items(), key=lambda item: _log_add(*item[1]) + fused(item[0]), reverse=True)
-        ranked = ranked[:beam_width]
-        if beam_prune_logp is not None:
-            floor = _log_add(*ranked[0][1]) + fused(ranked[0][0]) + beam_prune_logp
-            ranked = [item for item in ranked if _log_add(*item[1]) + fused(item[0]) >= floor]
-        beams = {prefix: (p_b, p_nb) for prefix, (p_b, p_nb) in ranked}
-
-    def final(prefix: tuple[int, ...]) -> float:
-        """Fused score of a finished prefix, end of sentence included."""
-        score = _log_add(*beams[prefix]) + fused(prefix)
-        if lm is not None:
-            history = ["<s>", *(words[c] for c in prefix)]
-            score += lm_weight * math.log(10.0) * lm.log10_prob(history, "</s>")
-        return score
-
-    prefix = max(beams, key=final)
-    return list(prefix), final(prefix)
-
-
-def _log_add(a: float, b: float) -> float:
-    """log(exp(a) + exp(b)) without overflow, -inf safe."""
-    if a == _NEG_INF:
-        return b
-    if b == _NEG_INF:
-        return a
-    high, low = (a, b) if a > b else (b, a)
-    return high + math.log1p(math.exp(low - high))
