@@ -15,6 +15,7 @@ import time
 import warnings
 from typing import Any, Mapping
 
+from dataset.registry import dataset_spec
 from seq_scripts import evaluate, seq_feature_generation, train_epoch
 from training import checkpoints
 from training.checkpoints import BEST, LAST, epoch_name
@@ -146,7 +147,7 @@ def features(run: Run) -> dict:
     """Frame features of every split for the `features` feeder mode."""
     out = run.data.paths["features_dir"]
     counts = {}
-    for split in ("train", "dev", "test"):
+    for split in dataset_spec(run.cfg["dataset"]).splits:
         loader = run.data.loader(run.data.dataset(split, train=False), train=False)
         counts[split] = seq_feature_generation(run, loader, out / split)
         run.log(f"features: {counts[split]} videos of {split} written to {out / split}")

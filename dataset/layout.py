@@ -29,7 +29,7 @@ def resolution_tag(res: str) -> str:
 def frames_root(dataset: str, dataset_root: str | Path, res_tag: str) -> Path:
     """Folder holding all frames of `dataset` at resolution `res_tag` ('256x256px', '210x260px', ...).
 
-    The registry's frames_dir: PHOENIX `<root>/features/fullFrame-<W>x<H>px`, CSL-Daily
+    The registry's frames_dir: PHOENIX and CSL `<root>/features/fullFrame-<W>x<H>px`, CSL-Daily
     `<root>/sentence/frames_<W>x<H>` (the download's own naming, no 'px').
     """
     width, height = parse_resolution(res_tag)
@@ -37,19 +37,21 @@ def frames_root(dataset: str, dataset_root: str | Path, res_tag: str) -> Path:
 
 
 def raw_frames_root(dataset: str, dataset_root: str | Path) -> Path:
-    """Folder of the frames as the download ships them."""
-    return frames_root(dataset, dataset_root, dataset_spec(dataset).raw_frame_tag)
+    """Folder of the frames as the download ships them (CSL: the root itself)."""
+    return Path(dataset_root) / dataset_spec(dataset).raw_frames_subdir
 
 
 def resized_resolutions(dataset: str, dataset_root: str | Path) -> list[str]:
     """Tags ('256x256px', ...) of the resized frame folders present under `dataset_root` (raw frames excluded)."""
     raw = raw_frames_root(dataset, dataset_root)
-    if not raw.parent.is_dir():
+    frames_dir = Path(dataset_spec(dataset).frames_dir)
+    parent = Path(dataset_root) / frames_dir.parent
+    if not parent.is_dir():
         return []
-    pattern = re.escape(Path(dataset_spec(dataset).frames_dir).name)
+    pattern = re.escape(frames_dir.name)
     pattern = pattern.replace(r"\{width\}", r"(\d+)").replace(r"\{height\}", r"(\d+)")
     tags = []
-    for folder in sorted(raw.parent.iterdir()):
+    for folder in sorted(parent.iterdir()):
         match = re.fullmatch(pattern, folder.name)
         if folder.is_dir() and folder != raw and match:
             tags.append(f"{match.group(1)}x{match.group(2)}px")
@@ -59,7 +61,7 @@ def resized_resolutions(dataset: str, dataset_root: str | Path) -> list[str]:
 def root_of_raw_frames(dataset: str, raw_frames: str | Path) -> Path | None:
     """The dataset root whose raw frame folder is `raw_frames` (an info file's 'prefix'), else None."""
     candidate = Path(raw_frames)
-    for _ in Path(dataset_spec(dataset).frames_dir).parts:
+    for _ in Path(dataset_spec(dataset).raw_frames_subdir).parts:
         candidate = candidate.parent
     return candidate if raw_frames_root(dataset, candidate) == Path(raw_frames) else None
 

@@ -21,8 +21,9 @@ class DatasetSpec:
     name: str  # the config's `dataset`, --dataset / --format, and the prefix of the files written for it
     default_root: str  # the download's default location, relative to the repository root (the original
     # README's `ln -s` target; the config's dataset_info.dataset_root)
-    root_marker: str  # the folder below the root that identifies the download (its annotations)
-    frames_dir: str  # a frame folder below the root, {width} and {height} filled in (raw and resized alike)
+    root_marker: str  # the folder or file below the root that identifies the download (its annotations)
+    frames_dir: str  # a frame folder below the root, {width} and {height} filled in (raw and resized alike,
+    # unless raw_frames_dir says otherwise)
     raw_frame_size: tuple[int, int]  # (width, height) of the frames as the download ships them
     frame_suffix: str  # the frame files' extension
     preprocess_script: str  # the script that prepares it (run from the repository root)
@@ -36,6 +37,8 @@ class DatasetSpec:
     stm_normalised: bool = False
     official_stm: str | None = None  # the download's own ground truth, {split} filled in, below the root
     splits: tuple[str, ...] = SPLITS
+    raw_frames_dir: str | None = None  # the raw frames' folder below the root when it is not frames_dir at
+    # the raw size ('': the video folders lie in the root itself)
 
     @property
     def evaluation_prefix(self) -> str:
@@ -51,6 +54,14 @@ class DatasetSpec:
     def raw_frame_tag(self) -> str:
         """'WxHpx' of the frames as the download ships them."""
         return "{}x{}px".format(*self.raw_frame_size)
+
+    @property
+    def raw_frames_subdir(self) -> str:
+        """The raw frames' folder relative to the root ('' for the root itself)."""
+        if self.raw_frames_dir is not None:
+            return self.raw_frames_dir
+        width, height = self.raw_frame_size
+        return self.frames_dir.format(width=width, height=height)
 
 
 _PHOENIX_FRAMES = "features/fullFrame-{width}x{height}px"
@@ -71,7 +82,15 @@ DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
                 root_marker="sentence_label", frames_dir="sentence/frames_{width}x{height}",
                 raw_frame_size=(512, 512), frame_suffix=".jpg",
                 preprocess_script="preprocess/dataset_preprocess-CSL-Daily.py", gloss_language="zh",
-                language_names=("csl-daily", "csl")),
+                language_names=("csl-daily",)),
+    # CSL (USTC's continuous CSL, 100 sentences, 25,000 videos), laid out as the original tools read it:
+    # one folder of *.jpg frames per video (video0 ... video24999, extracted from the 1280x720 videos)
+    # directly in the root, the original's split files train.txt and dev.txt beside them, resized
+    # frames under features/. No test split: training evaluates dev.
+    DatasetSpec(name="CSL", default_root="dataset/CSL", root_marker="train.txt", frames_dir=_PHOENIX_FRAMES,
+                raw_frame_size=(1280, 720), frame_suffix=".jpg", raw_frames_dir="",
+                preprocess_script="preprocess/dataset_preprocess-CSL.py", gloss_language="zh",
+                language_names=("csl",), splits=("train", "dev")),
 )}
 NAMES = tuple(DATASETS)
 

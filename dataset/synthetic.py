@@ -1,4 +1,4 @@
-"""Deterministic synthetic signing dataset written in the on-disk format of PHOENIX-2014, -T or CSL-Daily.
+"""Deterministic synthetic signing dataset written in the on-disk format of PHOENIX-2014, -T, CSL-Daily or CSL.
 
 A drawn signer (body, head, two arms and hands) signs sentences from a small weather grammar.
 Every gloss is a distinct pattern of the dominant hand (colour, position, shape, motion) and of
@@ -28,7 +28,7 @@ from dataset.layout import raw_frames_root
 from dataset.registry import dataset_spec
 from utils.errors import run_cli
 
-# Grammar categories: German glosses (PHOENIX) and Chinese words / digits (CSL-Daily), aligned.
+# Grammar categories: German glosses (PHOENIX) and Chinese words / digits (CSL-Daily, CSL), aligned.
 CATEGORIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "time": (("HEUTE", "MORGEN", "NACHT", "ABEND"), ("今天", "明天", "晚上", "下午")),
     "place": (("NORD", "SUED", "WEST", "OST", "REGION", "BERG"), ("北", "南", "西", "东", "地区", "山")),
@@ -40,7 +40,9 @@ CATEGORIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "connect": (("UND", "ABER", "DANN"), ("和", "但是", "然后")),
 }
 # The registry's datasets whose download layout (frame names, annotation files) this generator writes.
-FORMATS = ("phoenix2014", "phoenix2014-T", "CSL-Daily")
+FORMATS = ("phoenix2014", "phoenix2014-T", "CSL-Daily", "CSL")
+# Where the original CSL split files say their videos are: the original authors' machine.
+CSL_FOREIGN_ROOT = "/disk1/dataset/CSL_Continuous"
 LANGUAGE_COLUMN = {"de": 0, "zh": 1}  # which word of each CATEGORIES pair a dataset's language uses
 MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
           "October", "November", "December")
@@ -165,13 +167,15 @@ def sample_sentence(rng: np.random.Generator, length_range: tuple[int, int], fmt
 
 
 def plan_videos(fmt: str, size: str, seed: int) -> list[VideoSpec]:
-    """The sentences and signers of every video of a dataset (cheap; rendering happens later)."""
+    """The sentences and signers of every video of a dataset's splits (cheap; rendering happens later)."""
     spec = SIZES[size]
     vocab = vocabulary(fmt)
     lookup = {g: i for i, g in enumerate(vocab)}
     signer_ids = {"train": TRAIN_SIGNERS, "dev": DEV_SIGNERS, "test": TEST_SIGNERS}
     videos = []
     for split_no, split in enumerate(("train", "dev", "test")):
+        if split not in dataset_spec(fmt).splits:
+            continue
         rng = np.random.default_rng([seed, split_no])
         for index in range(spec.videos[split]):
             glosses = sample_sentence(rng, spec.glosses, fmt)
@@ -383,11 +387,19 @@ def csl_name(video: VideoSpec) -> str:
     return f"S{sentence:06d}_P{video.signer.sid:04d}_T00"
 
 
+def csl_continuous_name(video: VideoSpec) -> str:
+    """CSL style folder name video<N> (train from video0, dev from video1000)."""
+    return f"video{SPLIT_OFFSET[video.split] // 100 + video.index}"
+
+
 def frame_paths(fmt: str, root: Path, video: VideoSpec, count: int) -> list[Path]:
     """Paths of the `count` raw frames of a video, named as the real download names them."""
     frames = raw_frames_root(fmt, root)
     if fmt == "CSL-Daily":
         folder = frames / csl_name(video)
+        return [folder / f"{i:06d}.jpg" for i in range(count)]
+    if fmt == "CSL":
+        folder = frames / csl_continuous_name(video)
         return [folder / f"{i:06d}.jpg" for i in range(count)]
     vid, stem = phoenix_name(video, fmt)
     if fmt == "phoenix2014":
@@ -419,8 +431,23 @@ def _write_lines(path: Path, lines: Sequence[str]) -> None:
     path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
 
 
+def write_csl_split_files(root: Path, videos: Sequence[VideoSpec]) -> list[Path]:
+    """CSL's split files as the original ships them: `<folder on the authors' machine>|<glosses>` lines,
+    CRLF line ends, no final line end."""
+    written = []
+    for split in dataset_spec("CSL").splits:
+        lines = [f"{CSL_FOREIGN_ROOT}/{csl_continuous_name(video)}|{' '.join(video.glosses)}"
+                 for video in videos if video.split == split]
+        written.append(root / f"{split}.txt")
+        written[-1].parent.mkdir(parents=True, exist_ok=True)
+        written[-1].write_bytes("\r\n".join(lines).encode("utf-8"))
+    return written
+
+
 def write_annotations(fmt: str, root: Path, videos: Sequence[VideoSpec], lengths: Sequence[int]) -> list[Path]:
     """Write the format's annotation files for all videos; returns their paths."""
+    if fmt == "CSL":
+        return write_csl_split_files(root, videos)
     if fmt == "CSL-Daily":
         mapping = ["index|name|length|gloss|char|word|postag"]
         split_lines = ["name|split"]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from dataset.registry import language_choices
+from dataset.registry import DATASETS, language_choices
 from inference.loaded_model import LoadedModel
 from inference.loading import load_model
 from inference.video import VideoClip, check_source, load_frames
@@ -21,7 +21,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--language", default=None,
                         choices=language_choices(),
                         help="picks preprocess/<dataset>/gloss_dict.npy when the checkpoint has "
-                             "no vocabulary (default phoenix)")
+                             "no vocabulary (default phoenix): "
+                             + ", ".join(f"{spec.language_names[0]} = {spec.name}" for spec in DATASETS.values()))
     parser.add_argument("--unsafe-load", "--unsafe_load", dest="unsafe_load", action="store_true",
                         help="load a checkpoint that needs arbitrary code to unpickle "
                              "(torch.load weights_only=False); only for a source you trust")

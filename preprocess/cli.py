@@ -1,4 +1,4 @@
-"""Command line shared by the three dataset_preprocess scripts."""
+"""Command line shared by the dataset_preprocess scripts (one per dataset of the registry)."""
 from __future__ import annotations
 
 import argparse
@@ -69,7 +69,7 @@ def build_parser(dataset: str) -> argparse.ArgumentParser:
     )
     spec = dataset_spec(dataset)
     parser.add_argument("--dataset-root",
-                        help=f"the unpacked download (the folder holding {spec.root_marker}/); default: "
+                        help=f"the unpacked download (the folder holding {spec.root_marker}); default: "
                         f"{spec.default_root} in the repository (the config's dataset_info.dataset_root)")
     parser.add_argument("--output-dir",
                         help="where the info/gloss dict/STM files (and the pack) are written; default: "

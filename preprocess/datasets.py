@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import functools
 import posixpath
+import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Collection, Mapping, Sequence
 
 from dataset.layout import raw_frames_root
 from dataset.registry import SPLITS, DatasetSpec, dataset_spec
@@ -141,6 +143,93 @@ def csl_daily_infos(root: Path) -> dict[str, InfoDict]:
     return {split: make_info_dict(prefix, per_split[split]) for split in SPLITS}
 
 
+@dataclass(frozen=True)
+class SplitLine:
+    """One line of a CSL split file: `<video folder on the original authors' machine>|<glosses>`."""
+
+    line_no: int
+    path: str
+    glosses: str
+
+    @property
+    def name(self) -> str:
+        """The video's folder name, its last path component ('video250'): unique across the dataset."""
+        return re.split(r"[\\/]", self.path.rstrip("/\\"))[-1]
+
+
+def read_csl_split_file(path: Path) -> list[SplitLine]:
+    """The lines of one of the original's CSL split files (CRLF or LF ends, with or without a final one)."""
+    if not path.is_file():
+        raise PreprocessError(
+            f"CSL split file not found: {path}. The original project ships train.txt and dev.txt (its "
+            f"preprocess/CSL/ folder); put them in the dataset root, beside the video folders")
+    lines = []
+    with path.open("r", encoding="utf-8-sig") as handle:
+        for line_no, line in enumerate(handle.read().splitlines(), start=1):
+            if not line.strip():
+                continue
+            fields = line.split("|")
+            if len(fields) != 2 or not fields[0].strip():
+                raise PreprocessError(f"{path}:{line_no}: expected '<video folder>|<glosses>', got {line!r}")
+            lines.append(SplitLine(line_no, fields[0].strip(), fields[1].strip()))
+    return lines
+
+
+def csl_missing_folders(split_file: Path, lines: Sequence[SplitLine], frames: Path, present: Collection[str],
+                        examples: int = 3) -> str | None:
+    """A report of the lines whose video folder is not among `present` in `frames` (count and examples)."""
+    missing = [line for line in lines if line.name not in present]
+    if not missing:
+        return None
+    shown = "; ".join(f"line {line.line_no}: {line.path} -> {frames / line.name}" for line in missing[:examples])
+    return (f"{split_file.name}: {len(missing)} of {len(lines)} lines name a video folder that is not in {frames} "
+            f"({shown}{'; ...' if len(missing) > examples else ''})")
+
+
+def check_unique_videos(root: Path, per_split: Mapping[str, Sequence[SplitLine]]) -> None:
+    """Every line of the split files names its own video folder."""
+    seen: dict[str, str] = {}
+    for split, lines in per_split.items():
+        for line in lines:
+            if line.name in seen:
+                raise PreprocessError(f"{root / f'{split}.txt'}:{line.line_no}: video folder {line.name!r} is "
+                                      f"also named at {seen[line.name]}; every line must name its own video")
+            seen[line.name] = f"{split}.txt:{line.line_no}"
+
+
+def csl_infos(root: Path) -> dict[str, InfoDict]:
+    """Info dicts of CSL's train and dev splits from the original's split files in the root.
+
+    Each line names a video folder by its path on the original authors' machine; the video is the
+    folder of that name (the path's last component) in the root. Lines whose folder is missing are
+    reported (count and examples) and become videos without frames, which the preprocessing
+    refuses, or leaves out with --drop-empty; a root holding none of them is refused outright.
+    """
+    prefix = raw_frames_root("CSL", root)
+    per_split = {split: read_csl_split_file(root / f"{split}.txt") for split in dataset_spec("CSL").splits}
+    check_unique_videos(root, per_split)
+    present = {line.name for lines in per_split.values() for line in lines if (prefix / line.name).is_dir()}
+    reports = [report for split, lines in per_split.items()
+               if (report := csl_missing_folders(root / f"{split}.txt", lines, prefix, present)) is not None]
+    if reports and not present:
+        raise PreprocessError(f"CSL dataset root {root} holds none of the videos its split files name: "
+                              f"{'; '.join(reports)}. Each line's video is looked up by its folder name; pass "
+                              f"--dataset-root pointing at the folder that holds the video folders")
+    for report in reports:
+        print(f"warning: {report}", file=sys.stderr)
+    return {split: csl_info(lines, prefix) for split, lines in per_split.items()}
+
+
+def csl_info(lines: Sequence[SplitLine], prefix: Path) -> InfoDict:
+    """The info dict of CSL split-file lines whose video folders lie in `prefix` (the raw frames)."""
+    entries = [{"fileid": line.name, "folder": f"{line.name}/*.jpg", "signer": "unknown", "label": line.glosses,
+                "num_frames": _frame_count(str(prefix), f"{line.name}/*.jpg"),
+                # the file id first, as the feeders read it ('|' fields), instead of the foreign path
+                "original_info": f"{line.name}|{line.glosses}"}
+               for line in lines]
+    return make_info_dict(str(prefix), entries)
+
+
 def _phoenix_infos(reader: Callable[[Path, str], InfoDict], root: Path) -> dict[str, InfoDict]:
     """Info dicts of the three splits of a PHOENIX release."""
     return {split: reader(root, split) for split in SPLITS}
@@ -151,17 +240,17 @@ def nearby_roots(root: Path, marker: str) -> list[Path]:
     candidates = [root.parent] if root.parent != root else []
     if root.is_dir():
         candidates += sorted(p for p in root.iterdir() if p.is_dir())
-    return [c for c in candidates if (c / marker).is_dir()]
+    return [c for c in candidates if (c / marker).exists()]
 
 
 def check_root(spec: DatasetSpec, root: Path) -> None:
     """Raise naming the missing annotation folder and, when one is found nearby, the root to pass."""
     marker = spec.root_marker
-    if (root / marker).is_dir():
+    if (root / marker).exists():
         return
     found = nearby_roots(root, marker)
     fix = (f"{found[0]} holds it: pass --dataset-root {found[0]}" if found else
-           f"pass --dataset-root pointing at the unpacked download (the folder holding {marker}/)")
+           f"pass --dataset-root pointing at the unpacked download (the folder holding {marker})")
     state = "not found" if root.is_dir() else "not found (the folder does not exist)"
     raise PreprocessError(f"{spec.name} dataset root {root}: {root / marker} {state}; {fix}")
 
@@ -171,6 +260,7 @@ PARSERS: dict[str, Callable[[Path], dict[str, InfoDict]]] = {
     "phoenix2014": functools.partial(_phoenix_infos, phoenix2014_info),
     "phoenix2014-T": functools.partial(_phoenix_infos, phoenix2014t_info),
     "CSL-Daily": csl_daily_infos,
+    "CSL": csl_infos,
 }
 
 

@@ -32,8 +32,9 @@ def test_default_roots_are_the_original_readme_links(shared_dir):
     seed = (shared_dir / "seed" / "STFNet-README.md").read_text()
     links = re.findall(r"ln -s \S+ \./(dataset/\S+?)`", seed)
     assert links == ["dataset/phoenix2014", "dataset/phoenix2014-T", "dataset/CSL-Daily"]
-    assert [dataset_spec(d).default_root for d in NAMES] == \
+    assert [dataset_spec(d).default_root for d in NAMES if d != "CSL"] == \
         [links[0] + "/phoenix-2014-multisigner", links[1], links[2]]  # the 2014 release holds the multisigner set
+    assert dataset_spec("CSL").default_root == "dataset/CSL"  # the original's configs/CSL.yaml (no README link)
 
 
 def test_defaults_are_relative_to_the_repository_from_any_directory(tmp_path, monkeypatch):
@@ -49,7 +50,7 @@ def test_defaults_are_relative_to_the_repository_from_any_directory(tmp_path, mo
 
 
 @pytest.mark.parametrize("dataset, off_by_one", [("phoenix2014-T", "above"), ("phoenix2014", "inside"),
-                                                 ("CSL-Daily", "above")])
+                                                 ("CSL-Daily", "above"), ("CSL", "above"), ("CSL", "inside")])
 def test_root_one_level_off_names_the_root_to_pass(dataset, off_by_one, tmp_path, capsys):
     root = tmp_path / "release" / "data"
     generate(dataset, root, size="tiny", seed=1)

@@ -13,6 +13,9 @@ from evaluation.sclite import ScliteNotFoundError, find_sclite
 from evaluation.stm import read_stm
 from tests.stm_support import write_stm
 from evaluation.wer import hypotheses_by_file, load_reference, score_files
+from dataset.synthetic import plan_videos, write_csl_split_files
+from preprocess.common import stm_lines
+from preprocess.datasets import csl_info, read_csl_split_file
 
 try:
     SCLITE = find_sclite()
@@ -93,5 +96,27 @@ def test_real_reference_sentences_match_sclite(shared_dir: Path, tmp_path: Path)
         vocab = sorted({w for s in segments for w in s.words})
         hyps = {s.fileid: _edit(list(s.words), vocab, rng) for s in segments}
         _write_ctm_shuffled(tmp_path / f"{stm.stem}.ctm", hyps, rng)
-        dataset = "CSL-Daily" if stm.name.startswith("CSL") else stm.name.split("-groundtruth")[0]
+        dataset = stm.name.split("-groundtruth")[0]
         _assert_identical(stm, tmp_path / f"{stm.stem}.ctm", dataset, tmp_path / stm.stem)
+
+
+@pytest.mark.parametrize("source", ["synthetic", "shipped"])
+def test_csl_sentences_match_sclite(source: str, tmp_path: Path, request) -> None:
+    """The STM that preprocessing writes for CSL: from the synthetic generator's split files (the demo
+    size's train split, 200 sentences) and from the original's dev.txt as shipped (5,000 sentences;
+    skipped where ../shared/reference/CSL is absent)."""
+    if source == "synthetic":
+        split_file = write_csl_split_files(tmp_path, plan_videos("CSL", "demo", 4))[0]
+    else:
+        split_file = request.getfixturevalue("shared_dir") / "reference" / "CSL" / "dev.txt"
+        if not split_file.is_file():
+            pytest.skip(f"{split_file} is absent")
+    info = csl_info(read_csl_split_file(split_file), tmp_path)
+    stm = tmp_path / "CSL-groundtruth-dev.stm"
+    stm.write_text("".join(stm_lines(info)), encoding="utf-8")
+    segments = read_stm(stm)
+    vocab = sorted({w for s in segments for w in s.words})
+    rng = random.Random(2)
+    _write_ctm_shuffled(tmp_path / "h.ctm", {s.fileid: _edit(list(s.words), vocab, rng) for s in segments}, rng)
+    result = _assert_identical(stm, tmp_path / "h.ctm", "CSL", tmp_path / "rep")
+    assert result["words"] == sum(len(s.words) for s in segments) and result["sub"] and result["del"]

@@ -1,4 +1,4 @@
-"""Preprocessing of the three dataset formats, run on tiny synthetic downloads."""
+"""Preprocessing of the four dataset formats, run on tiny synthetic downloads."""
 from __future__ import annotations
 
 import json
@@ -30,7 +30,7 @@ from preprocess.common import (
 from preprocess.datasets import PHOENIX2014_BROKEN_TRAIN_ROWS, phoenix2014_info
 
 SCRIPTS = {"phoenix2014": "dataset_preprocess.py", "phoenix2014-T": "dataset_preprocess-T.py",
-           "CSL-Daily": "dataset_preprocess-CSL-Daily.py"}
+           "CSL-Daily": "dataset_preprocess-CSL-Daily.py", "CSL": "dataset_preprocess-CSL.py"}
 STM_LINE = re.compile(r"^\S+ 1 \S+ 0\.0 1\.79769e\+308( \S+)*$")
 RES = "64x48px"  # small and non-square, so a swapped width/height shows
 
@@ -62,6 +62,10 @@ def _load(path: Path) -> dict:
 
 def _csv_rows(fmt: str, root: Path) -> dict[str, list[list[str]]]:
     """split -> annotation rows, read independently of the code under test."""
+    if fmt == "CSL":  # '<foreign folder>|<glosses>' -> [folder name, glosses]
+        return {split: [[path.rsplit("/", 1)[1], glosses] for path, glosses in
+                        (line.split("|") for line in (root / f"{split}.txt").read_bytes().decode().split("\r\n"))]
+                for split in ("train", "dev")}
     if fmt == "CSL-Daily":
         labels = root / "sentence_label"
         split_of = dict(line.split("|") for line in (labels / "split_1.txt").read_text("utf-8").splitlines()[1:])
@@ -82,9 +86,10 @@ def test_outputs_match_annotations(fmt, raw_sets, tmp_path):
     out = tmp_path / "out"
     assert _run(fmt, root, out, "--process-image", "--pack") == 0
     rows = _csv_rows(fmt, root)
-    fileid_col, label_col = {"phoenix2014": (0, 3), "phoenix2014-T": (0, 5), "CSL-Daily": (1, 3)}[fmt]
+    fileid_col, label_col = {"phoenix2014": (0, 3), "phoenix2014-T": (0, 5), "CSL-Daily": (1, 3), "CSL": (0, 1)}[fmt]
     all_labels = []
-    for split in ("train", "dev", "test"):
+    assert sorted(out.glob("*_info.npy")) == [out / f"{split}_info.npy" for split in sorted(rows)]
+    for split in dataset_spec(fmt).splits:
         info = _load(out / f"{split}_info.npy")
         assert info["prefix"] == str(raw_frames_root(fmt, root))
         entries = [info[i] for i in range(len(info) - 1)]
@@ -92,7 +97,7 @@ def test_outputs_match_annotations(fmt, raw_sets, tmp_path):
         assert [e["label"] for e in entries] == [r[label_col] for r in rows[split]]
         for entry, row in zip(entries, rows[split]):
             assert set(entry) == {"fileid", "folder", "signer", "label", "num_frames", "original_info"}
-            expected_info = "|".join(row[1:]) if fmt == "CSL-Daily" else "|".join(row)
+            expected_info = "|".join(row[1:]) if fmt == "CSL-Daily" else "|".join(row)  # CSL: id|glosses
             assert entry["original_info"] == expected_info
             resized = sorted(frames_root(fmt, root, RES).glob(entry["folder"]))
             raw = sorted(raw_frames_root(fmt, root).glob(entry["folder"]))
@@ -102,7 +107,7 @@ def test_outputs_match_annotations(fmt, raw_sets, tmp_path):
         all_labels += [e["label"] for e in entries]
         # STM: one line per video in info order, exact form of the published files
         stm = (out / f"{fmt}-groundtruth-{split}.stm").read_text("utf-8").splitlines()
-        signer = (lambda r: "unknown") if fmt == "CSL-Daily" else (lambda r: r[2] if fmt == "phoenix2014" else r[4])
+        signer = (lambda r: "unknown") if "CSL" in fmt else (lambda r: r[2] if fmt == "phoenix2014" else r[4])
         assert stm == [f"{r[fileid_col]} 1 {signer(r)} 0.0 1.79769e+308 {r[label_col]}" for r in rows[split]]
         assert all(STM_LINE.match(line) for line in stm)
     # gloss dict: every gloss of all splits, code point order, index from 1, counts
@@ -185,6 +190,7 @@ def test_missing_root(tmp_path, capsys):
     ("phoenix2014-T", "annotations/manual/PHOENIX-2014-T.test.corpus.csv"),
     ("CSL-Daily", "sentence_label/split_1.txt"),
     ("CSL-Daily", "sentence_label/video_map.txt"),
+    ("CSL", "dev.txt"),
 ])
 def test_missing_annotation_file(fmt, relative, raw_sets, tmp_path, capsys):
     root = _fresh_copy(raw_sets, fmt, tmp_path)
@@ -220,16 +226,17 @@ def test_wrong_field_count_names_line(tmp_path):
 def test_empty_video_folder(fmt, raw_sets, tmp_path, capsys):
     root = _fresh_copy(raw_sets, fmt, tmp_path)
     assert _run(fmt, root, tmp_path / "first") == 0
-    entry = _load(tmp_path / "first" / "test_info.npy")[1]
+    last = dataset_spec(fmt).splits[-1]  # test, or dev for CSL
+    entry = _load(tmp_path / "first" / f"{last}_info.npy")[1]
     for frame in raw_frames_root(fmt, root).glob(entry["folder"]):
         frame.unlink()
     assert _run(fmt, root, tmp_path / "out") == 2
     err = capsys.readouterr().err
     assert "1 video folder(s) have no frames" in err and entry["folder"] in err and "--drop-empty" in err
     assert _run(fmt, root, tmp_path / "out", "--drop-empty") == 0
-    test_info = _load(tmp_path / "out" / "test_info.npy")
+    test_info = _load(tmp_path / "out" / f"{last}_info.npy")
     assert [test_info[k]["fileid"] for k in test_info if k != "prefix"] == \
-        [v["fileid"] for k, v in _load(tmp_path / "first" / "test_info.npy").items() if k not in ("prefix", 1)]
+        [v["fileid"] for k, v in _load(tmp_path / "first" / f"{last}_info.npy").items() if k not in ("prefix", 1)]
 
 
 def test_broken_train_row_is_dropped(raw_sets, tmp_path):

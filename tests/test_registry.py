@@ -30,7 +30,8 @@ def test_every_entry_is_complete(name):
     assert spec.gloss_normalisation is None or spec.gloss_normalisation in RULES
     assert dataset_for_language(spec.language_names[0]) is spec
     assert default_dict_path(spec.language_names[0]) == Path("preprocess") / name / "gloss_dict.npy"
-    assert raw_frames_root(name, "/r") == frames_root(name, "/r", spec.raw_frame_tag)
+    raw_dir = Path("/r", spec.raw_frames_dir) if spec.raw_frames_dir is not None else None
+    assert raw_frames_root(name, "/r") == (raw_dir or frames_root(name, "/r", spec.raw_frame_tag))
     assert spec.evaluation_prefix == f"{name}-groundtruth"
 
 
@@ -39,18 +40,21 @@ def test_preprocessing_and_the_generator_cover_the_registry_only():
     assert set(FORMATS) <= set(NAMES)
 
 
-def test_layout_of_the_three_downloads():
+def test_layout_of_the_four_downloads():
     assert frames_root("phoenix2014", "/r", "256x256px") == Path("/r/features/fullFrame-256x256px")
     assert frames_root("phoenix2014-T", "/r", "256x256") == Path("/r/features/fullFrame-256x256px")
     assert raw_frames_root("phoenix2014", "/r") == Path("/r/features/fullFrame-210x260px")
     assert frames_root("CSL-Daily", "/r", "256x256px") == Path("/r/sentence/frames_256x256")
     assert raw_frames_root("CSL-Daily", "/r") == Path("/r/sentence/frames_512x512")
+    assert frames_root("CSL", "/r", "256x256px") == Path("/r/features/fullFrame-256x256px")
+    assert raw_frames_root("CSL", "/r") == Path("/r")  # video<N>/ folders in the root itself
+    assert DATASETS["CSL"].splits == ("train", "dev") and DATASETS["CSL"].evaluation_prefix == "CSL-groundtruth"
 
 
 def test_language_names_are_those_of_the_original_tool():
-    assert language_choices() == ["phoenix", "phoenix2014-T", "csl-daily"]
-    assert [dataset_for_language(x).name for x in ("phoenix", "phoenix2014", "csl")] == \
-        ["phoenix2014", "phoenix2014", "CSL-Daily"]
+    assert language_choices() == ["phoenix", "phoenix2014-T", "csl-daily", "csl"]
+    assert [dataset_for_language(x).name for x in ("phoenix", "phoenix2014", "csl-daily", "csl")] == \
+        ["phoenix2014", "phoenix2014", "CSL-Daily", "CSL"]
 
 
 def test_unknown_names_are_config_errors_with_the_closest_name():

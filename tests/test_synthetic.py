@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
+from dataset.registry import dataset_spec
 from dataset.synthetic import (
     CATEGORIES,
     SIZES,
@@ -52,17 +53,20 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path, repo_root):
                     r"[^/]+\.avi_pid0_fn\d{6}-0\.png", (260, 210, 3)),
     ("phoenix2014-T", r"features/fullFrame-210x260px/(train|dev|test)/[^/]+-\d+/images\d{4}\.png", (260, 210, 3)),
     ("CSL-Daily", r"sentence/frames_512x512/S\d{6}_P\d{4}_T00/\d{6}\.jpg", (512, 512, 3)),
+    ("CSL", r"video\d+/\d{6}\.jpg", (720, 1280, 3)),
 ])
 def test_real_layout_names_and_resolution(fmt, pattern, shape, tmp_path):
     from dataset.synthetic import generate
 
     counts = generate(fmt, tmp_path, "tiny", seed=0)
     frames = sorted(p for p in tmp_path.rglob("*") if p.suffix in (".png", ".jpg"))
-    assert len(frames) == counts["frames"] and counts["videos"] == sum(SIZES["tiny"].videos.values())
+    videos = sum(n for split, n in SIZES["tiny"].videos.items() if split in dataset_spec(fmt).splits)
+    assert len(frames) == counts["frames"] and counts["videos"] == videos
     for frame in frames:
         assert re.fullmatch(pattern, str(frame.relative_to(tmp_path))), frame
     assert cv2.imread(str(frames[0])).shape == shape
-    first_index = {"phoenix2014": "fn000000-0.png", "phoenix2014-T": "images0001.png", "CSL-Daily": "000000.jpg"}[fmt]
+    first_index = {"phoenix2014": "fn000000-0.png", "phoenix2014-T": "images0001.png", "CSL-Daily": "000000.jpg",
+                   "CSL": "000000.jpg"}[fmt]
     assert any(f.name.endswith(first_index) for f in frames)
 
 

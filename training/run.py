@@ -16,7 +16,7 @@ from decoding.decoder import Decoder
 from inference.loading import model_kwargs
 from training.checkpoints import load_weights_file, resume_path
 from training.data import RunData, dataset_paths
-from training.startup import check_data, check_dataset_name, check_work_dir
+from training.startup import check_data, check_dataset_name, check_work_dir, dataset_eval_splits
 from training.state import StepOptions, TrainState
 from utils.compile import check_compile_mode, compile_for_training
 from utils.config import ConfigError, import_class, save_config
@@ -127,6 +127,9 @@ def build_run(cfg: dict, overwrite: bool = False, unsafe_load: bool = False,
     check_work_dir(work_dir, overwrite, cfg)
     check_dataset_name(cfg["dataset"])
     decode = DecodeConfig.from_mapping(cfg["decode"])
+    cfg["eval_splits"], note = dataset_eval_splits(cfg)
+    if note:
+        log(note)
     amp = amp_dtype(cfg["amp"], device)
     train = cfg["phase"] == "train"
     check_compile_mode(cfg["compile"] if train else "none", device)

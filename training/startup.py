@@ -38,6 +38,21 @@ def check_dataset_name(name: str) -> None:
     dataset_spec(name, key="--dataset / key 'dataset'")
 
 
+def dataset_eval_splits(cfg: Mapping[str, Any]) -> tuple[list[str], str | None]:
+    """The configured eval_splits that the dataset has, and a note naming those it lacks (CSL: no test)."""
+    spec = dataset_spec(cfg["dataset"])
+    wanted = list(cfg["eval_splits"])
+    kept = [split for split in wanted if split in spec.splits]
+    lacking = [split for split in wanted if split not in spec.splits]
+    if not lacking:
+        return kept, None
+    if not kept:
+        raise ConfigError(f"eval_splits {wanted}: {spec.name} has only the splits {', '.join(spec.splits)}; "
+                          f"name one of them (--set eval_splits=[dev])")
+    return kept, (f"{spec.name} has no {' or '.join(lacking)} split ({' and '.join(spec.splits)} only): "
+                  f"{cfg['phase']} scores {' and '.join(kept)}")
+
+
 def check_ground_truth(stm: Path, dataset: SeededDataset, split: str) -> None:
     """The split's STM exists and has a reference sentence for each of its videos."""
     if not stm.is_file():
@@ -62,7 +77,7 @@ def phase_splits(cfg: Mapping[str, Any]) -> list[tuple[str, bool]]:
     """(split, training?) of every split the configured phase will read."""
     phase, evals = cfg["phase"], list(cfg["eval_splits"])
     if phase == "features":
-        return [(split, False) for split in ("train", "dev", "test")]
+        return [(split, False) for split in dataset_spec(cfg["dataset"]).splits]
     if phase == "test":
         return [(split, False) for split in evals]
     return [("train", True)] + [(split, False) for split in evals
