@@ -7,7 +7,9 @@ The graph takes one decoded video as it comes, (T, H, W, 3) uint8 RGB frames at 
 `frames_res`, does the test transform and padding itself, and returns CTC log-probabilities
 (1, T', C), their length and the greedy class ids (1, T'): the README's runner needs only
 onnxruntime and numpy. `--input float` writes the graph of prepared batches instead ((B, T, 3,
-H, W) in [-1, 1] and lengths in). `test_one_video.py --model_path model.onnx` runs either.
+H, W) in [-1, 1] and lengths in). `--quantize int8 --calibration <train split>` writes int8
+convolutions for CPUs (bench/onnx_runtime.py measures them). `test_one_video.py --model_path
+model.onnx` and app.py run any of them.
 """
 from __future__ import annotations
 
@@ -27,6 +29,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--input", default="frames", choices=["frames", "float"],
                         help="frames: uint8 video in, preparation in the graph (default); "
                              "float: prepared (B, T, 3, H, W) batches in [-1, 1] and lengths")
+    parser.add_argument("--quantize", default=None, choices=["int8"],
+                        help="int8: static int8 convolutions and linear layers for CPUs, "
+                             "calibrated on --calibration videos")
+    parser.add_argument("--calibration", default=None, metavar="DIR",
+                        help="training split for int8 calibration: folder of frame folders or "
+                             "video files, e.g. <dataset>/features/fullFrame-256x256px/train")
+    parser.add_argument("--calibration_videos", type=int, default=8,
+                        help="videos of --calibration used (spread evenly; default 8)")
     return parser
 
 
@@ -34,10 +44,16 @@ def export(args: argparse.Namespace) -> None:
     """Export the checkpoint and print what was written."""
     if args.model_path.lower().endswith(".onnx"):
         raise ConfigError(f"{args.model_path} is already exported; pass the .pt checkpoint")
+    if args.quantize and not args.calibration:
+        raise ConfigError("--quantize int8 needs --calibration DIR: a few videos of the training "
+                          "split set the int8 ranges")
     args.device = "cpu"  # the graph is traced on the CPU; onnxruntime picks its own device
-    from inference.onnx_model import export_onnx, vocab_path
+    from inference.onnx_model import calibration_videos, export_onnx, vocab_path
 
-    out = export_onnx(load_model_from_args(args), args.out, inputs=args.input)
+    loaded = load_model_from_args(args)
+    calibration = calibration_videos(args.calibration, loaded.frame_size,
+                                     args.calibration_videos) if args.quantize else []
+    out = export_onnx(loaded, args.out, inputs=args.input, calibration=calibration)
     print(f"wrote {out} and {vocab_path(out)}")
 
 

@@ -23,7 +23,7 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -34,6 +34,7 @@ from dataset.layout import parse_resolution
 from decoding.config import DecodeConfig
 from inference.loaded_model import LoadedModel, vocab_name
 from inference.network import CTCLogProbs, FramesToCTC, network_frame_size
+from inference.video import VIDEO_EXTENSIONS, find_videos, load_frames
 from utils.errors import BadFileError, ConfigError, MissingFileError, UserError
 
 OPSET = 17
@@ -106,15 +107,27 @@ def example_input(loaded: LoadedModel, inputs: str, frames: int) -> tuple[Tensor
 
 
 def export_onnx(loaded: LoadedModel, out: str | os.PathLike, inputs: str = "frames",
-                frames: int = 64) -> Path:
+                frames: int = 64, calibration: Sequence[np.ndarray] = ()) -> Path:
     """Write the network of a loaded checkpoint as ONNX plus its vocabulary; `inputs` is 'frames'
-    (uint8 video in, preparation in the graph) or 'float' (prepared (B, T, 3, H, W) batches in)."""
+    (uint8 video in, preparation in the graph) or 'float' (prepared (B, T, 3, H, W) batches in).
+    With `calibration` videos ((T, H, W, 3) uint8 at the frame size) the graph is int8."""
     if loaded.model is None:
         raise ConfigError("export needs a PyTorch checkpoint (.pt), not an ONNX file")
     if inputs not in INPUT_KINDS:
         raise ValueError(f"inputs must be one of {INPUT_KINDS}, got {inputs!r}")
+    if calibration and inputs != "frames":
+        raise ConfigError("--quantize int8 is calibrated on videos: it needs the frames graph "
+                          "(drop --input float)")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if calibration:
+        with tempfile.TemporaryDirectory() as tmp:
+            fp32 = export_onnx(loaded, Path(tmp) / "fp32.onnx", inputs, frames)
+            quantize_int8(fp32, out, calibration)
+        meta = {**metadata(loaded, inputs), "quantized": f"int8, calibrated on {len(calibration)} videos"}
+        vocab_path(out).write_text(json.dumps(meta, ensure_ascii=False, indent=1) + "\n",
+                                   encoding="utf-8")
+        return out
     net: nn.Module = FramesToCTC(loaded.model, loaded.kernel_sizes, loaded.frame_size,
                                  loaded.input_size, loaded.image_scale) if inputs == "frames" \
         else CTCLogProbs(loaded.model)
@@ -128,6 +141,42 @@ def export_onnx(loaded: LoadedModel, out: str | os.PathLike, inputs: str = "fram
                           output_names=list(names_out), dynamic_axes=DYNAMIC_AXES[inputs])
     vocab_path(out).write_text(json.dumps(metadata(loaded, inputs), ensure_ascii=False, indent=1)
                                + "\n", encoding="utf-8")
+    return out
+
+
+def calibration_videos(root: str | os.PathLike, frame_size: tuple[int, int],
+                       count: int = 8) -> list[np.ndarray]:
+    """`count` videos spread evenly over the split at `root` (frame folders or video files), read
+    at the model's `frame_size` (width, height): the int8 calibration set."""
+    videos = find_videos(root)
+    if not videos:
+        raise MissingFileError(f"no videos (frame folders or {', '.join(VIDEO_EXTENSIONS)}) under "
+                                f"{root}; pass a training split, e.g. "
+                                f"<dataset>/features/fullFrame-256x256px/train")
+    picks = sorted({round(i * (len(videos) - 1) / max(count - 1, 1)) for i in range(count)})
+    return [load_frames(videos[i], size=frame_size).frames for i in picks]
+
+
+def quantize_int8(fp32: Path, out: Path, calibration: Sequence[np.ndarray]) -> Path:
+    """Static int8 quantization of a frames graph's convolutions and fully connected layers (QDQ:
+    per-channel int8 weights, uint8 activations with min-max ranges over the `calibration`
+    videos). The input preparation and the LSTM stay float."""
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quant_pre_process, quantize_static)
+
+    class Videos(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.videos = iter(calibration)
+
+        def get_next(self) -> dict | None:
+            video = next(self.videos, None)
+            return None if video is None else {"frames": np.ascontiguousarray(video, np.uint8)}
+
+    prepared = fp32.with_name("prepared.onnx")
+    quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+    quantize_static(str(prepared), str(out), Videos(), quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=["Conv", "Gemm"], per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
     return out
 
 

@@ -59,11 +59,14 @@ def describe(rec: Recognition, prepared: PreparedInput, source_indices: Sequence
 
 
 def clip_log_probs(loaded: LoadedModel, frames: np.ndarray,
-                   prepared: PreparedInput) -> tuple[Tensor, Tensor]:
+                   prepared: PreparedInput | None = None) -> tuple[Tensor, Tensor]:
     """(1, T', C) log-probabilities and (1,) lengths of one video: an exported graph that prepares
-    its own input gets the decoded frames, every other runner the prepared input."""
+    its own input gets the decoded frames, every other runner the prepared input (made here
+    unless given)."""
     if getattr(loaded.runner, "takes_frames", False):  # inference.onnx_model.OnnxRunner
         return loaded.runner.run_frames(frames)
+    if prepared is None:
+        prepared = prepare_input(frames, loaded.kernel_sizes, loaded.input_size, loaded.image_scale)
     return loaded.log_probs(prepared.video, prepared.length)
 
 

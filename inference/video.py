@@ -219,6 +219,14 @@ def load_frames(path: str | os.PathLike, max_frames: int = 360,
     return read_video_file(path, max_frames, size, backend)
 
 
+def find_videos(root: str | os.PathLike) -> list[Path]:
+    """Videos under `root` (any depth): folders that directly hold frame images and video files,
+    sorted (a dataset split: features/fullFrame-256x256px/train)."""
+    files = [p for p in Path(root).rglob("*") if p.is_file()]
+    folders = {p.parent for p in files if p.suffix.lower() in IMAGE_EXTENSIONS}
+    return sorted(folders | {p for p in files if p.suffix.lower() in VIDEO_EXTENSIONS})
+
+
 def check_source(path: str | os.PathLike) -> Path:
     """Fail fast (before loading a model) on a missing path or an unsupported file type."""
     path = Path(path)

@@ -197,3 +197,27 @@ def test_readme_runner_gives_test_one_videos_glosses(exported, untrained, infer_
     assert done.stdout.strip() == ("" if expected == "(none)" else expected)
     if which == "trained":
         assert expected.split() == infer_assets["sentence"]
+
+
+def test_int8_export_agrees_with_fp32(exported, infer_assets, tmp_path, capsys):
+    """export.py --quantize int8: int8 convolutions calibrated on the fixture's videos; the same
+    best path and glosses as fp32 on the fixture video, log-probs close."""
+    out = tmp_path / "tiny.int8.onnx"
+    argv = ["--model_path", str(infer_assets["ours"]), "--out", str(out), "--quantize", "int8"]
+    assert export.main(argv) == 2 and "--calibration" in capsys.readouterr().err
+    assert export.main([*argv, "--calibration", str(infer_assets["root"])]) == 0
+    assert capsys.readouterr().out.startswith(f"wrote {out}")
+    meta = json.loads(out.with_name("tiny.int8.vocab.json").read_text(encoding="utf-8"))
+    assert meta["quantized"] == "int8, calibrated on 3 videos"  # frames/, lossless.mp4, lossy.mp4
+    import onnx
+
+    ops = {node.op_type for node in onnx.load(str(out)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    frames = load_frames(infer_assets["folder"]).frames
+    fp32, _, fp32_ids = exported["onnx_model"].runner.session.run(None, {"frames": frames})
+    int8, _, int8_ids = load_model(out).runner.session.run(None, {"frames": frames})
+    assert np.array_equal(int8_ids, fp32_ids)
+    assert float(np.abs(int8 - fp32).max()) < 1.0  # measured 0.01-0.3 on the fixture's videos
+    assert test_one_video.main(["--model_path", str(out), "--video_path",
+                                str(infer_assets["lossless"]), "--device", "cpu"]) == 0
+    assert capsys.readouterr().out.split()[2:] == infer_assets["sentence"]
