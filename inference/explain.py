@@ -116,7 +116,10 @@ def gloss_sheet(rec: Recognition, position: int, blended: Sequence[np.ndarray],
     """Contact sheet of a gloss's overlays, the frames aligned to it framed; RGB uint8."""
     f0, f1 = steps_to_frames(*rec.step_spans[position], prepared.stride, prepared.num_frames)
     shown = sheet_indices(len(blended), max_frames)
-    title = f"#{position} {rec.glosses[position]}  frames {f0}-{f1} of {prepared.num_frames}  layer {layer}"
+    count = len(blended)
+    shows = f"all {count} frames" if len(shown) == count else f"{len(shown)} of {count} frames"
+    title = (f"#{position} {rec.glosses[position]}  frames {f0}-{f1}  ({shows} shown)  "
+             f"layer {layer}")
     return contact_sheet([blended[i] for i in shown], [f"{i}" for i in shown], title,
                          [f0 <= i <= f1 for i in shown], columns, tile_size)
 

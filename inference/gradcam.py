@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from inference.fonts import draw_text
+from inference.fonts import draw_text, load_font
 from utils.errors import ConfigError
 
 
@@ -149,20 +149,23 @@ def overlay_heatmap(frame_rgb: np.ndarray, heat: np.ndarray, alpha: float = 0.45
 
 def contact_sheet(tiles: Sequence[np.ndarray], labels: Sequence[str], title: str,
                   highlight: Sequence[bool], columns: int = 8, tile_size: int = 112) -> np.ndarray:
-    """Grid of RGB tiles, each labelled, highlighted ones framed, under a title line; RGB uint8."""
+    """Grid of RGB tiles (whole frames, `tile_size` wide at their aspect ratio), each labelled,
+    highlighted ones framed, under a title line that is never cut; RGB uint8."""
     if not tiles:
         raise ValueError("contact sheet needs at least one frame")
     columns = max(1, min(columns, len(tiles)))
     rows = (len(tiles) + columns - 1) // columns
     header, gap = 28, 2
-    sheet = np.full((header + rows * (tile_size + gap), columns * (tile_size + gap), 3), 24, np.uint8)
+    tile_h = max(1, round(tile_size * tiles[0].shape[0] / tiles[0].shape[1]))
+    width = max(columns * (tile_size + gap), int(load_font(15).getlength(title)) + 12)
+    sheet = np.full((header + rows * (tile_h + gap), width, 3), 24, np.uint8)
     draw_text(sheet, title, (6, 5), 15, (255, 255, 255))
     for k, (tile, label, hot) in enumerate(zip(tiles, labels, highlight)):
-        y = header + (k // columns) * (tile_size + gap)
+        y = header + (k // columns) * (tile_h + gap)
         x = (k % columns) * (tile_size + gap)
-        thumb = cv2.resize(tile, (tile_size, tile_size), interpolation=cv2.INTER_AREA)
+        thumb = cv2.resize(tile, (tile_size, tile_h), interpolation=cv2.INTER_AREA)
         if hot:  # frames the alignment assigns to the gloss
-            cv2.rectangle(thumb, (0, 0), (tile_size - 1, tile_size - 1), (255, 255, 0), 3)
-        draw_text(thumb, label, (5, tile_size - 19), 12, (255, 255, 0) if hot else (255, 255, 255))
-        sheet[y:y + tile_size, x:x + tile_size] = thumb
+            cv2.rectangle(thumb, (0, 0), (tile_size - 1, tile_h - 1), (255, 255, 0), 3)
+        draw_text(thumb, label, (5, tile_h - 19), 12, (255, 255, 0) if hot else (255, 255, 255))
+        sheet[y:y + tile_h, x:x + tile_size] = thumb
     return sheet

@@ -151,8 +151,8 @@ def calibration_videos(root: str | os.PathLike, frame_size: tuple[int, int],
     videos = find_videos(root)
     if not videos:
         raise MissingFileError(f"no videos (frame folders or {', '.join(VIDEO_EXTENSIONS)}) under "
-                                f"{root}; pass a training split, e.g. "
-                                f"<dataset>/features/fullFrame-256x256px/train")
+                               f"{root}; pass a training split, e.g. "
+                               f"<dataset>/features/fullFrame-256x256px/train")
     picks = sorted({round(i * (len(videos) - 1) / max(count - 1, 1)) for i in range(count)})
     return [load_frames(videos[i], size=frame_size).frames for i in picks]
 

@@ -11,6 +11,7 @@ import os
 import tempfile
 import threading
 import time
+import unicodedata
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,29 +156,66 @@ class Recogniser:
         return shown, gloss_sheet(outcome.rec, position, blended, outcome.prepared)
 
 
+TIMELINE_PX = 540  # width the label lanes are planned for (the page's right column)
+LANE_PX = 16  # height of one lane of labels
+
+
+def label_px(text: str) -> float:
+    """Estimated width in px of a timeline label (12 px font; wide CJK characters count double)."""
+    return sum(12 if unicodedata.east_asian_width(c) in "WF" else 7 for c in text) + 10
+
+
+def label_lanes(extents: list[tuple[float, float]]) -> list[int]:
+    """A lane per label (percent extents, in order) so that no two labels of a lane overlap."""
+    ends: list[float] = []  # right end of the last label of each lane
+    lanes = []
+    for start, end in extents:
+        lane = next((k for k, e in enumerate(ends) if e <= start), len(ends))
+        ends[lane:lane + 1] = [end]
+        lanes.append(lane)
+    return lanes
+
+
 def timeline_html(result: dict) -> str:
-    """Each gloss as a bar over its frame span, labelled with its frames and score."""
+    """Each gloss as a bar over its frame span, with its label (gloss, frames, score) below.
+
+    Labels sit outside the bars, never cut: anchored at the bar's start in the left half of the
+    timeline and at its end in the right half (so none leaves the box), in as many lanes as
+    labels of neighbouring short glosses need not to overlap; the bar's tooltip repeats them.
+    """
     total = max(1, int(result["num_frames"]))
-    bars = []
+    bars, labels, extents = [], [], []
     for g in result["glosses"]:
         first, last = g["frames"]
         left, width = 100.0 * first / total, 100.0 * (last - first + 1) / total
         label = html.escape(g["gloss"])
+        detail = f"{first}-{last} · {g['score']:.2f}"
         bars.append(
             f'<div class="gloss-span" data-gloss="{label}" data-first="{first}" data-last="{last}" '
             f'data-score="{g["score"]:.4f}" style="left:{left:.2f}%;width:{width:.2f}%" '
-            f'title="{label}: frames {first}-{last}, score {g["score"]:.3f}">'
-            f'<b>{label}</b><span>{first}-{last} · {g["score"]:.2f}</span></div>')
+            f'title="{label}: frames {first}-{last}, score {g["score"]:.3f}"></div>')
+        size = 100.0 * label_px(f"{g['gloss']} {detail}") / TIMELINE_PX
+        at_start = left + width / 2 <= 50
+        extents.append((left, left + size) if at_start else (left + width - size, left + width))
+        anchor = f"left:{left:.2f}%" if at_start else f"right:{100 - left - width:.2f}%"
+        labels.append((anchor, f"<b>{label}</b> <span>{detail}</span>"))
+    lanes = label_lanes(extents)
+    placed = [f'<div class="gloss-label" style="{anchor};top:{36 + LANE_PX * lane}px">{text}</div>'
+              for (anchor, text), lane in zip(labels, lanes)]
+    height = 40 + LANE_PX * (max(lanes, default=0) + 1)
     axis = f'<div class="axis"><span>0</span><span>frame {total - 1}</span></div>'
-    return f'<div id="timeline-bars">{"".join(bars)}</div>{axis}'
+    return (f'<div id="timeline-bars" style="height:{height}px">{"".join(bars)}{"".join(placed)}'
+            f'</div>{axis}')
 
 
 CSS = """
-#timeline-bars {position: relative; height: 64px; background: #f3f4f6; border-radius: 6px;}
-.gloss-span {position: absolute; top: 6px; bottom: 6px; background: #2563eb; color: #fff;
-  border-radius: 4px; overflow: hidden; font-size: 13px; padding: 2px 4px; box-sizing: border-box;}
-.gloss-span b, .gloss-span span {color: #fff !important;}
-.gloss-span span {display: block; font-size: 11px; opacity: 0.85;}
+#timeline-bars {position: relative; background: #f3f4f6; border-radius: 6px;}
+.gloss-span {position: absolute; top: 6px; height: 26px; background: #2563eb; border-radius: 4px;
+  box-sizing: border-box; border: 1px solid #f3f4f6;}
+.gloss-label {position: absolute; white-space: nowrap; font-size: 12px; line-height: 14px;
+  padding: 0 3px;}
+.gloss-label b {color: #1e3a8a !important;}
+.gloss-label span {color: #4b5563 !important; font-size: 11px;}
 .axis {display: flex; justify-content: space-between; font-size: 11px; color: #6b7280;}
 """
 
@@ -239,13 +277,17 @@ def build_page(recogniser: Recogniser, title: str):
                 chosen = gr.Dropdown(choices=[], label="Gloss to explain", elem_id="gloss-choice")
         with gr.Row():
             gallery = gr.Gallery(label="Frames of the gloss with its Grad-CAM heat map",
-                                 columns=8, rows=1, height=190, elem_id="overlays")
+                                 columns=8, rows=1, height=190, object_fit="contain",
+                                 elem_id="overlays")  # whole frames: the hands are the sign
         sheet = gr.Image(label="Contact sheet (frames aligned to the gloss framed)", show_label=False,
                          elem_id="sheet", interactive=False)
         result_json = gr.JSON(label="JSON (as test_one_video.py --json)", elem_id="result-json")
+        # One progress indicator per event, on the status line / the gallery: Gradio's default
+        # puts a timer on every output, and on the small ones it overlaps their neighbours.
         button.click(recognise, [video, frames_zip],
-                     [status, glosses, timeline, chosen, result_json, gallery, state])
-        chosen.change(explain, [chosen, state], [gallery, sheet])
+                     [status, glosses, timeline, chosen, result_json, gallery, state],
+                     show_progress_on=[status])
+        chosen.change(explain, [chosen, state], [gallery, sheet], show_progress_on=[gallery])
     return page
 
 

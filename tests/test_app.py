@@ -200,6 +200,28 @@ def _chromium() -> tuple[str, str]:
     return browser, driver
 
 
+LABELS_JS = """
+const box = document.querySelector('#timeline-bars').getBoundingClientRect();
+return [...document.querySelectorAll('#timeline .gloss-label')].map(e => {
+  const r = e.getBoundingClientRect();
+  return [e.querySelector('b').innerText, r.left, r.top, r.right, r.bottom,
+          e.scrollWidth <= e.clientWidth, box.left, box.top, box.right, box.bottom];});
+"""
+
+
+def _timeline_labels(driver) -> list[list]:
+    """The timeline's labels as rendered, each checked to be whole: inside the timeline box, not
+    clipped, overlapping no other label."""
+    labels = driver.execute_script(LABELS_JS)
+    for text, left, top, right, bottom, whole, *box in labels:
+        assert whole and box[0] <= left and right <= box[2] and box[1] <= top and bottom <= box[3], text
+    for a in labels:
+        for b in labels:
+            if a is not b:
+                assert a[3] <= b[1] or b[3] <= a[1] or a[4] <= b[2] or b[4] <= a[2], (a[0], b[0])
+    return labels
+
+
 def test_page_in_a_real_browser(server, cjk, tmp_path):
     browser, driver_path = _chromium()
     from selenium import webdriver
@@ -236,9 +258,20 @@ def test_page_in_a_real_browser(server, cjk, tmp_path):
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#sheet img"))  # Grad-CAM, gloss 0
         overlays = driver.find_elements(By.CSS_SELECTOR, "#overlays img")
         assert len(overlays) == spans[0][2] - spans[0][1] + 1
+        assert [label[0] for label in _timeline_labels(driver)] == cjk["sentence"]
         shot = Path(os.environ.get(SCREENSHOT_ENV) or tmp_path / "page.png")
         driver.save_screenshot(str(shot))
         assert shot.stat().st_size > 10_000
+        # A long video with glosses of two frames, drawn with the page's own CSS
+        short = {"num_frames": 150, "glosses": [
+            {"gloss": g, "frames": f, "score": 0.5} for g, f in
+            [("NACHT", [0, 40]), ("GRAUPEL", [41, 42]), ("FUENFZEHN", [43, 44]), ("明天", [45, 46]),
+             ("GEWITTER", [47, 147]), ("FU", [148, 149])]]}
+        driver.execute_script("document.querySelector('#timeline-bars').parentElement.innerHTML"
+                              " = arguments[0]", timeline_html(short))
+        assert [label[0] for label in _timeline_labels(driver)] == [g["gloss"] for g in short["glosses"]]
+        driver.find_element(By.CSS_SELECTOR, "#timeline").screenshot(
+            str(shot.with_name(shot.stem + "-short-glosses.png")))
 
         driver.find_element(By.CSS_SELECTOR, "#video-input button[aria-label='Clear']").click()
         upload(cjk["junk"])  # a bad upload: a message on the page, the old result cleared

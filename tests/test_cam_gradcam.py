@@ -134,6 +134,11 @@ def test_overlay_and_contact_sheet():
     sheet = contact_sheet([blended] * 5, [str(i) for i in range(5)], "title", [i < 2 for i in range(5)],
                           columns=3, tile_size=40)
     assert sheet.shape == (28 + 2 * 42, 3 * 42, 3)
+    wide = np.zeros((30, 60, 3), np.uint8)  # 2:1 frames stay 2:1 (40 x 20 tiles), not squeezed
+    long_title = "#0 GLOSS  frames 0-1  (all 2 frames shown)  layer conv2d.layer4"
+    sheet = contact_sheet([wide, wide], ["0", "1"], long_title, [True, True], tile_size=40)
+    assert sheet.shape[0] == 28 + 20 + 2 and sheet.shape[1] > 2 * 42  # wide enough for the title
+    assert sheet[28:48, 44:84].mean() < 80 and sheet[-1, 90:].mean() == 24  # tile, then background
 
 
 def test_cutting_the_graph_at_the_layer_changes_nothing_but_memory():
@@ -147,3 +152,19 @@ def test_cutting_the_graph_at_the_layer_changes_nothing_but_memory():
         # with the cut, no gradient reaches the layers before the hooked one
         assert (model.conv2d.stem.weight.grad is None) == detach
     torch.testing.assert_close(results[True], results[False])
+
+
+@pytest.mark.parametrize("num_frames, shows", [(36, "32 of 36 frames shown"), (20, "all 20 frames shown")])
+def test_gloss_sheet_says_which_frames_it_shows(monkeypatch, num_frames, shows):
+    from types import SimpleNamespace
+
+    from inference import explain
+
+    drawn = {}
+    monkeypatch.setattr(explain, "contact_sheet", lambda tiles, labels, title, *_: drawn.update(
+        labels=labels, title=title))
+    rec = SimpleNamespace(step_spans=[(1, 2)], glosses=["REGEN"])
+    frames = [np.zeros((8, 8, 3), np.uint8)] * num_frames
+    explain.gloss_sheet(rec, 0, frames, SimpleNamespace(stride=4, num_frames=num_frames))
+    assert f"#0 REGEN  frames 4-11  ({shows})" in drawn["title"]
+    assert len(drawn["labels"]) == min(num_frames, 32)
