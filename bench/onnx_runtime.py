@@ -54,12 +54,11 @@ def random_model(config: str, folder: Path) -> LoadedModel:
     num_classes = 1296  # the published PHOENIX-2014 vocabulary size (with the blank)
     gloss_dict = {f"G{i}": [i, 1] for i in range(1, num_classes)}
     kwargs, _ = model_kwargs(cfg, import_class(cfg["model"]), num_classes)
-    kwargs = {k: v for k, v in kwargs.items() if k not in ("search_mode", "beam_width")}
     torch.manual_seed(0)
-    model = import_class(cfg["model"])(gloss_dict=None, **{**kwargs, "pretrained": None})
+    model = import_class(cfg["model"])(**{**kwargs, "pretrained": None})
     path = folder / "random.pt"
     save_checkpoint(path, {"model_state_dict": model.state_dict(), "model_args": kwargs,
-                           "config": {k: cfg[k] for k in ("model", "feeder_args", "decode_mode")},
+                           "config": {k: cfg[k] for k in ("model", "feeder_args", "decode") if k in cfg},
                            "gloss_dict": gloss_dict})
     return load_model(path, "cpu")
 
