@@ -20,8 +20,8 @@ def build_optimizer(model: nn.Module, args: Mapping[str, Any]) -> torch.optim.Op
     params = [p for p in model.parameters() if p.requires_grad]
     lr, wd = float(args["base_lr"]), float(args["weight_decay"])
     if name == "SGD":
-        return torch.optim.SGD(params, lr=lr, momentum=float(args.get("momentum", 0.9)),
-                               nesterov=bool(args.get("nesterov", False)), weight_decay=wd)
+        return torch.optim.SGD(params, lr=lr, momentum=float(args["momentum"]),
+                               nesterov=bool(args["nesterov"]), weight_decay=wd)
     if name == "Adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=wd)
     if name == "AdamW":
@@ -55,8 +55,8 @@ class EpochSchedule:
 def build_scheduler(optimizer: torch.optim.Optimizer, args: Mapping[str, Any],
                     num_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
     """A scheduler stepped once per epoch (its state_dict holds the epoch counter)."""
-    schedule = EpochSchedule(args.get("scheduler", "multistep"), args.get("step", []),
-                             args.get("gamma", 0.2), num_epoch, args.get("warmup_epochs", 0))
+    schedule = EpochSchedule(args["scheduler"], args["step"], args["gamma"], num_epoch,
+                             args["warmup_epochs"])
     return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
 
