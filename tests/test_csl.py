@@ -22,6 +22,8 @@ from preprocess.cli import main as preprocess
 from preprocess.common import PreprocessError, build_gloss_dict
 from preprocess.datasets import csl_info, csl_infos, read_csl_split_file
 from tests.train_support import REPO_ROOT, tiny_config, write_config
+from training.startup import dataset_eval_splits
+from utils.errors import ConfigError
 
 RES = "64x64px"
 SHIPPED_LINES = {"train": 20000, "dev": 5000}  # 25,000 videos; `wc -l` says 19,999 and 4,999 (no final newline)
@@ -145,6 +147,15 @@ def test_training_evaluates_dev_and_test_phase_scores_dev_saying_so(trained):
     assert set(trained["tested"]) == {"dev_wer", "dev_conv_wer"}
     ckpt = torch.load(trained["train"] / "best_model.pt", weights_only=True)
     assert ckpt["config"]["dataset"] == "CSL" and ckpt["config"]["eval_splits"] == ["dev"]
+
+
+def test_eval_splits_keep_the_splits_the_dataset_has():
+    csl = {"dataset": "CSL", "phase": "test", "eval_splits": ["dev", "test"]}
+    assert dataset_eval_splits(csl) == (["dev"], "CSL has no test split (train and dev only): test scores dev")
+    assert dataset_eval_splits({**csl, "dataset": "CSL-Daily"}) == (["dev", "test"], None)
+    with pytest.raises(ConfigError, match=r"eval_splits \['test'\]: CSL has only the splits train, dev; .*"
+                                          r"--set eval_splits=\[dev\]"):
+        dataset_eval_splits({**csl, "eval_splits": ["test"]})
 
 
 def test_the_dev_hypotheses_score_the_same_from_the_cli_and_with_sclite(trained):
