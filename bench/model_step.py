@@ -84,16 +84,23 @@ def timed(fn: Callable[[], None], device: torch.device) -> tuple[float, float]:
 
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: tuple,
-               bf16: bool, runner: torch.nn.Module | None = None) -> None:
-    """One forward/backward/Adam step; the forward through `runner` (compiled) when given."""
+               amp: torch.dtype | None, runner: torch.nn.Module | None = None,
+               scaler: torch.amp.GradScaler | None = None) -> None:
+    """One forward/backward/Adam step under autocast to `amp` (None: float32); the forward
+    through `runner` (compiled) when given; fp16 steps through `scaler` when given."""
     x, len_x, label, label_lgt = batch
     optimizer.zero_grad(set_to_none=True)
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+    with torch.autocast(x.device.type, dtype=amp or torch.float32, enabled=amp is not None):
         forward = model if runner is None else runner
         ret = forward(x if runner is None else mark_time_dynamic(x), len_x)
         loss = total_loss(model.loss_terms(ret, label, label_lgt))
-    loss.backward()
-    optimizer.step()
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+    else:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
 
 
 def backbone_step(model: torch.nn.Module, x: torch.Tensor) -> None:
@@ -165,8 +172,8 @@ def compile_bench(args: argparse.Namespace, eager: SLRModel, batch: tuple,
     runner = compile_for_training(twin, args.compile)
     optimizers = {EAGER: torch.optim.Adam(eager.parameters(), lr=1e-4),
                   COMPILED: torch.optim.Adam(twin.parameters(), lr=1e-4)}
-    calls = {EAGER: lambda: train_step(eager, optimizers[EAGER], batch, False),
-             COMPILED: lambda: train_step(twin, optimizers[COMPILED], batch, False, runner)}
+    calls = {EAGER: lambda: train_step(eager, optimizers[EAGER], batch, None),
+             COMPILED: lambda: train_step(twin, optimizers[COMPILED], batch, None, runner)}
     print(f"{args.arch}, B={args.batch}, T={args.frames}, {args.size}x{args.size}, "
           f"{args.classes} classes, {device}, {torch.get_num_threads()} CPU thread(s), "
           f"channels_last={args.channels_last}, torch.compile mode={args.compile}, "
@@ -186,7 +193,7 @@ def compile_bench(args: argparse.Namespace, eager: SLRModel, batch: tuple,
     new_start = time.perf_counter()
     for frames in lengths:  # after warm-up: new lengths must reuse the graph
         step = video_batch(args.batch, frames, args.size, args.classes, device)
-        train_step(twin, optimizers[COMPILED], step, False, runner)
+        train_step(twin, optimizers[COMPILED], step, None, runner)
     print(f"new lengths {list(lengths)} after warm-up: "
           f"{counters['stats']['unique_graphs'] - graphs} new graph(s) compiled, "
           f"{time.perf_counter() - new_start:.1f} s for the {len(lengths)} steps")
@@ -226,7 +233,8 @@ def main() -> None:
     start = time.perf_counter()
 
     def steps(bf16: bool) -> dict[str, Callable[[], None]]:
-        return {name: (lambda n=name: train_step(models[n], optimizers[n], batch, bf16))
+        amp = torch.bfloat16 if bf16 else None
+        return {name: (lambda n=name: train_step(models[n], optimizers[n], batch, amp))
                 for name in models}
 
     times = alternate(steps(False), args.warmup, args.steps, device)

@@ -83,17 +83,17 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def prepare(work: Path, size: str, res: str) -> tuple[Path, Path]:
+def prepare(work: Path, size: str, res: str, workers: int = 2) -> tuple[Path, Path]:
     """Camera-like synthetic PHOENIX-2014 data, preprocessed with --pack (reused if present)."""
     root, out = work / "phoenix2014", work / "preprocess"
     if not (out / "gloss_dict.npy").is_file():
         if not root.is_dir():
-            counts = generate("phoenix2014", root, size=size, seed=0, workers=2, style="camera")
+            counts = generate("phoenix2014", root, size=size, seed=0, workers=workers, style="camera")
             print(f"synthetic phoenix2014 ({size}, camera): {counts['videos']} videos, "
                   f"{counts['frames']} frames")
         status = preprocess_main("phoenix2014", ["--dataset-root", str(root), "--output-dir",
                                                  str(out), "--output-res", res, "-p", "-m",
-                                                 "--workers", "2", "--pack"])
+                                                 "--workers", str(workers), "--pack"])
         if status != 0:
             raise SystemExit(status)
     return root, out
