@@ -117,3 +117,20 @@ class StatsDumpSLRModel(NoDropoutSLRModel):
                 torch.save({k: v.detach().clone() for k, v in self.state_dict().items()
                             if "running_" in k}, path)
         return out
+
+
+class WeightsDumpSLRModel(NoDropoutSLRModel):
+    """Saves, per process, all its weights and buffers at every training forward (before that
+    step's update) into $STFNET_TEST_DUMP (rank<r>_forward<n>.pt), so processes can be compared."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.forwards = 0
+
+    def forward(self, *args, **kwargs):
+        folder = os.environ.get("STFNET_TEST_DUMP")
+        if folder and self.training:
+            self.forwards += 1
+            path = Path(folder) / f"rank{os.environ.get('RANK', '0')}_forward{self.forwards}.pt"
+            torch.save({k: v.detach().clone() for k, v in self.state_dict().items()}, path)
+        return super().forward(*args, **kwargs)
