@@ -13,7 +13,8 @@ option the feeder has). The paths:
   (fp16 autocast on CUDA, as the original trains);
 - default: our defaults (the same PNG feeder, the 2-D formulation, float32);
 - recommended: the recipe of `--recipe` (config/fast_train.yaml): packed frames, length
-  bucketing and its amp setting.
+  bucketing, its amp setting and its `compile` mode (the training forward torch.compiled as
+  `main.py` does it; its compile time is part of the warm-up round).
 
 All three start from the same weights and see batches drawn by the same seeds. Rounds of
 `--steps` steps alternate the paths (A, B, C, then C, B, A, ...), so that a busy machine slows
@@ -45,6 +46,7 @@ from seq_scripts import train_epoch  # noqa: E402
 from slr_network import SLRModel  # noqa: E402
 from training.run import Run  # noqa: E402
 from training.state import StepOptions  # noqa: E402
+from utils.compile import check_compile_mode, compile_for_training  # noqa: E402
 from utils.device import amp_dtype, make_grad_scaler, worker_init  # noqa: E402
 from utils.random_state import SeededDataset  # noqa: E402
 
@@ -61,6 +63,7 @@ class TrainPath:
     bucketing: bool
     conv3d: bool
     amp: str
+    compile: str = "none"
 
 
 def parse_args() -> argparse.Namespace:
@@ -100,11 +103,12 @@ def prepare(work: Path, size: str, res: str, workers: int = 2) -> tuple[Path, Pa
 
 
 def recipe_path(recipe: Path) -> TrainPath:
-    """The recommended path from the recipe config (its feeder, sampler and amp keys)."""
+    """The recommended path from the recipe config (its feeder, sampler, amp and compile keys)."""
     cfg = yaml.safe_load(recipe.read_text())
     return TrainPath("recommended", packed=bool(cfg.get("feeder_args", {}).get("packed", False)),
-                 bucketing=bool(cfg.get("length_bucketing", {}).get("enabled", False)),
-                 conv3d=False, amp=str(cfg.get("amp", "none")))
+                     bucketing=bool(cfg.get("length_bucketing", {}).get("enabled", False)),
+                     conv3d=False, amp=str(cfg.get("amp", "none")),
+                     compile=str(cfg.get("compile", "none")))
 
 
 def loader_for(path: TrainPath, feeder: BaseFeeder, args: argparse.Namespace, seed: int
@@ -147,10 +151,13 @@ def main() -> None:
             model = (conv3d_reference(base) if path.conv3d else _copy(base)).to(device).train()
             optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-4)
             dtype = amp_dtype(path.amp, device)
-            runs[name] = (model, optimizer,
+            check_compile_mode(path.compile, device)
+            runner = model if path.compile == "none" else compile_for_training(model, path.compile)
+            runs[name] = (runner, model, optimizer,
                           make_grad_scaler(device, dtype),
                           StepOptions(device=device, amp_dtype=dtype, log_interval=0,
-                                      max_steps=args.steps, progress_bar=False))
+                                      max_steps=args.steps, progress_bar=False,
+                                      compiled=path.compile != "none"))
         lengths = feeders["default" if "default" in feeders else next(iter(feeders))].video_lengths()
         print(f"{args.arch}, batch 2, crop {args.crop} of {args.res}, {len(lengths)} training videos "
               f"of {min(lengths)}-{max(lengths)} frames (mean {statistics.mean(lengths):.0f}) read "
@@ -159,15 +166,16 @@ def main() -> None:
               f"{args.rounds} rounds per path, torch {torch.__version__}")
         for name, path in paths.items():
             print(f"  {name:12s} packed={path.packed} bucketing={path.bucketing} "
-                  f"{'Conv3d' if path.conv3d else '2-D frames'} amp={path.amp}")
+                  f"{'Conv3d' if path.conv3d else '2-D frames'} amp={path.amp} "
+                  f"compile={path.compile}")
         rates: dict[str, list[float]] = {name: [] for name in paths}
         names = list(paths)
         for round_ in range(args.rounds + 1):  # round 0 warms up every path
             order = names if round_ % 2 == 0 else names[::-1]
             for name in order:
-                model, optimizer, scaler, opts = runs[name]
+                runner, model, optimizer, scaler, opts = runs[name]
                 loader = loader_for(paths[name], feeders[name], args, seed=round_)
-                run = Run(core=model, optimizer=optimizer, scaler=scaler, opts=opts,
+                run = Run(core=model, model=runner, optimizer=optimizer, scaler=scaler, opts=opts,
                           log=lambda _msg: None)
                 state = run.state
                 start = time.perf_counter()

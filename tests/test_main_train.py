@@ -533,9 +533,12 @@ def test_compiled_training_resumes_with_plain_keys_and_matches_eager(data, tmp_p
 
 
 @COMPILE_SLOW
-def test_two_process_gloo_compiled_matches_eager(data, tmp_path):
-    """DDP wraps the compiled module (its hooks see the plain parameters)."""
-    common = dict(eval_splits=[], num_epoch=1, save_interval=1, loss_weights={"Cu": 0.0, "Cp": 0.0})
+@pytest.mark.parametrize("sync_bn", [False, True])
+def test_two_process_gloo_compiled_matches_eager(data, tmp_path, sync_bn):
+    """DDP wraps the compiled module (its hooks see the plain parameters); with --sync-bn the
+    compiled forward runs the synchronised BatchNorm (its collectives break the graph)."""
+    common = dict(eval_splits=[], num_epoch=1, save_interval=1, loss_weights={"Cu": 0.0, "Cp": 0.0},
+                  sync_bn=sync_bn)
     for name, mode in (("eager", "none"), ("compiled", "default")):
         run_two_processes(write_config(tiny_config(data, tmp_path / name, compile=mode, **common),
                                        tmp_path / f"{name}.yaml"), timeout=1800)
