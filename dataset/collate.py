@@ -45,7 +45,8 @@ def _labels(labels: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]
     return flat, lengths
 
 
-def pad_collate(batch: Sequence[tuple[torch.Tensor, Any, Any]], kernel_sizes: Sequence[str]) -> tuple:
+def pad_collate(batch: Sequence[tuple[torch.Tensor, Any, Any]], kernel_sizes: Sequence[str],
+                pad_to_multiple: int = 1) -> tuple:
     """Sort by length (longest first) and pad; returns (video, video_length, labels, label_length, info).
 
     Video items (T, C, H, W), uint8 or float (padding only copies frames): each gets `left_pad`
@@ -53,6 +54,8 @@ def pad_collate(batch: Sequence[tuple[torch.Tensor, Any, Any]], kernel_sizes: Se
     the total stride plus 2 * left_pad; video_length is ceil(T / stride) * stride + 2 * left_pad
     (the original's lengths). Feature items (T, D): padded with the last frame and returned as
     (B, D, T) with the true lengths.
+    `pad_to_multiple` > 1 pads the batch's time length further, with last frames, up to a multiple
+    of it (length buckets: a compiled model sees a few lengths); the lengths stay as above.
     """
     if not batch:
         raise ValueError("cannot collate an empty batch")
@@ -63,17 +66,25 @@ def pad_collate(batch: Sequence[tuple[torch.Tensor, Any, Any]], kernel_sizes: Se
     if videos[0].dim() > 3:
         left_pad, stride = temporal_padding(kernel_sizes)
         video_length = torch.tensor([padded_length(len(v), left_pad, stride) for v in videos], dtype=torch.long)
-        total = padded_length(max_len, left_pad, stride)
+        total = _round_up(padded_length(max_len, left_pad, stride), pad_to_multiple)
         padded = torch.stack([  # padding_index's frames; cat keeps the layout contiguous
             torch.cat((v[:1].expand(left_pad, -1, -1, -1), v, v[-1:].expand(total - len(v) - left_pad, -1, -1, -1)))
             for v in videos
         ])
     else:
         video_length = torch.tensor([len(v) for v in videos], dtype=torch.long)
-        padded = torch.stack([torch.cat((v, v[-1:].expand(max_len - len(v), -1))) for v in videos])
+        total = _round_up(max_len, pad_to_multiple)
+        padded = torch.stack([torch.cat((v, v[-1:].expand(total - len(v), -1))) for v in videos])
         padded = padded.permute(0, 2, 1)
     flat, label_length = _labels(labels)
     return padded, video_length, flat, label_length, list(info)
+
+
+def _round_up(length: int, multiple: int) -> int:
+    """`length` rounded up to a multiple of `multiple` (>= 1)."""
+    if multiple < 1:
+        raise ValueError(f"pad_to_multiple must be >= 1, got {multiple}")
+    return math.ceil(length / multiple) * multiple
 
 
 def padding_counts(video: torch.Tensor, video_length: torch.Tensor) -> tuple[int, int]:

@@ -92,6 +92,7 @@ class BaseFeeder(data.Dataset):
         temporal_scaling: float = 0.2,
         temporal_min_len: int = 32,
         temporal_max_len: int = 230,
+        pad_to_multiple: int = 1,
     ) -> None:
         if datatype not in ("video", "features"):
             raise ValueError(f"datatype {datatype!r} is not supported; use 'video' or 'features'")
@@ -99,6 +100,11 @@ class BaseFeeder(data.Dataset):
             raise ValueError(f"unknown_glosses must be one of {UNKNOWN_GLOSS_POLICIES}, got {unknown_glosses!r}")
         if frame_interval < 1:
             raise ValueError(f"frame_interval must be >= 1, got {frame_interval}")
+        if pad_to_multiple < 1:
+            raise ValueError(f"pad_to_multiple must be >= 1, got {pad_to_multiple}")
+        # Training batches only: a compiled training forward then sees a few lengths (evaluation
+        # runs eager, and its outputs should not depend on the batch's padding).
+        self.pad_to_multiple = pad_to_multiple if mode == "train" else 1
         self.dataset = dataset_spec(dataset).name
         self.prefix = prefix
         self.mode = mode
@@ -236,5 +242,5 @@ class BaseFeeder(data.Dataset):
 
     def collate_fn(self, batch: Sequence[tuple]) -> tuple:
         """Pad a batch for this feeder's temporal stack (see dataset.collate.pad_collate)."""
-        return pad_collate(batch, self.kernel_sizes)
+        return pad_collate(batch, self.kernel_sizes, self.pad_to_multiple)
 

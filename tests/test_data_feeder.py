@@ -165,6 +165,34 @@ def test_feeder_collate_uses_its_kernel_sizes(prepared):
     assert video.shape[1] == math.ceil(longest / 2) * 2 + 2
 
 
+@pytest.mark.parametrize("multiple", [1, 8, 16])
+def test_pad_to_multiple_adds_last_frames_and_keeps_the_lengths(multiple):
+    kernel_sizes = ["K5", "P2", "K5", "P2"]
+    clips = [torch.arange(t, dtype=torch.float32).view(t, 1, 1, 1).expand(t, 3, 2, 2) for t in (9, 5)]
+    batch = [(clip, torch.tensor([1]), str(i)) for i, clip in enumerate(clips)]
+    plain, plain_len, *_ = pad_collate(batch, kernel_sizes)
+    video, length, *_ = pad_collate(batch, kernel_sizes, pad_to_multiple=multiple)
+    total = plain.shape[1]  # 24: the original's padding
+    assert video.shape[1] == math.ceil(total / multiple) * multiple
+    assert torch.equal(video[:, :total], plain) and torch.equal(length, plain_len)
+    assert torch.equal(video[:, total:], plain[:, -1:].expand(-1, video.shape[1] - total, -1, -1, -1))
+    features = [(torch.randn(t, 4), torch.tensor([1]), "f") for t in (3, 5)]
+    padded, lengths, *_ = pad_collate(features, kernel_sizes, pad_to_multiple=multiple)
+    assert padded.shape[2] == math.ceil(5 / multiple) * multiple and lengths.tolist() == [5, 3]
+    with pytest.raises(ValueError, match="pad_to_multiple must be >= 1"):
+        pad_collate(batch, kernel_sizes, pad_to_multiple=0)
+
+
+def test_feeder_pads_training_batches_only(prepared):
+    data = prepared["phoenix2014"]
+    for mode, expected in (("train", 32), ("test", 1)):
+        feeder = _feeder(data, "phoenix2014", mode=mode, pad_to_multiple=32)
+        video, *_ = feeder.collate_fn([feeder[0], feeder[1]])
+        assert feeder.pad_to_multiple == expected and video.shape[1] % expected == 0
+    with pytest.raises(ValueError, match="pad_to_multiple"):
+        _feeder(data, "phoenix2014", mode="train", pad_to_multiple=0)
+
+
 def test_unknown_glosses_warn_once_or_raise(prepared):
     data = dict(prepared["phoenix2014"])
     gloss_dict = dict(data["gloss_dict"])
