@@ -84,7 +84,7 @@ def _round_up(length: int, multiple: int) -> int:
     """`length` rounded up to a multiple of `multiple` (>= 1)."""
     if multiple < 1:
         raise ValueError(f"pad_to_multiple must be >= 1, got {multiple}")
-    return math.ceil(length / multiple) * multiple
+    return -(-length // multiple) * multiple
 
 
 def padding_counts(video: torch.Tensor, video_length: torch.Tensor) -> tuple[int, int]:
