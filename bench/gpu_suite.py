@@ -39,7 +39,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -116,6 +116,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--budget-s", type=float,
                         help="the whole run's time limit in seconds (default: the sections' "
                              "budgets added up, 420 s for the real run)")
+    parser.add_argument("--budget-scale", type=float, default=1.0,
+                        help="multiply every section's budget (a slow or busy machine, the tests)")
     parser.add_argument("--sections", default=",".join(SECTIONS))
     parser.add_argument("--section", choices=SECTIONS, help=argparse.SUPPRESS)
     parser.add_argument("--deadline", type=float, help=argparse.SUPPRESS)
@@ -285,6 +287,7 @@ def derive_workers(report: dict) -> None:
 def run_suite(args: argparse.Namespace) -> dict:
     """Run the chosen sections in child processes, write the JSON and the markdown."""
     sizes = DRY if args.dry_run else REAL
+    sizes = replace(sizes, budgets={n: b * args.budget_scale for n, b in sizes.budgets.items()})
     device = torch.device(args.device)
     names = [n for n in args.sections.split(",") if n]
     unknown = sorted(set(names) - set(SECTIONS))
