@@ -63,7 +63,7 @@ def write_text(path: Path, text: str) -> None:
 
 def conv3d_formulation() -> Callable[[torch.nn.Module], torch.nn.Module]:
     """The original's Conv3d formulation of a model (where it lives: change only this import)."""
-    from modules.conv3d_reference import conv3d_reference
+    from tests.reference.conv3d import conv3d_reference
 
     return conv3d_reference
 
