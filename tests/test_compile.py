@@ -187,3 +187,28 @@ def test_inductor_compiles_the_temporal_part_once_for_every_length(monkeypatch):
         if i == 0:
             first = counters["stats"]["unique_graphs"]
     assert counters["stats"]["unique_graphs"] == first
+
+
+@SLOW
+def test_inductor_compiles_at_most_one_graph_per_length_bucket(monkeypatch):
+    # Inductor (torch 2.13) still specialises the whole video model on the time length: AOT
+    # autograd compiles the backward with the compiled forward's activation strides as concrete
+    # numbers. Lengths padded to buckets (feeder_args.pad_to_multiple) bound the graphs: the 6
+    # lengths collate to 2 multiples of 16 (64 and 80 frames), so at most 2 graphs.
+    from torch._dynamo.utils import counters
+
+    from dataset.collate import pad_collate
+
+    monkeypatch.delenv(BACKEND_ENV, raising=False)
+    model = tiny_model()
+    compiled = compile_for_training(model, "default")
+    start, buckets = counters["stats"]["unique_graphs"], set()
+    for i, time in enumerate(LENGTHS):
+        x, len_x, labels, label_len = batch(time, features=False, seed=i)
+        items = [(x[0], labels[:2], "a"), (x[1, :time - 5], labels[2:], "b")]
+        video, video_len, labels, label_len, _ = pad_collate(items, model.kernel_sizes, 16)
+        buckets.add(video.shape[1])
+        loss, _ = loss_and_grads(model, compiled, (video, video_len, labels, label_len))
+        assert torch.isfinite(loss)
+    assert buckets == {64, 80}
+    assert counters["stats"]["unique_graphs"] - start <= len(buckets)

@@ -3,8 +3,18 @@
 Only the training forward is compiled; evaluation and checkpoints use the bare module, so
 state-dict keys never gain the `_orig_mod.` prefix. The video's time dimension is marked
 dynamic, so that videos of new lengths reuse the captured graph (SLRModel has no shape-dependent
-Python branch on the time length: tests/test_compile.py counts the compilations). Inductor
-still adds guards on the length of the whole video model (torch 2.13; README, Benchmarks).
+Python branch on the time length: tests/test_compile.py counts the compilations).
+
+What still pins the length with inductor (torch 2.13, found with TORCH_LOGS=dynamic and
+TORCHDYNAMO_EXTENDED_DEBUG_GUARD_ADDED on the demo model): AOT autograd compiles the backward
+with the compiled forward's strides of the saved activations evaluated to numbers
+(torch/_inductor/utils.py set_tracing_context_output_strides, then _aot_stage2b_bw_compile
+restrides every saved tensor whose symbolic stride it cannot prove equal); the backward graph
+then mixes constant strides (e.g. 2560 = 64 x 40 frames) with symbolic sizes, and fake-tensor
+checks such as check_contiguous_sizes_strides add guards like Eq(2560, 64*T), which fix T.
+Falling back to ATen for max-pooling (inductor's low-memory max-pool prims) or turning off the
+fake-tensor cache does not remove them (measured: still T = 40). So on varied lengths pad the
+training batches to buckets (feeder_args.pad_to_multiple): one graph per bucket.
 """
 from __future__ import annotations
 
