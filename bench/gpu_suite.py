@@ -397,8 +397,8 @@ def step_section(sizes: Sizes, device: torch.device, out: Section) -> None:
 def decode_section(sizes: Sizes, device: torch.device, out: Section) -> None:
     """The dev-size beam search on `device` and on the CPU, plain and with a 3-gram LM."""
     from bench.decode import GlossGrammar, ctc_logits
-    from utils.decode import Decode
-    from utils.lm import estimate_kneser_ney
+    from decoding.build_lm import estimate_kneser_ney
+    from decoding.decoder import Decoder
 
     grammar = GlossGrammar(sizes.classes, 0)
     corpus = [[f"G{c}" for c in grammar.sentence()] for _ in range(sizes.lm_sentences)]
@@ -412,7 +412,7 @@ def decode_section(sizes: Sizes, device: torch.device, out: Section) -> None:
     out.data["devices"] = [str(d) for d in devices]
     out.data["rates"] = {}
     for lm_name, extra in (("none", {}), ("3-gram", {"lm": lm, "lm_weight": 0.5, "word_bonus": 1.0})):
-        decoder = Decode(gloss_dict, sizes.classes, "beam", beam_width=10, **extra)
+        decoder = Decoder(gloss_dict, sizes.classes, "beam", beam_width=10, **extra)
         rates: dict[str, list[float]] = {str(d): [] for d in devices}
         inputs = {str(d): (log_probs.to(d), lengths.to(d)) for d in devices}
         for d in devices:
