@@ -156,6 +156,13 @@ class Recogniser:
         return shown, gloss_sheet(outcome.rec, position, blended, outcome.prepared)
 
 
+def gallery_label(first: int, last: int, shown: int) -> str:
+    """The overlay gallery's caption: which frames of the gloss it shows."""
+    count = last - first + 1
+    which = f"all {count}" if shown == count else f"the first {shown} of {count}"
+    return f"Frames {first}-{last} of the gloss ({which}) with its Grad-CAM heat map"
+
+
 TIMELINE_PX = 540  # width the label lanes are planned for (the page's right column)
 LANE_PX = 16  # height of one lane of labels
 
@@ -255,8 +262,9 @@ def build_page(recogniser: Recogniser, title: str):
         except InputError as exc:
             gr.Warning(str(exc))
             return [], None
-        first = outcome.result["glosses"][int(position)]["frames"][0]
-        return [(f, f"frame {first + i}") for i, f in enumerate(frames)], sheet
+        first, last = outcome.result["glosses"][int(position)]["frames"]
+        return gr.update(value=[(f, f"frame {first + i}") for i, f in enumerate(frames)],
+                         label=gallery_label(first, last, len(frames))), sheet
 
     with gr.Blocks(title=title, delete_cache=(600, 600)) as page:
         gr.Markdown(f"# {html.escape(title)}\nUpload a sign video or a zip of its frames, or record "

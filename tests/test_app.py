@@ -24,7 +24,7 @@ import pytest
 import app
 from dataset.synthetic import vocabulary
 from inference.fonts import draw_text, find_cjk_font
-from inference.web import InputError, Limits, read_upload, timeline_html
+from inference.web import InputError, Limits, gallery_label, read_upload, timeline_html
 from utils.checkpoint import load_checkpoint, save_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -103,6 +103,11 @@ def test_timeline_lists_each_gloss_span():
     assert re.findall(r'data-gloss="([^"]*)" data-first="(\d+)" data-last="(\d+)"', page) == [
         ("你好", "0", "9"), ("A&lt;B", "10", "19")]
     assert "left:50.00%;width:50.00%" in page
+
+
+def test_gallery_says_which_frames_it_shows():
+    assert gallery_label(0, 7, 8) == "Frames 0-7 of the gloss (all 8) with its Grad-CAM heat map"
+    assert "(the first 24 of 30)" in gallery_label(10, 39, 24)
 
 
 def test_cjk_text_is_drawn_with_real_glyphs(monkeypatch):
@@ -258,6 +263,8 @@ def test_page_in_a_real_browser(server, cjk, tmp_path):
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#sheet img"))  # Grad-CAM, gloss 0
         overlays = driver.find_elements(By.CSS_SELECTOR, "#overlays img")
         assert len(overlays) == spans[0][2] - spans[0][1] + 1
+        assert gallery_label(spans[0][1], spans[0][2], len(overlays)) in \
+            driver.find_element(By.CSS_SELECTOR, "#overlays").text
         assert [label[0] for label in _timeline_labels(driver)] == cjk["sentence"]
         shot = Path(os.environ.get(SCREENSHOT_ENV) or tmp_path / "page.png")
         driver.save_screenshot(str(shot))
