@@ -1,6 +1,7 @@
 """CTM hypothesis files: ``<fileid> <channel> <start> <duration> <word> [<confidence>]``."""
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,8 +36,22 @@ def read_ctm(path: str | os.PathLike) -> list[CtmWord]:
             raise ScoringInputError(f"{path}:{number}: start and duration must be numbers, got "
                                     f"{fields[2]!r} and {fields[3]!r}") from None
         word = check_plain_word(fields[4], path, number)
+        if len(fields) == 6:
+            check_confidence(fields[5], path, number)
         words.append(CtmWord(fields[0], fields[1], start, duration, word, number))
     return words
+
+
+def check_confidence(text: str, path: str | os.PathLike, line: int) -> float:
+    """The optional sixth field as a finite number, else a ScoringInputError naming file and line."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise ScoringInputError(f"{path}:{line}: the confidence (sixth field) must be a number, got {text!r}; "
+                                f"write a number or leave the field out")
+    return value
 
 
 def write_ctm(path: str | os.PathLike, hypotheses: Mapping[str, Sequence[str]]) -> None:

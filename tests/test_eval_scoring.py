@@ -64,6 +64,8 @@ def test_ctm_round_trip_with_chinese(tmp_path: Path) -> None:
     assert (tmp_path / "h.ctm").read_text(encoding="utf-8").splitlines() == [
         "S000020_P0000_T00 1 0.00 0.01 他", "S000020_P0000_T00 1 0.01 0.02 今天"]
     assert [w.word for w in read_ctm(tmp_path / "h.ctm")] == ["他", "今天"]
+    (tmp_path / "c.ctm").write_text("a 1 0.00 0.01 A 0.25\na 1 0.01 0.02 B -1.5e-3\n", encoding="utf-8")
+    assert [w.word for w in read_ctm(tmp_path / "c.ctm")] == ["A", "B"]  # numeric confidences are fine
     with pytest.raises(ValueError, match="without spaces"):
         write_ctm(tmp_path / "bad.ctm", {"a": ["TWO WORDS"]})
 
@@ -76,6 +78,8 @@ def test_ctm_round_trip_with_chinese(tmp_path: Path) -> None:
     (b"zz 1 0.00 0.01 A\n", r"h\.ctm:1: file id 'zz' is not in the reference"),
     (b"a 2 0.00 0.01 A\n", r"h\.ctm:1: channel '2'"),
     (b"a 1 0.00 0.01 A;B\n", r"h\.ctm:1: word 'A;B' has a special meaning for sclite"),
+    (b"a 1 0 1 A 0.9\na 1 1 2 B hi\n", r"h\.ctm:2: the confidence \(sixth field\) must be a number, got 'hi'"),
+    (b"a 1 0.00 0.01 A nan\n", r"h\.ctm:1: the confidence .* got 'nan'"),
 ])
 def test_bad_ctm_names_file_and_line(tmp_path: Path, content: bytes, message: str) -> None:
     stm = _stm(tmp_path / "r.stm", {"a": ("s1", ["A"])})
