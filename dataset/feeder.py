@@ -16,7 +16,7 @@ from dataset.collate import pad_collate
 from dataset.hints import FrameSource, FramesError, damaged_frames_hint, missing_frames_hint
 from dataset.layout import frames_root
 from dataset.registry import dataset_spec
-from dataset.pack_freshness import stale_videos
+from dataset.pack_freshness import mismatch_report
 from dataset.images import read_rgb
 from dataset.packed import PackedFrames, PackError
 from dataset.transforms import VideoTransform, build_transform
@@ -131,7 +131,7 @@ class BaseFeeder(data.Dataset):
         self._pack: PackedFrames | None = None
         if packed:
             packed_dir = Path(packed_dir) if packed_dir is not None else self.info_dir / f"packed-{frames_res}"
-            self._pack = PackedFrames.open(packed_dir, mode)
+            self._pack = PackedFrames.open(packed_dir, mode, dataset=self.dataset)
             missing = [e["fileid"] for e in self.inputs_list if e["fileid"] not in self._pack]
             if missing:
                 raise PackError(f"{len(missing)} videos of {mode} are not in the pack {packed_dir} "
@@ -140,14 +140,11 @@ class BaseFeeder(data.Dataset):
             self._check_pack_is_current(packed_dir)
 
     def _check_pack_is_current(self, packed_dir: Path) -> None:
-        """Refuse a pack older than the resized frames beside it (preprocessing redid videos since)."""
+        """Refuse a pack that does not hold the resized frames beside it (redone since, or others)."""
         video_dirs = {e["fileid"]: self.frames_dir / posixpath.dirname(e["folder"]) for e in self.inputs_list}
-        stale = stale_videos(self._pack.index.get("frames_from") or {}, video_dirs)
-        if stale:
-            raise PackError(f"the pack {packed_dir} of the {self.mode} split holds older frames of {len(stale)} "
-                            f"videos than {self.frames_dir} (first: {stale[:3]}): they were resized again "
-                            f"after packing; re-run the preprocessing with --pack (it rewrites only the "
-                            f"stale splits)")
+        problem = mismatch_report(self._pack.index, video_dirs, packed_dir, self.mode, self.frames_dir)
+        if problem:
+            raise PackError(problem)
 
     def _report_unknown(self, unknown: Mapping[str, int], policy: str) -> None:
         """Warn once (or raise) listing glosses of this split that the gloss dict lacks."""

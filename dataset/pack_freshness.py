@@ -3,17 +3,23 @@
 `--pack` records, for every video, the manifest of its resized frames (size, modification time,
 and a digest of the frames it lists). A later `--process-image` that redoes a video rewrites that
 manifest; training with `feeder_args.packed: true` then finds the pack stale and says so, rather
-than training on the older frames. Videos whose resized frames are not on this machine (a pack
-copied alone) are not checked: the pack is all there is.
+than training on the older frames. The pack also records the folder it was made from: frames that
+differ in another folder (another copy of the dataset, another video set) or that are no newer than
+the pack's are reported as the pack being built from other frames, not as resized again. Videos whose
+resized frames are not on this machine (a pack copied alone) are not checked: the pack is all there is.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
-from typing import Mapping
+from typing import Iterable, Mapping
 
 from dataset.layout import MANIFEST, read_manifest
+
+RESIZED_AGAIN = "resized again after packing"
+OTHER_FRAMES = "built from other frames"
 
 FramesRecord = list  # [manifest size, manifest mtime_ns, digest of the listed frames' names and contents]
 
@@ -37,9 +43,22 @@ def frames_record(video_dir: str | Path) -> FramesRecord | None:
     return [stat.st_size, stat.st_mtime_ns, frames_digest(manifest)]
 
 
-def stale_videos(recorded: Mapping[str, FramesRecord], video_dirs: Mapping[str, Path]) -> list[str]:
-    """Videos whose resized frames changed since the pack recorded them (in `video_dirs` order)."""
-    stale = []
+def frames_folder(video_dirs: Iterable[str | Path]) -> str | None:
+    """The folder holding all of a split's resized video folders (resolved), None for no videos."""
+    dirs = [os.path.abspath(d) for d in video_dirs]
+    return str(Path(os.path.commonpath(dirs)).resolve()) if dirs else None
+
+
+def stale_videos(recorded: Mapping[str, FramesRecord], video_dirs: Mapping[str, Path],
+                 packed_from: str | None = None) -> dict[str, str]:
+    """Videos whose resized frames differ from those packed (in `video_dirs` order), each with why:
+    RESIZED_AGAIN when these folders were rewritten after packing, else OTHER_FRAMES.
+
+    `packed_from` is the folder the pack was made from (frames_folder); None (packs before it was
+    recorded) takes these folders to be that one.
+    """
+    same_folder = packed_from is None or frames_folder(video_dirs.values()) == packed_from
+    stale = {}
     for fileid, video_dir in video_dirs.items():
         old = recorded.get(fileid)
         if not old:
@@ -52,5 +71,26 @@ def stale_videos(recorded: Mapping[str, FramesRecord], video_dirs: Mapping[str, 
             continue  # unchanged since packing: no need to read it
         new = frames_record(video_dir)
         if new is None or new[2] != old[2]:
-            stale.append(fileid)
+            # A rewritten manifest is newer than the one packed; older or other folders' frames were
+            # never the pack's.
+            stale[fileid] = RESIZED_AGAIN if same_folder and stat.st_mtime_ns > old[1] else OTHER_FRAMES
     return stale
+
+
+def mismatch_report(index: Mapping, video_dirs: Mapping[str, Path], packed_dir: Path, split: str,
+                    frames_dir: Path) -> str | None:
+    """Why a split's pack does not hold the resized frames in `video_dirs`, or None when it does."""
+    stale = stale_videos(index.get("frames_from") or {}, video_dirs, index.get("frames_dir"))
+    if not stale:
+        return None
+    other = [fileid for fileid, why in stale.items() if why == OTHER_FRAMES]
+    if not other:
+        return (f"the pack {packed_dir} of the {split} split holds older frames of {len(stale)} videos than "
+                f"{frames_dir} (first: {list(stale)[:3]}): they were {RESIZED_AGAIN}; re-run the preprocessing "
+                f"with --pack (it rewrites only the stale splits)")
+    source = index.get("frames_dir")
+    where = f", packed from {source}" if source and source != frames_folder(video_dirs.values()) else ""
+    return (f"the pack {packed_dir} of the {split} split was {OTHER_FRAMES} than those in {frames_dir} for "
+            f"{len(other)} videos (first: {other[:3]}{where}): it belongs to another copy of the dataset or "
+            f"another video set; point feeder_args.packed_dir at the pack of these frames, or re-run the "
+            f"preprocessing with --pack to rebuild it from them")

@@ -21,13 +21,13 @@ import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import cv2
 import numpy as np
 
 from dataset.images import read_rgb
-from dataset.pack_freshness import frames_record
+from dataset.pack_freshness import frames_folder, frames_record
 from utils.atomic import atomic_path
 from utils.errors import BadFileError, MissingFileError
 
@@ -130,14 +130,16 @@ def pack_settings(fmt: str, quality: int) -> dict:
     return {"version": PACK_VERSION, "format": fmt, "quality": int(quality) if fmt == "jpeg" else None}
 
 
-def pack_is_current(packed_dir: str | Path, split: str, settings: dict, signature: str) -> bool:
-    """True when the split's finished pack was made with `settings` from the same frames."""
+def pack_is_current(packed_dir: str | Path, split: str, settings: dict, signature: str,
+                    dataset: str | None = None) -> bool:
+    """True when the split's finished pack was made with `settings` from the same frames (of `dataset`)."""
     index_path = packed_paths(packed_dir, split).index
     try:
         index = json.loads(index_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    if {k: index.get(k) for k in settings} != settings or index.get("source") != signature:
+    if ({k: index.get(k) for k in settings} != settings or index.get("source") != signature
+            or index.get("dataset") != dataset):
         return False
     try:
         PackedFrames.open(packed_dir, split)
@@ -164,9 +166,9 @@ def _resume_point(paths: PackPaths, fmt: str, expected: dict) -> tuple[int, int,
 def write_packed(
     packed_dir: str | Path, split: str, videos: Sequence[tuple[str, Sequence[str | Path]]],
     fmt: str = DEFAULT_FORMAT, quality: int = DEFAULT_JPEG_QUALITY,
-    on_video: Callable[[int], None] | None = None,
+    on_video: Callable[[int], None] | None = None, dataset: str | None = None,
 ) -> dict:
-    """Pack `videos` (fileid, sorted frame paths) into `packed_dir`; returns the index.
+    """Pack `videos` (fileid, sorted frame paths) of `dataset` into `packed_dir`; returns the index.
 
     Resumable: the progress file records the videos whose frames and offsets are on disk (flushed
     and synced first), so a rerun after an interruption truncates the partial files to that point
@@ -229,7 +231,10 @@ def write_packed(
     os.replace(data_partial, paths.data(fmt))
     index = {**settings, "source": signature, "frame_shape": shape or [0, 0, 3], "num_frames": frames_done,
              "data_bytes": bytes_done, "videos": entries,
-             "frames_from": {fileid: frames_record(Path(frames[0]).parent) for fileid, frames in videos if frames}}
+             "frames_from": {fileid: frames_record(Path(frames[0]).parent) for fileid, frames in videos if frames},
+             "frames_dir": frames_folder([Path(frames[0]).parent for _, frames in videos if frames])}
+    if dataset is not None:
+        index["dataset"] = dataset
     with atomic_path(paths.index) as tmp:
         tmp.write_text(json.dumps(index), encoding="utf-8")
     paths.progress.unlink(missing_ok=True)
@@ -254,6 +259,98 @@ def _half_written(paths: PackPaths, packed_dir: Path, split: str) -> str | None:
             "re-run the preprocessing with --pack to finish it")
 
 
+REPACK = "rebuild it: preprocessing with --pack --repack"
+MAX_SIDE = 65535  # the largest JPEG side; no pack frame is larger
+
+
+def _count(value: object) -> bool:
+    """Whether `value` is a non-negative JSON integer (not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def read_index(path: Path) -> dict:
+    """A split's pack index, checked field by field; a PackError naming `path` otherwise.
+
+    The checks bound every later read: video entries lie inside the frame table, the frame shape
+    is three sides of at most MAX_SIDE (and, with the frame table, the frames' own), so that no
+    crafted index makes a reader allocate more than its frames or read another video's frames.
+    """
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as error:
+        raise PackError(f"{path}: not a readable pack index ({error}); {REPACK}") from None
+    if not isinstance(index, dict):
+        raise PackError(f"{path}: not a pack index (a JSON {type(index).__name__}, not an object); {REPACK}")
+    if index.get("version") == 1 and index.get("format") == "raw-rgb-uint8":  # the first pack layout
+        index = {**index, "format": "raw", "data_bytes": None}
+    elif index.get("version") != PACK_VERSION or index.get("format") not in FORMATS:
+        raise PackError(f"{path}: pack version {index.get('version')} / format {index.get('format')!r} "
+                        f"is not one this code reads (version {PACK_VERSION}, {', '.join(FORMATS)}); re-pack")
+    shape, frames = index.get("frame_shape"), index.get("num_frames")
+    if not _count(frames):
+        raise PackError(f"{path}: num_frames {frames!r} is not a count of frames; {REPACK}")
+    if (not isinstance(shape, list) or len(shape) != 3 or not all(_count(side) for side in shape)
+            or shape[2] != 3 or max(shape[:2]) > MAX_SIDE or (frames and min(shape[:2]) == 0)):
+        raise PackError(f"{path}: frame_shape {shape!r} is not [height, width, 3] with sides from 1 to "
+                        f"{MAX_SIDE}; {REPACK}")
+    if index["data_bytes"] is None:  # version 1 stored no byte count: raw frames of frame_shape
+        index["data_bytes"] = frames * shape[0] * shape[1] * shape[2]
+    if not _count(index.get("data_bytes")):
+        raise PackError(f"{path}: data_bytes {index.get('data_bytes')!r} is not a count of bytes; {REPACK}")
+    videos = index.get("videos")
+    if not isinstance(videos, dict):
+        raise PackError(f"{path}: 'videos' is not an object of video id -> [first frame, frame count]; {REPACK}")
+    for fileid, entry in videos.items():
+        if not (isinstance(entry, list) and len(entry) == 2 and _count(entry[0]) and _count(entry[1])
+                and entry[0] + entry[1] <= frames):
+            raise PackError(f"{path}: video {fileid!r} has the entry {entry!r}, not [first frame, frame count] "
+                            f"with both non-negative and inside the {frames} frames of the pack; {REPACK}")
+    if not isinstance(index.get("frames_from") or {}, dict) or not isinstance(index.get("dataset", ""), str):
+        raise PackError(f"{path}: 'frames_from' or 'dataset' is malformed; {REPACK}")
+    return index
+
+
+def read_table(path: Path, index: Mapping, index_name: str) -> np.ndarray:
+    """The frame table of an encoded pack (memory-mapped), checked against its index.
+
+    Plain int64 only (np.load refuses pickled objects); every frame's bytes lie inside the
+    frames file, and the last frame ends where the index says the file does.
+    """
+    try:
+        table = np.load(path, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        table = None
+    except (ValueError, EOFError, OSError) as error:
+        raise PackError(f"{path}: not a frame table of plain integers ({error}); {REPACK}") from None
+    frames, size = index["num_frames"], index["data_bytes"]
+    if table is None or table.dtype != np.int64 or table.shape != (frames, 3):
+        raise PackError(f"{path} is missing or does not match {index_name} ({frames} frames, {size} bytes); "
+                        f"re-pack")
+    if frames:
+        rows = np.asarray(table[:, :2])
+        ends = rows[:, 0] + rows[:, 1]
+        if rows.min() < 0 or ends.max() > size or int(ends[-1]) != size:
+            raise PackError(f"{path}: frame offsets or lengths outside the {size} bytes of the frames file "
+                            f"recorded in {index_name}; {REPACK}")
+    return table
+
+
+def frame_header_shape(data: np.ndarray, fmt: str) -> tuple[int, int, int] | None:
+    """(H, W, 3) that an encoded frame's header states (without decoding it), or None if unreadable."""
+    if fmt == "jpeg":
+        import simplejpeg
+
+        try:
+            height, width, _, _ = simplejpeg.decode_jpeg_header(data)
+        except ValueError:
+            return None
+        return int(height), int(width), 3
+    head = bytes(data[:24])
+    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big"), 3
+
+
 @dataclass
 class PackedFrames:
     """Read-only view of one split's pack; `read(fileid, selection)` gives the frames a clip needs."""
@@ -263,8 +360,9 @@ class PackedFrames:
     table_path: Path | None = None
 
     @classmethod
-    def open(cls, packed_dir: str | Path, split: str) -> "PackedFrames":
-        """Open a split's pack, checking that it is complete and that its files agree."""
+    def open(cls, packed_dir: str | Path, split: str, dataset: str | None = None) -> "PackedFrames":
+        """Open a split's pack, checking that it is complete, that its files agree and, given
+        `dataset`, that it was made from that dataset's frames."""
         packed_dir = Path(packed_dir)
         paths = packed_paths(packed_dir, split)
         if not paths.index.is_file():
@@ -275,13 +373,11 @@ class PackedFrames:
                 f"packed cache for split {split!r} not found in {packed_dir} (need {paths.index.name}); "
                 "run preprocessing with --pack"
             )
-        index = json.loads(paths.index.read_text(encoding="utf-8"))
-        if index.get("version") == 1 and index.get("format") == "raw-rgb-uint8":  # the first pack layout
-            index = {**index, "format": "raw"}
-            index["data_bytes"] = index["num_frames"] * int(np.prod(index["frame_shape"]))
-        elif index.get("version") != PACK_VERSION or index.get("format") not in FORMATS:
-            raise PackError(f"{paths.index}: pack version {index.get('version')} / format {index.get('format')!r} "
-                            f"is not one this code reads (version {PACK_VERSION}, {', '.join(FORMATS)}); re-pack")
+        index = read_index(paths.index)
+        if dataset is not None and index.get("dataset") not in (None, dataset):
+            raise PackError(f"{paths.index}: a pack of {index['dataset']} frames, but the run is for {dataset} "
+                            f"(--dataset / key 'dataset'); point feeder_args.packed_dir at the {dataset} pack "
+                            f"or re-run the {dataset} preprocessing with --pack")
         fmt = index["format"]
         data_path = paths.data(fmt)
         if not data_path.is_file():
@@ -295,12 +391,17 @@ class PackedFrames:
                 raise PackError(f"{paths.index}: {index['num_frames']} frames of {index['frame_shape']} do not "
                                 f"make {index['data_bytes']} bytes; re-pack")
             return cls(data_path=data_path, index=index)
-        table = np.load(paths.table, mmap_mode="r") if paths.table.is_file() else None
-        if (table is None or table.shape != (index["num_frames"], 3)
-                or (len(table) and int(table[-1, 0] + table[-1, 1]) != index["data_bytes"])):
-            raise PackError(f"{paths.table} is missing or does not match {paths.index.name} "
-                            f"({index['num_frames']} frames, {index['data_bytes']} bytes); re-pack")
-        return cls(data_path=data_path, index=index, table_path=paths.table)
+        table = read_table(paths.table, index, paths.index.name)
+        pack = cls(data_path=data_path, index=index, table_path=paths.table)
+        if len(table):  # the frame shape the index states must be the frames' own, before any allocation
+            begin, length, _ = (int(v) for v in table[0])
+            stated = frame_header_shape(pack._bytes()[begin:begin + length], fmt)
+            if stated is None:
+                raise PackError(f"{data_path}: its first frame is not a readable {fmt} frame; {REPACK}")
+            if stated != tuple(index["frame_shape"]):
+                raise PackError(f"{paths.index}: frame_shape {index['frame_shape']} but the first frame of "
+                                f"{data_path.name} is {list(stated)}: the files do not belong together; {REPACK}")
+        return pack
 
     def __post_init__(self) -> None:
         # Opened lazily so that a DataLoader worker maps the files itself instead of pickling them.
@@ -376,6 +477,9 @@ class PackedFrames:
             encoded = data[begin:begin + length]
             if zlib.crc32(encoded) != crc:
                 raise PackError(self._corrupt(fileid, frame, start, "its bytes do not match their CRC-32"))
+            stated = frame_header_shape(encoded, self.format)
+            if stated is not None and stated != self.frame_shape:  # refused before the decoder allocates
+                raise PackError(self._corrupt(fileid, frame, start, f"its header states {stated}"))
             try:
                 image = decode_frame(encoded, self.format)
             except ValueError as error:

@@ -1,6 +1,8 @@
 """`--pack`: the size estimate, the free-space check and the writing of every split's frame pack."""
 from __future__ import annotations
 
+import errno
+import json
 import posixpath
 import shutil
 from dataclasses import dataclass
@@ -102,6 +104,20 @@ def check_space(needed: dict[str, int], fmt: str, free: int, where: Path) -> Non
     )
 
 
+def out_of_space(packed_dir: Path, split: str, fmt: str, left: Sequence[SizeEstimate]) -> str:
+    """The report of a disk that filled up while the pack of `split` was written (`left`: it and the
+    splits after it)."""
+    progress = packed_paths(packed_dir, split).progress
+    try:  # what the interrupted split already holds: a rerun continues from there
+        written = int(json.loads(progress.read_text(encoding="utf-8"))["bytes"])
+    except (OSError, ValueError, KeyError, TypeError):
+        written = 0
+    needed = max(sum(e.bytes[fmt] for e in left) - written, 0)
+    return (f"no space left on the disk of {packed_dir} while writing the {fmt} pack of the {split} split: "
+            f"about {human(needed)} ({needed} bytes) more are needed, {human(free_bytes(packed_dir))} are free; "
+            f"free that much and rerun (the finished videos are kept), or choose another --output-dir")
+
+
 def pack_splits(dataset: str, root: Path, infos: dict[str, InfoDict], res_tag: str, out_dir: Path,
                 fmt: str, quality: int, repack: bool = False) -> Path:
     """Estimate, check the space for, and write the pack of every split; returns the pack folder.
@@ -116,7 +132,7 @@ def pack_splits(dataset: str, root: Path, infos: dict[str, InfoDict], res_tag: s
     for line in estimate_table(estimates, quality):
         print(f"  {line}")
     todo = [split for split, v in videos.items()
-            if repack or not pack_is_current(packed_dir, split, settings, source_signature(v))]
+            if repack or not pack_is_current(packed_dir, split, settings, source_signature(v), dataset)]
     needed = {f: sum(e.bytes[f] for e in estimates if e.split in todo) for f in FORMATS}
     check_space(needed, fmt, free_bytes(packed_dir), packed_dir)
     for split, split_list in videos.items():
@@ -127,7 +143,13 @@ def pack_splits(dataset: str, root: Path, infos: dict[str, InfoDict], res_tag: s
             paths = packed_paths(packed_dir, split)
             paths.index.unlink(missing_ok=True)
             paths.progress.unlink(missing_ok=True)
-        index = write_packed(packed_dir, split, split_list, fmt, quality)
+        try:
+            index = write_packed(packed_dir, split, split_list, fmt, quality, dataset=dataset)
+        except OSError as error:
+            if error.errno != errno.ENOSPC:
+                raise
+            left = [e for e in estimates if e.split in todo[todo.index(split):]]
+            raise PreprocessError(out_of_space(packed_dir, split, fmt, left)) from None
         print(f"packed {split}: {len(split_list)} videos, {index['num_frames']} frames, "
               f"{human(index['data_bytes'])} ({fmt}) -> {packed_dir}")
     return packed_dir

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 
@@ -220,3 +221,111 @@ def test_training_refuses_a_pack_older_than_the_resized_frames(prepared, tmp_pat
     shutil.rmtree(root)
     root.mkdir()
     _feeder(data, "dev", packed=True)
+
+
+def _crafted(prepared, tmp_path, fmt: str = "jpeg") -> tuple[dict, object]:
+    """A two-video pack of `fmt` and its paths, for crafting its index or table."""
+    write_packed(tmp_path, "dev", prepared["videos"][:2], fmt)
+    paths = packed_paths(tmp_path, "dev")
+    return json.loads(paths.index.read_text()), paths
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda i: {**i, "videos": {**i["videos"], "v": [-5, 3]}}, r"video 'v' has the entry \[-5, 3\].*non-negative"),
+    (lambda i: {**i, "videos": {**i["videos"], "v": [1, i["num_frames"]]}}, r"inside the \d+ frames"),
+    (lambda i: {**i, "videos": {**i["videos"], "v": [0, "3"]}}, r"video 'v' has the entry"),
+    (lambda i: {**i, "frame_shape": [400000, 400000, 3]}, r"frame_shape \[400000, 400000, 3\] is not"),
+    (lambda i: {**i, "frame_shape": [60000, 60000, 3]}, r"frame_shape \[60000, 60000, 3\] but the first frame"),
+    (lambda i: {**i, "frame_shape": [64, 80]}, r"frame_shape \[64, 80\] is not"),
+    (lambda i: {**i, "num_frames": -1}, r"num_frames -1"),
+    (lambda i: {**i, "videos": [1, 2]}, r"'videos' is not an object"),
+])
+def test_crafted_pack_index_is_refused_on_open(prepared, tmp_path, change, message):
+    index, paths = _crafted(prepared, tmp_path)
+    paths.index.write_text(json.dumps(change(index)))
+    with pytest.raises(PackError, match=rf"dev\.json: .*{message}"):
+        PackedFrames.open(tmp_path, "dev")
+
+
+def test_crafted_raw_frame_shape_is_refused_before_reading(prepared, tmp_path):
+    index, paths = _crafted(prepared, tmp_path, "raw")
+    paths.index.write_text(json.dumps({**index, "frame_shape": [65535, 65535, 3]}))
+    with pytest.raises(PackError, match=r"do not belong together|do not make"):
+        PackedFrames.open(tmp_path, "dev")
+
+
+def test_unreadable_pack_index_and_table_name_the_file(prepared, tmp_path):
+    index, paths = _crafted(prepared, tmp_path)
+    paths.index.write_text("{\"version\": 2,")
+    with pytest.raises(PackError, match=r"dev\.json: not a readable pack index"):
+        PackedFrames.open(tmp_path, "dev")
+    paths.index.write_text("[2]")
+    with pytest.raises(PackError, match=r"dev\.json: not a pack index \(a JSON list"):
+        PackedFrames.open(tmp_path, "dev")
+    paths.index.write_text(json.dumps(index))
+    table = np.load(paths.table)
+    np.save(paths.table, np.array([[int(v) for v in row] for row in table], dtype=object), allow_pickle=True)
+    with pytest.raises(PackError, match=r"dev\.frames\.npy: not a frame table of plain integers"):
+        PackedFrames.open(tmp_path, "dev")
+    shifted = table.copy()
+    shifted[0, 0] = -1
+    np.save(paths.table, shifted)
+    with pytest.raises(PackError, match=r"dev\.frames\.npy: frame offsets or lengths outside"):
+        PackedFrames.open(tmp_path, "dev")
+    np.save(paths.table, table)
+    PackedFrames.open(tmp_path, "dev")  # the pack itself was fine
+
+
+def test_pack_of_another_dataset_is_refused(prepared, tmp_path):
+    write_packed(tmp_path, "dev", prepared["videos"][:2], "jpeg", dataset="phoenix2014")
+    PackedFrames.open(tmp_path, "dev", dataset="phoenix2014")
+    with pytest.raises(PackError, match=r"a pack of phoenix2014 frames, but the run is for phoenix2014-T"):
+        PackedFrames.open(tmp_path, "dev", dataset="phoenix2014-T")
+
+
+def test_pack_records_its_dataset_and_a_pack_without_it_is_rewritten(prepared, tmp_path, capsys):
+    assert _pack_cli(prepared, tmp_path) == 0
+    packed = tmp_path / f"packed-{RES}"
+    assert json.loads((packed / "dev.json").read_text())["dataset"] == "phoenix2014"
+    index = json.loads((packed / "dev.json").read_text())
+    del index["dataset"]
+    (packed / "dev.json").write_text(json.dumps(index))
+    capsys.readouterr()
+    assert _pack_cli(prepared, tmp_path) == 0
+    assert "packed dev" in capsys.readouterr().out  # not 'up to date': it did not say whose frames it held
+
+
+def test_pack_of_other_frames_is_not_called_resized_again(prepared, tmp_path):
+    """The pack of one copy of the dataset over the frames of another: 'built from other frames'."""
+    import cv2
+
+    from dataset.layout import raw_frames_root
+
+    assert _pack_cli(prepared, tmp_path / "a") == 0
+    root, out = tmp_path / "raw", tmp_path / "pre"
+    shutil.copytree(prepared["root"], root)  # times kept: the resized frames stay up to date
+    entry = load_info(prepared["out"] / "dev_info.npy")[0]
+    source = sorted((raw_frames_root("phoenix2014", root) / os.path.dirname(entry["folder"])).glob("*.png"))[0]
+    cv2.imwrite(str(source), 255 - cv2.imread(str(source)))  # another video under the same id
+    assert preprocess("phoenix2014", ["--dataset-root", str(root), "--output-dir", str(out), "--output-res", RES,
+                                      "-p"]) == 0
+    data = {**prepared, "root": root, "out": out}
+    with pytest.raises(PackError, match=rf"built from other frames than those in .* for 1 videos .*{entry['fileid']}"
+                                        rf".*packed from {prepared['root']}") as caught:
+        _feeder(data, "dev", packed=True, packed_dir=tmp_path / "a" / f"packed-{RES}")
+    assert "resized again" not in str(caught.value)
+
+
+def test_full_disk_while_packing_is_one_line(prepared, tmp_path, monkeypatch, capsys):
+    import errno
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    assert _pack_cli(prepared, tmp_path) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("error: no space left on the disk of ")
+    assert f"packed-{RES}" in err and "the train split" in err and re.search(r"\(\d+ bytes\) more are needed", err)
+    monkeypatch.undo()
+    assert _pack_cli(prepared, tmp_path) == 0
