@@ -24,6 +24,7 @@ from preprocess.common import (
     save_npy_dict,
     write_stm,
 )
+from dataset.provenance import write_record
 from dataset.registry import DATASETS, dataset_spec
 from preprocess.datasets import drop_empty_videos, empty_videos, load_raw_dataset
 from preprocess.pack import pack_splits
@@ -137,6 +138,25 @@ def apply_resize_results(info: InfoDict, results: Sequence[ResizeResult]) -> boo
     return changed
 
 
+def check_no_empty_split(dataset: str, root: Path, listed: dict[str, InfoDict], kept: dict[str, InfoDict]) -> None:
+    """Refuse a split without videos, saying why: its annotations list none, or none has frames."""
+    spec = dataset_spec(dataset)
+    for split in spec.splits:
+        if info_entries(kept[split]):
+            continue
+        count = len(info_entries(listed[split]))
+        reason = (f"none of its {count} videos has frames (--drop-empty left it empty)" if count else
+                  f"the annotations in {root / spec.root_marker} list no video for it")
+        raise PreprocessError(f"the {split} split of {dataset} is empty: {reason}; training and evaluation read "
+                              f"every split, so check that the download is complete and --dataset-root points at it")
+
+
+def record_dataset(dataset: str, out_dir: Path) -> None:
+    """Name the dataset of the info files and gloss dict just written (dataset.provenance: a sidecar,
+    so that the original tools still read the files)."""
+    write_record(out_dir, dataset, ["gloss_dict.npy", *(f"{split}_info.npy" for split in dataset_spec(dataset).splits)])
+
+
 def run(dataset: str, args: argparse.Namespace) -> int:
     """Do the whole preprocessing for parsed `args`; returns the process exit status."""
     spec = dataset_spec(dataset)
@@ -159,6 +179,8 @@ def run(dataset: str, args: argparse.Namespace) -> int:
         print(f"warning: leaving out {len(empty)} video(s) without frames: {', '.join(empty[:5])}", file=sys.stderr)
         infos = {split: drop_empty_videos(info) for split, info in infos.items()}
 
+    check_no_empty_split(dataset, root, raw.infos, infos)
+
     # Annotation outputs first: they are cheap and must exist even if resizing is interrupted.
     wants_normalised = spec.stm_normalised if args.stm_normalise is None else args.stm_normalise
     normalise = resolve_scoring_normaliser(dataset) if wants_normalised else None
@@ -168,6 +190,7 @@ def run(dataset: str, args: argparse.Namespace) -> int:
         official = None if args.stm_from_annotations else raw.official_stm.get(split)
         source = write_stm(out_dir / f"{spec.evaluation_prefix}-{split}.stm", infos[split], normalise, official)
         print(f"{split}: {len(info_entries(infos[split]))} videos, STM from {source}")
+    record_dataset(dataset, out_dir)
 
     if args.process_image:
         workers = args.workers if args.multiprocessing else 1
@@ -179,6 +202,7 @@ def run(dataset: str, args: argparse.Namespace) -> int:
             summary.add(results)
             if apply_resize_results(infos[split], results):
                 save_npy_dict(out_dir / f"{split}_info.npy", infos[split])
+                record_dataset(dataset, out_dir)
         for line in summary.lines():
             print(line)
         packed_dir = out_dir / f"packed-{res_tag}"

@@ -331,3 +331,37 @@ def test_bad_options_are_usage_errors(option, tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         main("CSL-Daily", ["--dataset-root", str(tmp_path), *option])
     assert stop.value.code == 2 and option[1] in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_dataset_is_recorded_beside_the_original_layout(fmt, raw_sets, tmp_path):
+    from dataset.provenance import RECORD, recorded_dataset
+
+    out = tmp_path / "out"
+    assert _run(fmt, raw_sets[fmt], out) == 0
+    for name in ("gloss_dict.npy", *(f"{split}_info.npy" for split in dataset_spec(fmt).splits)):
+        assert recorded_dataset(out / name) == fmt
+    info = _load(out / "dev_info.npy")  # the original feeder counts len(info) - 1 videos: one str key only
+    assert [k for k in info if isinstance(k, str)] == ["prefix"] and sorted(k for k in info if k != "prefix") == \
+        list(range(len(info) - 1))
+    assert json.loads((out / RECORD).read_text())["dataset"] == fmt
+    np.save(out / "dev_info.npy", {**info, 0: {**info[0], "label": "X"}}, allow_pickle=True)
+    assert recorded_dataset(out / "dev_info.npy") is None  # changed since: no longer vouched for
+    assert recorded_dataset(out / "train_info.npy") == fmt
+
+
+def test_empty_split_is_refused_with_the_reason(raw_sets, tmp_path, capsys):
+    root = _fresh_copy(raw_sets, "phoenix2014", tmp_path)
+    csv = root / "annotations" / "manual" / "dev.corpus.csv"
+    lines = csv.read_text("utf-8").splitlines()
+    csv.write_text(lines[0] + "\n", encoding="utf-8")  # the header only
+    assert _run("phoenix2014", root, tmp_path / "out") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "error: the dev split of phoenix2014 is empty: the annotations in" in err
+    assert not (tmp_path / "out" / "dev_info.npy").exists()
+    csv.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    for path in (raw_frames_root("phoenix2014", root) / "dev").rglob("*.png"):
+        path.unlink()
+    assert _run("phoenix2014", root, tmp_path / "out", "--drop-empty") == 2
+    err = capsys.readouterr().err
+    assert f"none of its {len(lines) - 1} videos has frames (--drop-empty left it empty)" in err
