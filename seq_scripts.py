@@ -17,7 +17,7 @@ from dataset.transforms import model_input
 from decoding.decoder import Decoder, SplitDecoder
 from decoding.split_logits import class_glosses, save_split_logits
 from modules.criterions import total_loss
-from modules.tconv import output_lengths
+from modules.criterions import unalignable
 from training.state import TrainState
 from utils.compile import mark_time_dynamic
 from utils.device import autocast, to_device
@@ -82,24 +82,6 @@ def terms_as_floats(terms: Mapping[str, torch.Tensor]) -> dict[str, float]:
         return {}
     values = torch.stack([v.detach().float().mean() for v in terms.values()]).tolist()
     return dict(zip(terms, values))
-
-
-def ctc_min_steps(label: torch.Tensor, label_len: torch.Tensor) -> list[int]:
-    """Output steps CTC needs per sample: one per gloss plus a blank between repeated glosses."""
-    flat, out, start = label.detach().cpu().tolist(), [], 0
-    for n in label_len.detach().cpu().tolist():
-        glosses = flat[start:start + n]
-        start += n
-        out.append(n + sum(a == b for a, b in zip(glosses, glosses[1:])))
-    return out
-
-
-def unalignable(video_len: torch.Tensor, label: torch.Tensor, label_len: torch.Tensor,
-                kernel_sizes: Sequence[str]) -> list[tuple[int, int, int]]:
-    """(index, output steps, steps needed) of each sample too short for CTC to align its glosses."""
-    steps = output_lengths(video_len.detach().cpu(), kernel_sizes).tolist()
-    return [(i, s, need) for i, (s, need) in enumerate(zip(steps, ctc_min_steps(label, label_len)))
-            if s < need]
 
 
 def select_samples(video: torch.Tensor, video_len: torch.Tensor, label: torch.Tensor,

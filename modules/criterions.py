@@ -1,12 +1,14 @@
-"""Losses: per-sample CTC, sequence distillation (SeqKD), normalised as the original, and the
-total of a model's loss terms."""
+"""Losses: per-sample CTC, sequence distillation (SeqKD), normalised as the original, the total of
+a model's loss terms, and which samples CTC cannot align (too few output steps for their glosses)."""
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from modules.tconv import output_lengths
 
 
 def total_loss(terms: Mapping[str, Tensor]) -> Tensor:
@@ -23,6 +25,24 @@ def ctc_per_sample(logits: Tensor, labels: Tensor, lengths: Tensor, label_length
     # CPU int32 targets/lengths, as the original: lets cuDNN's CTC run when on a GPU.
     return F.ctc_loss(log_probs, labels.cpu().int(), lengths.cpu().int(), label_lengths.cpu().int(),
                       blank=blank, reduction="none", zero_infinity=False)
+
+
+def ctc_min_steps(label: Tensor, label_len: Tensor) -> list[int]:
+    """Output steps CTC needs per sample: one per gloss plus a blank between repeated glosses."""
+    flat, out, start = label.detach().cpu().tolist(), [], 0
+    for n in label_len.detach().cpu().tolist():
+        glosses = flat[start:start + n]
+        start += n
+        out.append(n + sum(a == b for a, b in zip(glosses, glosses[1:])))
+    return out
+
+
+def unalignable(video_len: Tensor, label: Tensor, label_len: Tensor,
+                kernel_sizes: Sequence[str]) -> list[tuple[int, int, int]]:
+    """(index, output steps, steps needed) of each sample too short for CTC to align its glosses."""
+    steps = output_lengths(video_len.detach().cpu(), kernel_sizes).tolist()
+    return [(i, s, need) for i, (s, need) in enumerate(zip(steps, ctc_min_steps(label, label_len)))
+            if s < need]
 
 
 class SeqKD(nn.Module):

@@ -7,7 +7,8 @@ import torch
 from dataset.collate import pad_collate
 from dataset.transforms import model_input
 from modules.tconv import output_lengths
-from seq_scripts import ctc_min_steps, drop_unalignable, unalignable
+from modules.criterions import ctc_min_steps, unalignable
+from seq_scripts import drop_unalignable
 from tests.test_model import tiny_model
 from tests.test_train_step import train
 from training.state import TrainState

@@ -150,7 +150,7 @@ def build_run(cfg: dict, overwrite: bool = False, unsafe_load: bool = False,
         load_weights_file(core, cfg["load_checkpoints"], [], log, gloss_dict, unsafe_load,
                           other_vocabulary)
     data = RunData(cfg, paths, gloss_dict, core.kernel_sizes, env, device)
-    check_data(data, cfg)
+    check_data(data, cfg, log)
     prepare_work_dir(work_dir, overwrite, env)
     log.attach()
     if env.is_main:

@@ -1,12 +1,17 @@
 """Start-up checks: everything a run will need is there before anything is written or deleted."""
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
+import torch
+
+from dataset.provenance import RECORD, recorded_dataset
 from dataset.registry import dataset_spec
 from evaluation.stm import read_stm
+from modules.criterions import unalignable
 from training.data import RunData, error_text
 from utils.config import ConfigError
 from utils.random_state import SeededDataset
@@ -84,11 +89,72 @@ def phase_splits(cfg: Mapping[str, Any]) -> list[tuple[str, bool]]:
                                 if split == "dev" or (split == "test" and cfg["test_best"])]
 
 
-def check_data(data: RunData, cfg: Mapping[str, Any]) -> None:
-    """Every split the phase reads: its feeder builds and its first video loads; the ground
-    truth of every split it scores exists and covers that split's videos."""
-    for split, train in phase_splits(cfg):
+def check_dataset_claim(cfg: Mapping[str, Any], paths: Mapping[str, Path], splits: Sequence[str]) -> list[Path]:
+    """Refuse data that preprocessing recorded as another dataset than --dataset (dataset.provenance);
+    returns the files without a record (the original tools', or changed since), which are not checked."""
+    claim = cfg["dataset"]
+    unchecked = []
+    for path in [paths["dict_path"], *(paths["info_dir"] / f"{split}_info.npy" for split in splits)]:
+        recorded = recorded_dataset(path)
+        if recorded is None:
+            unchecked.append(path)
+        elif recorded != claim:
+            raise ConfigError(f"start-up check: --dataset {claim} (key 'dataset'), but {path} is {recorded} data "
+                              f"(recorded by its preprocessing in {path.parent / RECORD}); pass --dataset "
+                              f"{recorded}, or point dataset_info.dict_path / info_dir at the {claim} files")
+    return unchecked
+
+
+def too_short_videos(dataset: SeededDataset, kernel_sizes: Sequence[str]) -> list[tuple[str, int, int, int, int]]:
+    """(video, frames, glosses, output steps, steps needed) of each video whose frames, as evaluation
+    reads them, leave fewer steps after temporal pooling than CTC needs for its glosses."""
+    feeder = dataset.dataset
+    labels = getattr(feeder, "labels", None)
+    if labels is None or not hasattr(feeder, "video_lengths") or not kernel_sizes:
+        return []  # a feeder that does not say its lengths and labels up front
+    frames = [int(n) for n in feeder.video_lengths()]
+    interval = int(getattr(feeder, "frame_interval", 1))
+    shape = (1, 1, 1) if getattr(feeder, "data_type", "video") == "video" else (1,)
+    # One collated batch of stand-in clips of each video's length: the lengths the model is given.
+    batch = feeder.collate_fn([(torch.zeros((max(math.ceil(n / interval), 1), *shape), dtype=torch.uint8),
+                                torch.as_tensor(label, dtype=torch.long), str(i))
+                               for i, (n, label) in enumerate(zip(frames, labels))])
+    _, video_len, label, label_len, order = batch[:5]
+    found = []
+    for row, steps, need in unalignable(video_len, label, label_len, kernel_sizes):
+        i = int(order[row])
+        found.append((feeder.inputs_list[i]["fileid"] if hasattr(feeder, "inputs_list") else str(i),
+                      frames[i], len(labels[i]), steps, need))
+    return found
+
+
+def short_videos_warning(split: str, total: int, short: Sequence[tuple[str, int, int, int, int]]) -> str:
+    """The start-up warning about a split's videos too short for their glosses."""
+    examples = "; ".join(f"{fileid}: {frames} frames leave {steps} steps for {glosses} glosses, which need "
+                         f"{need}" for fileid, frames, glosses, steps, need in short[:3])
+    return (f"warning: {len(short)} of the {total} videos of the {split} split are too short for their "
+            f"glosses after temporal pooling ({examples}{'; ...' if len(short) > 3 else ''}): CTC cannot align "
+            f"them as they are. Training stretches clips shorter than feeder_args.temporal_min_len and drops "
+            f"those still too short (log.txt names them); evaluation scores them as they are. Check these "
+            f"videos, or lower feeder_args.frame_interval")
+
+
+def check_data(data: RunData, cfg: Mapping[str, Any], log: Callable[[str], None] = print) -> None:
+    """Every split the phase reads: its info files are of the dataset the run claims, it has videos,
+    its feeder builds and its first video loads; the ground truth of every split it scores exists
+    and covers that split's videos. Videos too short for their glosses are logged as a warning."""
+    splits = phase_splits(cfg)
+    unchecked = check_dataset_claim(cfg, data.paths, sorted({split for split, _ in splits}))
+    if unchecked:
+        log(f"note: {', '.join(str(p) for p in unchecked)}: no record of their dataset (written by the "
+            f"original tools or an older preprocessing, or changed since): not checked against --dataset "
+            f"{cfg['dataset']}")
+    for split, train in splits:
         dataset = data.dataset(split, train)
+        if len(dataset) == 0:
+            raise ConfigError(f"start-up check: the {split} split has no videos "
+                              f"({data.paths['info_dir'] / f'{split}_info.npy'}); re-run the preprocessing "
+                              f"(it refuses empty splits) or point dataset_info.info_dir at a complete one")
         try:
             dataset[0]
         except (OSError, ValueError, KeyError) as exc:
@@ -98,4 +164,6 @@ def check_data(data: RunData, cfg: Mapping[str, Any]) -> None:
                               f"feeder_args.frames_res, dataset_info.frames_dir)") from None
         if not train and cfg["phase"] != "features":
             check_ground_truth(data.stm_path(split), dataset, split)
-
+        short = too_short_videos(dataset, data.kernel_sizes)
+        if short:
+            log(short_videos_warning(split, len(dataset), short))

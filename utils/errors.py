@@ -37,6 +37,19 @@ def closest_key(key: str, valid: Iterable[str]) -> str:
     return f"; did you mean '{match[0]}'?" if match else ""
 
 
+def user_message(exc: UserError) -> str:
+    """The message of `exc`, without the worker's traceback that a DataLoader puts around an error
+    raised in a worker process when it raises it again in the main process."""
+    text, kind = str(exc), type(exc)
+    if not text.startswith(f"Caught {kind.__name__} in DataLoader worker process"):
+        return text
+    name = kind.__qualname__
+    if kind.__module__ not in ("__main__", "builtins"):
+        name = f"{kind.__module__}.{name}"
+    at = text.rfind(f"\n{name}: ")  # the traceback's last line: "<module>.<class>: <message>"
+    return text[at + len(name) + 3:].rstrip("\n") if at >= 0 else text
+
+
 def run_cli(main: Callable[[], object]) -> int:
     """Run `main()`; a UserError becomes one `error:` line on stderr and exit status 2.
 
@@ -45,6 +58,6 @@ def run_cli(main: Callable[[], object]) -> int:
     try:
         status = main()
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {user_message(exc)}", file=sys.stderr)
         return 2
     return status if isinstance(status, int) else 0
