@@ -305,8 +305,13 @@ def read_index(path: Path) -> dict:
                 and entry[0] + entry[1] <= frames):
             raise PackError(f"{path}: video {fileid!r} has the entry {entry!r}, not [first frame, frame count] "
                             f"with both non-negative and inside the {frames} frames of the pack; {REPACK}")
-    if not isinstance(index.get("frames_from") or {}, dict) or not isinstance(index.get("dataset", ""), str):
-        raise PackError(f"{path}: 'frames_from' or 'dataset' is malformed; {REPACK}")
+    records = index.get("frames_from") or {}
+    if (not isinstance(records, dict) or not isinstance(index.get("dataset", ""), str)
+            or not isinstance(index.get("frames_dir") or "", str)
+            or not all(record is None or (isinstance(record, list) and len(record) == 3 and _count(record[0])
+                                          and _count(record[1]) and isinstance(record[2], str))
+                       for record in records.values())):
+        raise PackError(f"{path}: 'frames_from', 'frames_dir' or 'dataset' is malformed; {REPACK}")
     return index
 
 
@@ -329,7 +334,7 @@ def read_table(path: Path, index: Mapping, index_name: str) -> np.ndarray:
     if frames:
         rows = np.asarray(table[:, :2])
         ends = rows[:, 0] + rows[:, 1]
-        if rows.min() < 0 or ends.max() > size or int(ends[-1]) != size:
+        if rows.min() < 0 or rows.max() > size or ends.max() > size or int(ends[-1]) != size:
             raise PackError(f"{path}: frame offsets or lengths outside the {size} bytes of the frames file "
                             f"recorded in {index_name}; {REPACK}")
     return table

@@ -239,6 +239,7 @@ def _crafted(prepared, tmp_path, fmt: str = "jpeg") -> tuple[dict, object]:
     (lambda i: {**i, "frame_shape": [64, 80]}, r"frame_shape \[64, 80\] is not"),
     (lambda i: {**i, "num_frames": -1}, r"num_frames -1"),
     (lambda i: {**i, "videos": [1, 2]}, r"'videos' is not an object"),
+    (lambda i: {**i, "frames_from": {"v": [1]}}, r"'frames_from', 'frames_dir' or 'dataset' is malformed"),
 ])
 def test_crafted_pack_index_is_refused_on_open(prepared, tmp_path, change, message):
     index, paths = _crafted(prepared, tmp_path)
