@@ -21,10 +21,17 @@ from modules.frame_conv import store_frame_weights_channels_last
 from modules.hsa import HierarchicalBranch
 from modules.resnet import ResNet, resnet_depths
 from modules.tconv import TemporalConv, kernel_sizes_for, output_lengths
+from utils.registry import Registry
 
 LOSS_NAMES = ("SeqCTC", "ConvCTC", "Dist", "Cu", "Cp")
 
+# The models a config's (or checkpoint's) `model` key may name; a user's model joins with
+# @register_model in their own module, imported by their own launcher script.
+MODELS = Registry("model", "model")
+register_model = MODELS.register
 
+
+@register_model
 class SLRModel(nn.Module):
     """The STF-Net model; `forward(x, len_x)` returns the dict described in `forward`.
 

@@ -22,9 +22,10 @@ from inference.loaded_model import LoadedModel, vocab_name
 from inference.network import CTCLogProbs
 from utils.checkpoint import (CheckpointMismatchError, load_checkpoint, model_state_from_checkpoint,
                               shape_mismatches)
-from utils.config import (check_kwargs, default_config, import_class, merge_config, nest,
-                          parse_set_item, resolve_config, upgrade_saved_config)
+from utils.config import (default_config, merge_config, nest, parse_set_item, resolve_config,
+                          upgrade_saved_config)
 from utils.errors import ConfigError, MissingFileError
+from utils.registry import check_plain_args
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED_CONFIG = REPO_ROOT / "config" / "baseline.yaml"  # architecture of the published models
@@ -34,16 +35,31 @@ PUBLISHED_CONFIG = REPO_ROOT / "config" / "baseline.yaml"  # architecture of the
 # Model construction and weight loading shared with main.py
 
 
-def model_kwargs(cfg: Mapping[str, Any], model_class: Any, num_classes: int) -> tuple[dict, str]:
-    """Constructor kwargs of the config's model (without loss_weights), and a note when the
-    config's num_classes was replaced by the vocabulary's."""
+def model_class(name: Any, source: str = "") -> type[nn.Module]:
+    """The registered model class a config's `model` key names (slr_network.MODELS): a name from
+    a file selects a class, it is never imported or called as a dotted path."""
+    from slr_network import MODELS  # the project's models register on import
+
+    return MODELS.get(name, source)
+
+
+def model_kwargs(cfg: Mapping[str, Any], cls: Any, num_classes: int) -> tuple[dict, str]:
+    """Constructor kwargs of the config's model (without loss_weights, which the code passes),
+    and a note when the config's num_classes was replaced by the vocabulary's. Only plain values
+    of the constructor's own parameters pass (utils.registry.check_plain_args)."""
+    if not isinstance(cfg["model_args"], Mapping):
+        raise ConfigError(f"key 'model_args' must be a mapping, got {type(cfg['model_args']).__name__}")
     kwargs = dict(cfg["model_args"])
+    if "loss_weights" in kwargs:
+        raise ConfigError("key 'model_args.loss_weights' is not a model argument of the config "
+                          "(the top-level 'loss_weights' key provides it)")
+    check_plain_args(cls, kwargs, "model_args")
     note = ""
     if "num_classes" in kwargs and int(kwargs["num_classes"]) != num_classes:
         note = (f"model_args.num_classes={kwargs['num_classes']} replaced by {num_classes} "
                 f"(vocabulary size + CTC blank)")
     kwargs["num_classes"] = num_classes
-    check_kwargs(model_class, {**kwargs, "loss_weights": None}, "model_args")
+    check_plain_args(cls, kwargs, "model_args")
     return kwargs, note
 
 
@@ -179,8 +195,8 @@ def model_from_checkpoint(ckpt_path: str | os.PathLike, device: torch.device | s
     if overrides:
         arch_source += " with " + " ".join(f"--set {item}" for item in overrides)
     cfg = model_config(saved_cfg, config, overrides)
-    model_class = import_class(cfg["model"])
-    args, _ = model_kwargs(cfg, model_class, 2)
+    cls = model_class(cfg["model"], arch_source)
+    args, _ = model_kwargs(cfg, cls, 2)
     args = {k: v for k, v in args.items() if k not in ("num_classes", "loss_weights")}
     num_classes = classifier_num_classes(state, int(args.get("hidden_size", 1024)))
     if num_classes is None:
@@ -191,7 +207,7 @@ def model_from_checkpoint(ckpt_path: str | os.PathLike, device: torch.device | s
             f"trained with (--config X.yaml, --set model_args.hidden_size=N)")
     check_vocabulary(num_classes, gloss_dict, ckpt_path, vocab_source)
     args["pretrained"] = None  # weights come from the checkpoint; never fetch anything
-    model = model_class(num_classes=num_classes, **args)
+    model = cls(num_classes=num_classes, **args)
     load_weights(model, state, ckpt_path,
                  hint=f"The model was built from {arch_source}; pass the config it was trained with "
                       f"(--config config/phoenix2014-T.yaml, --set model_args.hsa_attention=false, "

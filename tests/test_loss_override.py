@@ -7,10 +7,11 @@ import re
 import pytest
 
 import main as main_module
-from slr_network import SLRModel
+from slr_network import SLRModel, register_model
 from tests.train_support import make_tiny_dataset, tiny_config, write_config
 
 
+@register_model
 class L2SLRModel(SLRModel):
     """SLRModel plus an L2 penalty on the shared classifier, as a researcher would write it."""
 

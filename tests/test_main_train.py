@@ -236,7 +236,7 @@ def run_two_processes(config: Path, timeout: int, **env: str) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT), **env}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                            "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
-                           "main.py", "--config", str(config)], cwd=REPO_ROOT, env=env,
+                           "tests/train_main.py", "--config", str(config)], cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 

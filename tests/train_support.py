@@ -10,11 +10,12 @@ import torch
 import yaml
 from torch import nn
 
-from slr_network import SLRModel
+from slr_network import SLRModel, register_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+@register_model
 class NoDropoutSLRModel(SLRModel):
     """SLRModel without the BiLSTM's dropout, so runs with different process counts can match."""
 
@@ -25,6 +26,7 @@ class NoDropoutSLRModel(SLRModel):
                 module.dropout = 0.0
 
 
+@register_model
 class NaNOnceSLRModel(SLRModel):
     """SLRModel whose loss is NaN for the batches listed in `nan_batches` (counted per process)."""
 
@@ -42,6 +44,7 @@ class NaNOnceSLRModel(SLRModel):
         return terms
 
 
+@register_model
 class NaNAlwaysSLRModel(NaNOnceSLRModel):
     """SLRModel whose loss is always NaN: a run that never takes an optimizer step."""
 
@@ -104,6 +107,7 @@ def model_state(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)["model_state_dict"]
 
 
+@register_model
 class StatsDumpSLRModel(NoDropoutSLRModel):
     """Saves, per process, its BatchNorm statistics after each training forward and at the first
     evaluation forward, into $STFNET_TEST_DUMP (train_rank<r>.pt / eval_rank<r>.pt)."""

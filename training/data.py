@@ -9,11 +9,18 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from dataset.bucketing import LengthBucketBatchSampler
+from dataset.feeder import BaseFeeder
 from dataset.registry import dataset_spec
-from utils.config import ConfigError, check_kwargs, import_class
+from utils.config import ConfigError, check_kwargs
 from utils.device import worker_init
 from utils.distributed import DistEnv, ShardedSampler
 from utils.random_state import SeededDataset
+from utils.registry import Registry, is_plain
+
+# The feeders a config's `feeder` key may name (never imported by name from the config).
+FEEDERS = Registry("feeder", "feeder")
+register_feeder = FEEDERS.register
+register_feeder(BaseFeeder)
 
 
 def error_text(exc: BaseException) -> str:
@@ -61,8 +68,12 @@ class RunData:
 
     def _new_dataset(self, split: str, train: bool) -> SeededDataset:
         """A new feeder for `split` (feeder_args checked against its constructor)."""
-        feeder_class = import_class(self.cfg["feeder"])
+        feeder_class = FEEDERS.get(self.cfg["feeder"])
         kwargs = {k: v for k, v in self.cfg["feeder_args"].items() if k != "mode"}
+        odd = [k for k, v in kwargs.items() if not is_plain(v)]
+        if odd:
+            raise ConfigError(f"key 'feeder_args.{odd[0]}' must be a plain value (bool, int, float, "
+                              f"string, null or a list of them)")
         kwargs.update(prefix=str(self.paths["dataset_root"]), gloss_dict=self.gloss_dict,
                       dataset=self.cfg["dataset"], mode=split, transform_mode=train,
                       kernel_size=self.kernel_sizes)

@@ -13,13 +13,13 @@ from torch import nn
 from dataset.vocabulary import load_gloss_dict
 from decoding.config import DecodeConfig
 from decoding.decoder import Decoder
-from inference.loading import model_kwargs
+from inference.loading import model_class, model_kwargs
 from training.checkpoints import load_weights_file, resume_path
 from training.data import RunData, dataset_paths
 from training.startup import check_data, check_dataset_name, check_work_dir, dataset_eval_splits
 from training.state import StepOptions, TrainState
 from utils.compile import check_compile_mode, compile_for_training
-from utils.config import ConfigError, import_class, save_config
+from utils.config import ConfigError, save_config
 from utils.device import amp_dtype, make_grad_scaler, quiet_opencv_threads, select_device
 from utils.distributed import (DistEnv, barrier, convert_sync_batchnorm, env_from_environ,
                                init_process_group, new_sync_group)
@@ -99,12 +99,12 @@ def write_config(cfg: Mapping[str, Any], path: Path, log: Callable[[str], None])
 
 def build_model(cfg: Mapping[str, Any], num_classes: int, log: Callable[[str], None]) -> tuple[nn.Module, dict]:
     """The configured model (it computes its own loss terms) and its constructor arguments."""
-    model_class = import_class(cfg["model"])
-    model_args, note = model_kwargs(cfg, model_class, num_classes)
+    cls = model_class(cfg["model"])
+    model_args, note = model_kwargs(cfg, cls, num_classes)
     if note:
         log(note)
     try:
-        core = model_class(**model_args, loss_weights=dict(cfg["loss_weights"]))
+        core = cls(**model_args, loss_weights=dict(cfg["loss_weights"]))
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"cannot build the model {cfg['model']} from model_args: {exc}") from None
     return core, model_args

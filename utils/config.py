@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib
 import inspect
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -311,20 +310,13 @@ def resolve_config(argv: Sequence[str] | None = None) -> tuple[dict, argparse.Na
     return cfg, args
 
 
-def import_class(name: str) -> Any:
-    """`package.module.Class` -> the class, with an error naming the config key."""
-    module_name, _, attr = name.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise ConfigError(f"cannot import {name!r} (keys 'model' / 'feeder'): {exc}") from exc
-
-
-def check_kwargs(fn: Callable, kwargs: Mapping[str, Any], section: str) -> None:
-    """Fail on a key that `fn` does not accept (unless it takes **kwargs), naming the closest,
-    and on a value whose type cannot stand for the parameter's default (a string for a number)."""
+def check_kwargs(fn: Callable, kwargs: Mapping[str, Any], section: str, extra_keys: bool = True) -> None:
+    """Fail on a key that `fn` does not accept (unless it takes **kwargs and `extra_keys`), naming
+    the closest, and on a value whose type cannot stand for the parameter's default."""
     params = _explicit_parameters(fn)
-    open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    open_ended = extra_keys and any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    if not extra_keys:  # a key named like `**kwargs` itself would pass through too
+        params = {k: p for k, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     for key, value in kwargs.items():
         if key not in params:
             if open_ended:
