@@ -180,7 +180,8 @@ def model_from_checkpoint(ckpt_path: str | os.PathLike, device: torch.device | s
     `unsafe_load` unpickles arbitrary objects (utils.checkpoint.load_checkpoint): trusted files only.
     """
     ckpt_path = str(ckpt_path)
-    ckpt = load_checkpoint(ckpt_path, map_location="cpu", unsafe=unsafe_load)
+    notes: list[str] = []  # a file without a checksum (published, older) loads unverified
+    ckpt = load_checkpoint(ckpt_path, map_location="cpu", unsafe=unsafe_load, log=notes.append)
     state = model_state_from_checkpoint(ckpt)
     gloss_dict, vocab_source = resolve_vocabulary(ckpt, ckpt_path, dict_path, language,
                                                   other_vocabulary)
@@ -223,7 +224,8 @@ def model_from_checkpoint(ckpt_path: str | os.PathLike, device: torch.device | s
         image_scale=float(_first(feeder_args.get("image_scale"), 1.0)),
         frame_size=parse_resolution(_first(feeder_args.get("frames_res"), "256x256px")),
         decode=DecodeConfig.from_mapping({**cfg["decode"], "lm_path": None}).updated(decode or {}),
-        source={"vocabulary": vocab_source, "architecture": arch_source, "model": ckpt_path})
+        source={"vocabulary": vocab_source, "architecture": arch_source, "model": ckpt_path,
+                "checksum": "none: not verified" if notes else "SHA-256 verified"})
 
 
 def load_model(path: str | os.PathLike, device: torch.device | str = "cpu", **options: Any

@@ -1,8 +1,10 @@
 """A run's checkpoint files: what they hold, their rotation and names, and resuming from them.
 
 <work_dir>/last.pt is rewritten at the end of every epoch (and every save_steps steps); the one it
-replaces moves to last_previous.pt, kept for when last.pt is damaged. best_model.pt and
-epochNNN_model.pt are copies of last.pt made when the dev WER improves / every save_interval epochs.
+replaces moves to last_previous.pt, kept for when last.pt is damaged. best_model.pt is written
+when the dev WER improves, before last.pt (so a kill between the two leaves a best_model.pt newer
+than last.pt, which resume adopts), and epochNNN_model.pt every save_interval epochs: each is a
+separate file, never a hard link to another. Every file carries a checksum (utils/checkpoint.py).
 """
 from __future__ import annotations
 
@@ -14,9 +16,8 @@ from torch import nn
 from dataset.vocabulary import check_same_vocabulary
 from inference.loading import load_weights
 from training.state import TrainState
-from utils.atomic import link_or_copy_atomic
-from utils.checkpoint import (CheckpointError, UnsafeCheckpointError, load_checkpoint,
-                              model_state_from_checkpoint, save_checkpoint)
+from utils.checkpoint import (CheckpointError, UnsafeCheckpointError, copy_checkpoint,
+                              load_checkpoint, model_state_from_checkpoint, save_checkpoint)
 from utils.distributed import all_gather_objects, barrier
 from utils.random_state import capture_rng_state
 
@@ -68,7 +69,7 @@ def load_weights_file(model: nn.Module, path: str | Path, ignore: list[str], log
                       gloss_dict: Mapping[str, Any], unsafe: bool = False,
                       other_vocabulary: bool = False) -> None:
     """Initialise `model` from our checkpoint or a published one (`module.` prefixes are fine)."""
-    ckpt = load_checkpoint(path, unsafe=unsafe)
+    ckpt = load_checkpoint(path, unsafe=unsafe, log=log)
     check_checkpoint_vocabulary(ckpt, gloss_dict, path, ignore, other_vocabulary)
     state = model_state_from_checkpoint(ckpt)
     dropped = load_weights(model, state, str(path), ignore,
@@ -102,17 +103,22 @@ def payload(run: Run) -> dict:
 def save(run: Run, *names: str) -> None:
     """Write the checkpoint under each name (rank 0 only; every rank joins the RNG gather).
 
-    A new last.pt first moves the one it replaces to last_previous.pt, if that one is known
-    good (written or read by this process): a damaged last.pt never evicts a good previous.
+    best_model.pt first, then last.pt, then the other names as copies of last.pt. A new last.pt
+    moves the one it replaces to last_previous.pt, if that one is known good (written or read by
+    this process): a damaged last.pt never evicts a good previous.
     """
     content = payload(run)
     if run.env.is_main:
-        rotate = names[0] == LAST and run.last_good
-        save_checkpoint(run.work_dir / names[0], content,
+        if BEST in names:
+            save_checkpoint(run.work_dir / BEST, content)
+        first = LAST if LAST in names else next(n for n in names if n != BEST)
+        rotate = first == LAST and run.last_good
+        save_checkpoint(run.work_dir / first, content,
                         previous=run.work_dir / PREVIOUS if rotate else None)
-        for name in names[1:]:  # copies: serialising a large model once is enough
-            link_or_copy_atomic(run.work_dir / names[0], run.work_dir / name)
-    run.last_good = run.last_good or names[0] == LAST
+        for name in names:  # copies: serialising a large model once more is not needed
+            if name not in (first, BEST):
+                copy_checkpoint(run.work_dir / first, run.work_dir / name)
+    run.last_good = run.last_good or LAST in names
     barrier(run.env)
 
 
@@ -120,7 +126,7 @@ def read_resume_checkpoint(run: Run, path: Path) -> tuple[Path, dict]:
     """Read `path`; a damaged last.pt of the run falls back to last_previous.pt, with a log line."""
     previous = run.work_dir / PREVIOUS
     try:
-        ckpt = load_checkpoint(path, unsafe=run.unsafe_load)
+        ckpt = load_checkpoint(path, unsafe=run.unsafe_load, log=run.log)
     except CheckpointError as exc:
         if path != run.work_dir / LAST and path != previous:
             raise  # a file the user named: no fallback
@@ -129,7 +135,7 @@ def read_resume_checkpoint(run: Run, path: Path) -> tuple[Path, dict]:
         try:
             if not fallback:
                 raise exc
-            ckpt = load_checkpoint(previous, unsafe=run.unsafe_load)
+            ckpt = load_checkpoint(previous, unsafe=run.unsafe_load, log=run.log)
         except CheckpointError as final:
             also = f"; {final}" if final is not exc else ""
             raise CheckpointError(f"cannot resume the run in {run.work_dir}: {exc}{also}; start "
@@ -164,4 +170,33 @@ def resume(run: Run, path: Path) -> Any:
     where = (f"end of epoch {run.state.epoch}" if run.state.epoch_complete
              else f"epoch {run.state.epoch}, batch {run.state.batch_in_epoch}")
     run.log(f"resumed from {path} ({where}, step {run.state.global_step})")
+    reconcile_best(run, path)
     return rng
+
+
+def reconcile_best(run: Run, resumed: Path) -> None:
+    """Make the resumed state and best_model.pt agree after a kill between their writes.
+
+    A best_model.pt with a lower dev WER than the state records was written after the checkpoint
+    resumed from: the state adopts it. A state whose best epoch is the resumed checkpoint itself,
+    while best_model.pt holds another epoch (the best write never happened), copies it there.
+    """
+    best, state = run.work_dir / BEST, run.state
+    if not best.is_file() or resumed.resolve() == best.resolve():
+        return
+    try:
+        saved = load_checkpoint(best, unsafe=run.unsafe_load).get("train_state") or {}
+    except CheckpointError as exc:
+        run.log(f"warning: {exc}; it is replaced when the dev WER next improves")
+        return
+    wer, epoch = saved.get("best_dev_wer"), saved.get("best_epoch")
+    if isinstance(wer, float) and wer < state.best_dev_wer:
+        state.best_dev_wer, state.best_epoch = wer, int(epoch)
+        run.log(f"{best} (dev WER {wer:.2f}% at epoch {epoch}) was written after {resumed}: "
+                f"it stays the best so far")
+    elif (saved and epoch != state.best_epoch and state.best_epoch == state.epoch
+          and state.epoch_complete):
+        if run.env.is_main:
+            copy_checkpoint(resumed, best)
+        run.log(f"{best} held epoch {epoch}, not the best epoch {state.best_epoch} that {resumed} "
+                f"records: replaced by a copy of {resumed}")

@@ -23,15 +23,26 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
-def link_or_copy_atomic(src: str | os.PathLike, dst: str | os.PathLike) -> None:
-    """Make `dst` hold `src`'s bytes: a hard link where the file system allows, else a copy; atomic.
-
-    A link is safe here because files written through `atomic_path` are never changed in place,
-    only replaced by a rename.
-    """
+def copy_atomic(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Make `dst` a separate copy of `src` (never a hard link: damage to one leaves the other),
+    on disk before it replaces the old `dst`."""
     with atomic_path(dst) as tmp:
-        tmp.unlink(missing_ok=True)  # a leftover of a crash would make os.link fail
-        try:
-            os.link(src, tmp)
-        except OSError:
-            shutil.copyfile(src, tmp)
+        with open(src, "rb") as source, open(tmp, "wb") as target:
+            shutil.copyfileobj(source, target, 16 << 20)
+            target.flush()
+            os.fsync(target.fileno())
+    fsync_dir(Path(dst).parent)
+
+
+def fsync_dir(directory: str | os.PathLike) -> None:
+    """Flush a directory's entries so that a rename in it survives a power loss (where supported)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -5,25 +5,33 @@ Reading never runs code from the file: `torch.load(weights_only=True)` rebuilds 
 containers only (plus NumPy arrays of numbers, which the original code's RNG states hold). A file
 that needs anything else is refused unless the caller passes `unsafe=True` (the tools' explicit
 `--unsafe-load` option), because unpickling it could execute arbitrary code.
+
+Every file this project writes carries a SHA-256 of its contents (`checksum`: the tensors' dtype,
+shape and bytes and every other value, in a fixed order), which every read verifies: a damaged
+file is refused by name. Published and older files have none and cannot be verified.
 """
 from __future__ import annotations
 
+import errno
+import hashlib
 import os
 import pickletools
+import shutil
 import zipfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
 
-from utils.atomic import atomic_path, link_or_copy_atomic
+from utils.atomic import atomic_path, copy_atomic, fsync_dir
 from utils.errors import MissingFileError, UserError
 
 # Prefixes added by wrappers: DataParallel/DistributedDataParallel and torch.compile.
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 UNSAFE_OPTION = "--unsafe-load"
+CHECKSUM_KEY = "checksum"  # {"sha256": hex digest of the rest of the payload (payload_digest)}
 
 _NUMERIC_DTYPES = ("BoolDType", "Int8DType", "Int16DType", "Int32DType", "Int64DType", "UInt8DType",
                    "UInt16DType", "UInt32DType", "UInt64DType", "Float16DType", "Float32DType",
@@ -42,6 +50,10 @@ class UnsafeCheckpointError(CheckpointError):
     """A checkpoint whose unpickling would call code outside the safe allowlist."""
 
 
+class CheckpointSpaceError(CheckpointError):
+    """No room on the disk for a checkpoint (the file it would replace is left as it was)."""
+
+
 def numpy_safe_globals() -> list:
     """NumPy arrays of numbers (the original code's `np.random.get_state()`), under both module names.
 
@@ -55,39 +67,109 @@ def numpy_safe_globals() -> list:
             (multiarray._reconstruct, "numpy.core.multiarray._reconstruct")]  # written by NumPy 1.x
 
 
+def payload_digest(payload: Mapping[str, Any]) -> tuple[str, int]:
+    """(SHA-256 hex digest of `payload` without its checksum, bytes of its tensors and arrays)."""
+    digest = hashlib.sha256()
+    nbytes = _hash_value({k: v for k, v in payload.items() if k != CHECKSUM_KEY}, digest)
+    return digest.hexdigest(), nbytes
+
+
+def _hash_value(value: Any, digest: Any) -> int:
+    """Feed `value` to `digest` in a fixed order (type tags, shapes, raw bytes); returns array bytes."""
+    if isinstance(value, torch.Tensor):
+        flat = value.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"T{value.dtype}{tuple(value.shape)}".encode())
+        raw = flat.view(torch.uint8) if flat.numel() else flat
+        digest.update(raw.numpy().tobytes() if flat.numel() else b"")
+        return flat.numel() * flat.element_size()
+    if isinstance(value, np.ndarray):
+        digest.update(f"N{value.dtype.str}{value.shape}".encode())
+        digest.update(np.ascontiguousarray(value).tobytes())
+        return int(value.nbytes)
+    if isinstance(value, Mapping):
+        items = sorted(value.items(), key=lambda item: (type(item[0]).__name__, repr(item[0])))
+        digest.update(f"D{len(items)}".encode())
+        return sum(_hash_value(k, digest) + _hash_value(v, digest) for k, v in items)
+    if isinstance(value, (list, tuple)):
+        digest.update(f"{type(value).__name__[0]}{len(value)}".encode())
+        return sum(_hash_value(item, digest) for item in value)
+    digest.update(f"{type(value).__name__}:{value!r};".encode())
+    return 0
+
+
 def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any],
                     previous: str | os.PathLike | None = None) -> None:
-    """Write `payload` to `path` atomically: a kill at any moment leaves the old file intact.
+    """Write `payload` and its checksum to `path` atomically: a kill at any moment leaves the old
+    file intact (or, with `previous`, the old file under that name and the new one complete).
 
-    With `previous`, the file at `path` is first kept under that name; both names hold complete
-    files at every moment, so a damaged new file still leaves the one before it.
+    With `previous`, the file at `path` moves to that name once the new one is on disk, so a
+    damaged new file still leaves the one before it.
     """
-    path = Path(path)
-    if previous is not None and path.is_file():
-        link_or_copy_atomic(path, previous)
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        torch.save(dict(payload), handle)
-        handle.flush()
-        os.fsync(handle.fileno())  # the bytes are on disk before the rename makes them the checkpoint
-    _fsync_dir(path.parent)
+    digest, nbytes = payload_digest(payload)
+    content = {**payload, CHECKSUM_KEY: {"sha256": digest}}
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            torch.save(content, handle)
+            handle.flush()
+            os.fsync(handle.fileno())  # the bytes are on disk before the rename makes them the checkpoint
+
+    _replace(Path(path), write, nbytes, previous)
 
 
-def _fsync_dir(directory: Path) -> None:
-    """Flush the directory entry so the rename itself survives a power loss."""
+def copy_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Make `dst` a separate copy of the checkpoint `src` (not a hard link), atomically."""
+    src, dst = Path(src), Path(dst)
     try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        copy_atomic(src, dst)
+    except Exception as exc:
+        if _no_space(exc):
+            raise _space_error(dst, src.stat().st_size, None) from None
+        raise
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", *, unsafe: bool = False) -> dict:
-    """Read a checkpoint without running code from it (unless `unsafe`), with errors naming the file."""
+def _replace(path: Path, write: Callable[[Path], None], nbytes: int,
+             previous: str | os.PathLike | None) -> None:
+    """Write a temporary sibling with `write`, then (previous <- path and) path <- temporary."""
+    with atomic_path(path) as tmp:
+        try:
+            write(tmp)
+        except Exception as exc:
+            if _no_space(exc):
+                raise _space_error(path, nbytes, previous) from None
+            raise
+        if previous is not None and path.is_file():
+            os.replace(path, previous)  # the old file keeps its bytes under the new name
+    fsync_dir(path.parent)
+
+
+def _no_space(exc: BaseException) -> bool:
+    """Whether `exc` (or an exception it chains) is a full disk or an exceeded quota."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(exc):  # torch's writer re-raises it as RuntimeError
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _space_error(path: Path, nbytes: int, previous: str | os.PathLike | None) -> CheckpointSpaceError:
+    """The one-line message of a save that ran out of disk space."""
+    free = shutil.disk_usage(path.parent).free if path.parent.exists() else 0
+    kept = (f"{path} is unchanged" if path.exists() else f"no {path.name} was written")
+    return CheckpointSpaceError(
+        f"no space left in {path.parent} to write {path.name}: it needs about {nbytes:,} bytes, "
+        f"{free:,} are free; {kept}. Free some space (or pass another --work-dir) and rerun "
+        f"into the same work dir to resume")
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", *, unsafe: bool = False,
+                    log: Callable[[str], None] | None = None) -> dict:
+    """Read a checkpoint without running code from it (unless `unsafe`) and verify its checksum,
+    with errors naming the file; `log` hears when a file has no checksum to verify."""
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"checkpoint not found: {path} (pass the path of a .pt file written by "
@@ -113,6 +195,27 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", *, unsaf
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(ckpt).__name__}, expected a dict "
                               f"(with 'model_state_dict') or a state dict")
+    return verify_checksum(ckpt, path, log)
+
+
+def verify_checksum(ckpt: dict, path: Path, log: Callable[[str], None] | None = None) -> dict:
+    """`ckpt` without its checksum, which must match its contents; a file without one passes
+    (published and older checkpoints), with a note to `log`."""
+    saved = ckpt.pop(CHECKSUM_KEY, None)
+    if saved is None:
+        if log is not None:
+            log(f"note: {path} carries no checksum (a published or older checkpoint): its "
+                f"contents cannot be verified")
+        return ckpt
+    expected = saved.get("sha256") if isinstance(saved, Mapping) else None
+    try:
+        actual = payload_digest(ckpt)[0]
+    except Exception as exc:  # a damaged value that cannot even be hashed
+        actual = f"unhashable ({_first_line(exc)})"
+    if actual != expected:
+        raise CheckpointError(f"checkpoint {path} is damaged: its contents do not match the SHA-256 "
+                              f"saved in it (changed bytes on disk or in a copy); use another copy "
+                              f"(last_previous.pt, epochNNN_model.pt)")
     return ckpt
 
 
