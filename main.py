@@ -20,8 +20,9 @@ from seq_scripts import evaluate, seq_feature_generation, train_epoch
 from training import checkpoints
 from training.checkpoints import BEST, LAST, epoch_name
 from training.run import Run, build_run
+from training.workdir import discard_previous_run, record_outputs
 from utils.checkpoint import load_checkpoint, model_state_from_checkpoint
-from utils.config import ConfigError, resolve_config
+from utils.config import resolve_config
 from utils.distributed import broadcast_object, shutdown
 from utils.errors import UserError, run_cli
 from utils.optimizer import current_lr
@@ -36,10 +37,7 @@ def train(run: Run) -> dict:
     train_set = data.dataset("train", train=True)
     evaluate_dev = "dev" in cfg["eval_splits"]
     batch_size = int(cfg["batch_size"])
-    total_batches = len(train_set) // run.env.world_size // batch_size
-    if total_batches == 0:
-        raise ConfigError(f"the training split has {len(train_set)} videos: fewer than one batch "
-                          f"of {batch_size} per process; lower batch_size")
+    total_batches = len(train_set) // run.env.world_size // batch_size  # >= 1: startup.check_batches
     if rng is not None:
         restore_rng_state(rng)  # last: nothing may draw between this and training
     first = state.epoch + 1 if state.epoch_complete else state.epoch
@@ -163,10 +161,14 @@ def run_phase(run: Run) -> dict:
     run.log(f"phase {phase} on {run.opts.device} (world size {run.env.world_size}), "
             f"work dir {run.work_dir}")
     try:
-        return PHASES[phase](run)
+        summary = PHASES[phase](run)
     finally:
         if run.metrics is not None:
             run.metrics.close()
+    if run.env.is_main:
+        record_outputs(run.work_dir)
+        discard_previous_run(run.previous_run)  # a phase that writes no checkpoint is done now
+    return summary
 
 
 def write_summary(run: Run, name: str, summary: Mapping[str, Any]) -> None:
@@ -187,7 +189,8 @@ def main(argv: list[str] | None = None) -> dict:
     with warnings.catch_warnings():  # restores the warning hook the run diverts into log.txt
         try:
             return run_phase(build_run(cfg, overwrite=args.overwrite, unsafe_load=args.unsafe_load,
-                                       other_vocabulary=args.other_vocabulary))
+                                       other_vocabulary=args.other_vocabulary,
+                                       config_file=args.config))
         finally:
             shutdown()
 

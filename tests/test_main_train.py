@@ -346,6 +346,9 @@ STARTUP_MISTAKES = {
     "unknown glosses": (["--set", "feeder_args.unknown_glosses=error"], {"drop_gloss": True},
                         ["not in the gloss dict", "unknown_glosses=warn"]),
     "bad device": (["--device", "gpu0"], {}, ["--device", "key 'device'"]),
+    "fewer than one batch": (["--batch-size", "100"], {}, ["fewer than one batch of 100", "batch_size"]),
+    "frames of another resolution": ([], {"original_frames": True},
+                                     ["210x260 pixels, not the 64x64", "frames_res"]),
 }
 
 
@@ -360,6 +363,8 @@ def test_startup_checks_fail_before_any_step_and_overwrite_deletes_nothing(data,
     info = {}
     if setup.get("root"):
         info["dataset_root"] = str(tmp_path / setup["root"])
+    if setup.get("original_frames"):  # the download's frames where the 64x64 ones are expected
+        info["frames_dir"] = str(data["raw"] / "features" / "fullFrame-210x260px")
     if setup.get("stm_swap"):  # the dev STM under the test split's name
         swapped = tmp_path / "gt"
         swapped.mkdir()

@@ -16,6 +16,7 @@ from torch import nn
 from dataset.vocabulary import check_same_vocabulary
 from inference.loading import load_weights
 from training.state import TrainState
+from training.workdir import discard_previous_run, record_outputs
 from utils.checkpoint import (CheckpointError, UnsafeCheckpointError, copy_checkpoint,
                               load_checkpoint, model_state_from_checkpoint, save_checkpoint)
 from utils.distributed import all_gather_objects, barrier
@@ -118,6 +119,9 @@ def save(run: Run, *names: str) -> None:
         for name in names:  # copies: serialising a large model once more is not needed
             if name not in (first, BEST):
                 copy_checkpoint(run.work_dir / first, run.work_dir / name)
+        record_outputs(run.work_dir)
+        discard_previous_run(run.previous_run)  # the old run --overwrite kept is replaced now
+    run.previous_run = None
     run.last_good = run.last_good or LAST in names
     barrier(run.env)
 

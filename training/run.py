@@ -2,7 +2,6 @@
 optimizer, scheduler, scaler, data and train state, in the order an exact resume relies on."""
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -16,8 +15,10 @@ from decoding.decoder import Decoder
 from inference.loading import model_class, model_kwargs
 from training.checkpoints import load_weights_file, resume_path
 from training.data import RunData, dataset_paths
-from training.startup import check_data, check_dataset_name, check_work_dir, dataset_eval_splits
+from training.startup import (check_all_frames, check_batches, check_data, check_dataset_name,
+                              check_disk_space, check_overwrite, check_work_dir, dataset_eval_splits)
 from training.state import StepOptions, TrainState
+from training.workdir import is_moved_run, move_previous_run, previous_dir, record_outputs
 from utils.compile import check_compile_mode, compile_for_training
 from utils.config import ConfigError, save_config
 from utils.device import amp_dtype, make_grad_scaler, quiet_opencv_threads, select_device
@@ -58,6 +59,7 @@ class Run:
     unsafe_load: bool = False               # --unsafe-load: the user trusts the checkpoints given
     other_vocabulary: bool = False          # --other-vocabulary: weights of another dictionary
     last_good: bool = False                 # whether <work_dir>/last.pt is known to be readable
+    previous_run: Path | None = None        # the old run --overwrite moved aside, until a checkpoint
 
     def __post_init__(self) -> None:
         if self.model is None:
@@ -76,13 +78,22 @@ def step_options(cfg: Mapping[str, Any], device: torch.device, amp: torch.dtype 
                        compiled=cfg["phase"] == "train" and cfg["compile"] != "none")
 
 
-def prepare_work_dir(work_dir: Path, overwrite: bool, env: DistEnv) -> None:
-    """Create the work dir; with `overwrite`, delete an existing one first (after the start-up checks)."""
+def prepare_work_dir(work_dir: Path, overwrite: bool, env: DistEnv, log: Callable[[str], None]
+                     ) -> Path | None:
+    """Create the work dir; with `overwrite`, first move the old run's outputs (only those) to
+    <work_dir>.previous (training/workdir.py), whose path it returns. Runs after every start-up
+    check."""
+    aside = None
     if env.is_main:
-        if overwrite and work_dir.exists():
-            shutil.rmtree(work_dir)
+        if overwrite:
+            aside = move_previous_run(work_dir, log)
+        elif is_moved_run(previous_dir(work_dir)):  # an earlier --overwrite's run never replaced
+            aside = previous_dir(work_dir)
+            log(f"{aside} (moved aside by --overwrite) is deleted once this run has written its "
+                f"first checkpoint")
         work_dir.mkdir(parents=True, exist_ok=True)
     barrier(env)
+    return aside
 
 
 def write_config(cfg: Mapping[str, Any], path: Path, log: Callable[[str], None]) -> None:
@@ -111,9 +122,10 @@ def build_model(cfg: Mapping[str, Any], num_classes: int, log: Callable[[str], N
 
 
 def build_run(cfg: dict, overwrite: bool = False, unsafe_load: bool = False,
-              other_vocabulary: bool = False) -> Run:
+              other_vocabulary: bool = False, config_file: str | None = None) -> Run:
     """Check everything the configured phase needs, then build it. Nothing is written (and with
-    `overwrite` nothing deleted) until every start-up check has passed."""
+    `overwrite` nothing moved) until every start-up check has passed. `config_file`: the --config
+    file, which --overwrite must not hold."""
     quiet_opencv_threads()
     env = env_from_environ()
     try:
@@ -134,6 +146,8 @@ def build_run(cfg: dict, overwrite: bool = False, unsafe_load: bool = False,
     train = cfg["phase"] == "train"
     check_compile_mode(cfg["compile"] if train else "none", device)
     paths = dataset_paths(cfg, work_dir)
+    if overwrite:
+        check_overwrite(work_dir, paths, config_file)
     try:
         gloss_dict = load_gloss_dict(paths["dict_path"], hint="set dataset_info.dict_path")
     except ValueError as exc:  # damaged, malformed or refused as unsafe: one error line
@@ -151,10 +165,14 @@ def build_run(cfg: dict, overwrite: bool = False, unsafe_load: bool = False,
                           other_vocabulary)
     data = RunData(cfg, paths, gloss_dict, core.kernel_sizes, env, device)
     check_data(data, cfg, log)
-    prepare_work_dir(work_dir, overwrite, env)
+    check_batches(data, cfg)
+    check_all_frames(data, cfg)
+    check_disk_space(work_dir, core, cfg)
+    previous_run = prepare_work_dir(work_dir, overwrite, env, log)
     log.attach()
     if env.is_main:
         write_config(cfg, work_dir / "config.yaml", log)
+        record_outputs(work_dir)
     core.to(device)
     if env.distributed and train and cfg["sync_bn"]:
         core = convert_sync_batchnorm(core, device, new_sync_group(env, device))
@@ -175,4 +193,4 @@ def build_run(cfg: dict, overwrite: bool = False, unsafe_load: bool = False,
                gloss_dict=gloss_dict, model_args=model_args, data=data, decode=decode,
                decoder=decoder,
                metrics=metrics, resume_from=resume_from, unsafe_load=unsafe_load,
-               other_vocabulary=other_vocabulary)
+               other_vocabulary=other_vocabulary, previous_run=previous_run)

@@ -3,16 +3,20 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
+from torch import nn
 
+from dataset.layout import parse_resolution
 from dataset.provenance import RECORD, recorded_dataset
 from dataset.registry import dataset_spec
 from evaluation.stm import read_stm
 from modules.criterions import unalignable
 from training.data import RunData, error_text
+from training.workdir import is_moved_run, previous_dir
 from utils.config import ConfigError
 from utils.random_state import SeededDataset
 
@@ -167,3 +171,85 @@ def check_data(data: RunData, cfg: Mapping[str, Any], log: Callable[[str], None]
         short = too_short_videos(dataset, data.kernel_sizes)
         if short:
             log(short_videos_warning(split, len(dataset), short))
+
+
+def check_overwrite(work_dir: Path, paths: Mapping[str, Path | None], config_file: str | None) -> None:
+    """--overwrite moves only what runs wrote, and refuses a work dir that holds (or is) the
+    dataset, the dictionary, the info files or the config file, or whose `.previous` folder
+    holds anything but a moved run."""
+    if not work_dir.exists():
+        return
+    root = work_dir.resolve()
+    named = {f"dataset_info.{key}": path for key, path in paths.items()
+             if key in ("dataset_root", "dict_path", "info_dir", "evaluation_dir", "frames_dir")}
+    named["--config"] = Path(config_file) if config_file else None
+    for key, path in named.items():
+        if path is not None and path.resolve().is_relative_to(root):
+            raise ConfigError(f"--overwrite refuses the work dir {work_dir}: it holds {path} ({key}); "
+                              f"pass a --work-dir of its own for the run's outputs")
+    aside = previous_dir(work_dir)
+    if aside.exists() and not is_moved_run(aside):
+        raise ConfigError(f"--overwrite keeps the previous run in {aside} until the new one has "
+                          f"written a checkpoint, but that folder exists and is not one it made; "
+                          f"move it away")
+
+
+def check_batches(data: RunData, cfg: Mapping[str, Any]) -> None:
+    """The training split gives every process at least one batch."""
+    if cfg["phase"] != "train":
+        return
+    videos, batch_size = len(data.dataset("train", True)), int(cfg["batch_size"])
+    if videos // data.env.world_size // batch_size == 0:
+        raise ConfigError(f"start-up check: the training split has {videos} videos: fewer than one "
+                          f"batch of {batch_size} per process ({data.env.world_size} processes); "
+                          f"lower batch_size")
+
+
+def check_all_frames(data: RunData, cfg: Mapping[str, Any]) -> None:
+    """Every video of every split the phase reads has its frame files (as many as its info file
+    says, none empty, the first at the configured frames_res), checked without decoding."""
+    expected = parse_resolution(str(cfg["feeder_args"].get("frames_res", "256x256px")))
+    for split, train in phase_splits(cfg):
+        feeder = data.dataset(split, train).dataset
+        if getattr(feeder, "data_type", None) != "video" or getattr(feeder, "packed", False):
+            continue  # features, or a pack (checked when opened)
+        problems = [problem for index in range(len(feeder))
+                    if (problem := video_frames_problem(feeder, index, expected))]
+        if problems:
+            raise ConfigError(f"start-up check: {len(problems)} of the {len(feeder)} videos of the "
+                              f"{split} split cannot be read: {problems[0]} (frames are looked up under "
+                              f"dataset_info.dataset_root={data.paths['dataset_root']}, "
+                              f"feeder_args.frames_res, dataset_info.frames_dir)")
+
+
+def video_frames_problem(feeder: Any, index: int, expected: tuple[int, int]) -> str:
+    """What is wrong with the frame files of video `index` ('' if nothing)."""
+    from PIL import Image
+
+    try:
+        files = feeder.frame_files(index)
+        empty = [name for name in files if os.stat(name).st_size == 0]
+        if empty:
+            return f"{len(empty)} of its {len(files)} frame files are empty (e.g. {empty[0]})"
+        with Image.open(files[0]) as image:  # reads the header only
+            size = image.size
+    except (OSError, ValueError) as exc:
+        return error_text(exc)
+    if size != expected:
+        return (f"{files[0]} is {size[0]}x{size[1]} pixels, not the {expected[0]}x{expected[1]} of "
+                f"feeder_args.frames_res: resized for another resolution")
+    return ""
+
+
+def check_disk_space(work_dir: Path, model: nn.Module, cfg: Mapping[str, Any]) -> None:
+    """A training run has room for a checkpoint (weights and two optimizer moments, as Adam's)."""
+    if cfg["phase"] != "train":
+        return
+    existing = work_dir.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    needed = 3 * sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    free = shutil.disk_usage(existing).free
+    if free < needed:
+        raise ConfigError(f"start-up check: {existing} has {free:,} bytes free, but a checkpoint of "
+                          f"this model needs about {needed:,}; free some space or pass another --work-dir")
