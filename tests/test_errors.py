@@ -91,6 +91,7 @@ def test_main_bug_inside_the_model_keeps_its_traceback(tiny_run, tmp_path):
         import sys
         sys.path.insert(0, {str(REPO_ROOT)!r})
         import main
+        import tests.train_support  # registers the tiny config's model, as a user's launcher would
         from modules.resnet import ResNet
 
         def forward(self, *args, **kwargs):
