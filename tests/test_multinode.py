@@ -19,7 +19,7 @@ def run_two_nodes(config: Path, timeout: int, **env: str) -> list[str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT), **env}
     command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
                "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}",
-               "--rdzv-id", "stfnet-multinode-test", "main.py", "--config", str(config)]
+               "--rdzv-id", "stfnet-multinode-test", "tests/train_main.py", "--config", str(config)]
     nodes = [subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True) for _ in range(2)]
     try:

@@ -123,6 +123,7 @@ class StatsDumpSLRModel(NoDropoutSLRModel):
         return out
 
 
+@register_model
 class WeightsDumpSLRModel(NoDropoutSLRModel):
     """Saves, per process, all its weights and buffers at every training forward (before that
     step's update) into $STFNET_TEST_DUMP (rank<r>_forward<n>.pt), so processes can be compared."""
