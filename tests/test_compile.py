@@ -190,11 +190,31 @@ def test_inductor_compiles_the_temporal_part_once_for_every_length(monkeypatch):
 
 
 @SLOW
+def test_inductor_compiles_the_whole_video_model_at_most_twice_over_6_lengths(monkeypatch):
+    # Inductor's layout optimisation used to pin the length (utils/compile.py): each new
+    # length compiled the whole model again. Counted after the first length.
+    from torch._dynamo.utils import counters
+
+    monkeypatch.delenv(BACKEND_ENV, raising=False)
+    model = tiny_model()
+    compiled = compile_for_training(model, "default")
+    for i, time in enumerate(LENGTHS):
+        data = batch(time, features=False, seed=i)
+        got = loss_and_grads(model, compiled, data)
+        if i == 0:
+            first = counters["stats"]["unique_graphs"]
+        # inductor reorders float32 sums; the gradients' differences are the inductor
+        # test's above (test_compiled_video_model_equals_eager): the loss is compared here.
+        torch.testing.assert_close(got[0], loss_and_grads(model, model, data)[0], rtol=1e-4, atol=1e-4)
+    # Measured: one more graph over the 5 new lengths (before keep_traced_layouts: one per length);
+    # its guard is not yet identified (TORCH_LOGS=recompiles).
+    assert counters["stats"]["unique_graphs"] <= first + 1
+
+
+@SLOW
 def test_inductor_compiles_at_most_one_graph_per_length_bucket(monkeypatch):
-    # Inductor (torch 2.13) still specialises the whole video model on the time length: AOT
-    # autograd compiles the backward with the compiled forward's activation strides as concrete
-    # numbers. Lengths padded to buckets (feeder_args.pad_to_multiple) bound the graphs: the 6
-    # lengths collate to 2 multiples of 16 (64 and 80 frames), so at most 2 graphs.
+    # Lengths padded to buckets (feeder_args.pad_to_multiple, for CUDA graphs, which are
+    # recorded per shape): the 6 lengths collate to 2 multiples of 16 (64 and 80 frames).
     from torch._dynamo.utils import counters
 
     from dataset.collate import pad_collate

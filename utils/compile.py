@@ -5,16 +5,16 @@ state-dict keys never gain the `_orig_mod.` prefix. The video's time dimension i
 dynamic, so that videos of new lengths reuse the captured graph (SLRModel has no shape-dependent
 Python branch on the time length: tests/test_compile.py counts the compilations).
 
-What still pins the length with inductor (torch 2.13, found with TORCH_LOGS=dynamic and
-TORCHDYNAMO_EXTENDED_DEBUG_GUARD_ADDED on the demo model): AOT autograd compiles the backward
-with the compiled forward's strides of the saved activations evaluated to numbers
-(torch/_inductor/utils.py set_tracing_context_output_strides, then _aot_stage2b_bw_compile
-restrides every saved tensor whose symbolic stride it cannot prove equal); the backward graph
-then mixes constant strides (e.g. 2560 = 64 x 40 frames) with symbolic sizes, and fake-tensor
-checks such as check_contiguous_sizes_strides add guards like Eq(2560, 64*T), which fix T.
-Falling back to ATen for max-pooling (inductor's low-memory max-pool prims) or turning off the
-fake-tensor cache does not remove them (measured: still T = 40). So on varied lengths pad the
-training batches to buckets (feeder_args.pad_to_multiple): one graph per bucket.
+What pinned the length with inductor (torch 2.13, found with TORCH_LOGS=dynamic and
+TORCHDYNAMO_EXTENDED_DEBUG_GUARD_ADDED on the demo model): inductor's layout optimisation gave
+saved activations (the temporal (k, 1) convs' outputs on (B, C, T, 1) clips) other strides than
+the traced graph's; AOT autograd then compiles the backward with those strides evaluated to
+numbers (_aot_stage2b_bw_compile), and guards such as Eq(2560, 64*T) follow, which fix T.
+`keep_traced_layouts` turns the optimisation off (measured on the demo model: 40 then 44 frames,
+no new graph, the 44-frame step 0.1 s after a 124 s compile, same loss; the tiny test model:
+at most one more graph over 6 lengths, tests/test_compile.py, opt-in). Padding batches to
+buckets (feeder_args.pad_to_multiple) still bounds CUDA graphs (reduce-overhead), which are
+recorded per shape.
 """
 from __future__ import annotations
 
@@ -80,6 +80,18 @@ def aten_convolution_backward() -> None:
     make_fallback(torch.ops.aten.convolution_backward.default, override_decomp=True)
 
 
+def keep_traced_layouts() -> None:
+    """Have inductor keep the traced graph's memory layouts (no layout optimisation).
+
+    Otherwise a saved activation can get other strides in the compiled forward than in the
+    traced graph, and AOT autograd compiles the backward with them as constants: every new
+    video length then failed a guard and compiled again (module docstring).
+    """
+    from torch._inductor import config
+
+    config.layout_optimization = False
+
+
 def compile_for_training(module: nn.Module, mode: str) -> nn.Module:
     """`module` compiled with inductor in `mode` ('default', 'reduce-overhead', 'max-autotune').
 
@@ -89,6 +101,7 @@ def compile_for_training(module: nn.Module, mode: str) -> nn.Module:
     if backend != "inductor":
         return torch.compile(module, backend=backend)
     aten_convolution_backward()
+    keep_traced_layouts()
     return torch.compile(module, mode=None if mode == "default" else mode)
 
 
