@@ -158,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("work-dir", help="folder for checkpoints, logs, hypotheses; reused (resumed) if it exists")
     add("phase", choices=PHASES, help="train, test or features")
     add("device", help="'cpu', a GPU index '0', or '0,1' with torchrun; 'auto' = GPU 0 if present")
-    add("dataset", help="phoenix2014, phoenix2014-T or CSL-Daily")
+    add("dataset", help="a dataset name of dataset/registry.py, e.g. phoenix2014 or CSL-Daily")
     add("load-weights", help="initialise the model from a checkpoint (ours or published)")
     add("load-checkpoints", help="resume training from a checkpoint of this project")
     add("batch-size", type=int)
