@@ -24,12 +24,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from inference.loading import LoadedModel, load_model, model_config, model_kwargs  # noqa: E402
+from inference.loading import LoadedModel, load_model, model_class, model_config, model_kwargs  # noqa: E402
 from inference.onnx_model import calibration_videos, export_onnx, load_onnx_model  # noqa: E402
 from inference.recognize import clip_log_probs, decode_sentence  # noqa: E402
 from inference.video import find_videos, load_frames  # noqa: E402
 from utils.checkpoint import save_checkpoint  # noqa: E402
-from utils.config import import_class  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -53,9 +52,10 @@ def random_model(config: str, folder: Path) -> LoadedModel:
     cfg = model_config(None, config)
     num_classes = 1296  # the published PHOENIX-2014 vocabulary size (with the blank)
     gloss_dict = {f"G{i}": [i, 1] for i in range(1, num_classes)}
-    kwargs, _ = model_kwargs(cfg, import_class(cfg["model"]), num_classes)
+    cls = model_class(cfg["model"])
+    kwargs, _ = model_kwargs(cfg, cls, num_classes)
     torch.manual_seed(0)
-    model = import_class(cfg["model"])(**{**kwargs, "pretrained": None})
+    model = cls(**{**kwargs, "pretrained": None})
     path = folder / "random.pt"
     save_checkpoint(path, {"model_state_dict": model.state_dict(), "model_args": kwargs,
                            "config": {k: cfg[k] for k in ("model", "feeder_args", "decode") if k in cfg},

@@ -24,12 +24,13 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import simplejpeg  # noqa: E402
 
-from dataset.synthetic import FRAME_SIZE, SIZES, plan_videos, render_camera_video  # noqa: E402
+from dataset.registry import dataset_spec  # noqa: E402
+from dataset.synthetic import SIZES, plan_videos, render_camera_video  # noqa: E402
 
 
 def camera_frames(videos: int, size: int) -> list[np.ndarray]:
     """RGB camera-like frames resized to `size` x `size`."""
-    width, height = FRAME_SIZE["phoenix2014"]
+    width, height = dataset_spec("phoenix2014").raw_frame_size
     frames = []
     for video in plan_videos("phoenix2014", "small", 0)[:videos]:
         for bgr in render_camera_video(video, width, height, SIZES["small"].frames_per_gloss):
