@@ -21,11 +21,17 @@ from utils.config import ConfigError
 from utils.random_state import SeededDataset
 
 
-def check_work_dir(work_dir: Path, overwrite: bool, cfg: Mapping[str, Any]) -> None:
-    """The work dir can be created and written; --overwrite would delete nothing the run needs."""
-    existing = work_dir.absolute()
+def existing_ancestor(path: Path) -> Path:
+    """`path` itself if it exists, else its nearest existing parent (where it would be created)."""
+    existing = path.absolute()
     while not existing.exists():
         existing = existing.parent
+    return existing
+
+
+def check_work_dir(work_dir: Path, overwrite: bool, cfg: Mapping[str, Any]) -> None:
+    """The work dir can be created and written; --overwrite would delete nothing the run needs."""
+    existing = existing_ancestor(work_dir)
     if not existing.is_dir():
         raise ConfigError(f"work_dir {work_dir}: {existing} is a file, not a folder; pass another "
                           f"--work-dir (key 'work_dir')")
@@ -207,12 +213,12 @@ def check_batches(data: RunData, cfg: Mapping[str, Any]) -> None:
 
 def check_all_frames(data: RunData, cfg: Mapping[str, Any]) -> None:
     """Every video of every split the phase reads has its frame files (as many as its info file
-    says, none empty, the first at the configured frames_res), checked without decoding."""
-    expected = parse_resolution(str(cfg["feeder_args"].get("frames_res", "256x256px")))
+    says, none empty, the first at the feeder's frames_res), checked without decoding."""
     for split, train in phase_splits(cfg):
         feeder = data.dataset(split, train).dataset
         if getattr(feeder, "data_type", None) != "video" or getattr(feeder, "packed", False):
             continue  # features, or a pack (checked when opened)
+        expected = parse_resolution(feeder.frame_source.frames_res)  # the feeder's, default included
         problems = [problem for index in range(len(feeder))
                     if (problem := video_frames_problem(feeder, index, expected))]
         if problems:
@@ -245,9 +251,7 @@ def check_disk_space(work_dir: Path, model: nn.Module, cfg: Mapping[str, Any]) -
     """A training run has room for a checkpoint (weights and two optimizer moments, as Adam's)."""
     if cfg["phase"] != "train":
         return
-    existing = work_dir.absolute()
-    while not existing.exists():
-        existing = existing.parent
+    existing = existing_ancestor(work_dir)
     needed = 3 * sum(t.numel() * t.element_size() for t in model.state_dict().values())
     free = shutil.disk_usage(existing).free
     if free < needed:
