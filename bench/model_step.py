@@ -85,9 +85,10 @@ def timed(fn: Callable[[], None], device: torch.device) -> tuple[float, float]:
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: tuple,
                amp: torch.dtype | None, runner: torch.nn.Module | None = None,
-               scaler: torch.amp.GradScaler | None = None) -> None:
+               scaler: torch.amp.GradScaler | None = None) -> torch.Tensor:
     """One forward/backward/Adam step under autocast to `amp` (None: float32); the forward
-    through `runner` (compiled) when given; fp16 steps through `scaler` when given."""
+    through `runner` (compiled) when given; fp16 steps through `scaler` when given. Returns
+    the (detached) loss."""
     x, len_x, label, label_lgt = batch
     optimizer.zero_grad(set_to_none=True)
     with torch.autocast(x.device.type, dtype=amp or torch.float32, enabled=amp is not None):
@@ -101,6 +102,7 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: 
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
+    return loss.detach()
 
 
 def backbone_step(model: torch.nn.Module, x: torch.Tensor) -> None:
