@@ -86,13 +86,13 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def prepare(work: Path, size: str, res: str, workers: int = 2) -> tuple[Path, Path]:
-    """Camera-like synthetic PHOENIX-2014 data, preprocessed with --pack (reused if present)."""
+def prepare(work: Path, size: str, res: str, workers: int = 2, style: str = "camera") -> tuple[Path, Path]:
+    """Synthetic PHOENIX-2014 data (camera-like by default), preprocessed with --pack (reused if present)."""
     root, out = work / "phoenix2014", work / "preprocess"
     if not (out / "gloss_dict.npy").is_file():
         if not root.is_dir():
-            counts = generate("phoenix2014", root, size=size, seed=0, workers=workers, style="camera")
-            print(f"synthetic phoenix2014 ({size}, camera): {counts['videos']} videos, "
+            counts = generate("phoenix2014", root, size=size, seed=0, workers=workers, style=style)
+            print(f"synthetic phoenix2014 ({size}, {style}): {counts['videos']} videos, "
                   f"{counts['frames']} frames")
         status = preprocess_main("phoenix2014", ["--dataset-root", str(root), "--output-dir",
                                                  str(out), "--output-res", res, "-p", "-m",
