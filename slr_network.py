@@ -21,9 +21,8 @@ from modules.frame_conv import store_frame_weights_channels_last
 from modules.hsa import HierarchicalBranch
 from modules.resnet import ResNet, resnet_depths
 from modules.tconv import TemporalConv, kernel_sizes_for, output_lengths
+from utils.errors import ConfigError, closest_key
 from utils.registry import Registry
-
-LOSS_NAMES = ("SeqCTC", "ConvCTC", "Dist", "Cu", "Cp")
 
 # The models a config's (or checkpoint's) `model` key may name; a user's model joins with
 # @register_model in their own module, imported by their own launcher script.
@@ -34,6 +33,9 @@ register_model = MODELS.register
 @register_model
 class SLRModel(nn.Module):
     """The STF-Net model; `forward(x, len_x)` returns the dict described in `forward`.
+
+    `loss_names` are the terms `loss_weights` (the config's section) may weight; a subclass whose
+    `loss_terms` adds a term extends it to take that term's weight from the config.
 
     Args (beyond the original ones; `use_bn` is accepted and unused, as in the original):
         hsa_attention: temporal attention in the hierarchical branch (on for PHOENIX-2014,
@@ -47,6 +49,8 @@ class SLRModel(nn.Module):
             CPU batch norms keep float64-grade statistics (modules.batchnorm).
     """
 
+    loss_names: tuple[str, ...] = ("SeqCTC", "ConvCTC", "Dist", "Cu", "Cp")
+
     def __init__(self, num_classes: int, c2d_type: str, conv_type: int, use_bn: bool = False,
                  hidden_size: int = 1024, loss_weights: Mapping[str, float] | None = None,
                  weight_norm: bool = True, share_classifier: bool = True, *, hsa_attention: bool = True,
@@ -56,7 +60,7 @@ class SLRModel(nn.Module):
         if num_classes < 2:
             raise ValueError(f"num_classes must count the glosses plus the CTC blank, got {num_classes}")
         self.num_classes = num_classes
-        self.loss_weights = _checked_loss_weights(loss_weights)
+        self.loss_weights = _checked_loss_weights(loss_weights, self.loss_names)
         self.kernel_sizes = kernel_sizes_for(conv_type)
         self.conv2d = ResNet(resnet_depths(c2d_type), base_width, channels_last)
         feature_dim = self.conv2d.out_channels
@@ -122,7 +126,7 @@ class SLRModel(nn.Module):
             raise RuntimeError("this SLRModel was built without loss_weights; pass e.g. "
                                "{'SeqCTC': 1.0, 'ConvCTC': 1.0, 'Dist': 25.0} to compute losses")
         if not self.loss_weights:
-            raise ValueError(f"loss_weights is empty: name at least one of {list(LOSS_NAMES)}")
+            raise ValueError(f"loss_weights is empty: name at least one of {list(self.loss_names)}")
         feat_len = outputs["feat_len"]
 
         def ctc(logits: Tensor) -> Tensor:
@@ -186,11 +190,14 @@ class SLRModel(nn.Module):
         return [self.classifier(a.permute(2, 0, 1)) for a in aux]
 
 
-def _checked_loss_weights(loss_weights: Mapping[str, float] | None) -> dict[str, float] | None:
-    """Loss weights as a dict, refusing names the model does not compute."""
+def _checked_loss_weights(loss_weights: Mapping[str, float] | None,
+                          known: tuple[str, ...]) -> dict[str, float] | None:
+    """Loss weights as a dict, refusing (as a config error, with the closest name) terms the model
+    does not compute."""
     if loss_weights is None:
         return None
-    unknown = sorted(set(loss_weights) - set(LOSS_NAMES))
-    if unknown:
-        raise ValueError(f"unknown loss_weights {unknown}: this model computes {list(LOSS_NAMES)}")
+    for name in loss_weights:
+        if name not in known:
+            raise ConfigError(f"unknown key 'loss_weights.{name}'{closest_key(name, known)} "
+                              f"(this model computes {', '.join(known)})")
     return {name: float(weight) for name, weight in loss_weights.items()}

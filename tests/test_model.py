@@ -8,6 +8,7 @@ from tests.reference.conv3d import conv3d_reference
 from modules.criterions import total_loss
 from modules.tconv import kernel_sizes_for, output_lengths
 from slr_network import SLRModel
+from utils.errors import ConfigError
 
 NUM_CLASSES = 9
 LOSS_WEIGHTS = {"SeqCTC": 1.0, "ConvCTC": 1.0, "Dist": 25.0, "Cu": 0.0005, "Cp": 0.0005}
@@ -222,8 +223,8 @@ def test_bad_inputs_raise_clear_errors():
         SLRModel(5, "resnet50", 2)
     with pytest.raises(ValueError, match="conv_type"):
         SLRModel(5, "resnet18", 3, base_width=8)
-    with pytest.raises(ValueError, match="Focal"):
-        SLRModel(5, "resnet18", 2, base_width=8, loss_weights={"Focal": 1.0})
+    with pytest.raises(ConfigError, match=r"unknown key 'loss_weights.SeqCT'.*'SeqCTC'"):
+        SLRModel(5, "resnet18", 2, base_width=8, loss_weights={"SeqCT": 1.0})
     model = tiny_model()
     with pytest.raises(ValueError, match="len_x"):
         model(video(1, 20), torch.tensor([21]))

@@ -116,6 +116,8 @@ def build_model(cfg: Mapping[str, Any], num_classes: int, log: Callable[[str], N
         log(note)
     try:
         core = cls(**model_args, loss_weights=dict(cfg["loss_weights"]))
+    except ConfigError:  # already names its key (e.g. loss_weights)
+        raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"cannot build the model {cfg['model']} from model_args: {exc}") from None
     return core, model_args
