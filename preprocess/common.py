@@ -1,8 +1,10 @@
 """Shared preprocessing steps: annotation tables, info dicts, gloss dict, STM files and frame resizing."""
 from __future__ import annotations
 
+import errno
 import functools
 import json
+import os
 import shutil
 from dataclasses import dataclass, field
 from multiprocessing import Pool
@@ -259,20 +261,35 @@ def run_resize(
     jobs: Sequence[ResizeJob], size: tuple[int, int], workers: int = 1, desc: str = "resize",
     verify: bool = False,
 ) -> list[ResizeResult]:
-    """Resize every job with a progress bar, in `workers` processes when > 1; results in job order."""
+    """Resize every job with a progress bar, in `workers` processes when > 1; results in job order.
+
+    A full disk is one PreprocessError (the finished videos are kept: a rerun continues)."""
     args = [(job, size, verify) for job in jobs]
     results: list[ResizeResult] = []
     with tqdm(total=len(jobs), desc=desc, unit="video", dynamic_ncols=True) as bar:
-        if workers > 1 and len(jobs) > 1:
-            with Pool(min(workers, len(jobs))) as pool:
-                for result in pool.imap_unordered(_resize_star, args, chunksize=4):
-                    results.append(result)
+        try:
+            if workers > 1 and len(jobs) > 1:
+                with Pool(min(workers, len(jobs))) as pool:
+                    for result in pool.imap_unordered(_resize_star, args, chunksize=4):
+                        results.append(result)
+                        bar.update()
+            else:
+                for item in args:
+                    results.append(_resize_star(item))
                     bar.update()
-        else:
-            for item in args:
-                results.append(_resize_star(item))
-                bar.update()
+        except OSError as error:
+            if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise PreprocessError(resize_out_of_space(error, jobs, len(results))) from None
     return sorted(results, key=lambda r: r.key)
+
+
+def resize_out_of_space(error: OSError, jobs: Sequence[ResizeJob], finished: int) -> str:
+    """The report of a disk that filled up while resizing: where, how far it got, what to do."""
+    where = os.path.commonpath([job.dst_dir for job in jobs])
+    return (f"no space left on the disk of {where} while resizing ({error.strerror}): {finished} of "
+            f"{len(jobs)} videos were finished and are kept; free some space and rerun the same command "
+            f"(it continues with the rest), or choose another --output-dir")
 
 
 @dataclass

@@ -163,6 +163,32 @@ def test_resume_skips_done_videos_and_redoes_interrupted(raw_sets, tmp_path, mon
     assert not list(resized.rglob("*.tmp"))
 
 
+def test_full_disk_while_resizing_is_one_line_and_a_rerun_finishes(raw_sets, tmp_path, monkeypatch, capsys):
+    import errno
+    import os
+
+    root = _fresh_copy(raw_sets, "phoenix2014", tmp_path)
+    out = tmp_path / "out"
+    real_write = common.write_bytes_atomic
+    calls = {"n": 0}
+
+    def filling_write(path, data):
+        calls["n"] += 1
+        if calls["n"] == 15:  # the disk fills in the middle of the second video
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_write(path, data)
+
+    monkeypatch.setattr(common, "write_bytes_atomic", filling_write)
+    assert _run("phoenix2014", root, out, "--process-image") == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar
+    train_frames = frames_root("phoenix2014", root, RES) / "train"
+    assert err.startswith(f"error: no space left on the disk of {train_frames} "), err
+    assert "1 of 4 videos were finished" in err and "rerun" in err
+    monkeypatch.setattr(common, "write_bytes_atomic", real_write)
+    assert _run("phoenix2014", root, out, "--process-image") == 0
+    assert "(7 resized, 0 redone, 1 up to date)" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_unreadable_frame_is_skipped_and_counted(fmt, raw_sets, tmp_path, capsys):
     root = _fresh_copy(raw_sets, fmt, tmp_path)
