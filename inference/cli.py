@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from dataset.registry import DATASETS, language_choices
 from inference.loaded_model import LoadedModel
@@ -53,7 +54,8 @@ def load_model_from_args(args: argparse.Namespace) -> LoadedModel:
     """The model named by the options of add_model_arguments."""
     given = {"dict_path": args.dict_path, "language": args.language, "config": args.config,
              "overrides": args.set, "decode": decode_overrides(args),
-             "unsafe_load": args.unsafe_load, "other_vocabulary": args.other_vocabulary}
+             "unsafe_load": args.unsafe_load, "other_vocabulary": args.other_vocabulary,
+             "log": lambda message: print(message, file=sys.stderr)}  # e.g. "carries no checksum"
     return load_model(args.model_path, select_device(args.device),
                       **{k: v for k, v in given.items() if v not in (None, False, [], {})})
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -170,7 +170,8 @@ def model_from_checkpoint(ckpt_path: str | os.PathLike, device: torch.device | s
                           dict_path: str | None = None, language: str = "phoenix",
                           config: str | os.PathLike | None = None, overrides: Sequence[str] = (),
                           decode: Mapping[str, Any] | None = None, unsafe_load: bool = False,
-                          other_vocabulary: bool = False) -> LoadedModel:
+                          other_vocabulary: bool = False,
+                          log: Callable[[str], None] | None = None) -> LoadedModel:
     """Load a checkpoint (this project's, or a published weights-only one) as an eval-mode model.
 
     The model class and its arguments come from the checkpoint (config['model'], model_args);
@@ -178,10 +179,17 @@ def model_from_checkpoint(ckpt_path: str | os.PathLike, device: torch.device | s
     `overrides` (`feeder_args.input_size=112`, ...) and `decode` (keys of the decode section) win;
     decoding is otherwise the training config's, without its LM (a file of the training machine).
     `unsafe_load` unpickles arbitrary objects (utils.checkpoint.load_checkpoint): trusted files only.
+    `log` hears that a file carries no checksum (published, older): it then loads unverified.
     """
     ckpt_path = str(ckpt_path)
-    notes: list[str] = []  # a file without a checksum (published, older) loads unverified
-    ckpt = load_checkpoint(ckpt_path, map_location="cpu", unsafe=unsafe_load, log=notes.append)
+    notes: list[str] = []
+
+    def note(message: str) -> None:
+        notes.append(message)
+        if log is not None:
+            log(message)
+
+    ckpt = load_checkpoint(ckpt_path, map_location="cpu", unsafe=unsafe_load, log=note)
     state = model_state_from_checkpoint(ckpt)
     gloss_dict, vocab_source = resolve_vocabulary(ckpt, ckpt_path, dict_path, language,
                                                   other_vocabulary)
@@ -236,7 +244,7 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu", **op
         from inference.onnx_model import load_onnx_model  # onnxruntime only when it is used
 
         ignored = [k for k, v in options.items()
-                   if v not in (None, False, (), [], {}) and k != "decode"]
+                   if v not in (None, False, (), [], {}) and k not in ("decode", "log")]
         if ignored:
             raise ConfigError(f"{path} is an exported model: its vocabulary and architecture are "
                               f"fixed in it and {vocab_name(path)}; drop {', '.join(sorted(ignored))}")

@@ -38,10 +38,10 @@ def _run_json(capsys, *argv: str) -> dict:
 
 
 def _error(capsys, module, *argv: str) -> str:
-    """Run a CLI expecting the clean error exit (2); return its stderr."""
+    """Run a CLI expecting the clean error exit (2): one error line, after notes if any; return it."""
     assert module.main([*argv, "--device", "cpu"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ")
+    *notes, err = capsys.readouterr().err.strip().splitlines()
+    assert err.startswith("error: ") and all(line.startswith("note: ") for line in notes), notes + [err]
     return err
 
 
@@ -97,6 +97,16 @@ def test_published_checkpoint_needs_dict_and_architecture(assets, capsys):
     assert "does not fit the model" in err and "phoenix2014-T.yaml" in err and "csa." in err
     err = _error(capsys, test_one_video, *base, "--dict_path", str(assets["dict"]))  # resnet34 defaults
     assert "does not fit the model" in err and "hidden_size" in err and "--config" in err
+
+
+def test_the_tool_says_when_a_checkpoint_loads_unverified(assets, capsys):
+    video = ["--video_path", str(assets["folder"]), "--device", "cpu"]
+    assert test_one_video.main(["--model_path", str(assets["ours"]), *video]) == 0
+    assert "checksum" not in capsys.readouterr().err  # ours carries one, verified: nothing to say
+    assert test_one_video.main(["--model_path", str(assets["published"]), *video,
+                                "--dict_path", str(assets["dict"]), *TINY_CLI]) == 0
+    err = capsys.readouterr().err
+    assert f"note: {assets['published']} carries no checksum" in err and "cannot be verified" in err
 
 
 def test_vocabulary_size_mismatch(assets, capsys):
