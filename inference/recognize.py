@@ -12,6 +12,11 @@ from torch import Tensor
 from inference.align import Recognition, align_sentence, steps_to_frames
 from inference.loaded_model import LoadedModel
 from inference.video import VideoClip
+from utils.errors import UserError
+
+
+class ClipTooShortError(UserError):
+    """The video has fewer frames than the model's temporal stack runs on."""
 
 
 @dataclass
@@ -76,8 +81,26 @@ def decode_sentence(loaded: LoadedModel, log_probs: Tensor) -> list[str]:
     return [gloss for gloss, _ in loaded.decoder.decode(log_probs[None], [steps], batch_first=True)[0]]
 
 
+def check_clip_length(num_frames: int, kernel_sizes: Sequence[str]) -> None:
+    """ClipTooShortError unless a clip of `num_frames`, padded as the feeder pads it, runs through
+    the temporal stack."""
+    from dataset.collate import padded_length, temporal_padding
+    from modules.tconv import runs_on
+
+    left_pad, stride = temporal_padding(kernel_sizes)
+
+    def runs(frames: int) -> bool:
+        return runs_on(padded_length(frames, left_pad, stride), kernel_sizes)
+
+    if not runs(num_frames):
+        needed = next(n for n in range(num_frames + 1, 10_000) if runs(n))
+        raise ClipTooShortError(f"the video has {num_frames} frame{'s' * (num_frames != 1)}; this model's "
+                                f"temporal stack {list(kernel_sizes)} needs at least {needed}: use a longer video")
+
+
 def recognise_clip(loaded: LoadedModel, clip: VideoClip) -> tuple[dict, Recognition, PreparedInput]:
     """Glosses of a read video with their spans: (JSON-ready result, alignment, network input)."""
+    check_clip_length(len(clip.frames), loaded.kernel_sizes)
     prepared = prepare_input(clip.frames, loaded.kernel_sizes, loaded.input_size, loaded.image_scale)
     log_probs, lengths = clip_log_probs(loaded, clip.frames, prepared)
     steps = int(lengths[0])

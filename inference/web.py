@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from inference.align import Recognition
 from inference.explain import blend, gloss_cams, gloss_sheet, input_frames_rgb
 from inference.loaded_model import LoadedModel
-from inference.recognize import PreparedInput, recognise_clip
+from inference.recognize import ClipTooShortError, PreparedInput, recognise_clip
 from inference.video import (IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoClip, count_video_frames,
                              load_frames)
 from utils.errors import UserError
@@ -139,7 +139,7 @@ class Recogniser:
             clip = read_upload(path, self.limits, Path(scratch), self.loaded.frame_size)
             try:
                 result, rec, prepared = recognise_clip(self.loaded, clip)
-            except ValueError as exc:
+            except ClipTooShortError as exc:
                 raise InputError(str(exc)) from None
         result["video"] = name or Path(path).name
         return Outcome(result, rec, prepared, time.perf_counter() - start)

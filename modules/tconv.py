@@ -26,6 +26,17 @@ def output_lengths(lengths: Tensor, kernel_sizes: Sequence[str]) -> Tensor:
     return lengths
 
 
+def runs_on(length: int, kernel_sizes: Sequence[str]) -> bool:
+    """Whether the stack runs on `length` (padded) time steps: each pooling keeps at least 2 (the
+    lift pool's instance norms normalise over time: 1 step is an error) and 1 output step remains."""
+    for spec in kernel_sizes:
+        size = int(spec[1:])
+        length = length // size if spec[0] == "P" else length - (size - 1)
+        if length < (2 if spec[0] == "P" else 1):
+            return False
+    return True
+
+
 class TemporalConv(nn.Module):
     """`forward(feats (B, C, T), lengths (B,)) -> dict` of visual_feat (T', B, H), conv_logits
     (T', B, classes), feat_len (B,) on the CPU, and the summed lift-pool losses."""

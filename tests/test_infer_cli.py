@@ -109,6 +109,21 @@ def test_the_tool_says_when_a_checkpoint_loads_unverified(assets, capsys):
     assert f"note: {assets['published']} carries no checksum" in err and "cannot be verified" in err
 
 
+def test_a_video_too_short_for_the_model_is_one_line(assets, capsys, tmp_path):
+    def first_frames(count: int) -> list[str]:
+        folder = tmp_path / f"first{count}"
+        folder.mkdir()
+        for path in sorted(assets["folder"].iterdir())[:count]:
+            (folder / path.name).write_bytes(path.read_bytes())
+        return ["--model_path", str(assets["ours"]), "--video_path", str(folder)]
+
+    # K5 P2 K5 P2 pads 4 frames to 16 -> 12 -> 6 -> 2 -> 1: the last lift pool's norm needs 2.
+    assert "the video has 1 frame;" in _error(capsys, test_one_video, *first_frames(1))
+    assert "the video has 4 frames; this model's temporal stack ['K5', 'P2', 'K5', 'P2'] needs at least 5" \
+        in _error(capsys, test_one_video, *first_frames(4))
+    assert _run_json(capsys, *first_frames(5))["num_frames"] == 5
+
+
 def test_vocabulary_size_mismatch(assets, capsys):
     err = _error(capsys, test_one_video, "--model_path", str(assets["ours"]), "--video_path",
                  str(assets["folder"]), "--dict_path", str(assets["small_dict"]))

@@ -6,7 +6,7 @@ import torch
 
 from tests.reference.conv3d import conv3d_reference
 from modules.criterions import total_loss
-from modules.tconv import kernel_sizes_for, output_lengths
+from modules.tconv import TemporalConv, kernel_sizes_for, output_lengths, runs_on
 from slr_network import SLRModel
 from utils.errors import ConfigError
 
@@ -75,6 +75,20 @@ def test_conv_types_length_arithmetic_in_features_mode(conv_type, specs):
     assert out["aux_logits"] == []
     label, label_lgt = labels([2, 1, 1])
     assert torch.isfinite(total_loss(model.loss_terms(out, label, label_lgt)))
+
+
+@pytest.mark.parametrize("conv_type", [0, 1, 2])
+def test_runs_on_says_exactly_which_lengths_the_temporal_stack_runs_on(conv_type):
+    torch.manual_seed(0)
+    stack = TemporalConv(4, 8, conv_type).eval()
+    for time in range(1, 24):
+        try:
+            with torch.no_grad():
+                stack(torch.randn(1, 4, time), torch.tensor([time]))
+            ran = True
+        except (RuntimeError, ValueError):  # too short: a conv or an instance norm refuses
+            ran = False
+        assert runs_on(time, stack.kernel_size) == ran, time
 
 
 @pytest.mark.parametrize("conv_type", [0, 1])
