@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from dataset.generated import prepare_output, write_owner_record
-from dataset.layout import raw_frames_root
+from dataset.layout import parse_resolution, raw_frames_root
 from dataset.registry import dataset_spec
 from utils.errors import run_cli
 
@@ -68,6 +68,15 @@ class SizeSpec:
     videos: dict[str, int]
     glosses: tuple[int, int]
     frames_per_gloss: tuple[int, int]
+    gloss_counts: tuple[tuple[int, int], ...] = ()  # (glosses, sentences): draw lengths from it, not uniformly
+
+
+# Glosses per sentence of PHOENIX-2014's dev and test ground truth together (1,169 sentences; counted
+# in phoenix2014-groundtruth-{dev,test}.stm of the release, whose ground truth the project holds
+# for reference; mean 10.3): (glosses, sentences).
+PHOENIX_GLOSS_COUNTS = ((3, 2), (4, 14), (5, 38), (6, 63), (7, 86), (8, 146), (9, 172), (10, 156),
+                        (11, 116), (12, 111), (13, 75), (14, 70), (15, 49), (16, 31), (17, 14),
+                        (18, 10), (19, 5), (20, 4), (21, 6), (23, 1))
 
 
 # The model pools time by 4, so small/demo hold a gloss for 8-12 frames: 2-3 output steps per
@@ -78,6 +87,11 @@ SIZES = {
     "demo": SizeSpec({"train": 200, "dev": 30, "test": 30}, (2, 6), (8, 12)),
     # Video lengths spread like PHOENIX's (about 50 to 300 frames), for data-loading benchmarks.
     "long": SizeSpec({"train": 60, "dev": 6, "test": 6}, (5, 26), (8, 12)),
+    # PHOENIX-2014's real video counts (published); glosses per sentence drawn from its dev/test
+    # histogram (above), each held 11-18 frames scaled by the signer's speed (assumed, chosen so that
+    # the means come out near the published 141 / 139 / 142 frames a video of train / dev / test,
+    # 799,006 / 75,186 / 89,472 frames, Koller et al., CVIU 2015; the slower test signers give ~158).
+    "phoenix": SizeSpec({"train": 5672, "dev": 540, "test": 629}, (3, 23), (11, 18), PHOENIX_GLOSS_COUNTS),
 }
 STYLES = ("clean", "camera")
 
@@ -166,9 +180,17 @@ def sample_sentence(rng: np.random.Generator, length_range: tuple[int, int], fmt
     return tokens
 
 
-def plan_videos(fmt: str, size: str, seed: int) -> list[VideoSpec]:
-    """The sentences and signers of every video of a dataset's splits (cheap; rendering happens later)."""
+def split_count(count: int, fraction: float) -> int:
+    """Videos of a split of `count` kept by `fraction` (at least one)."""
+    return max(1, round(count * fraction))
+
+
+def plan_videos(fmt: str, size: str, seed: int, fraction: float = 1.0) -> list[VideoSpec]:
+    """The sentences and signers of every video of a dataset's splits (cheap; rendering happens later).
+
+    `fraction` keeps the first part of each split (the same videos as the whole plan's)."""
     spec = SIZES[size]
+    counts, weights = zip(*spec.gloss_counts) if spec.gloss_counts else ((), ())
     vocab = vocabulary(fmt)
     lookup = {g: i for i, g in enumerate(vocab)}
     signer_ids = {"train": TRAIN_SIGNERS, "dev": DEV_SIGNERS, "test": TEST_SIGNERS}
@@ -177,8 +199,12 @@ def plan_videos(fmt: str, size: str, seed: int) -> list[VideoSpec]:
         if split not in dataset_spec(fmt).splits:
             continue
         rng = np.random.default_rng([seed, split_no])
-        for index in range(spec.videos[split]):
-            glosses = sample_sentence(rng, spec.glosses, fmt)
+        for index in range(split_count(spec.videos[split], fraction)):
+            if counts:
+                target = int(rng.choice(counts, p=np.array(weights) / sum(weights)))
+                glosses = sample_sentence(rng, (target, target), fmt)
+            else:
+                glosses = sample_sentence(rng, spec.glosses, fmt)
             sid = signer_ids[split][index % len(signer_ids[split])]
             videos.append(VideoSpec(split, index, make_signer(seed, sid), tuple(glosses),
                                     tuple(lookup[g] for g in glosses), (seed, split_no, index)))
@@ -409,10 +435,11 @@ def frame_paths(fmt: str, root: Path, video: VideoSpec, count: int) -> list[Path
     return [folder / f"{stem}{i + 1:04d}.png" for i in range(count)]
 
 
-def write_video(args: tuple[str, str, VideoSpec, tuple[int, int], str]) -> int:
-    """Render and write one video's frames; returns the frame count (Pool worker)."""
-    fmt, root, video, frames_per_gloss, style = args
-    width, height = dataset_spec(fmt).raw_frame_size
+def write_video(args: tuple[str, str, VideoSpec, tuple[int, int], str, tuple[int, int] | None]) -> int:
+    """Render and write one video's frames (at the format's raw frame size unless a (width, height) is
+    given); returns the frame count (Pool worker)."""
+    fmt, root, video, frames_per_gloss, style, frame_size = args
+    width, height = frame_size or dataset_spec(fmt).raw_frame_size
     render = render_camera_video if style == "camera" else render_video
     frames = render(video, width, height, frames_per_gloss)
     paths = frame_paths(fmt, Path(root), video, len(frames))
@@ -482,9 +509,13 @@ def write_annotations(fmt: str, root: Path, videos: Sequence[VideoSpec], lengths
 
 
 def generate(fmt: str, out: str | Path, size: str = "tiny", seed: int = 0, workers: int = 1,
-             replace: bool = False, style: str = "clean") -> dict:
+             replace: bool = False, style: str = "clean", frame_size: tuple[int, int] | None = None,
+             fraction: float = 1.0) -> dict:
     """Write a complete raw synthetic dataset into a new or empty `out` (or, with `replace`, over our own
     earlier output there: see dataset.generated); returns counts {videos, frames, glosses}.
+
+    `frame_size` (width, height) renders smaller (or larger) frames than the format's raw size (for
+    full-scale rehearsals on a small disk); `fraction` keeps that part of each split's videos.
 
     style 'clean': drawn signer on flat colours (the demo: learns fast, compresses far better than
     video); 'camera': the same scenes with a textured background, uneven lighting, blur, sensor
@@ -497,12 +528,16 @@ def generate(fmt: str, out: str | Path, size: str = "tiny", seed: int = 0, worke
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; expected one of {', '.join(SIZES)}")
     root = Path(out)
-    videos = plan_videos(fmt, size, seed)
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    videos = plan_videos(fmt, size, seed, fraction)
     prepare_output(root, replace)
     params = {"format": fmt, "size": size, "seed": seed, "style": style}
+    if frame_size is not None or fraction != 1.0:  # recorded only when used: older records stay as they were
+        params.update(frame_size=list(frame_size or dataset_spec(fmt).raw_frame_size), fraction=fraction)
     video_dirs = [str(frame_paths(fmt, root, video, 1)[0].parent.relative_to(root)) for video in videos]
     write_owner_record(root, params, video_dirs, [])  # first: an interrupted run is still ours to replace
-    jobs = [(fmt, str(root), video, SIZES[size].frames_per_gloss, style) for video in videos]
+    jobs = [(fmt, str(root), video, SIZES[size].frames_per_gloss, style, frame_size) for video in videos]
     if workers > 1:
         with Pool(workers) as pool:
             lengths = pool.map(write_video, jobs, chunksize=4)
@@ -514,6 +549,14 @@ def generate(fmt: str, out: str | Path, size: str = "tiny", seed: int = 0, worke
             "glosses": len({g for v in videos for g in v.glosses})}
 
 
+def _frame_size(value: str) -> tuple[int, int]:
+    """argparse type of --frame-size: WIDTHxHEIGHT (an optional 'px' suffix is allowed)."""
+    try:
+        return parse_resolution(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: write a synthetic dataset in one of the real formats."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -523,6 +566,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--style", choices=STYLES, default="clean",
                         help="clean: flat drawn frames (demo); camera: camera-like frames (benchmarks)")
+    parser.add_argument("--frame-size", type=_frame_size, default=None, metavar="WIDTHxHEIGHT",
+                        help="render frames of this size instead of the format's raw size (e.g. 52x65: "
+                        "a quarter of PHOENIX's 210x260 in each dimension)")
+    parser.add_argument("--fraction", type=float, default=1.0,
+                        help="write this part of each split's videos (at least one), e.g. 0.01")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--replace", action="store_true",
                         help="--out may hold an earlier output of this generator: remove only its files first")
@@ -533,7 +581,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def generate_and_report(args: argparse.Namespace) -> None:
     """Generate the dataset asked for on the command line and print its counts."""
     counts = generate(args.format, args.out, args.size, args.seed, args.workers, args.replace,
-                      args.style)
+                      args.style, args.frame_size, args.fraction)
     print(f"wrote {counts['videos']} videos, {counts['frames']} frames, "
           f"{counts['glosses']} distinct glosses to {args.out}")
 
