@@ -19,7 +19,8 @@ from utils.compile import BACKEND_ENV
 def record(eager_s: float, compiled_s: float, graphs: int = 0, loss: float = 2.0,
            compiled_loss: float = 2.0) -> StepRecord:
     """A step of given times, graphs and losses."""
-    return StepRecord([40], 44, eager_s, compiled_s, loss, compiled_loss, graphs, graphs)
+    return StepRecord([40], 44, eager_s, compiled_s, loss, compiled_loss, loss * 1.0005, graphs,
+                      graphs)
 
 
 def test_summary_separates_compile_time_from_the_steady_steps():
@@ -39,6 +40,7 @@ def test_summary_separates_compile_time_from_the_steady_steps():
     assert s["eager_total_s"] == pytest.approx(6.2)
     assert (s["dynamo_graphs_first"], s["dynamo_graphs_later"], s["inductor_graphs_later"]) == (2, 1, 1)
     assert s["max_rel_loss_diff"] == pytest.approx(0.001) and s["first_rel_loss_diff"] == 0.0
+    assert s["max_rel_loss_diff_ulp"] == pytest.approx(0.0005)
     with pytest.raises(ValueError, match="run more steps"):
         summarize(records[:3], warmup=3)
 
@@ -53,10 +55,22 @@ def test_loop_trains_both_copies_identically_when_nothing_is_compiled(monkeypatc
     for r in records:
         assert r.eager_loss == r.compiled_loss and torch.isfinite(torch.tensor(r.eager_loss))
         assert r.padded == max(r.frames) and len(r.frames) == case.batch
-    assert params["max_abs"] == 0.0 and params["relative_to_update"] == 0.0
+    assert params["compiled"] == {"max_abs": 0.0, "relative_to_update": 0.0}
+    assert params["ulp"]["relative_to_update"] > 0.0  # the yardstick copy did part
     assert len({r.eager_loss for r in records}) == 4  # the weights and batches changed each step
-    assert compile_loop.report(case, records, params, warmup=1, rtol=0.0)
-    assert "within rtol 0: yes" in capsys.readouterr().out
+    assert compile_loop.report(case, records, params, warmup=1, first_rtol=0.0, factor=1e-9)
+    assert "first step within 0: yes" in capsys.readouterr().out
+
+
+def test_the_yardstick_copy_is_one_ulp_away_everywhere():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    twin = compile_loop.one_ulp_away(model, seed=0)
+    for (name, a), b in zip(model.state_dict().items(), twin.state_dict().values()):
+        if a.is_floating_point():
+            assert torch.equal(torch.nextafter(a, b), b) and bool((a != b).all()), name
+            assert {True, False} <= set((b > a).flatten().tolist()), "both directions"
+        else:
+            assert torch.equal(a, b), name
 
 
 @pytest.mark.skipif(os.environ.get("STFNET_COMPILE_TESTS") != "1",
@@ -65,6 +79,7 @@ def test_dry_run_with_inductor_compiles_few_graphs_and_matches_eager(monkeypatch
     monkeypatch.delenv(BACKEND_ENV, raising=False)
     assert compile_loop.main(["--dry-run", "--models", "demo", "--steps", "5"]) == 0
     out = capsys.readouterr().out
-    assert "within rtol 0.001: yes" in out
+    assert "compiled equals eager: first step within 1e-05: yes, loop's loss" in out
+    assert "NO" not in out
     later = out.split("later: ")[1].split(" Dynamo")[0]
     assert int(later) <= 1, out  # at most one more graph over the new lengths
