@@ -14,6 +14,6 @@ def test_recommended_path_reads_the_recipes_compile_amp_feeder_and_sampler(tmp_p
     path = recipe_path(recipe)
     assert (path.packed, path.bucketing, path.amp, path.compile, path.conv3d) == (
         True, True, "bf16", "default", False)
-    assert recipe_path(REPO_ROOT / "config" / "fast_train.yaml").compile == "none"  # not in it (yet)
+    assert recipe_path(REPO_ROOT / "config" / "fast_train.yaml").compile == "default"
     recipe.write_text("{}\n")
     assert recipe_path(recipe).compile == "none" and not recipe_path(recipe).packed

@@ -12,9 +12,13 @@ the traced graph's; AOT autograd then compiles the backward with those strides e
 numbers (_aot_stage2b_bw_compile), and guards such as Eq(2560, 64*T) follow, which fix T.
 `keep_traced_layouts` turns the optimisation off (measured on the demo model: 40 then 44 frames,
 no new graph, the 44-frame step 0.1 s after a 124 s compile, same loss; the tiny test model:
-at most one more graph over 6 lengths, tests/test_compile.py, opt-in). Padding batches to
-buckets (feeder_args.pad_to_multiple) still bounds CUDA graphs (reduce-overhead), which are
-recorded per shape.
+at most one more graph over 6 lengths, tests/test_compile.py, opt-in). A few graphs remain by
+design: inductor's C++ code generator sums float32 reductions of more than 4,096 elements in
+chunks (cascade summation, for accuracy) and guards the length range that decision holds for
+(need_use_acc_helper); the published model compiled one graph for padded lengths up to 128 and
+one for 129-256 (bench/compile_loop.py; above 256, as PHOENIX's longest videos, presumably one
+more: not measured). Padding batches to buckets (feeder_args.pad_to_multiple) still bounds CUDA
+graphs (reduce-overhead), which are recorded per shape.
 """
 from __future__ import annotations
 
