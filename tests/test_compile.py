@@ -8,6 +8,7 @@ video model (channels-last), inductor, and main.py runs (tests/test_main_train.p
 """
 from __future__ import annotations
 
+import copy
 import os
 
 import pytest
@@ -160,17 +161,50 @@ def test_video_model_compiles_once_for_every_length(channels_last):
     assert backend.graphs == first == 1
 
 
+def assert_as_close_to_float64_as_eager(eager: tuple, compiled: tuple, exact: tuple,
+                                        factor: float = 10.0, kink: float = 5e-3,
+                                        floor: float = 1e-5) -> None:
+    """The compiled float32 loss and each gradient are at most `factor` times as far from the
+    float64 eager ones (normwise) as the eager float32 ones are, plus `kink` of the float64
+    norm for gradients (a ReLU input within rounding of zero may fall on either side: the
+    gradient behind it then counts or not) and `floor` (gradients zero in exact arithmetic)."""
+    def within(got: torch.Tensor, ref: torch.Tensor, want: torch.Tensor, name: str,
+               kink: float = kink) -> None:
+        err, ref_err = float((got.double() - want).norm()), float((ref.double() - want).norm())
+        assert err <= factor * ref_err + kink * float(want.norm()) + floor, (
+            f"{name}: |compiled - float64| {err:.3g}, |eager - float64| {ref_err:.3g}, "
+            f"|float64| {float(want.norm()):.3g}")
+
+    within(compiled[0], eager[0], exact[0], "loss", kink=0.0)  # a flip changes no loss value
+    assert compiled[1].keys() == eager[1].keys() == exact[1].keys()
+    for name, want in exact[1].items():
+        within(compiled[1][name], eager[1][name], want, name)
+
+
 @SLOW
 @pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
 def test_compiled_video_model_equals_eager(backend):
     model = tiny_model()
+    exact_model = copy.deepcopy(model).double()
     compiled = torch.compile(model, backend=backend)
     for i, time in enumerate((40, 47)):
         data = batch(time, features=False, seed=i)
         eager = loss_and_grads(model, model, data)
-        # inductor fuses and reorders float32 reductions: rounding-level differences.
-        tol = (1e-5, 1e-6) if backend == "aot_eager" else (1e-3, 1e-5)
-        assert_same_loss_and_grads(eager, loss_and_grads(model, compiled, data), *tol)
+        got = loss_and_grads(model, compiled, data)
+        if backend == "aot_eager":  # eager kernels on AOT autograd's graphs: rounding-level
+            assert_same_loss_and_grads(eager, got, 1e-5, 1e-6)
+            continue
+        # inductor fuses and reorders float32 sums, so elementwise its gradients differ from
+        # eager's by more than 1e-3 relative + 1e-5 absolute, as eager float32's differ from
+        # float64's (measured at 40 frames: up to 4e-3 in the temporal convs' weights, 3e-5 in
+        # biases that BatchNorm cancels, whose exact gradient is 0); normwise inductor's error
+        # against float64 was 0.4-8x eager float32's. At 47 frames one input of layer1.1's
+        # ReLU is within 3e-7 of zero (float32 and float64 disagree on its sign): inductor and
+        # eager take different sides, and the gradient behind it (0.035) moves everything
+        # upstream by 1-3e-3 of its norm (the `kink` allowance). Measured the same with
+        # utils.compile.compile_for_training's settings.
+        exact = loss_and_grads(exact_model, exact_model, (data[0].double(),) + data[1:])
+        assert_as_close_to_float64_as_eager(eager, got, exact)
 
 
 @SLOW
