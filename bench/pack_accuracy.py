@@ -128,9 +128,9 @@ def main() -> None:
     with ThreadPoolExecutor(max_workers=args.parallel) as pool:
         done = dict(zip(runs, pool.map(lambda r: train(r, args.root, args.num_epoch, args.threads), runs)))
     diff = input_difference(args.root)
-    epochs = {r["global_step"] for r in done.values()}
+    steps = "/".join(str(s) for s in sorted({r["global_step"] for r in done.values()}))
     print(f"config/demo.yaml, synthetic PHOENIX-2014 '{args.size}' data at {RES}, {args.threads} thread(s) "
-          f"per run, {epochs} steps per run")
+          f"per run, {steps} steps per run")
     print(f"{'run':16} {'source':18} {'seed':>4} {'best dev WER %':>15} {'at epoch':>8} {'test WER %':>11}")
     for run, result in done.items():
         print(f"{run.name:16} {run.source:18} {run.seed:>4} {result['best_dev_wer']:>15.2f} "
