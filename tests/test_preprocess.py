@@ -130,19 +130,24 @@ def test_script_runs_from_repo_root(raw_sets, tmp_path, repo_root):
     assert (out / "gloss_dict.npy").is_file() and (out / "phoenix2014-T-groundtruth-dev.stm").is_file()
 
 
+def _failing_at(call: int, function, error: BaseException):
+    """`function`, raising `error` at its `call`-th call instead (15: inside the second tiny video)."""
+    calls = {"n": 0}
+
+    def wrapper(*args):
+        calls["n"] += 1
+        if calls["n"] == call:
+            raise error
+        return function(*args)
+
+    return wrapper
+
+
 def test_resume_skips_done_videos_and_redoes_interrupted(raw_sets, tmp_path, monkeypatch, capsys):
     root = _fresh_copy(raw_sets, "phoenix2014", tmp_path)
     out = tmp_path / "out"
     real_encode = common._encode
-    calls = {"n": 0}
-
-    def failing_encode(image, suffix):
-        calls["n"] += 1
-        if calls["n"] == 15:  # dies in the middle of the second video
-            raise KeyboardInterrupt
-        return real_encode(image, suffix)
-
-    monkeypatch.setattr(common, "_encode", failing_encode)
+    monkeypatch.setattr(common, "_encode", _failing_at(15, real_encode, KeyboardInterrupt()))
     with pytest.raises(KeyboardInterrupt):
         _run("phoenix2014", root, out, "--process-image")
     resized = frames_root("phoenix2014", root, RES)
@@ -170,15 +175,8 @@ def test_full_disk_while_resizing_is_one_line_and_a_rerun_finishes(raw_sets, tmp
     root = _fresh_copy(raw_sets, "phoenix2014", tmp_path)
     out = tmp_path / "out"
     real_write = common.write_bytes_atomic
-    calls = {"n": 0}
-
-    def filling_write(path, data):
-        calls["n"] += 1
-        if calls["n"] == 15:  # the disk fills in the middle of the second video
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        real_write(path, data)
-
-    monkeypatch.setattr(common, "write_bytes_atomic", filling_write)
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(common, "write_bytes_atomic", _failing_at(15, real_write, full))
     assert _run("phoenix2014", root, out, "--process-image") == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar
     train_frames = frames_root("phoenix2014", root, RES) / "train"
