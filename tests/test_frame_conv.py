@@ -44,8 +44,11 @@ def test_strided_1x1_frame_conv_backward_keeps_the_heap_intact():
     ours = _heap_checked_run("FrameConv(4, 8, 1, stride=2)(x)")
     assert ours.returncode == 0 and ours.stdout.strip() == "ok", ours.stderr[-500:]
     if raw.returncode == 0:
-        pytest.skip("this torch's strided 1x1 weight gradient no longer corrupts the heap: the "
-                    "workaround in FrameConv.forward can go")
+        # Seen with torch 2.13 on 2026-11-30, not on every machine since (oneDNN picks its kernel
+        # by CPU): the workaround costs nothing measurable and is exact, so only a maintainer who
+        # sees this skip on every machine should retire it.
+        pytest.skip("the raw strided 1x1 weight gradient did not corrupt the heap on this machine (the "
+                    "bug FrameConv avoids depends on the CPU: keep the workaround)")
 
 
 @pytest.mark.parametrize("weights_channels_last", [True, False])
