@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import posixpath
 import shutil
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from preprocess.common import InfoDict, PreprocessError, info_entries, list_fram
 SAMPLE_FRAMES = 24  # per split, spread over its videos: enough for a +-10 % estimate of the mean size
 MARGIN = 1.05       # file-system overhead and the index on top of the frame bytes
 
-Videos = list[tuple[str, list[Path]]]
+Videos = list[tuple[str, list[str]]]  # (fileid, frame paths): str, a third lighter than Path a frame
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,8 @@ def split_videos(dataset: str, root: Path, info: InfoDict, res_tag: str) -> Vide
                 f"resized frames in {src_root / directory} are missing or unfinished; "
                 "run with --process-image before (or together with) --pack"
             )
-        videos.append((entry["fileid"], [src_root / directory / n for n in names]))
+        folder = str(src_root / directory)
+        videos.append((entry["fileid"], [os.path.join(folder, name) for name in names]))
     return videos
 
 
