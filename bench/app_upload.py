@@ -23,6 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.full_scale import status_kib  # noqa: E402
 from dataset.synthetic import plan_videos, render_video  # noqa: E402
 from inference.video import write_video  # noqa: E402
 
@@ -49,8 +50,7 @@ def synthetic_mp4(path: Path, frames: int) -> None:
 
 def memory_mib(pid: int) -> tuple[float, float]:
     """(resident now, peak resident) of a process in MiB, from /proc."""
-    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
-    return tuple(int(fields[k].split()[0]) / 1024 for k in ("VmRSS", "VmHWM"))
+    return tuple(kib / 1024 for kib in status_kib(pid, "VmRSS", "VmHWM"))
 
 
 def main() -> None:

@@ -63,8 +63,10 @@ def main(argv: list[str] | None = None) -> int:
                        cwd=REPO, check=True, capture_output=True)
         import numpy as np
 
+        from preprocess.common import info_entries
+
         info = np.load(data / "pre" / "train_info.npy", allow_pickle=True).item()
-        lengths = [int(v["num_frames"]) for k, v in info.items() if k != "prefix"]
+        lengths = [int(entry["num_frames"]) for entry in info_entries(info)]
         print(f"train videos: {len(lengths)}, {min(lengths)}-{max(lengths)} frames (median "
               f"{int(np.median(lengths))}), batch {args.batch_size}, {args.res} frames, 1 thread, CPU")
         results: dict[bool, list[dict[str, float]]] = {False: [], True: []}

@@ -53,6 +53,8 @@ if __package__ in (None, ""):
 
 from dataset.layout import frames_root, raw_frames_root  # noqa: E402
 from dataset.registry import dataset_spec  # noqa: E402
+from preprocess.common import info_entries  # noqa: E402
+from preprocess.pack import human  # noqa: E402
 
 DATASET = "phoenix2014"
 # Published PHOENIX-2014 frame counts (Koller et al., CVIU 2015) and the sizes the recipe trains at.
@@ -116,15 +118,18 @@ def _process_table() -> dict[int, int]:
     return table
 
 
+def status_kib(pid: int, *fields: str) -> tuple[int, ...]:
+    """Memory fields (VmRSS, VmHWM, ...) of a live process's /proc status, in KiB."""
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    return tuple(int(status[field].split()[0]) for field in fields)
+
+
 def peak_rss_kib(pid: int) -> int:
     """VmHWM (peak resident set) of a live process in KiB, 0 if it is gone."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+        return status_kib(pid, "VmHWM")[0]
+    except (OSError, KeyError):  # gone, or a zombie without memory fields
+        return 0
 
 
 class PeakWatcher(threading.Thread):
@@ -203,7 +208,7 @@ def split_frames(out_dir: Path) -> dict[str, list[int]]:
     lengths = {}
     for split in dataset_spec(DATASET).splits:
         info = np.load(out_dir / f"{split}_info.npy", allow_pickle=True).item()
-        lengths[split] = [int(v["num_frames"]) for k, v in info.items() if k != "prefix"]
+        lengths[split] = [int(entry["num_frames"]) for entry in info_entries(info)]
     return lengths
 
 
@@ -286,11 +291,6 @@ def extrapolate(full: Stage, small: Stage, large: Stage, ours: int, published: i
         full.peak_mib + max(0.0, large.peak_mib - small.peak_mib)
 
 
-def human_bytes(n: float) -> str:
-    """Bytes in GB/MB."""
-    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
-
-
 def table(full: list[Stage], small: list[Stage] | None, large: list[Stage] | None,
           lengths: dict[str, list[int]]) -> list[str]:
     """The markdown table of every stage (without the sample runs, no extrapolation)."""
@@ -304,7 +304,7 @@ def table(full: list[Stage], small: list[Stage] | None, large: list[Stage] | Non
                     if f.child_peaks_kib else "none")
         own = "" if f.work_s is None else f" ({f.work_s:.1f} s without start-up)"
         measured = (f"| {f.name} | {f.wall_s:.1f} s{own} | {f.frames:,} | {f.frames_per_s:,.0f} | "
-                    f"{f.parent_peak_kib / 1024:.0f} MiB / {children} | {human_bytes(f.disk_bytes)} |")
+                    f"{f.parent_peak_kib / 1024:.0f} MiB / {children} | {human(f.disk_bytes)} |")
         if small is None or large is None:
             rows.append(measured + " - | - | - | - |")
             continue
@@ -319,7 +319,7 @@ def table(full: list[Stage], small: list[Stage] | None, large: list[Stage] | Non
         when = ""
         if f.name.startswith("train"):  # an epoch of the published frames at the full-size sample's rate
             seconds, when = PUBLISHED_FRAMES["train"] / g.frames_per_s, "an epoch: "
-        rows.append(f"{measured} {ratio:.2f}x | {when}{seconds / 60:.1f} min | {human_bytes(nbytes)} | "
+        rows.append(f"{measured} {ratio:.2f}x | {when}{seconds / 60:.1f} min | {human(nbytes)} | "
                     f"{peak:.0f} MiB |")
     return rows
 
