@@ -1,7 +1,6 @@
 """Shared preprocessing steps: annotation tables, info dicts, gloss dict, STM files and frame resizing."""
 from __future__ import annotations
 
-import errno
 import functools
 import json
 import os
@@ -29,7 +28,7 @@ from preprocess.manifest import (
     resize_settings,
 )
 from utils.atomic import atomic_path
-from utils.errors import UserError
+from utils.errors import UserError, is_out_of_space
 
 InfoDict = dict  # {'prefix': str, 0: {...}, 1: {...}, ...} exactly as the original tools saved it
 Normaliser = Callable[[Sequence[str]], list[str]]  # glosses -> glosses as scored
@@ -278,7 +277,7 @@ def run_resize(
                     results.append(_resize_star(item))
                     bar.update()
         except OSError as error:
-            if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            if not is_out_of_space(error):
                 raise
             raise PreprocessError(resize_out_of_space(error, jobs, len(results))) from None
     return sorted(results, key=lambda r: r.key)

@@ -1,7 +1,6 @@
 """`--pack`: the size estimate, the free-space check and the writing of every split's frame pack."""
 from __future__ import annotations
 
-import errno
 import json
 import os
 import posixpath
@@ -17,6 +16,7 @@ from dataset.layout import frames_root, read_manifest
 from dataset.packed import (FORMATS, TABLE_ROW, encode_frame, pack_is_current, pack_settings, packed_paths,
                             source_signature, write_packed)
 from preprocess.common import InfoDict, PreprocessError, info_entries, list_frames
+from utils.errors import is_out_of_space
 
 SAMPLE_FRAMES = 24  # per split, spread over its videos: enough for a +-10 % estimate of the mean size
 MARGIN = 1.05       # file-system overhead and the index on top of the frame bytes
@@ -148,7 +148,7 @@ def pack_splits(dataset: str, root: Path, infos: dict[str, InfoDict], res_tag: s
         try:
             index = write_packed(packed_dir, split, split_list, fmt, quality, dataset=dataset)
         except OSError as error:
-            if error.errno != errno.ENOSPC:
+            if not is_out_of_space(error):
                 raise
             left = [e for e in estimates if e.split in todo[todo.index(split):]]
             raise PreprocessError(out_of_space(packed_dir, split, fmt, left)) from None

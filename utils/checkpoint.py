@@ -12,7 +12,6 @@ file is refused by name. Published and older files have none and cannot be verif
 """
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import pickletools
@@ -25,7 +24,7 @@ import numpy as np
 import torch
 
 from utils.atomic import atomic_path, copy_atomic, fsync_dir
-from utils.errors import MissingFileError, UserError
+from utils.errors import MissingFileError, UserError, is_out_of_space
 
 # Prefixes added by wrappers: DataParallel/DistributedDataParallel and torch.compile.
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
@@ -123,7 +122,7 @@ def copy_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     try:
         copy_atomic(src, dst)
     except Exception as exc:
-        if _no_space(exc):
+        if is_out_of_space(exc):
             raise _space_error(dst, src.stat().st_size, None) from None
         raise
 
@@ -135,25 +134,12 @@ def _replace(path: Path, write: Callable[[Path], None], nbytes: int,
         try:
             write(tmp)
         except Exception as exc:
-            if _no_space(exc):
+            if is_out_of_space(exc):
                 raise _space_error(path, nbytes, previous) from None
             raise
         if previous is not None and path.is_file():
             os.replace(path, previous)  # the old file keeps its bytes under the new name
     fsync_dir(path.parent)
-
-
-def _no_space(exc: BaseException) -> bool:
-    """Whether `exc` (or an exception it chains) is a full disk or an exceeded quota."""
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        if "No space left on device" in str(exc):  # torch's writer re-raises it as RuntimeError
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
 
 
 def _space_error(path: Path, nbytes: int, previous: str | os.PathLike | None) -> CheckpointSpaceError:

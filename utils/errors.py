@@ -3,6 +3,7 @@ as a single `error:` line and let every other exception keep its traceback."""
 from __future__ import annotations
 
 import difflib
+import errno
 import sys
 from typing import Callable, Iterable
 
@@ -29,6 +30,20 @@ class MissingFileError(UserError, FileNotFoundError):
 class BadFileError(UserError, ValueError):
     """A file the user gave exists but cannot be used (malformed, damaged, refused); the message
     names the file (and line) and what to do."""
+
+
+def is_out_of_space(exc: BaseException | None) -> bool:
+    """Whether `exc` (or an exception it chains) is a full disk or an exceeded quota: what every
+    writer (checkpoints, resizing, packing) turns into one line saying how much room it needs."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(exc):  # torch's writer re-raises it as RuntimeError
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def closest_key(key: str, valid: Iterable[str]) -> str:
