@@ -22,6 +22,7 @@ from modules.hsa import HierarchicalBranch
 from modules.resnet import ResNet, resnet_depths
 from modules.tconv import TemporalConv, kernel_sizes_for, output_lengths
 from utils.errors import ConfigError, closest_key
+from utils.pretrained import load_imagenet_resnet
 from utils.registry import Registry
 
 # The models a config's (or checkpoint's) `model` key may name; a user's model joins with
@@ -42,8 +43,8 @@ class SLRModel(nn.Module):
             off for the published PHOENIX-2014-T model).
         base_width: ResNet width (64 published); frame features have 8 * base_width channels.
         aux_dim: width of the hierarchical branch's shared Linear (1000 published).
-        pretrained: ImageNet init of the ResNet: None/False (none), 'auto' or True (torch hub
-            cache if the file is there), or the path of a torchvision-format file.
+        pretrained: ImageNet init of the ResNet: 'none'/None (random), 'imagenet' (torchvision's
+            weights from torch's hub cache, fetched there once), or a torchvision-format file.
         channels_last: run the frame backbone and branch in channels-last memory; None (default)
             = on (measured faster for oneDNN training on CPU and for cuDNN), False = off. Its
             CPU batch norms keep float64-grade statistics (modules.batchnorm).
@@ -74,9 +75,7 @@ class SLRModel(nn.Module):
         self.classifier = conv_fc if share_classifier else make_classifier(hidden_size, num_classes,
                                                                            weight_norm)
         self.distillation = SeqKD(temperature=8)
-        if pretrained not in (None, False):
-            from utils.pretrained import load_imagenet_resnet
-            load_imagenet_resnet(self.conv2d, c2d_type, pretrained)
+        load_imagenet_resnet(self.conv2d, c2d_type, pretrained)
 
     def forward(self, x: Tensor, len_x: Tensor, label: Tensor | None = None,
                 label_lgt: Tensor | None = None) -> dict[str, Any]:

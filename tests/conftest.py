@@ -1,6 +1,7 @@
 """Shared pytest fixtures: the read-only reference folder beside the checkout, when present."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,12 @@ import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = REPO_ROOT.parent / "shared"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_torch_hub(tmp_path_factory) -> None:
+    """torch's hub cache (ImageNet weights) in an empty folder: no test reads or fills the user's."""
+    os.environ["TORCH_HOME"] = str(tmp_path_factory.mktemp("torch_home"))
 
 
 @pytest.fixture

@@ -85,7 +85,7 @@ def tiny_config(data: dict[str, Path], work_dir: Path, **overrides) -> dict:
         "model": "tests.train_support.NoDropoutSLRModel",
         "decode": {"mode": "max"},
         "model_args": {"c2d_type": "resnet18", "base_width": 4, "hidden_size": 16, "aux_dim": 8,
-                       "channels_last": False},
+                       "channels_last": False, "pretrained": "none"},
         "optimizer_args": {"base_lr": 0.001, "step": [1]},
     }
     for key, value in overrides.items():

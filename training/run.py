@@ -25,6 +25,7 @@ from utils.device import amp_dtype, make_grad_scaler, quiet_opencv_threads, sele
 from utils.distributed import (DistEnv, barrier, convert_sync_batchnorm, env_from_environ,
                                init_process_group, new_sync_group)
 from utils.optimizer import build_optimizer, build_scheduler
+from utils.pretrained import IMAGENET, SCRATCH, resolve_pretrained
 from utils.random_state import seed_everything
 from utils.record import MetricsLog, RunLog, divert_warnings
 
@@ -108,14 +109,41 @@ def write_config(cfg: Mapping[str, Any], path: Path, log: Callable[[str], None])
     save_config(cfg, path)
 
 
-def build_model(cfg: Mapping[str, Any], num_classes: int, log: Callable[[str], None]) -> tuple[nn.Module, dict]:
+def backbone_init(cfg: Mapping[str, Any], model_args: Mapping[str, Any], resume_from: Path | None
+                  ) -> tuple[Any, str]:
+    """What the backbone starts from (the `pretrained` argument to build with) and the log line
+    saying so: the checkpoint the run loads, else model_args.pretrained (imagenet, none or a
+    file; imagenet is fetched into torch's hub cache, or the run stops saying how to get it)."""
+    pretrained = model_args.get("pretrained")
+    loaded = resume_from or cfg["load_weights"] or (cfg["phase"] != "train" and cfg["load_checkpoints"])
+    backbone_ignored = not resume_from and any(
+        "conv2d".startswith(str(p)) or str(p).startswith("conv2d") for p in cfg["ignore_weights"])
+    if loaded and not backbone_ignored:
+        return None, (f"initial weights: {loaded} (model_args.pretrained: {pretrained} is not used; "
+                      f"the checkpoint's weights replace any initialisation)")
+    if pretrained in SCRATCH:
+        return None, ("backbone initial weights: random, trained from scratch (model_args.pretrained: "
+                      "none; the published recipe starts from ImageNet: model_args.pretrained: imagenet)")
+    arch = str(model_args.get("c2d_type"))
+    path = resolve_pretrained(arch, pretrained)
+    source = f"torchvision's ImageNet {arch}" if pretrained in IMAGENET else f"a {arch} file"
+    return str(path), (f"backbone initial weights: {source}, {path} (model_args.pretrained: "
+                       f"{pretrained})")
+
+
+def build_model(cfg: Mapping[str, Any], num_classes: int, log: Callable[[str], None],
+                resume_from: Path | None = None) -> tuple[nn.Module, dict]:
     """The configured model (it computes its own loss terms) and its constructor arguments."""
     cls = model_class(cfg["model"])
     model_args, note = model_kwargs(cfg, cls, num_classes)
     if note:
         log(note)
+    built = dict(model_args)
+    if "pretrained" in model_args:
+        built["pretrained"], source = backbone_init(cfg, model_args, resume_from)
+        log(source)
     try:
-        core = cls(**model_args, loss_weights=dict(cfg["loss_weights"]))
+        core = cls(**built, loss_weights=dict(cfg["loss_weights"]))
     except ConfigError:  # already names its key (e.g. loss_weights)
         raise
     except (TypeError, ValueError) as exc:
@@ -157,7 +185,7 @@ def build_run(cfg: dict, overwrite: bool = False, unsafe_load: bool = False,
     resume_from = None if overwrite else resume_path(cfg, work_dir)
     seed = int(cfg["random_seed"])
     seed_everything(seed, cfg["deterministic"])  # same seed everywhere: identical initial weights
-    core, model_args = build_model(cfg, len(gloss_dict) + 1, log)
+    core, model_args = build_model(cfg, len(gloss_dict) + 1, log, resume_from)
     decoder = Decoder.from_config(decode, gloss_dict, model_args["num_classes"])
     if cfg["load_weights"] and not resume_from:
         load_weights_file(core, cfg["load_weights"], list(cfg["ignore_weights"]), log, gloss_dict,
