@@ -6,6 +6,8 @@
     video.py      a video file or a folder of frames -> RGB frames, as preprocessing resizes them
     recognize.py  frames -> network input -> glosses with their CTC-aligned spans (the JSON result)
     align.py      CTC forced alignment of a decoded sentence
+    streaming.py  live recognition: frames in one at a time, glosses out once they are certain
+    live.py       a file or camera played into the streaming recogniser in real time (drops counted)
     network.py    the network as one function: frames -> CTC log-probabilities (for export too)
     gradcam.py    Grad-CAM hooks and the drawing of overlays and contact sheets
     explain.py    Grad-CAM of each recognised gloss

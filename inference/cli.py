@@ -42,9 +42,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                              "--set feeder_args.input_size=112")
 
 
-def add_video_arguments(parser: argparse.ArgumentParser) -> None:
+def add_video_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
     """--video_path and --max_frames_num."""
-    parser.add_argument("--video_path", required=True,
+    parser.add_argument("--video_path", required=required,
                         help="video file (.mp4 .avi .mov .mkv .webm) or folder of frame images")
     parser.add_argument("--max_frames_num", type=int, default=360,
                         help="frames sampled uniformly at most")

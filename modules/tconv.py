@@ -60,13 +60,7 @@ class TemporalConv(nn.Module):
 
     def forward(self, feats: Tensor, lengths: Tensor) -> dict[str, Tensor]:
         """Run the stack, then the classifier (if any) on every output frame."""
-        loss_u = loss_p = feats.new_zeros((), dtype=torch.float32)
-        for layer in self.temporal_conv:
-            if isinstance(layer, TemporalLiftPool):
-                feats, step_u, step_p = layer(feats)
-                loss_u, loss_p = loss_u + step_u, loss_p + step_p
-            else:
-                feats = layer(feats)
+        feats, loss_u, loss_p = self.run_layers(feats)
         visual = feats.permute(2, 0, 1)
         return {
             "visual_feat": visual,
@@ -75,3 +69,17 @@ class TemporalConv(nn.Module):
             "loss_LiftPool_u": loss_u,
             "loss_LiftPool_p": loss_p,
         }
+
+    def run_layers(self, feats: Tensor, start: int = 0) -> tuple[Tensor, Tensor, Tensor]:
+        """(B, C, T) through layers `start`.. of the stack: (output, summed loss_u, loss_p).
+
+        `start` > 0 runs the rest of the stack on cached outputs of its first layers
+        (inference.streaming)."""
+        loss_u = loss_p = feats.new_zeros((), dtype=torch.float32)
+        for layer in self.temporal_conv[start:]:
+            if isinstance(layer, TemporalLiftPool):
+                feats, step_u, step_p = layer(feats)
+                loss_u, loss_p = loss_u + step_u, loss_p + step_p
+            else:
+                feats = layer(feats)
+        return feats, loss_u, loss_p
