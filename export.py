@@ -26,9 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(parser)
     parser.add_argument("--format", default="onnx", choices=["onnx"], help="export format")
     parser.add_argument("--out", required=True, help="output file, e.g. model.onnx")
-    parser.add_argument("--input", default="frames", choices=["frames", "float"],
+    parser.add_argument("--input", default="frames", choices=["frames", "float", "stream"],
                         help="frames: uint8 video in, preparation in the graph (default); "
-                             "float: prepared (B, T, 3, H, W) batches in [-1, 1] and lengths")
+                             "float: prepared (B, T, 3, H, W) batches in [-1, 1] and lengths; "
+                             "stream: a folder --out of the live recogniser's pieces "
+                             "(inference/onnx_stream.py; test_one_video.py --stream runs it)")
     parser.add_argument("--quantize", default=None, choices=["int8"],
                         help="int8: static int8 convolutions and linear layers for CPUs, "
                              "calibrated on --calibration videos")
@@ -51,6 +53,14 @@ def export(args: argparse.Namespace) -> None:
     from inference.onnx_model import calibration_videos, export_onnx, vocab_path
 
     loaded = load_model_from_args(args)
+    if args.input == "stream":
+        if args.quantize:
+            raise ConfigError("--quantize int8 is for the whole-video graph; drop it with --input stream")
+        from inference.onnx_stream import META, export_stream
+
+        out = export_stream(loaded, args.out)
+        print(f"wrote the streaming pieces and {META} into {out}")
+        return
     calibration = calibration_videos(args.calibration, loaded.frame_size,
                                      args.calibration_videos) if args.quantize else []
     out = export_onnx(loaded, args.out, inputs=args.input, calibration=calibration)

@@ -240,7 +240,9 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu", **op
                ) -> LoadedModel:
     """A checkpoint (.pt) as an eval-mode model (options: model_from_checkpoint's), or an exported
     .onnx file run by onnxruntime on the CPU (options: decode only)."""
-    if str(path).lower().endswith(".onnx"):
+    from inference.onnx_stream import is_stream_export  # onnxruntime only when it is used
+
+    if str(path).lower().endswith(".onnx") or is_stream_export(path):
         from inference.onnx_model import load_onnx_model  # onnxruntime only when it is used
 
         ignored = [k for k, v in options.items()
@@ -248,5 +250,9 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu", **op
         if ignored:
             raise ConfigError(f"{path} is an exported model: its vocabulary and architecture are "
                               f"fixed in it and {vocab_name(path)}; drop {', '.join(sorted(ignored))}")
+        if is_stream_export(path):
+            from inference.onnx_stream import load_stream_export
+
+            return load_stream_export(path, options.get("decode"))
         return load_onnx_model(path, options.get("decode"))
     return model_from_checkpoint(path, device, **options)

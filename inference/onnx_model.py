@@ -216,6 +216,34 @@ class OnnxRunner:
         return torch.from_numpy(log_probs), torch.from_numpy(np.asarray(out_lengths, np.int64))
 
 
+def read_metadata(meta_file: Path) -> dict[str, Any]:
+    """The metadata an export wrote beside its graph(s), checked to be this project's."""
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MissingFileError(f"{meta_file} not found: export.py writes it beside the graph; "
+                               f"keep the files together") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadFileError(f"cannot read {meta_file}: {exc}") from exc
+    if meta.get("format") != FORMAT:
+        raise BadFileError(f"{meta_file} is not an STFNet export (format {meta.get('format')!r}, "
+                           f"expected {FORMAT!r})")
+    return meta
+
+
+def loaded_from_metadata(meta: Mapping[str, Any], runner: Any, decode: Mapping[str, Any] | None,
+                         source: dict) -> LoadedModel:
+    """A LoadedModel (CPU, no PyTorch module) of an export's metadata and its runner."""
+    gloss_dict = {g: [i, 1] for i, g in enumerate(meta["glosses"]) if i != meta["blank"]}
+    return LoadedModel(
+        model=None, runner=runner, gloss_dict=gloss_dict, num_classes=int(meta["num_classes"]),
+        kernel_sizes=list(meta["kernel_sizes"]), input_size=int(meta["input_size"]),
+        image_scale=float(meta["image_scale"]), frame_size=parse_resolution(meta["frames_res"]),
+        decode=DecodeConfig.recipe().updated({"mode": meta["search_mode"],
+                                              "beam_width": int(meta["beam_width"]), **(decode or {})}),
+        source=source)
+
+
 def load_onnx_model(path: str | os.PathLike, decode: Mapping[str, Any] | None = None) -> LoadedModel:
     """An exported graph and the vocabulary file beside it as a LoadedModel (CPU, no Grad-CAM).
 
@@ -224,21 +252,6 @@ def load_onnx_model(path: str | os.PathLike, decode: Mapping[str, Any] | None = 
     if not path.is_file():
         raise MissingFileError(f"ONNX model not found: {path}")
     meta_file = vocab_path(path)
-    try:
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise MissingFileError(f"{meta_file} not found: export.py writes it beside {path.name}; "
-                               f"keep the two files together") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadFileError(f"cannot read {meta_file}: {exc}") from exc
-    if meta.get("format") != FORMAT:
-        raise BadFileError(f"{meta_file} is not an STFNet export (format {meta.get('format')!r}, "
-                           f"expected {FORMAT!r})")
-    gloss_dict = {g: [i, 1] for i, g in enumerate(meta["glosses"]) if i != meta["blank"]}
-    return LoadedModel(
-        model=None, runner=OnnxRunner(path), gloss_dict=gloss_dict, num_classes=int(meta["num_classes"]),
-        kernel_sizes=list(meta["kernel_sizes"]), input_size=int(meta["input_size"]),
-        image_scale=float(meta["image_scale"]), frame_size=parse_resolution(meta["frames_res"]),
-        decode=DecodeConfig.recipe().updated({"mode": meta["search_mode"],
-                                              "beam_width": int(meta["beam_width"]), **(decode or {})}),
-        source={"vocabulary": str(meta_file), "architecture": str(path), "model": str(path)})
+    meta = read_metadata(meta_file)
+    return loaded_from_metadata(meta, OnnxRunner(path), decode,
+                                {"vocabulary": str(meta_file), "architecture": str(path), "model": str(path)})

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -80,14 +80,114 @@ class CommittedGloss:
                 "committed_time": round(self.committed_time, 4), "score": round(self.score, 6)}
 
 
-def _centre(layer: nn.Module, window: list[Tensor]) -> Tensor:
-    """The centre output of a temporal layer run on an odd window of (1, C, H, W) frames: exactly
-    what the offline layer computes there, since the window spans its receptive field."""
-    return layer(torch.cat(window), 1)[len(window) // 2:len(window) // 2 + 1]
+class FrameStem(nn.Module):
+    """The backbone's per-frame stages before its first fusion block: (1, 3, H, W) -> layer2's output."""
+
+    def __init__(self, resnet: ResNet) -> None:
+        super().__init__()
+        self.resnet = resnet
+
+    def forward(self, frame: Tensor) -> Tensor:
+        r = self.resnet
+        if r.channels_last is not False:
+            frame = frame.contiguous(memory_format=torch.channels_last)
+        return r.layer2(r.layer1(r.maxpool(r.relu(r.bn1(r.conv1(frame))))))
+
+
+class FusionTemporal(nn.Module):
+    """Frames s-2..s+2 (5, C, H, W) -> the fused temporal frame s, w0 * TConv3 + w1 * TConv5 (1, C,
+    H, W), with its channel mean and max over (H, W) (1, C): the window spans both receptive fields,
+    so its centre is exactly what the offline block computes there."""
+
+    def __init__(self, block: SpatioTemporalFusion) -> None:
+        super().__init__()
+        self.block = block
+
+    def forward(self, window: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        b = self.block
+        short = b.t_conv[0](window[1:4], 1)[1:2]
+        long = b.t_conv[1](window, 1)[2:3]
+        temporal = b.fusion_weights[0] * short + b.fusion_weights[1] * long
+        return temporal, temporal.mean(dim=(2, 3)), temporal.amax(dim=(2, 3))
+
+
+class FusionOutput(nn.Module):
+    """Frames t-1..t+1 (3, C, H, W), their temporal frames and the channel gate's pooled mean and max
+    for each (3, C) -> `after`(x_t + alpha * (x_t + st(t))): the block's output for frame t, taken
+    through the per-frame stage that follows it (zeros stand for frames outside the stream)."""
+
+    def __init__(self, block: SpatioTemporalFusion, resnet: ResNet, index: int, after: nn.Module) -> None:
+        super().__init__()
+        self.block, self.resnet, self.index, self.after = block, resnet, index, after
+
+    def forward(self, frames: Tensor, temporal: Tensor, avg: Tensor, peak: Tensor) -> Tensor:
+        channel, spatial = self.block.cbam
+        gate = torch.sigmoid(channel.fc(avg[:, :, None, None]) + channel.fc(peak[:, :, None, None]))
+        gated = spatial(temporal * gate)  # zero for a zero (missing) frame, as offline padding
+        st = self.block.st_conv
+        fused = st[0](torch.cat([frames, gated], 1), 1)[1:2]
+        for layer in st[1:]:
+            fused = layer(fused)
+        x = frames[1:2]
+        return self.after(x + self.resnet.alpha[self.index] * (x + fused))
+
+
+class FramePool(nn.Module):
+    """(1, C, H, W) -> (1, C): the backbone's global average."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.mean(dim=(2, 3))
+
+
+class CachedConvs(nn.Module):
+    """(1, C, n) frame features -> (1, hidden, n - reach): the temporal stack's leading local convs."""
+
+    def __init__(self, tconv: nn.Module, prefix: int) -> None:
+        super().__init__()
+        self.layers = tconv.temporal_conv[:prefix]
+
+    def forward(self, feats: Tensor) -> Tensor:
+        for layer in self.layers:
+            feats = layer(feats)
+        return feats
+
+
+class WindowHead(nn.Module):
+    """(1, hidden, m) cached outputs -> (T', classes) log-probabilities: the rest of the temporal
+    stack, the BiLSTM and the classifier over one window."""
+
+    def __init__(self, model: nn.Module, prefix: int) -> None:
+        super().__init__()
+        self.model, self.prefix = model, prefix
+
+    def forward(self, window: Tensor) -> Tensor:
+        feats, _, _ = self.model.conv1d.run_layers(window, self.prefix)
+        # One whole sequence: the LSTM itself, as BiLSTMLayer runs it packed (no padding to hide),
+        # which exports as a plain ONNX LSTM.
+        sequence, _ = self.model.temporal_model.rnn(feats.permute(2, 0, 1))  # (T', 1, hidden)
+        return self.model.classifier(sequence)[:, 0].float().log_softmax(-1)
+
+
+class StreamPieces(nn.Module):
+    """The network cut where the stream's state lives: what inference.streaming calls, in PyTorch
+    here and as ONNX graphs in inference.onnx_stream (the same call signatures)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        r = model.conv2d
+        blocks = (r.shift1, r.shift2, r.shift3)
+        self.kernel_sizes = list(model.conv1d.kernel_size)
+        self.prefix = cached_prefix(self.kernel_sizes)
+        self.stem = FrameStem(r)
+        self.temporal = nn.ModuleList(FusionTemporal(b) for b in blocks)
+        self.output = nn.ModuleList(FusionOutput(b, r, i, after)
+                                    for i, (b, after) in enumerate(zip(blocks, (r.layer3, r.layer4, FramePool()))))
+        self.cached = CachedConvs(model.conv1d, self.prefix)
+        self.head = WindowHead(model, self.prefix)
 
 
 class StreamedFusion:
-    """One SpatioTemporalFusion block (with its ResNet alpha) run frame by frame.
+    """One SpatioTemporalFusion block run frame by frame, with the per-frame stage after it.
 
     Offline: out_t = x_t + alpha * (x_t + st(t)), st reading [x, c] at t-1..t+1 and c_s =
     CBAM(w0 * TConv3(x)_s + w1 * TConv5(x)_s) reading x at s-2..s+2: output t needs input t+3.
@@ -95,13 +195,15 @@ class StreamedFusion:
 
     delay = 3  # frames of look-ahead
 
-    def __init__(self, block: SpatioTemporalFusion, alpha: Tensor, gate_frames: int | None) -> None:
-        self.block, self.alpha, self.gate_frames = block, alpha, gate_frames
+    def __init__(self, temporal: Callable, output: Callable, gate_frames: int | None) -> None:
+        self.temporal, self.output, self.gate_frames = temporal, output, gate_frames
         self.x: dict[int, Tensor] = {}
-        self.c: dict[int, Tensor] = {}
+        self.t: dict[int, Tensor] = {}  # fused temporal frames
+        self.avg: dict[int, Tensor] = {}  # the channel gate's pooled mean and max for each of them
+        self.peak: dict[int, Tensor] = {}
         self.means: list[Tensor] = []  # per frame of the gate's pool: mean over (H, W) of each channel
         self.peaks: list[Tensor] = []
-        self.received = self.next_c = self.next_out = 0
+        self.received = self.next_t = self.next_out = 0
         self.ended = False
 
     def push(self, x: Tensor) -> list[Tensor]:
@@ -115,61 +217,47 @@ class StreamedFusion:
         self.ended = True
         return self._advance()
 
-    def _frame(self, store: dict[int, Tensor], index: int, like: Tensor) -> Tensor:
-        """A stored frame, or zeros outside the stream (the temporal convs' zero padding)."""
-        return store[index] if index in store else torch.zeros_like(like)
+    def _window(self, store: dict[int, Tensor], first: int, last: int, like: Tensor) -> Tensor:
+        """Frames first..last stacked, zeros outside the stream (the temporal convs' padding)."""
+        return torch.cat([store[i] if i in store else torch.zeros_like(like) for i in range(first, last + 1)])
 
     def _advance(self) -> list[Tensor]:
-        """Compute every gated temporal frame and every output the frames received allow."""
+        """Compute every temporal frame and every output the frames received allow."""
         n = self.received
-        while self.next_c < n and (self.ended or self.next_c + 2 < n):
-            self.c[self.next_c] = self._gated_temporal(self.next_c)
-            self.next_c += 1
+        while self.next_t < n and (self.ended or self.next_t + 2 < n):
+            self._temporal(self.next_t)
+            self.next_t += 1
         out = []
-        while self.next_out < n and (self.next_out + 1 < self.next_c or (self.ended and self.next_c == n)):
-            out.append(self._output(self.next_out))
+        while self.next_out < n and (self.next_out + 1 < self.next_t or (self.ended and self.next_t == n)):
+            t, like = self.next_out, self.x[self.next_out]
+            out.append(self.output(self._window(self.x, t - 1, t + 1, like),
+                                   self._window(self.t, t - 1, t + 1, like),
+                                   self._window(self.avg, t - 1, t + 1, self.avg[t]),
+                                   self._window(self.peak, t - 1, t + 1, self.peak[t])))
             self.next_out += 1
-        keep = min(self.next_out - 1, self.next_c - 2)
-        for store in (self.x, self.c):
+        keep = min(self.next_out - 1, self.next_t - 2)
+        for store in (self.x, self.t, self.avg, self.peak):
             for index in [i for i in store if i < keep]:
                 del store[index]
         return out
 
-    def _gated_temporal(self, s: int) -> Tensor:
-        """CBAM(w0 * short_s + w1 * long_s), the channel gate pooling the last `gate_frames` frames."""
-        block, like = self.block, self.x[s]
-        window = [self._frame(self.x, i, like) for i in range(s - 2, s + 3)]
-        short = _centre(block.t_conv[0], window[1:4])
-        long = _centre(block.t_conv[1], window)
-        temporal = block.fusion_weights[0] * short + block.fusion_weights[1] * long
-        self.means.append(temporal.mean(dim=(2, 3)))
-        self.peaks.append(temporal.amax(dim=(2, 3)))
+    def _temporal(self, s: int) -> None:
+        """Temporal frame s and the gate's pool over the last `gate_frames` temporal frames."""
+        self.t[s], mean, peak = self.temporal(self._window(self.x, s - 2, s + 2, self.x[s]))
+        self.means.append(mean)
+        self.peaks.append(peak)
         if self.gate_frames is not None and len(self.means) > self.gate_frames:
             del self.means[0], self.peaks[0]
-        channel, spatial = block.cbam
-        avg = torch.cat(self.means).mean(0)[None, :, None, None]
-        peak = torch.cat(self.peaks).amax(0)[None, :, None, None]
-        gate = torch.sigmoid(channel.fc(avg) + channel.fc(peak))
-        return spatial(temporal * gate)
-
-    def _output(self, t: int) -> Tensor:
-        """x_t + alpha * (x_t + st(t))."""
-        like = self.x[t]
-        pairs = [torch.cat([self._frame(self.x, i, like), self._frame(self.c, i, like)], 1)
-                 for i in range(t - 1, t + 2)]
-        st = self.block.st_conv
-        fused = _centre(st[0], pairs)
-        for layer in st[1:]:
-            fused = layer(fused)
-        return like + self.alpha * (like + fused)
+        self.avg[s] = torch.cat(self.means).mean(0, keepdim=True)
+        self.peak[s] = torch.cat(self.peaks).amax(0, keepdim=True)
 
 
 class StreamingBackbone:
-    """The ResNet frame backbone fed one frame at a time: `push(frame)` returns the frame features
-    (C,) that became complete, `end()` the rest. Per-frame stages run once per frame."""
+    """The ResNet frame backbone fed one frame at a time: `push(stem output)` returns the frame
+    features (C,) that became complete, `end()` the rest. Per-frame stages run once per frame."""
 
-    def __init__(self, resnet: ResNet, gate_frames: int | None) -> None:
-        self.resnet = resnet
+    def __init__(self, pieces: StreamPieces, gate_frames: int | None) -> None:
+        self.pieces = pieces
         self.gate_frames = gate_frames
         self.reset()
 
@@ -180,16 +268,8 @@ class StreamingBackbone:
 
     def reset(self) -> None:
         """Forget the stream."""
-        r = self.resnet
-        self.blocks = [StreamedFusion(block, r.alpha[i], self.gate_frames)
-                       for i, block in enumerate((r.shift1, r.shift2, r.shift3))]
-
-    def stem(self, frame: Tensor) -> Tensor:
-        """The per-frame stages before the first fusion block: (1, 3, H, W) -> layer2's output."""
-        r = self.resnet
-        if r.channels_last is not False:
-            frame = frame.contiguous(memory_format=torch.channels_last)
-        return r.layer2(r.layer1(r.maxpool(r.relu(r.bn1(r.conv1(frame))))))
+        p = self.pieces
+        self.blocks = [StreamedFusion(p.temporal[i], p.output[i], self.gate_frames) for i in range(3)]
 
     def push(self, stem: Tensor) -> list[Tensor]:
         """Feed one frame's stem output; frame features (C,) now complete."""
@@ -200,14 +280,9 @@ class StreamingBackbone:
         return self._through([], ending=True)
 
     def _through(self, frames: list[Tensor], ending: bool) -> list[Tensor]:
-        r = self.resnet
-        after = (r.layer3, r.layer4, lambda x: x.mean(dim=(2, 3))[0])
-        for block, stage in zip(self.blocks, after):
-            outs = [y for x in frames for y in block.push(x)]
-            if ending:
-                outs += block.end()
-            frames = [stage(y) for y in outs]
-        return frames
+        for block in self.blocks:
+            frames = [y for x in frames for y in block.push(x)] + (block.end() if ending else [])
+        return [f[0] for f in frames]
 
 
 def cached_prefix(kernel_sizes: Sequence[str]) -> int:
@@ -227,10 +302,10 @@ class WindowDecoder:
     of the stack, the BiLSTM and the classifier run on a window of the cache.
     """
 
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
-        specs = list(model.conv1d.kernel_size)
-        self.prefix = cached_prefix(specs)
+    def __init__(self, pieces: StreamPieces) -> None:
+        self.pieces = pieces
+        specs = list(pieces.kernel_sizes)
+        self.prefix = pieces.prefix
         self.rest = specs[self.prefix:]
         self.rest_stride = math.prod(int(s[1:]) for s in self.rest if s[0] == "P")
         self.prefix_reach = sum(int(s[1:]) - 1 for s in specs[:self.prefix])
@@ -248,9 +323,7 @@ class WindowDecoder:
         self.features += features
         if len(self.features) <= self.prefix_reach:
             return
-        x = torch.stack(self.features, dim=1)[None]  # (1, C, n)
-        for layer in self.model.conv1d.temporal_conv[:self.prefix]:
-            x = layer(x)
+        x = self.pieces.cached(torch.stack(self.features, dim=1)[None])  # (1, C, n) in
         self.cached += list(x[0].unbind(1))
         self.count += x.shape[2]
         del self.features[:x.shape[2]]
@@ -266,12 +339,7 @@ class WindowDecoder:
     def log_probs(self, first: int) -> Tensor:
         """(steps, classes) log-probabilities of steps first..steps_ready()-1, from a window of the
         cache starting at step `first`."""
-        window = torch.stack(self.cached[first * self.rest_stride - self.offset:], dim=1)[None]
-        feats, _, _ = self.model.conv1d.run_layers(window, self.prefix)
-        visual = feats.permute(2, 0, 1)  # (T', 1, hidden)
-        lengths = torch.tensor([visual.shape[0]])
-        logits = self.model.classifier(self.model.temporal_model(visual, lengths))
-        return logits[:, 0].float().log_softmax(-1)
+        return self.pieces.head(torch.stack(self.cached[first * self.rest_stride - self.offset:], dim=1)[None])
 
     def first_kept_step(self) -> int:
         """The earliest step a window can still start at."""
@@ -301,18 +369,22 @@ class StreamingRecognizer:
 
     def __init__(self, loaded: LoadedModel, settings: StreamSettings = StreamSettings(),
                  fps: float = 25.0) -> None:
-        if loaded.model is None:
-            raise StreamingNeedsCheckpointError(
-                "streaming runs the network in pieces; pass the .pt checkpoint, not an exported graph")
         self.loaded, self.settings, self.fps = loaded, settings, fps
-        self.model = loaded.model
-        self.dtype = next(self.model.parameters()).dtype
-        self.device = next(self.model.parameters()).device
+        if loaded.model is not None:
+            self.pieces = StreamPieces(loaded.model).eval()
+            self.dtype = next(loaded.model.parameters()).dtype
+            self.device = next(loaded.model.parameters()).device
+        elif getattr(loaded.runner, "streams", False):  # inference.onnx_stream.OnnxStreamPieces
+            self.pieces, self.dtype, self.device = loaded.runner, torch.float32, torch.device("cpu")
+        else:
+            raise StreamingNeedsCheckpointError(
+                "streaming runs the network in pieces: pass the .pt checkpoint, or an export of "
+                "them (export.py --input stream), not a whole-video graph")
         self.classes = {int(v[0]): g for g, v in loaded.gloss_dict.items()}
         self.transform = build_transform(False, loaded.input_size, loaded.image_scale)
         self.left_pad, self.stride = temporal_padding(loaded.kernel_sizes)
-        self.backbone = StreamingBackbone(self.model.conv2d, settings.gate_frames)
-        self.decoder = WindowDecoder(self.model)
+        self.backbone = StreamingBackbone(self.pieces, settings.gate_frames)
+        self.decoder = WindowDecoder(self.pieces)
         self.reset()
 
     # ---- the stream's state ------------------------------------------------------------------
@@ -330,7 +402,7 @@ class StreamingRecognizer:
     def push(self, frame: np.ndarray, time: float | None = None) -> list[CommittedGloss]:
         """Add one frame (its timestamp in seconds; default its index / fps); glosses it commits."""
         with torch.inference_mode():
-            stem = self.backbone.stem(self._prepare(frame))
+            stem = self.pieces.stem(self._prepare(frame))
             self.times.append(self.frames / self.fps if time is None else float(time))
             self.frames += 1
             copies = 1 + (self.left_pad if self.last_stem is None else 0)  # the feeder's left padding
@@ -366,6 +438,16 @@ class StreamingRecognizer:
         """Frames after a gloss's last frame before it is committed: one step more than a step's (the
         step after the gloss must show that it ended)."""
         return self.lookahead_frames() + self.stride
+
+    def held_bytes(self) -> int:
+        """Bytes of the tensors the stream's state holds: the fusion blocks' frames and gate
+        statistics, the last frame's stem output and the decoder's cache (bounded by the settings)."""
+        tensors = [] if self.last_stem is None else [self.last_stem]
+        for block in self.backbone.blocks:
+            tensors += [*block.x.values(), *block.t.values(), *block.avg.values(),
+                        *block.peak.values(), *block.means, *block.peaks]
+        tensors += self.decoder.features + self.decoder.cached
+        return sum(t.numel() * t.element_size() for t in tensors)
 
     # ---- internals -----------------------------------------------------------------------------
 

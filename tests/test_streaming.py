@@ -18,8 +18,9 @@ from inference.live import TimedFrame, play
 from inference.loading import load_model
 from inference.network import CTCLogProbs
 from inference.recognize import prepare_input
-from inference.streaming import (StreamedFusion, StreamingBackbone, StreamingNeedsCheckpointError,
-                                 StreamingRecognizer, StreamSettings, WindowDecoder)
+from inference.streaming import (FusionOutput, FusionTemporal, StreamedFusion, StreamingBackbone,
+                                 StreamingNeedsCheckpointError, StreamingRecognizer, StreamPieces,
+                                 StreamSettings, WindowDecoder)
 from inference.video import load_frames, resize_frame
 from modules.fusion import ChannelAttention
 from slr_network import SLRModel
@@ -57,7 +58,7 @@ def _stream_backbone(backbone: StreamingBackbone, video: torch.Tensor) -> torch.
     """(C, T) features of a (1, T, 3, H, W) video streamed frame by frame."""
     feats = []
     for t in range(video.shape[1]):
-        feats += backbone.push(backbone.stem(video[:, t]))
+        feats += backbone.push(backbone.pieces.stem(video[:, t]))
     return torch.stack(feats + backbone.end(), dim=1)
 
 
@@ -68,8 +69,8 @@ def test_backbone_streams_each_frame_exactly(channels_last, frames):
     video = torch.rand(1, frames, 3, 40, 36, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 2 - 1
     with torch.no_grad():
         offline, _ = model.conv2d(video)
-        backbone = StreamingBackbone(model.conv2d, gate_frames=None)
-        early = [len(backbone.push(backbone.stem(video[:, t]))) for t in range(frames)]
+        backbone = StreamingBackbone(StreamPieces(model), gate_frames=None)
+        early = [len(backbone.push(backbone.pieces.stem(video[:, t]))) for t in range(frames)]
         assert early == [int(t >= backbone.delay) for t in range(frames)]  # 3 frames per fusion block
         backbone.reset()
         streamed = _stream_backbone(backbone, video)
@@ -80,8 +81,8 @@ def test_backbone_streams_each_frame_exactly(channels_last, frames):
 def test_fusion_gate_pools_the_last_frames(gate_frames):
     """Against an independent formulation: offline modules, the CBAM run on the clip of the last
     `gate_frames` temporal frames, its last frame kept."""
-    block = _random_model(constant_gate=False).conv2d.shift1
-    alpha = torch.tensor(0.8, dtype=torch.float64)
+    resnet = _random_model(constant_gate=False).conv2d
+    block, alpha = resnet.shift1, resnet.alpha[0]
     x = torch.randn(11, 16, 5, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         temporal = (block.fusion_weights[0] * block.t_conv[0](x, 1)
@@ -89,7 +90,8 @@ def test_fusion_gate_pools_the_last_frames(gate_frames):
         first = [0 if gate_frames is None else max(0, s - gate_frames + 1) for s in range(len(x))]
         gated = torch.cat([block.cbam(temporal[f:s + 1], 1)[-1:] for s, f in enumerate(first)])
         expected = x + alpha * (x + block.st_conv(torch.cat([x, gated], 1), 1))
-        fusion = StreamedFusion(block, alpha, gate_frames)
+        fusion = StreamedFusion(FusionTemporal(block), FusionOutput(block, resnet, 0, torch.nn.Identity()),
+                                gate_frames)
         streamed = [y for t in range(len(x)) for y in fusion.push(x[t:t + 1])] + fusion.end()
     torch.testing.assert_close(torch.cat(streamed), expected, rtol=0, atol=1e-12)
 
@@ -98,7 +100,7 @@ def test_cached_temporal_convs_and_whole_window_equal_offline():
     model = _random_model()
     feats = torch.randn(1, 64, 29, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
-        decoder = WindowDecoder(model)
+        decoder = WindowDecoder(StreamPieces(model))
         columns = list(feats[0].unbind(1))
         for chunk in (columns[:3], columns[3:4], columns[4:17], columns[17:]):  # any arrival pattern
             decoder.add(chunk)
@@ -305,3 +307,40 @@ def test_cli_camera_that_does_not_exist_is_one_error_line(assets, capsys):
     assert test_one_video.main(["--model_path", str(assets["ours"]), "--camera", "97",
                                 "--device", "cpu"]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: cannot open camera 97")
+
+
+def test_the_state_held_stays_bounded_on_a_long_stream(assets):
+    loaded = _loaded(assets)
+    recogniser = StreamingRecognizer(loaded, StreamSettings(context=4, lookahead=2, gate_frames=16))
+    held = []
+    for frame in np.concatenate([_frames(assets, loaded)] * 8):
+        recogniser.push(frame)
+        held.append(recogniser.held_bytes())
+    assert len(held) == 200 and max(held[100:]) == max(held[50:100]) > 0
+
+
+def test_exported_stream_pieces_drive_the_same_recogniser(assets, tmp_path, capsys):
+    import export
+
+    out = tmp_path / "stream"
+    assert export.main(["--model_path", str(assets["ours"]), "--input", "stream", "--out", str(out)]) == 0
+    assert "stream.vocab.json" in capsys.readouterr().out
+    exported = load_model(out, "cpu", decode={"mode": "max"})
+    loaded = _loaded(assets)
+    frames = np.concatenate([_frames(assets, loaded)] * 2)
+    settings = StreamSettings(context=6, lookahead=2)
+    ours, theirs = StreamingRecognizer(loaded, settings), StreamingRecognizer(exported, settings)
+    for frame in frames:  # the same steps committed from log-probabilities within float32 rounding
+        assert [g.gloss for g in ours.push(frame)] == [g.gloss for g in theirs.push(frame)]
+        assert ours.committed_steps == theirs.committed_steps
+        if ours.decoder.steps_ready():
+            first = ours.decoder.first_kept_step()
+            if ours.decoder.runs(first):
+                torch.testing.assert_close(theirs.decoder.log_probs(first), ours.decoder.log_probs(first),
+                                           rtol=0, atol=1e-4)
+    assert [g.as_dict()["gloss"] for g in ours.flush()] == [g.gloss for g in theirs.flush()]
+    assert test_one_video.main(["--model_path", str(out), "--video_path", str(assets["folder"]),
+                                "--stream", "--speed", "0"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == f"output glosses: {' '.join(assets['sentence'])}"
+    assert test_one_video.main(["--model_path", str(out), "--video_path", str(assets["folder"])]) == 2
+    assert "is a streaming export: run it with test_one_video.py --stream" in capsys.readouterr().err
