@@ -21,7 +21,7 @@ import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import BinaryIO, Callable, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -163,6 +163,21 @@ def _resume_point(paths: PackPaths, fmt: str, expected: dict) -> tuple[int, int,
     return done
 
 
+def append_video(data: BinaryIO, table: BinaryIO, frames: Sequence[bytes], bytes_done: int) -> int:
+    """Append one video's encoded frames and their table rows (offset, length, CRC-32) to a pack's
+    partial files, synced before a progress record may say the video is there; returns the new size."""
+    rows = []
+    for encoded in frames:
+        data.write(encoded)
+        rows.append((bytes_done, len(encoded), zlib.crc32(encoded)))
+        bytes_done += len(encoded)
+    table.write(np.asarray(rows, dtype=np.int64).reshape(-1, 3).tobytes())
+    for handle in (data, table):
+        handle.flush()
+        os.fsync(handle.fileno())
+    return bytes_done
+
+
 def write_packed(
     packed_dir: str | Path, split: str, videos: Sequence[tuple[str, Sequence[str | Path]]],
     fmt: str = DEFAULT_FORMAT, quality: int = DEFAULT_JPEG_QUALITY,
@@ -193,7 +208,7 @@ def write_packed(
         table.seek(TABLE_ROW * frames_done)
         for number in range(start_video, len(videos)):
             fileid, frames = videos[number]
-            rows = []
+            encoded = []
             for frame_path in frames:
                 image = read_rgb(frame_path)
                 if shape is None:
@@ -203,38 +218,38 @@ def write_packed(
                         f"{frame_path}: frame shape {image.shape} differs from the pack's "
                         f"{tuple(shape)}; all frames of a split must be resized to one resolution"
                     )
-                encoded = encode_frame(image, fmt, quality)
-                data.write(encoded)
-                rows.append((bytes_done, len(encoded), zlib.crc32(encoded)))
-                bytes_done += len(encoded)
-            table.write(np.asarray(rows, dtype=np.int64).reshape(-1, 3).tobytes())
-            frames_done += len(rows)
-            for handle in (data, table):
-                handle.flush()
-                os.fsync(handle.fileno())
+                encoded.append(encode_frame(image, fmt, quality))
+            bytes_done = append_video(data, table, encoded, bytes_done)
+            frames_done += len(encoded)
             with atomic_path(paths.progress) as tmp:
                 tmp.write_text(json.dumps({"expected": expected, "videos": number + 1, "frames": frames_done,
                                            "bytes": bytes_done, "frame_shape": shape}), encoding="utf-8")
             if on_video is not None:
                 on_video(number + 1)
-    rows = np.fromfile(paths.table_partial, dtype=np.int64, count=3 * frames_done).reshape(-1, 3)
     entries, start = {}, 0
     for fileid, frames in videos:
         entries[fileid] = [start, len(frames)]
         start += len(frames)
-    # An older pack of this split stops being valid first: a crash from here on leaves no index
-    # (with the progress file: reported as half-written) rather than an index over other data.
-    paths.index.unlink(missing_ok=True)
-    with atomic_path(paths.table) as tmp:
-        with tmp.open("wb") as handle:  # np.save on a path would append '.npy' to the temporary name
-            np.save(handle, rows)
-    os.replace(data_partial, paths.data(fmt))
     index = {**settings, "source": signature, "frame_shape": shape or [0, 0, 3], "num_frames": frames_done,
              "data_bytes": bytes_done, "videos": entries,
              "frames_from": {fileid: frames_record(Path(frames[0]).parent) for fileid, frames in videos if frames},
              "frames_dir": frames_folder([Path(frames[0]).parent for _, frames in videos if frames])}
     if dataset is not None:
         index["dataset"] = dataset
+    return publish_pack(paths, fmt, index)
+
+
+def publish_pack(paths: PackPaths, fmt: str, index: dict) -> dict:
+    """Give a split whose frames are all in its partial files its final files: the frame table, the
+    frames file, then the index (last, so that a split is either complete or reported half-written)."""
+    rows = np.fromfile(paths.table_partial, dtype=np.int64, count=3 * index["num_frames"]).reshape(-1, 3)
+    # An older pack of this split stops being valid first: a crash from here on leaves no index
+    # (with the progress file: reported as half-written) rather than an index over other data.
+    paths.index.unlink(missing_ok=True)
+    with atomic_path(paths.table) as tmp:
+        with tmp.open("wb") as handle:  # np.save on a path would append '.npy' to the temporary name
+            np.save(handle, rows)
+    os.replace(paths.data_partial(fmt), paths.data(fmt))
     with atomic_path(paths.index) as tmp:
         tmp.write_text(json.dumps(index), encoding="utf-8")
     paths.progress.unlink(missing_ok=True)

@@ -39,6 +39,8 @@ class DatasetSpec:
     splits: tuple[str, ...] = SPLITS
     raw_frames_dir: str | None = None  # the raw frames' folder below the root when it is not frames_dir at
     # the raw size ('': the video folders lie in the root itself)
+    from_table: bool = False  # videos listed in an annotation table (preprocess/table.py) and decoded
+    # straight into the frame pack, instead of a download's frame folders (preprocess/datasets.py)
 
     @property
     def evaluation_prefix(self) -> str:
@@ -91,6 +93,14 @@ DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
                 raw_frame_size=(1280, 720), frame_suffix=".jpg", raw_frames_dir="",
                 preprocess_script="preprocess/dataset_preprocess-CSL.py", gloss_language="zh",
                 language_names=("csl",), splits=("train", "dev")),
+    # Your own sign language: one table (CSV/TSV: video, glosses, split, optional signer and id) whose
+    # videos (files or frame folders, relative to the table's folder, the root) are decoded straight
+    # into the JPEG frame pack; trained from the pack only. Glosses in any language, scored as written.
+    DatasetSpec(name="table", default_root="dataset/table", root_marker="table.csv",
+                frames_dir="frames-{width}x{height}px",
+                raw_frame_size=(256, 256), frame_suffix=".jpg", raw_frames_dir="",
+                preprocess_script="preprocess/__main__.py", gloss_language="de", language_names=("table",),
+                from_table=True),
 )}
 NAMES = tuple(DATASETS)
 

@@ -7,6 +7,9 @@ between glosses. Signers differ in colours, sizes, speed and jitter; dev and tes
 signers never seen in train. The same seed always writes the same bytes.
 
     python -m dataset.synthetic --format phoenix2014 --out DIR --size tiny --seed 0 [--replace]
+
+`--format table` writes the videos as real encoded files (H.264 or MPEG-4 .mp4, MJPEG .avi, VP9
+.webm: `--video-codec`) plus the table.csv that lists them (the table dataset).
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ import numpy as np
 from dataset.generated import prepare_output, write_owner_record
 from dataset.layout import parse_resolution, raw_frames_root
 from dataset.registry import dataset_spec
+from dataset.video_files import CODECS, available_codecs, write_video as write_video_file
 from utils.errors import run_cli
 
 # Grammar categories: German glosses (PHOENIX) and Chinese words / digits (CSL-Daily, CSL), aligned.
@@ -41,6 +45,10 @@ CATEGORIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 # The registry's datasets whose download layout (frame names, annotation files) this generator writes.
 FORMATS = ("phoenix2014", "phoenix2014-T", "CSL-Daily", "CSL")
+# Datasets of encoded video files listed in a table (the registry's from_table entries).
+VIDEO_FORMATS = ("table",)
+TABLE_NAME = "table.csv"
+VIDEO_FPS = 25
 # Where the original CSL split files say their videos are: the original authors' machine.
 CSL_FOREIGN_ROOT = "/disk1/dataset/CSL_Continuous"
 LANGUAGE_COLUMN = {"de": 0, "zh": 1}  # which word of each CATEGORIES pair a dataset's language uses
@@ -435,13 +443,32 @@ def frame_paths(fmt: str, root: Path, video: VideoSpec, count: int) -> list[Path
     return [folder / f"{stem}{i + 1:04d}.png" for i in range(count)]
 
 
-def write_video(args: tuple[str, str, VideoSpec, tuple[int, int], str, tuple[int, int] | None]) -> int:
+def video_file(video: VideoSpec, codec: str) -> str:
+    """A table dataset's video file, relative to its root: videos/<split>_<index><suffix>."""
+    return f"videos/{video.split}_{video.index:04d}{CODECS[codec][1]}"
+
+
+def codec_of(video: VideoSpec, codec: str) -> str:
+    """The codec of one video: `codec`, or for 'mixed' each available codec in turn."""
+    if codec != "mixed":
+        return codec
+    names = [name for name in available_codecs() if name != "h264-lossless"]
+    return names[(video.index + len(video.split)) % len(names)]
+
+
+def write_video(args: tuple[str, str, VideoSpec, tuple[int, int], str, tuple[int, int] | None, str]) -> int:
     """Render and write one video's frames (at the format's raw frame size unless a (width, height) is
-    given); returns the frame count (Pool worker)."""
-    fmt, root, video, frames_per_gloss, style, frame_size = args
+    given), or for a table dataset its encoded video file; returns the frame count (Pool worker)."""
+    fmt, root, video, frames_per_gloss, style, frame_size, codec = args
     width, height = frame_size or dataset_spec(fmt).raw_frame_size
     render = render_camera_video if style == "camera" else render_video
     frames = render(video, width, height, frames_per_gloss)
+    if fmt in VIDEO_FORMATS:
+        path = Path(root) / video_file(video, codec_of(video, codec))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_video_file(path, np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames]), VIDEO_FPS,
+                         codec=codec_of(video, codec))
+        return len(frames)
     paths = frame_paths(fmt, Path(root), video, len(frames))
     paths[0].parent.mkdir(parents=True, exist_ok=True)
     jpeg = dataset_spec(fmt).frame_suffix == ".jpg"
@@ -471,8 +498,20 @@ def write_csl_split_files(root: Path, videos: Sequence[VideoSpec]) -> list[Path]
     return written
 
 
-def write_annotations(fmt: str, root: Path, videos: Sequence[VideoSpec], lengths: Sequence[int]) -> list[Path]:
+def write_table(root: Path, videos: Sequence[VideoSpec], codec: str) -> list[Path]:
+    """The table dataset's table.csv: video, glosses, split, signer."""
+    lines = ["video,glosses,split,signer"] + [
+        f"{video_file(video, codec_of(video, codec))},{' '.join(video.glosses)},{video.split},"
+        f"Signer{video.signer.sid:02d}" for video in videos]
+    _write_lines(root / TABLE_NAME, lines)
+    return [root / TABLE_NAME]
+
+
+def write_annotations(fmt: str, root: Path, videos: Sequence[VideoSpec], lengths: Sequence[int],
+                      codec: str = "h264") -> list[Path]:
     """Write the format's annotation files for all videos; returns their paths."""
+    if fmt in VIDEO_FORMATS:
+        return write_table(root, videos, codec)
     if fmt == "CSL":
         return write_csl_split_files(root, videos)
     if fmt == "CSL-Daily":
@@ -510,7 +549,7 @@ def write_annotations(fmt: str, root: Path, videos: Sequence[VideoSpec], lengths
 
 def generate(fmt: str, out: str | Path, size: str = "tiny", seed: int = 0, workers: int = 1,
              replace: bool = False, style: str = "clean", frame_size: tuple[int, int] | None = None,
-             fraction: float = 1.0) -> dict:
+             fraction: float = 1.0, video_codec: str = "h264") -> dict:
     """Write a complete raw synthetic dataset into a new or empty `out` (or, with `replace`, over our own
     earlier output there: see dataset.generated); returns counts {videos, frames, glosses}.
 
@@ -520,11 +559,17 @@ def generate(fmt: str, out: str | Path, size: str = "tiny", seed: int = 0, worke
     style 'clean': drawn signer on flat colours (the demo: learns fast, compresses far better than
     video); 'camera': the same scenes with a textured background, uneven lighting, blur, sensor
     noise and JPEG artefacts, so that frame sizes and decode costs are those of camera video.
+
+    `video_codec` (table format only): one of dataset.video_files.CODECS, or 'mixed' for each
+    available codec in turn.
     """
     if style not in STYLES:
         raise ValueError(f"unknown style {style!r}; expected one of {', '.join(STYLES)}")
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    if fmt not in FORMATS + VIDEO_FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS + VIDEO_FORMATS)}")
+    if video_codec != "mixed" and video_codec not in available_codecs():
+        raise ValueError(f"video codec {video_codec!r} is not available here; expected mixed or one of "
+                         f"{', '.join(available_codecs())}")
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; expected one of {', '.join(SIZES)}")
     root = Path(out)
@@ -535,16 +580,20 @@ def generate(fmt: str, out: str | Path, size: str = "tiny", seed: int = 0, worke
     params = {"format": fmt, "size": size, "seed": seed, "style": style}
     if frame_size is not None or fraction != 1.0:  # recorded only when used: older records stay as they were
         params.update(frame_size=list(frame_size or dataset_spec(fmt).raw_frame_size), fraction=fraction)
-    video_dirs = [str(frame_paths(fmt, root, video, 1)[0].parent.relative_to(root)) for video in videos]
-    write_owner_record(root, params, video_dirs, [])  # first: an interrupted run is still ours to replace
-    jobs = [(fmt, str(root), video, SIZES[size].frames_per_gloss, style, frame_size) for video in videos]
+    if fmt in VIDEO_FORMATS:
+        params["video_codec"] = video_codec
+        video_dirs, files = [], [video_file(video, codec_of(video, video_codec)) for video in videos]
+    else:
+        video_dirs, files = [str(frame_paths(fmt, root, video, 1)[0].parent.relative_to(root)) for video in videos], []
+    write_owner_record(root, params, video_dirs, files)  # first: an interrupted run is still ours to replace
+    jobs = [(fmt, str(root), video, SIZES[size].frames_per_gloss, style, frame_size, video_codec) for video in videos]
     if workers > 1:
         with Pool(workers) as pool:
             lengths = pool.map(write_video, jobs, chunksize=4)
     else:
         lengths = [write_video(job) for job in jobs]
-    annotations = write_annotations(fmt, root, videos, lengths)
-    write_owner_record(root, params, video_dirs, [str(path.relative_to(root)) for path in annotations])
+    annotations = write_annotations(fmt, root, videos, lengths, video_codec)
+    write_owner_record(root, params, video_dirs, files + [str(path.relative_to(root)) for path in annotations])
     return {"videos": len(videos), "frames": int(sum(lengths)),
             "glosses": len({g for v in videos for g in v.glosses})}
 
@@ -560,7 +609,7 @@ def _frame_size(value: str) -> tuple[int, int]:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: write a synthetic dataset in one of the real formats."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--format", choices=FORMATS, required=True)
+    parser.add_argument("--format", choices=FORMATS + VIDEO_FORMATS, required=True)
     parser.add_argument("--out", required=True, help="dataset root to create (like the unpacked download)")
     parser.add_argument("--size", choices=tuple(SIZES), default="tiny")
     parser.add_argument("--seed", type=int, default=0)
@@ -571,6 +620,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "a quarter of PHOENIX's 210x260 in each dimension)")
     parser.add_argument("--fraction", type=float, default=1.0,
                         help="write this part of each split's videos (at least one), e.g. 0.01")
+    parser.add_argument("--video-codec", choices=("mixed", *CODECS), default="h264",
+                        help="--format table: the videos' codec (mixed: each available codec in turn)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--replace", action="store_true",
                         help="--out may hold an earlier output of this generator: remove only its files first")
@@ -581,7 +632,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def generate_and_report(args: argparse.Namespace) -> None:
     """Generate the dataset asked for on the command line and print its counts."""
     counts = generate(args.format, args.out, args.size, args.seed, args.workers, args.replace,
-                      args.style, args.frame_size, args.fraction)
+                      args.style, args.frame_size, args.fraction, args.video_codec)
     print(f"wrote {counts['videos']} videos, {counts['frames']} frames, "
           f"{counts['glosses']} distinct glosses to {args.out}")
 

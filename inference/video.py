@@ -7,25 +7,19 @@ like a preprocessed dataset sample does.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import cv2
 import numpy as np
 
-from dataset.images import read_rgb
-from utils.errors import BadFileError, MissingFileError, UserError
+from dataset.video_files import (IMAGE_EXTENSIONS, PREPROCESS_SIZE, VIDEO_EXTENSIONS, VideoReadError,  # noqa: F401
+                                 list_frame_files, natural_key, read_image_rgb, resize_frame, upright_rgb,
+                                 write_video)
+from utils.errors import MissingFileError
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-PREPROCESS_SIZE = (256, 256)  # (width, height) written by preprocess/ (features/fullFrame-256x256px)
 BACKENDS = ("auto", "pyav", "opencv")
-
-
-class VideoReadError(UserError):
-    """A video file or frame folder exists but cannot be turned into frames."""
 
 
 @dataclass(frozen=True)
@@ -39,13 +33,6 @@ class VideoClip:
     backend: str  # 'pyav', 'opencv' or 'images'
 
 
-def natural_key(name: str) -> tuple:
-    """Sort key that orders embedded numbers by value, so frame10 follows frame9."""
-    parts = re.split(r"(\d+)", name)
-    key = tuple((0, int(p), "") if p.isdigit() else (1, 0, p.lower()) for p in parts if p != "")
-    return key + ((2, 0, name),)  # exact name last: a deterministic tie-break (frame01 vs frame1)
-
-
 def uniform_indices(total: int, max_frames: int) -> list[int]:
     """Indices of at most `max_frames` frames spread evenly over `total` (all when it fits)."""
     if total <= 0:
@@ -56,33 +43,6 @@ def uniform_indices(total: int, max_frames: int) -> list[int]:
         return list(range(total))
     # Same rule as the original test_one_video: linspace over [0, total-1], truncated to int.
     return np.linspace(0, total - 1, max_frames).astype(np.int64).tolist()
-
-
-def resize_frame(frame: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
-    """Resize an RGB frame to `size` (width, height) the way preprocessing does (Lanczos)."""
-    if size is None or (frame.shape[1], frame.shape[0]) == tuple(size):
-        return np.ascontiguousarray(frame)
-    return cv2.resize(frame, tuple(size), interpolation=cv2.INTER_LANCZOS4)
-
-
-def list_frame_files(folder: str | os.PathLike) -> list[Path]:
-    """Image files of a frame folder in natural order; error when there are none."""
-    folder = Path(folder)
-    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
-    if not files:
-        raise VideoReadError(
-            f"frame folder {folder} contains no images (looked for {', '.join(IMAGE_EXTENSIONS)}); "
-            f"pass a folder of extracted frames or a video file ({', '.join(VIDEO_EXTENSIONS)})")
-    return sorted(files, key=lambda p: natural_key(p.name))
-
-
-def read_image_rgb(path: Path) -> np.ndarray:
-    """Read one image of a frame folder as RGB uint8, with an error naming the file and the fix."""
-    try:
-        return read_rgb(path)
-    except BadFileError:
-        raise VideoReadError(f"cannot decode image {path}; remove it from the frame folder or "
-                             f"re-save it as PNG/JPEG") from None
 
 
 def read_frame_folder(folder: str | os.PathLike, max_frames: int,
@@ -119,7 +79,7 @@ def _decode_selected_pyav(path: Path, keep: set[int], size: tuple[int, int] | No
         stream.thread_type = "AUTO"
         for frame in container.decode(stream):
             if count in keep:
-                kept[count] = resize_frame(frame.to_ndarray(format="rgb24"), size)
+                kept[count] = resize_frame(upright_rgb(frame), size)
             count += 1
     return kept, count
 
@@ -239,25 +199,3 @@ def check_source(path: str | os.PathLike) -> Path:
         raise VideoReadError(f"unsupported video file type {path.suffix!r} for {path}; "
                              f"supported: {', '.join(VIDEO_EXTENSIONS)} or a folder of frame images")
     return path
-
-
-def write_video(path: str | os.PathLike, frames: Sequence[np.ndarray] | np.ndarray, fps: int = 25,
-                lossless: bool = True) -> None:
-    """Write RGB uint8 frames as a video with PyAV (lossless H.264 RGB by default; tests, demos)."""
-    import av
-
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ValueError(f"frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
-    path = Path(path)
-    codec, pix_fmt, options = (("libx264rgb", "rgb24", {"qp": "0", "preset": "ultrafast"}) if lossless
-                               else ("libx264", "yuv420p", {"crf": "18", "preset": "ultrafast"}))
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream(codec, rate=fps, options=options)
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = pix_fmt
-        for image in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)

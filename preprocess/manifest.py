@@ -71,7 +71,7 @@ class Verdict:
     adopted: bool = False  # a first-version folder verified and given a full manifest
 
 
-def _compare(directory: Path, recorded: Mapping[str, FileRecord], verify: bool) -> tuple[str, dict]:
+def compare_files(directory: Path, recorded: Mapping[str, FileRecord], verify: bool) -> tuple[str, dict]:
     """Check files against their records: (first mismatch, {}) or ('', records with current mtimes)."""
     refreshed = {}
     for name, (size, mtime_ns, expected) in recorded.items():
@@ -107,13 +107,13 @@ def check_video(src_dir: Path, source_names: list[str], dst_dir: Path, output_na
         added = sorted(set(source_names) - set(record["sources"]))
         removed = sorted(set(record["sources"]) - set(source_names))
         return Verdict(SOURCES_CHANGED, f"{len(added)} frame(s) added, {len(removed)} removed in {src_dir}")
-    problem, sources = _compare(src_dir, record["sources"], verify)
+    problem, sources = compare_files(src_dir, record["sources"], verify)
     if problem:
         return Verdict(SOURCES_CHANGED, problem)
     extra = sorted(set(output_names) - set(record["outputs"]))
     if extra:
         return Verdict(OUTPUT_DAMAGED, f"{len(extra)} frame(s) in {dst_dir} not written for these sources")
-    problem, outputs = _compare(dst_dir, record["outputs"], verify)
+    problem, outputs = compare_files(dst_dir, record["outputs"], verify)
     if problem:
         return Verdict(OUTPUT_DAMAGED, problem)
     if sources == record["sources"] and outputs == record["outputs"]:

@@ -182,6 +182,6 @@ def test_layout_helpers_for_every_dataset(fmt, tmp_path):
     raw.mkdir(parents=True, exist_ok=True)  # CSL: the root itself
     (frames_root(fmt, tmp_path, "1x1px").parent / "unrelated").mkdir()
     assert resized_resolutions(fmt, tmp_path) == ["256x256px", "56x56px"]
-    other = tmp_path / "x" / "y"  # CSL's raw frames are its root: any folder is the root of its own
+    other = tmp_path / "x" / "y"  # CSL's raw frames (a table's videos) are its root: any folder is the root of its own
     assert root_of_raw_frames(fmt, raw) == tmp_path
-    assert root_of_raw_frames(fmt, other) == (other if fmt == "CSL" else None)
+    assert root_of_raw_frames(fmt, other) == (other if fmt in ("CSL", "table") else None)

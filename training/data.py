@@ -33,8 +33,10 @@ def dataset_paths(cfg: Mapping[str, Any], work_dir: Path) -> dict[str, Path]:
     info = cfg["dataset_info"]
     dict_path = Path(info["dict_path"])
     info_dir = Path(info["info_dir"]) if info.get("info_dir") else dict_path.parent
+    # A table dataset's video paths start at the table's folder: that is its root.
+    root = Path(info["table"]).parent if info.get("table") else Path(info["dataset_root"])
     return {
-        "dataset_root": Path(info["dataset_root"]),
+        "dataset_root": root,
         "dict_path": dict_path,
         "info_dir": info_dir,
         "frames_dir": Path(info["frames_dir"]) if info.get("frames_dir") else None,

@@ -1,0 +1,35 @@
+"""`python -m preprocess --dataset NAME [options]`: the preprocessing of any dataset of the registry.
+
+`--dataset table --table PATH.csv` prepares a dataset defined by one table (preprocess/table_cli.py);
+the four downloads take the options of their `dataset_preprocess*.py` scripts (preprocess/cli.py).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+if __package__ in (None, ""):  # run as a file (the registry's preprocess_script): the repository root first
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from dataset.registry import NAMES, dataset_spec  # noqa: E402
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Dispatch on --dataset; every other option goes to that dataset's command."""
+    parser = argparse.ArgumentParser(prog="python -m preprocess", add_help=False,
+                                     description="Prepare a dataset for training (--dataset NAME --help: its options).")
+    parser.add_argument("--dataset", required=True, choices=NAMES)
+    args, rest = parser.parse_known_args(argv)
+    if dataset_spec(args.dataset).from_table:
+        from preprocess import table_cli
+
+        return table_cli.main(rest)
+    from preprocess import cli
+
+    return cli.main(args.dataset, rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
