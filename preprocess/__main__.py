@@ -1,7 +1,8 @@
 """`python -m preprocess --dataset NAME [options]`: the preprocessing of any dataset of the registry.
 
-`--dataset table --table PATH.csv` prepares a dataset defined by one table (preprocess/table_cli.py);
-the four downloads take the options of their `dataset_preprocess*.py` scripts (preprocess/cli.py).
+`--dataset table --table PATH.csv` prepares a dataset defined by one table (preprocess/table_cli.py),
+`--dataset CSL --videos PATH` CSL from its .avi videos (preprocess/csl_videos.py); otherwise the four
+downloads take the options of their `dataset_preprocess*.py` scripts (preprocess/cli.py).
 """
 from __future__ import annotations
 
@@ -26,6 +27,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from preprocess import table_cli
 
         return table_cli.main(rest)
+    if args.dataset == "CSL" and any(arg == "--videos" or arg.startswith("--videos=") for arg in rest):
+        from preprocess import csl_videos
+
+        return csl_videos.main(rest)
     from preprocess import cli
 
     return cli.main(args.dataset, rest)

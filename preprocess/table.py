@@ -22,7 +22,8 @@ UNKNOWN_SIGNER = "unknown"
 class TableVideo:
     """One row of the table, resolved: its id, the video's path and what is signed in it."""
 
-    line_no: int  # the row's line in the file (the header is line 1)
+    listed_in: Path  # the table (or split file) that lists it
+    line_no: int  # the row's line in that file (a table's header is line 1)
     fileid: str
     video: str  # the cell as written (relative to the table's folder, or absolute)
     path: Path  # the video file or frame folder
@@ -30,13 +31,15 @@ class TableVideo:
     split: str
     signer: str
 
-    def where(self, table: Path) -> str:
+    @property
+    def where(self) -> str:
         """'<table>:<line>' for messages."""
-        return f"{table}:{self.line_no}"
+        return f"{self.listed_in}:{self.line_no}"
 
 
-def _delimiter(path: Path, header: str) -> str:
+def delimiter(path: Path, header: str | Sequence[str]) -> str:
     """Tab for .tsv files (or a header holding tabs), else comma."""
+    header = header if isinstance(header, str) else "".join(header)
     return "\t" if path.suffix.lower() == ".tsv" or "\t" in header else ","
 
 
@@ -51,8 +54,9 @@ def default_id(video: str) -> str:
     return token(str(path.with_suffix("") if path.suffix.lower() in VIDEO_EXTENSIONS else path).lstrip("/"))
 
 
-def read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
-    """The header and the (line, cells) of every non-empty row of a UTF-8 CSV/TSV table."""
+def read_rows(path: Path, required: Sequence[str] = REQUIRED) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """The header and the (line, cells) of every non-empty row of a UTF-8 CSV/TSV table with the
+    `required` columns."""
     if not path.is_file():
         raise PreprocessError(f"table not found: {path} (--table): a CSV or TSV file with the columns "
                               f"{', '.join(REQUIRED)} (and optionally {', '.join(OPTIONAL)})")
@@ -64,15 +68,15 @@ def read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     lines = text.splitlines()
     if not lines or not lines[0].strip():
         raise PreprocessError(f"{path}:1: no header row; the first line must name the columns "
-                              f"{', '.join(REQUIRED)}")
-    reader = csv.reader(lines, delimiter=_delimiter(path, lines[0]))
+                              f"{', '.join(required)}")
+    reader = csv.reader(lines, delimiter=delimiter(path, lines[0]))
     header = [name.strip().lower() for name in next(reader)]
-    missing = [name for name in REQUIRED if name not in header]
+    missing = [name for name in required if name not in header]
     if missing:
         raise PreprocessError(f"{path}:1: the header lacks the column(s) {', '.join(missing)} (it has "
-                              f"{', '.join(header)}); the table needs {', '.join(REQUIRED)}, optionally "
-                              f"{', '.join(OPTIONAL)}")
-    repeated = sorted({name for name in header if header.count(name) > 1 and name in REQUIRED + OPTIONAL})
+                              f"{', '.join(header)}); the table needs {', '.join(required)}"
+                              + (f", optionally {', '.join(OPTIONAL)}" if tuple(required) == REQUIRED else ""))
+    repeated = sorted({name for name in header if header.count(name) > 1 and name in (*required, *OPTIONAL)})
     if repeated:
         raise PreprocessError(f"{path}:1: the column(s) {', '.join(repeated)} appear twice in the header")
     rows = []
@@ -88,13 +92,14 @@ def read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     return header, rows
 
 
-def resolve_video(table: Path, line_no: int, cell: str) -> Path:
-    """The video file or frame folder a `video` cell names (relative to the table's folder)."""
+def resolve_video(table: Path, line_no: int, cell: str, base: Path | None = None) -> Path:
+    """The video file or frame folder a `video` cell names (relative to `base`, default the table's folder)."""
+    base = table.parent if base is None else base
     if not cell:
         raise PreprocessError(f"{table}:{line_no}: the video cell is empty")
     path = Path(cell)
     if not path.is_absolute():
-        path = table.parent / path
+        path = base / path
     if path.is_dir():
         if not any(p.suffix.lower() in IMAGE_EXTENSIONS for p in path.iterdir() if p.is_file()):
             raise PreprocessError(f"{table}:{line_no}: the video folder {path} holds no frame images "
@@ -102,7 +107,7 @@ def resolve_video(table: Path, line_no: int, cell: str) -> Path:
         return path
     if not path.is_file():
         raise PreprocessError(f"{table}:{line_no}: video {cell!r} not found (looked for {path}); paths are "
-                              f"relative to the table's folder {table.parent} or absolute")
+                              f"relative to {base} or absolute")
     if path.suffix.lower() not in VIDEO_EXTENSIONS:
         raise PreprocessError(f"{table}:{line_no}: {path} is not a video file ({', '.join(VIDEO_EXTENSIONS)}) "
                               f"nor a folder of frame images")
@@ -124,7 +129,7 @@ def parse_row(table: Path, line_no: int, cells: Mapping[str, str]) -> TableVideo
     path = resolve_video(table, line_no, cells["video"])
     fileid = token(cells.get("id", "")) or default_id(cells["video"])
     signer = token(cells.get("signer", "")) or UNKNOWN_SIGNER
-    return TableVideo(line_no, fileid, cells["video"], path, glosses, split, signer)
+    return TableVideo(table, line_no, fileid, cells["video"], path, glosses, split, signer)
 
 
 def read_video_table(table: Path) -> list[TableVideo]:
@@ -155,10 +160,10 @@ def info_entry(video: TableVideo, frames: int, decoded: int, fps: float | None) 
             "decoded_frames": decoded, "source_fps": fps, "table_line": video.line_no}
 
 
-def split_infos(table: Path, entries: Mapping[str, Sequence[dict]]) -> dict[str, InfoDict]:
-    """Info dicts of every split; the prefix is the table's folder (the root the video paths start at)."""
-    prefix = str(table.parent.resolve())
-    return {split: make_info_dict(prefix, entries.get(split, [])) for split in SPLITS}
+def split_infos(root: Path, entries: Mapping[str, Sequence[dict]], splits: Sequence[str] = SPLITS
+                ) -> dict[str, InfoDict]:
+    """Info dicts of every split; the prefix is `root` (the table's folder, where the video paths start)."""
+    return {split: make_info_dict(str(root.resolve()), entries.get(split, [])) for split in splits}
 
 
 def unseen_glosses(videos: Sequence[TableVideo]) -> dict[str, dict[str, int]]:
