@@ -20,7 +20,7 @@ from seq_scripts import evaluate, seq_feature_generation, train_epoch
 from training import checkpoints
 from training.checkpoints import BEST, LAST, epoch_name
 from training.run import Run, build_run
-from training.workdir import discard_previous_run, record_outputs
+from training.workdir import claim, discard_previous_run
 from utils.checkpoint import load_checkpoint, model_state_from_checkpoint
 from utils.config import resolve_config
 from utils.distributed import broadcast_object, shutdown
@@ -32,7 +32,7 @@ from utils.random_state import restore_rng_state
 def train(run: Run) -> dict:
     """Epochs of training, dev evaluation, checkpoints; then the best model on the test set."""
     cfg, data, log = run.cfg, run.data, run.log
-    rng = checkpoints.resume(run, run.resume_from) if run.resume_from is not None else None
+    rng = run.resume_rng  # build_run resumed (and checked) the checkpoint; its RNG state comes last
     state = run.state
     train_set = data.dataset("train", train=True)
     evaluate_dev = "dev" in cfg["eval_splits"]
@@ -144,6 +144,8 @@ def test(run: Run) -> dict:
 def features(run: Run) -> dict:
     """Frame features of every split for the `features` feeder mode."""
     out = run.data.paths["features_dir"]
+    if run.env.is_main and out.parent.resolve() == run.work_dir.resolve():
+        claim(run.work_dir, out.name)  # the default <work_dir>/features
     counts = {}
     for split in dataset_spec(run.cfg["dataset"]).splits:
         loader = run.data.loader(run.data.dataset(split, train=False), train=False)
@@ -166,7 +168,6 @@ def run_phase(run: Run) -> dict:
         if run.metrics is not None:
             run.metrics.close()
     if run.env.is_main:
-        record_outputs(run.work_dir)
         discard_previous_run(run.previous_run)  # a phase that writes no checkpoint is done now
     return summary
 
@@ -174,6 +175,7 @@ def run_phase(run: Run) -> dict:
 def write_summary(run: Run, name: str, summary: Mapping[str, Any]) -> None:
     """A JSON summary of the phase in the work dir (rank 0)."""
     if run.env.is_main:
+        claim(run.work_dir, name)
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
                  for k, v in summary.items()}
         (run.work_dir / name).write_text(json.dumps(clean, indent=2) + "\n")
@@ -188,9 +190,13 @@ def main(argv: list[str] | None = None) -> dict:
     cfg, args = resolve_config(argv)
     with warnings.catch_warnings():  # restores the warning hook the run diverts into log.txt
         try:
-            return run_phase(build_run(cfg, overwrite=args.overwrite, unsafe_load=args.unsafe_load,
-                                       other_vocabulary=args.other_vocabulary,
-                                       config_file=args.config))
+            run = build_run(cfg, overwrite=args.overwrite, unsafe_load=args.unsafe_load,
+                            other_vocabulary=args.other_vocabulary, config_file=args.config)
+            try:
+                return run_phase(run)
+            finally:
+                if run.lock is not None:
+                    run.lock.release()
         finally:
             shutdown()
 

@@ -19,6 +19,7 @@ from decoding.split_logits import class_glosses, save_split_logits
 from modules.criterions import total_loss
 from modules.criterions import unalignable
 from training.state import TrainState
+from training.workdir import claim
 from utils.compile import mark_time_dynamic
 from utils.device import autocast, to_device
 from utils.distributed import DistEnv, all_gather_objects, any_true, broadcast_module_state
@@ -296,6 +297,7 @@ def evaluate(run: Run, split: str, tag: str) -> dict | None:
                     decoder=decoder, chunk_size=decode.chunk_size, logits_out=logits)
     if hyps is None:
         return None
+    claim(run.work_dir, tag)
     log(f"{split} ({tag}): evaluation {time.perf_counter() - start:.2f} s, of which decoding "
         f"{decoder.seconds - decode_before:.2f} s ({decoder.mode}"
         f"{', LM ' + str(decoder.lm_path) if decoder.lm_path else ''}"

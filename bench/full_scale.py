@@ -271,7 +271,7 @@ def startup_only(argv: list[str]) -> int:
 
     def build() -> None:
         cfg, args = resolve_config(argv)
-        build_run(cfg, overwrite=args.overwrite, config_file=args.config)
+        build_run(cfg, overwrite=args.overwrite, config_file=args.config).lock.release()
 
     return run_cli(build)
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import glob
+import math
 import os
 import posixpath
 import warnings
@@ -56,6 +57,19 @@ def labels_to_ids(
     return ids, unknown
 
 
+MIN_INPUT_SIZE = 8  # a smaller crop is no image of a signer (0 or less fails deep in the CNN)
+
+
+def check_frame_geometry(input_size: object, image_scale: object) -> None:
+    """The crop size and image scale a feeder (or an inference tool) is given are usable numbers."""
+    if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < MIN_INPUT_SIZE:
+        raise ValueError(f"feeder_args.input_size must be an integer >= {MIN_INPUT_SIZE} (the crop "
+                         f"the model sees), got {input_size!r}")
+    if (isinstance(image_scale, bool) or not isinstance(image_scale, (int, float))
+            or not math.isfinite(image_scale) or image_scale <= 0):
+        raise ValueError(f"feeder_args.image_scale must be a number > 0, got {image_scale!r}")
+
+
 class BaseFeeder(data.Dataset):
     """Video/feature dataset of one split; `ds[i] -> (video (T,3,H,W) uint8, label LongTensor, info)`.
 
@@ -102,6 +116,7 @@ class BaseFeeder(data.Dataset):
             raise ValueError(f"frame_interval must be >= 1, got {frame_interval}")
         if pad_to_multiple < 1:
             raise ValueError(f"pad_to_multiple must be >= 1, got {pad_to_multiple}")
+        check_frame_geometry(input_size, image_scale)
         # Training batches only: a compiled training forward then sees a few lengths (evaluation
         # runs eager, and its outputs should not depend on the batch's padding).
         self.pad_to_multiple = pad_to_multiple if mode == "train" else 1

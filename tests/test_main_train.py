@@ -15,6 +15,7 @@ import torch
 import main as main_module
 from training.checkpoints import payload
 from training.run import build_run
+from training.workdir import claim
 from utils.checkpoint import load_checkpoint
 from utils.errors import ConfigError
 from utils.compile import BACKEND_ENV
@@ -158,7 +159,7 @@ def test_no_usable_checkpoint_is_one_error_line_and_its_hint_works(data, tmp_pat
     work = tmp_path / "both"
     cfg = write_config(tiny_config(data, work, eval_splits=[], num_epoch=1, save_interval=100),
                        tmp_path / "both.yaml")
-    work.mkdir()
+    claim(work, "last.pt", "last_previous.pt")  # a run's damaged checkpoints
     (work / "last.pt").write_bytes(b"PK\x03\x04 damaged")
     (work / "last_previous.pt").write_bytes(b"damaged too")
     assert main_module.cli(["--config", str(cfg)]) == 2
@@ -173,7 +174,7 @@ def test_nonfinite_loss_batches_are_skipped_and_reported(data, tmp_path):
     cfg = tiny_config(data, tmp_path / "nan", eval_splits=[], num_epoch=1, max_skipped_share=0.5,
                       model="tests.train_support.NaNOnceSLRModel")
     # --overwrite: a stale (unreadable) checkpoint in the work dir is deleted, not resumed from.
-    (tmp_path / "nan").mkdir()
+    claim(tmp_path / "nan", "last.pt")
     (tmp_path / "nan" / "last.pt").write_bytes(b"stale")
     summary = run_main(cfg, tmp_path, "--overwrite")
     assert summary["skipped_batches"] == 1 and summary["global_step"] == 1
@@ -359,7 +360,7 @@ def test_startup_checks_fail_before_any_step_and_overwrite_deletes_nothing(data,
 
     args, setup, expected = STARTUP_MISTAKES[case]
     work = tmp_path / "run"
-    work.mkdir()
+    claim(work, "best_model.pt")
     (work / "best_model.pt").write_bytes(b"the previous run")          # what --overwrite must keep
     info = {}
     if setup.get("root"):
@@ -393,7 +394,7 @@ def test_startup_checks_fail_before_any_step_and_overwrite_deletes_nothing(data,
     assert len(err) == 1 and err[0].startswith("error: "), captured.err
     for text in expected:
         assert text in err[0], (text, err[0])
-    assert sorted(p.name for p in work.iterdir()) == ["best_model.pt"]   # nothing deleted or written
+    assert sorted(p.name for p in work.iterdir()) == [".stfnet-run.json", "best_model.pt"]  # nothing deleted or written
     assert (work / "best_model.pt").read_bytes() == b"the previous run"
     assert not (tmp_path / "ran").exists()
 
@@ -503,6 +504,7 @@ def test_compile_option_compiles_the_training_forward_and_keeps_checkpoint_keys(
     path = write_config(tiny_config(data, tmp_path / "compiled", eval_splits=[], compile="default"),
                         tmp_path / "compiled.yaml")
     compiled = build_run(resolve_config(["--config", str(path)])[0])
+    compiled.lock.release()  # the same work dir for the second build
     eager = build_run(resolve_config(["--config", str(path), "--compile", "none"])[0])
     assert compiled.model._orig_mod is compiled.core and compiled.opts.compiled
     assert eager.model is eager.core and not eager.opts.compiled

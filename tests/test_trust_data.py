@@ -66,7 +66,7 @@ def test_videos_too_short_for_their_glosses_are_warned_at_startup(data, tmp_path
     np.save(copy["pre"] / "dev_info.npy", info, allow_pickle=True)
     cfg, _ = resolve_config(["--config", str(write_config(tiny_config(copy, tmp_path / "work"), tmp_path / "c.yaml"))])
     try:
-        build_run(cfg)
+        build_run(cfg).lock.release()
     finally:
         shutdown()
     log = (tmp_path / "work" / "log.txt").read_text() if (tmp_path / "work" / "log.txt").exists() else ""
@@ -93,3 +93,4 @@ def test_corrupt_pack_frame_read_in_a_worker_is_one_error_line(data, tmp_path, c
                       feeder_args={"packed": True})
     err = _error_line(cfg, tmp_path, capsys)
     assert "is corrupt (its bytes do not match their CRC-32)" in err and "--repack" in err
+

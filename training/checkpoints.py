@@ -8,19 +8,21 @@ separate file, never a hard link to another. Every file carries a checksum (util
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+import torch
 from torch import nn
 
 from dataset.vocabulary import check_same_vocabulary
 from inference.loading import load_weights
 from training.state import TrainState
-from training.workdir import discard_previous_run, record_outputs
+from training.workdir import claim, discard_previous_run
 from utils.checkpoint import (CheckpointError, UnsafeCheckpointError, copy_checkpoint,
                               load_checkpoint, model_state_from_checkpoint, save_checkpoint)
 from utils.distributed import all_gather_objects, barrier
-from utils.random_state import capture_rng_state
+from utils.random_state import capture_rng_state, restore_rng_state
 
 if TYPE_CHECKING:
     from training.run import Run
@@ -36,12 +38,15 @@ def epoch_name(epoch: int) -> str:
     return f"epoch{epoch:03d}_model.pt"
 
 
-def resume_path(cfg: Mapping[str, Any], work_dir: Path) -> Path | None:
-    """The checkpoint a training run continues from: --load-checkpoints, else the run's last one."""
+def resume_path(cfg: Mapping[str, Any], work_dir: Path, fresh: bool = False) -> Path | None:
+    """The checkpoint a training run continues from: --load-checkpoints, else the run's last one
+    (none when `fresh`: --overwrite starts afresh, from --load-checkpoints' state if given)."""
     if cfg["phase"] != "train":
         return None
     if cfg["load_checkpoints"]:
         return Path(cfg["load_checkpoints"])
+    if fresh:
+        return None
     for name in (LAST, PREVIOUS):
         if (work_dir / name).is_file():
             return work_dir / name
@@ -110,6 +115,7 @@ def save(run: Run, *names: str) -> None:
     """
     content = payload(run)
     if run.env.is_main:
+        claim(run.work_dir, *names, *([PREVIOUS] if LAST in names and run.last_good else []))
         if BEST in names:
             save_checkpoint(run.work_dir / BEST, content)
         first = LAST if LAST in names else next(n for n in names if n != BEST)
@@ -119,7 +125,6 @@ def save(run: Run, *names: str) -> None:
         for name in names:  # copies: serialising a large model once more is not needed
             if name not in (first, BEST):
                 copy_checkpoint(run.work_dir / first, run.work_dir / name)
-        record_outputs(run.work_dir)
         discard_previous_run(run.previous_run)  # the old run --overwrite kept is replaced now
     run.previous_run = None
     run.last_good = run.last_good or LAST in names
@@ -154,28 +159,76 @@ def read_resume_checkpoint(run: Run, path: Path) -> tuple[Path, dict]:
 
 def resume(run: Run, path: Path) -> Any:
     """Restore model, optimizer, scheduler, scaler and counters from `path`; returns the RNG
-    state to restore right before training (None if the checkpoint has none)."""
+    state to restore right before training (None if the checkpoint has none). Whatever does not
+    fit this run (another model or config, a crafted state) is one CheckpointError, raised
+    before the run writes or moves anything."""
     path, ckpt = read_resume_checkpoint(run, path)
     check_checkpoint_vocabulary(ckpt, run.gloss_dict, path, allowed=run.other_vocabulary)
-    run.core.load_state_dict(model_state_from_checkpoint(ckpt))
+    hint = ("Resume with the config it was trained with (model_args, the gloss dictionary), or "
+            "start afresh: --overwrite, or another --work-dir")
+    load_weights(run.core, model_state_from_checkpoint(ckpt), str(path), hint=hint)
+    try:
+        rng = restore_training_state(run, ckpt)
+    except (RuntimeError, TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+        text = " ".join(str(exc).split())
+        raise CheckpointError(f"cannot resume from {path}: its training state does not fit this "
+                              f"run ({text[:300]}). {hint}") from None
+    where = (f"end of epoch {run.state.epoch}" if run.state.epoch_complete
+             else f"epoch {run.state.epoch}, batch {run.state.batch_in_epoch}")
+    run.log(f"resumed from {path} ({where}, step {run.state.global_step})")
+    if path.parent.resolve() == run.work_dir.resolve():  # best_model.pt is this run's
+        reconcile_best(run, path)
+    return rng
+
+
+def restore_training_state(run: Run, ckpt: Mapping[str, Any]) -> Any:
+    """Load the optimizer, scheduler, scaler, counters and RNG state of `ckpt` into `run`, each
+    checked against this run; returns this process's RNG state (None if there is none)."""
     if "optimizer_state_dict" in ckpt:
         run.optimizer.load_state_dict(ckpt["optimizer_state_dict"])
+        check_optimizer_state(run.optimizer)
     if "scheduler_state_dict" in ckpt:
         run.scheduler.load_state_dict(ckpt["scheduler_state_dict"])
+        run.scheduler.get_last_lr()
     if ckpt.get("scaler_state_dict"):
         run.scaler.load_state_dict(ckpt["scaler_state_dict"])
     if "train_state" in ckpt:
-        run.state = TrainState(**ckpt["train_state"])
+        run.state = TrainState.from_dict(ckpt["train_state"])
     else:  # the original's checkpoints: `epoch` is the last finished epoch
         run.state = TrainState(epoch=int(ckpt.get("epoch", -1)), epoch_complete=True,
                                global_step=int(ckpt.get("global_step", 0)))
     ranks = ckpt.get("rng_state_per_rank") or []
     rng = ranks[run.env.rank] if len(ranks) == run.env.world_size else ckpt.get("rng_state")
-    where = (f"end of epoch {run.state.epoch}" if run.state.epoch_complete
-             else f"epoch {run.state.epoch}, batch {run.state.batch_in_epoch}")
-    run.log(f"resumed from {path} ({where}, step {run.state.global_step})")
-    reconcile_best(run, path)
+    if rng is not None:
+        check_rng_state(rng)
     return rng
+
+
+def check_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
+    """Every per-parameter tensor of a loaded optimizer state has its parameter's shape (or is a
+    scalar, like Adam's step): torch loads a mismatched state and fails only at the first step."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            for key, value in optimizer.state.get(param, {}).items():
+                if not isinstance(value, (torch.Tensor, int, float)):
+                    raise ValueError(f"optimizer state '{key}' is a {type(value).__name__}")
+                if isinstance(value, torch.Tensor) and value.ndim and value.shape != param.shape:
+                    raise ValueError(f"optimizer state '{key}' has shape {tuple(value.shape)} for a "
+                                     f"parameter of shape {tuple(param.shape)}")
+        for key in ("lr", "weight_decay"):
+            if key in group and not (isinstance(group[key], (int, float)) and math.isfinite(group[key])):
+                raise ValueError(f"optimizer {key} {group[key]!r}")
+
+
+def check_rng_state(rng: Any) -> None:
+    """`rng` can be restored (tried, then this process's own state is put back)."""
+    if not isinstance(rng, Mapping):
+        raise ValueError(f"RNG state is a {type(rng).__name__}")
+    own = capture_rng_state()
+    try:
+        restore_rng_state(dict(rng))
+    finally:
+        restore_rng_state(own)
 
 
 def reconcile_best(run: Run, resumed: Path) -> None:

@@ -2,6 +2,7 @@
 optimizer, scheduler, scaler, data and train state, in the order an exact resume relies on."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -13,12 +14,14 @@ from dataset.vocabulary import load_gloss_dict
 from decoding.config import DecodeConfig
 from decoding.decoder import Decoder
 from inference.loading import model_class, model_kwargs
+from training import checkpoints
 from training.checkpoints import load_weights_file, resume_path
 from training.data import RunData, dataset_paths
 from training.startup import (check_all_frames, check_batches, check_data, check_dataset_name,
                               check_disk_space, check_overwrite, check_work_dir, dataset_eval_splits)
 from training.state import StepOptions, TrainState
-from training.workdir import is_moved_run, move_previous_run, previous_dir, record_outputs
+from training.workdir import (WorkDirLock, check_ownership, claim, is_moved_run, move_previous_run,
+                              previous_dir, read_record)
 from utils.compile import check_compile_mode, compile_for_training
 from utils.config import ConfigError, save_config
 from utils.device import amp_dtype, make_grad_scaler, quiet_opencv_threads, select_device
@@ -61,6 +64,8 @@ class Run:
     other_vocabulary: bool = False          # --other-vocabulary: weights of another dictionary
     last_good: bool = False                 # whether <work_dir>/last.pt is known to be readable
     previous_run: Path | None = None        # the old run --overwrite moved aside, until a checkpoint
+    resume_rng: Any = None                  # the resumed checkpoint's RNG state, restored right before training
+    lock: WorkDirLock | None = None         # the work dir's lock, released when the run ends
 
     def __post_init__(self) -> None:
         if self.model is None:
@@ -81,9 +86,8 @@ def step_options(cfg: Mapping[str, Any], device: torch.device, amp: torch.dtype 
 
 def prepare_work_dir(work_dir: Path, overwrite: bool, env: DistEnv, log: Callable[[str], None]
                      ) -> Path | None:
-    """Create the work dir; with `overwrite`, first move the old run's outputs (only those) to
-    <work_dir>.previous (training/workdir.py), whose path it returns. Runs after every start-up
-    check."""
+    """With `overwrite`, move the old run's recorded entries (only those) to <work_dir>.previous
+    (training/workdir.py), whose path it returns. Runs after every start-up check."""
     aside = None
     if env.is_main:
         if overwrite:
@@ -92,9 +96,19 @@ def prepare_work_dir(work_dir: Path, overwrite: bool, env: DistEnv, log: Callabl
             aside = previous_dir(work_dir)
             log(f"{aside} (moved aside by --overwrite) is deleted once this run has written its "
                 f"first checkpoint")
-        work_dir.mkdir(parents=True, exist_ok=True)
     barrier(env)
     return aside
+
+
+def evaluation_dir(work_dir: Path, cfg: Mapping[str, Any]) -> Path:
+    """Where a `--phase test` run writes: the work dir when it is new, empty or an evaluation's;
+    in a training run's work dir, its own eval_<weights>/ folder (the run's files stay as they are)."""
+    record = read_record(work_dir)
+    if not work_dir.exists() or not any(work_dir.iterdir()) or (record and record["phase"] == "test"):
+        return work_dir
+    weights = Path(cfg["load_weights"] or cfg["load_checkpoints"] or "model")
+    tag = re.sub(r"[^A-Za-z0-9._-]+", "_", weights.stem) or "model"
+    return work_dir / f"eval_{tag}"
 
 
 def write_config(cfg: Mapping[str, Any], path: Path, log: Callable[[str], None]) -> None:
@@ -154,8 +168,8 @@ def build_model(cfg: Mapping[str, Any], num_classes: int, log: Callable[[str], N
 def build_run(cfg: dict, overwrite: bool = False, unsafe_load: bool = False,
               other_vocabulary: bool = False, config_file: str | None = None) -> Run:
     """Check everything the configured phase needs, then build it. Nothing is written (and with
-    `overwrite` nothing moved) until every start-up check has passed. `config_file`: the --config
-    file, which --overwrite must not hold."""
+    `overwrite` nothing moved) until every start-up check has passed and the run holds the work
+    dir's lock. `config_file`: the --config file, which --overwrite must not hold."""
     quiet_opencv_threads()
     env = env_from_environ()
     try:
@@ -164,9 +178,43 @@ def build_run(cfg: dict, overwrite: bool = False, unsafe_load: bool = False,
         raise ConfigError(f"{exc} (key 'device')") from None
     init_process_group(env, device, cfg["dist_backend"])
     work_dir = Path(cfg["work_dir"])
+    check_work_dir(work_dir, overwrite, cfg)
+    check_ownership(work_dir)
+    paths = dataset_paths(cfg, work_dir)  # a default features_dir is the run's, also for evaluation
+    if cfg["phase"] == "test" and (own := evaluation_dir(work_dir, cfg)) != work_dir:
+        check_work_dir(own, overwrite, cfg)
+        check_ownership(own)
+        if env.is_main:
+            claim(work_dir, own.name)  # the training run's record lists its evaluations' folders
+        work_dir = own
+        cfg["work_dir"] = str(work_dir)
     log = RunLog(work_dir, enabled=env.is_main and cfg["print_log"], deferred=True)
     divert_warnings(log)
-    check_work_dir(work_dir, overwrite, cfg)
+    lock, created = WorkDirLock(work_dir), not work_dir.exists()
+    if env.is_main:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            lock.acquire(log)
+        except ConfigError:
+            if created:
+                work_dir.rmdir()
+            raise
+    try:
+        run = _build_run(cfg, env, device, work_dir, paths, log, overwrite, unsafe_load,
+                         other_vocabulary, config_file)
+    except BaseException:
+        lock.release()
+        if created and env.is_main and work_dir.is_dir() and not any(work_dir.iterdir()):
+            work_dir.rmdir()  # a run that failed its checks leaves nothing behind
+        raise
+    run.lock = lock
+    return run
+
+
+def _build_run(cfg: dict, env: DistEnv, device: torch.device, work_dir: Path, paths: dict,
+               log: RunLog, overwrite: bool, unsafe_load: bool, other_vocabulary: bool,
+               config_file: str | None) -> Run:
+    """build_run's checks and construction, once the run holds the work dir."""
     check_dataset_name(cfg["dataset"])
     decode = DecodeConfig.from_mapping(cfg["decode"])
     cfg["eval_splits"], note = dataset_eval_splits(cfg)
@@ -175,14 +223,14 @@ def build_run(cfg: dict, overwrite: bool = False, unsafe_load: bool = False,
     amp = amp_dtype(cfg["amp"], device)
     train = cfg["phase"] == "train"
     check_compile_mode(cfg["compile"] if train else "none", device)
-    paths = dataset_paths(cfg, work_dir)
     if overwrite:
         check_overwrite(work_dir, paths, config_file)
     try:
         gloss_dict = load_gloss_dict(paths["dict_path"], hint="set dataset_info.dict_path")
     except ValueError as exc:  # damaged, malformed or refused as unsafe: one error line
         raise ConfigError(f"dataset_info.dict_path: {exc}") from None
-    resume_from = None if overwrite else resume_path(cfg, work_dir)
+    # --overwrite with --load-checkpoints X: a fresh work dir continuing X's training state.
+    resume_from = resume_path(cfg, work_dir, fresh=overwrite)
     seed = int(cfg["random_seed"])
     seed_everything(seed, cfg["deterministic"])  # same seed everywhere: identical initial weights
     core, model_args = build_model(cfg, len(gloss_dict) + 1, log, resume_from)
@@ -198,11 +246,6 @@ def build_run(cfg: dict, overwrite: bool = False, unsafe_load: bool = False,
     check_batches(data, cfg)
     check_all_frames(data, cfg)
     check_disk_space(work_dir, core, cfg)
-    previous_run = prepare_work_dir(work_dir, overwrite, env, log)
-    log.attach()
-    if env.is_main:
-        write_config(cfg, work_dir / "config.yaml", log)
-        record_outputs(work_dir)
     core.to(device)
     if env.distributed and train and cfg["sync_bn"]:
         core = convert_sync_batchnorm(core, device, new_sync_group(env, device))
@@ -216,11 +259,21 @@ def build_run(cfg: dict, overwrite: bool = False, unsafe_load: bool = False,
     scheduler = build_scheduler(optimizer, cfg["optimizer_args"], cfg["num_epoch"])
     scaler = make_grad_scaler(device, amp)
     state = TrainState(epoch=int(cfg["optimizer_args"]["start_epoch"]))
+    run = Run(core=core, optimizer=optimizer, model=model, scheduler=scheduler, scaler=scaler,
+              state=state, opts=opts, env=env, log=log, cfg=cfg, work_dir=work_dir,
+              gloss_dict=gloss_dict, model_args=model_args, data=data, decode=decode,
+              decoder=decoder, resume_from=resume_from, unsafe_load=unsafe_load,
+              other_vocabulary=other_vocabulary)
+    if resume_from is not None:  # read and checked here: a bad checkpoint moves nothing
+        run.resume_rng = checkpoints.resume(run, resume_from)
+    run.previous_run = prepare_work_dir(work_dir, overwrite, env, log)
+    if env.is_main:
+        claim(work_dir, "log.txt", "config.yaml", phase=cfg["phase"])
+    log.attach()
+    if env.is_main:
+        write_config(cfg, work_dir / "config.yaml", log)
     seed_everything(seed + env.rank)  # per-process streams (dropout) from here on
-    metrics = MetricsLog(work_dir, cfg["tensorboard"]) if env.is_main else None
-    return Run(core=core, optimizer=optimizer, model=model, scheduler=scheduler, scaler=scaler,
-               state=state, opts=opts, env=env, log=log, cfg=cfg, work_dir=work_dir,
-               gloss_dict=gloss_dict, model_args=model_args, data=data, decode=decode,
-               decoder=decoder,
-               metrics=metrics, resume_from=resume_from, unsafe_load=unsafe_load,
-               other_vocabulary=other_vocabulary, previous_run=previous_run)
+    if env.is_main and train:
+        claim(work_dir, "metrics.csv", "curves.png", *(["tensorboard"] if cfg["tensorboard"] else []))
+        run.metrics = MetricsLog(work_dir, cfg["tensorboard"])
+    return run

@@ -12,11 +12,11 @@ from torch import nn
 
 from dataset.layout import parse_resolution
 from dataset.provenance import RECORD, recorded_dataset
-from dataset.registry import dataset_spec
+from dataset.registry import DATASETS, dataset_spec
 from evaluation.stm import read_stm
 from modules.criterions import unalignable
 from training.data import RunData, error_text
-from training.workdir import is_moved_run, previous_dir
+from training.workdir import is_moved_run, previous_dir, read_manifest
 from utils.config import ConfigError
 from utils.random_state import SeededDataset
 
@@ -179,10 +179,39 @@ def check_data(data: RunData, cfg: Mapping[str, Any], log: Callable[[str], None]
             log(short_videos_warning(split, len(dataset), short))
 
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# The repository's own folders that are not Python packages (packages are found by __init__.py).
+REPO_FOLDERS = (".git", ".ci", ".venv", "bench", "config", "docs", "preprocess", "software", "tests")
+
+
+def data_kind(folder: Path) -> str | None:
+    """What kind of data `folder` is ('a preprocess output', 'a pack', 'a dataset root'), else None."""
+    if (folder / RECORD).is_file():
+        return "a preprocess output"
+    if next(folder.glob("*.frames.npy"), None) is not None:
+        return "a pack"
+    for spec in DATASETS.values():
+        subdir = spec.raw_frames_subdir
+        if subdir not in ("", ".") and (folder / subdir).is_dir():
+            return f"a dataset root ({spec.name} layout)"
+    return None
+
+
+def repository_folder(folder: Path) -> bool:
+    """Whether `folder` is, holds or lies inside the repository's own code, configs or docs."""
+    if REPO_ROOT.is_relative_to(folder):
+        return True
+    if not folder.is_relative_to(REPO_ROOT):
+        return False
+    top = REPO_ROOT / folder.relative_to(REPO_ROOT).parts[0]
+    return top.name in REPO_FOLDERS or (top / "__init__.py").is_file()
+
+
 def check_overwrite(work_dir: Path, paths: Mapping[str, Path | None], config_file: str | None) -> None:
-    """--overwrite moves only what runs wrote, and refuses a work dir that holds (or is) the
-    dataset, the dictionary, the info files or the config file, or whose `.previous` folder
-    holds anything but a moved run."""
+    """--overwrite moves only what runs recorded, and refuses a work dir that is, holds or lies
+    inside the dataset, the dictionary, the info files, the config file, any preprocess output,
+    pack or dataset root, or the repository's own folders; or whose `.previous` folder holds
+    anything but a moved run."""
     if not work_dir.exists():
         return
     root = work_dir.resolve()
@@ -190,14 +219,31 @@ def check_overwrite(work_dir: Path, paths: Mapping[str, Path | None], config_fil
              if key in ("dataset_root", "dict_path", "info_dir", "evaluation_dir", "frames_dir")}
     named["--config"] = Path(config_file) if config_file else None
     for key, path in named.items():
-        if path is not None and path.resolve().is_relative_to(root):
+        if path is None:
+            continue
+        target = path.resolve()
+        if target.is_relative_to(root):
             raise ConfigError(f"--overwrite refuses the work dir {work_dir}: it holds {path} ({key}); "
                               f"pass a --work-dir of its own for the run's outputs")
+        if root.is_relative_to(target):
+            raise ConfigError(f"--overwrite refuses the work dir {work_dir}: it lies inside {path} "
+                              f"({key}); pass a --work-dir of its own for the run's outputs")
+    recorded = [root / name for name in read_manifest(root) or [] if (root / name).is_dir()]
+    for folder in [root, *root.parents, *recorded]:
+        kind = data_kind(folder)
+        if kind:
+            where = "is" if folder == root else "lies inside" if folder in root.parents else "holds"
+            raise ConfigError(f"--overwrite refuses the work dir {work_dir}: it {where} {kind}, "
+                              f"{folder}; pass a --work-dir of its own for the run's outputs")
+    if repository_folder(root):
+        raise ConfigError(f"--overwrite refuses the work dir {work_dir}: it is, holds or lies inside "
+                          f"the repository's own folders ({REPO_ROOT}); use a folder of its own such "
+                          f"as work_dir/<name>")
     aside = previous_dir(work_dir)
-    if aside.exists() and not is_moved_run(aside):
+    if (aside.exists() or aside.is_symlink()) and not is_moved_run(aside):
         raise ConfigError(f"--overwrite keeps the previous run in {aside} until the new one has "
-                          f"written a checkpoint, but that folder exists and is not one it made; "
-                          f"move it away")
+                          f"written a checkpoint, but that {'symlink' if aside.is_symlink() else 'folder'} "
+                          f"exists and is not one it made; move it away")
 
 
 def check_batches(data: RunData, cfg: Mapping[str, Any]) -> None:

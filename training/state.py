@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 
@@ -33,6 +34,29 @@ class TrainState:
     def as_dict(self) -> dict:
         """Plain values for the checkpoint payload."""
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, saved: Any) -> "TrainState":
+        """The counters a checkpoint saved, each of its field's type (a ValueError names the first
+        that is not): a crafted or damaged train_state fails here, not in the middle of an epoch."""
+        if not isinstance(saved, dict):
+            raise ValueError(f"train_state is a {type(saved).__name__}, not a mapping")
+        defaults = asdict(cls())
+        for key, value in saved.items():
+            if key not in defaults:
+                raise ValueError(f"train_state has an unknown key {key!r}")
+            default = defaults[key]
+            if isinstance(default, list):
+                ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+            elif isinstance(default, bool):
+                ok = isinstance(value, bool)
+            elif isinstance(default, int):
+                ok = isinstance(value, int) and not isinstance(value, bool) and (value >= 0 or key == "best_epoch")
+            else:
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+            if not ok:
+                raise ValueError(f"train_state {key}={value!r} is not a valid {type(default).__name__}")
+        return cls(**saved)
 
 
 @dataclass

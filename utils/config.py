@@ -281,6 +281,12 @@ def validate(cfg: Mapping[str, Any]) -> None:
                 "num_epoch"):
         if int(cfg[key]) < 1 and not (key == "num_epoch" and cfg[key] == 0):
             raise ConfigError(f"key '{key}' must be >= 1, got {cfg[key]!r}")
+    if not 0 <= int(cfg["random_seed"]) < 2**32:
+        raise ConfigError(f"key 'random_seed' must lie in 0..2**32-1, got {cfg['random_seed']!r}")
+    if int(cfg["num_worker"]) < 0:
+        raise ConfigError(f"key 'num_worker' must be >= 0 (0: load in the main process), got {cfg['num_worker']!r}")
+    if not str(cfg["work_dir"]).strip():
+        raise ConfigError("key 'work_dir' (--work-dir) is empty; name the folder for the run's outputs")
     if not 0.0 <= float(cfg["max_skipped_share"]) <= 1.0:
         raise ConfigError(f"key 'max_skipped_share' must lie in 0..1, got {cfg['max_skipped_share']!r}")
     if cfg["phase"] == "test" and not (cfg["load_weights"] or cfg["load_checkpoints"]):

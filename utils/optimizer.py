@@ -19,6 +19,9 @@ def build_optimizer(model: nn.Module, args: Mapping[str, Any]) -> torch.optim.Op
     name = args["optimizer"]
     params = [p for p in model.parameters() if p.requires_grad]
     lr, wd = float(args["base_lr"]), float(args["weight_decay"])
+    for key, value in (("base_lr", lr), ("weight_decay", wd), ("momentum", float(args["momentum"]))):
+        if not (math.isfinite(value) and value >= 0):
+            raise ConfigError(f"key 'optimizer_args.{key}' must be a finite number >= 0, got {args[key]!r}")
     if name == "SGD":
         return torch.optim.SGD(params, lr=lr, momentum=float(args["momentum"]),
                                nesterov=bool(args["nesterov"]), weight_decay=wd)
@@ -41,6 +44,9 @@ class EpochSchedule:
         self.gamma = float(gamma)
         self.num_epoch = max(int(num_epoch), 1)
         self.warmup_epochs = int(warmup_epochs)
+        if not (math.isfinite(self.gamma) and self.gamma >= 0) or self.warmup_epochs < 0:
+            raise ConfigError(f"optimizer_args.gamma {gamma!r} / warmup_epochs {warmup_epochs!r}: "
+                              f"expected a finite gamma >= 0 and warmup_epochs >= 0")
 
     def __call__(self, epoch: int) -> float:
         warm = min(1.0, (epoch + 1) / self.warmup_epochs) if self.warmup_epochs > 0 else 1.0

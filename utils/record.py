@@ -9,6 +9,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
+from utils.atomic import atomic_path
+
 
 class RunLog:
     """Timestamped messages to stdout and `<work_dir>/log.txt`; silent on non-main processes.
@@ -85,12 +87,10 @@ class MetricsLog:
         columns: list[str] = []
         for r in rows:
             columns += [k for k in r if k not in columns]
-        tmp = self.csv_path.with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+        with atomic_path(self.csv_path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns)
             writer.writeheader()
             writer.writerows(rows)
-        tmp.replace(self.csv_path)
         if self.writer is not None:
             step = int(row.get("epoch", 0))
             for key, value in row.items():
@@ -175,10 +175,9 @@ def plot_curves(csv_path: str | Path, png_path: str | Path) -> None:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = Path(png_path).with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=90)
+    with atomic_path(png_path) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
-    tmp.replace(png_path)
 
 
 def progress(iterable: Any = None, **kwargs: Any) -> Any:
