@@ -57,6 +57,33 @@ def labels_to_ids(
     return ids, unknown
 
 
+def pack_entry_mismatch(index: Mapping, entries: Sequence[Mapping]) -> str:
+    """How the first video whose pack entry disagrees with its info entry does ('' if none): its
+    frame count, the folder its frames were packed from (packs that record folders), or its place
+    (a pack holds a split's videos in the info file's order, so swapped entries are out of it)."""
+    folders = index.get("folders") or {}
+    root = str(index.get("frames_dir") or "")
+    previous = None
+    for entry in entries:
+        fileid = entry["fileid"]
+        start, count = index["videos"][fileid]
+        if previous is not None and start < previous[1]:
+            return (f"video {fileid!r} starts at frame {start} of the pack, before the video listed "
+                    f"before it in the info file, {previous[0]!r} (frame {previous[1]}): entries "
+                    f"swapped or pointing at other frames")
+        previous = (fileid, start)
+        expected = entry.get("num_frames")
+        if isinstance(expected, int) and count != expected:
+            return f"video {fileid!r} has {count} frames in the pack but {expected} in the info file"
+        folder = posixpath.dirname(str(entry.get("folder", "")))
+        packed = folders.get(fileid)
+        where = posixpath.normpath(posixpath.join(root, packed)) if packed is not None else None
+        if where is not None and folder and not where.endswith("/" + folder):
+            return (f"video {fileid!r} is packed from the folder {packed!r}, but its info entry "
+                    f"names {folder!r}")
+    return ""
+
+
 MIN_INPUT_SIZE = 8  # a smaller crop is no image of a signer (0 or less fails deep in the CNN)
 
 
@@ -155,7 +182,13 @@ class BaseFeeder(data.Dataset):
             self._check_pack_is_current(packed_dir)
 
     def _check_pack_is_current(self, packed_dir: Path) -> None:
-        """Refuse a pack that does not hold the resized frames beside it (redone since, or others)."""
+        """Refuse a pack whose entries do not match the info file (frame count, folder) or that does
+        not hold the resized frames beside it (redone since, or others)."""
+        problem = pack_entry_mismatch(self._pack.index, self.inputs_list)
+        if problem:
+            raise PackError(f"the pack {packed_dir} of the {self.mode} split: {problem}; it does not "
+                            f"belong to these info files ({self.info_dir / f'{self.mode}_info.npy'}): "
+                            f"re-run the preprocessing with --pack --repack")
         video_dirs = {e["fileid"]: self.frames_dir / posixpath.dirname(e["folder"]) for e in self.inputs_list}
         problem = mismatch_report(self._pack.index, video_dirs, packed_dir, self.mode, self.frames_dir)
         if problem:

@@ -234,6 +234,9 @@ def write_packed(
              "data_bytes": bytes_done, "videos": entries,
              "frames_from": {fileid: frames_record(Path(frames[0]).parent) for fileid, frames in videos if frames},
              "frames_dir": frames_folder([Path(frames[0]).parent for _, frames in videos if frames])}
+    # Each video's folder under frames_dir: the feeder checks it against the info file's entry.
+    index["folders"] = {fileid: os.path.relpath(Path(frames[0]).parent.resolve(), index["frames_dir"])
+                        for fileid, frames in videos if frames}
     if dataset is not None:
         index["dataset"] = dataset
     return publish_pack(paths, fmt, index)
@@ -320,6 +323,15 @@ def read_index(path: Path) -> dict:
                 and entry[0] + entry[1] <= frames):
             raise PackError(f"{path}: video {fileid!r} has the entry {entry!r}, not [first frame, frame count] "
                             f"with both non-negative and inside the {frames} frames of the pack; {REPACK}")
+    overlap = overlapping_entries(videos)
+    if overlap:
+        first, second = overlap
+        raise PackError(f"{path}: the entries of videos {first!r} {videos[first]} and {second!r} "
+                        f"{videos[second]} overlap: one would read the other's frames; {REPACK}")
+    folders = index.get("folders")
+    if folders is not None and not (isinstance(folders, dict)
+                                    and all(isinstance(v, str) for v in folders.values())):
+        raise PackError(f"{path}: 'folders' is not an object of video id -> folder; {REPACK}")
     records = index.get("frames_from") or {}
     if (not isinstance(records, dict) or not isinstance(index.get("dataset", ""), str)
             or not isinstance(index.get("frames_dir") or "", str)
@@ -328,6 +340,15 @@ def read_index(path: Path) -> dict:
                        for record in records.values())):
         raise PackError(f"{path}: 'frames_from', 'frames_dir' or 'dataset' is malformed; {REPACK}")
     return index
+
+
+def overlapping_entries(videos: Mapping[str, list]) -> tuple[str, str] | None:
+    """Two videos whose [first frame, frame count] entries share a frame (a repeat included), else None."""
+    spans = sorted((start, count, fileid) for fileid, (start, count) in videos.items() if count)
+    for (start, count, fileid), (next_start, _, next_id) in zip(spans, spans[1:]):
+        if next_start < start + count:
+            return fileid, next_id
+    return None
 
 
 def read_table(path: Path, index: Mapping, index_name: str) -> np.ndarray:
@@ -352,6 +373,15 @@ def read_table(path: Path, index: Mapping, index_name: str) -> np.ndarray:
         if rows.min() < 0 or rows.max() > size or ends.max() > size or int(ends[-1]) != size:
             raise PackError(f"{path}: frame offsets or lengths outside the {size} bytes of the frames file "
                             f"recorded in {index_name}; {REPACK}")
+        # Frames follow one another: a repeated or reordered row would give a video another's frame.
+        bad = np.flatnonzero((rows[:, 1] < 1) | np.r_[False, rows[1:, 0] < ends[:-1]])
+        if len(bad):
+            row = int(bad[0])
+            owner = next((f"video {fileid!r}, frame {row - start}" for fileid, (start, count)
+                          in index["videos"].items() if start <= row < start + count), "no video")
+            raise PackError(f"{path}: row {row} ({owner}: offset {int(rows[row, 0])}, length "
+                            f"{int(rows[row, 1])}) is empty or does not follow the row before it: the "
+                            f"frame table is not strictly increasing; {REPACK}")
     return table
 
 

@@ -94,3 +94,55 @@ def test_corrupt_pack_frame_read_in_a_worker_is_one_error_line(data, tmp_path, c
     err = _error_line(cfg, tmp_path, capsys)
     assert "is corrupt (its bytes do not match their CRC-32)" in err and "--repack" in err
 
+
+@pytest.fixture(scope="module")
+def packed(data, tmp_path_factory) -> dict[str, Path]:
+    """A copy of the tiny dataset with a jpeg pack of its resized frames."""
+    copy = _copy(data, tmp_path_factory.mktemp("packed"))
+    subprocess.run([sys.executable, "preprocess/dataset_preprocess.py", "--dataset-root", str(copy["raw"]),
+                    "--output-dir", str(copy["pre"]), "--output-res", "64x64px", "--pack"],
+                   cwd=REPO_ROOT, check=True, capture_output=True)
+    return copy
+
+
+def _two_videos_of_equal_length(index: dict) -> tuple[str, str]:
+    by_count: dict[int, str] = {}
+    for fileid, (_, count) in index["videos"].items():
+        if count in by_count:
+            return by_count[count], fileid
+        by_count[count] = fileid
+    raise AssertionError("the tiny set has two training videos of one length")
+
+
+@pytest.mark.parametrize("case", ["swapped", "other folder", "other's frames", "shortened", "repeated row"])
+def test_an_inconsistent_pack_index_is_refused_naming_pack_and_video(packed, tmp_path, capsys, case):
+    pack = Path(shutil.copytree(packed["pre"] / "packed-64x64px", tmp_path / "pack"))
+    paths = packed_paths(pack, "train")
+    index = json.loads(paths.index.read_text())
+    videos = index["videos"]
+    a, b = _two_videos_of_equal_length(index)  # a swap of these keeps every frame count
+    if case == "swapped":
+        videos[a], videos[b] = videos[b], videos[a]
+        expected = [str(pack), "entries swapped", repr(a)]
+    elif case == "other folder":
+        index["folders"][a] = index["folders"][b]
+        expected = [str(pack), repr(a), "is packed from the folder"]
+    elif case == "other's frames":
+        videos[a] = list(videos[b])
+        expected = [str(paths.index), "overlap", a, b]
+    elif case == "shortened":
+        videos[a][1] -= 1
+        expected = [str(pack), repr(a), f"{videos[a][1]} frames in the pack but {videos[a][1] + 1}"]
+    else:
+        table = np.load(paths.table)
+        row = videos[a][0] + 1
+        table[row] = table[row - 1]
+        with open(paths.table, "wb") as handle:
+            np.save(handle, table)
+        expected = [str(paths.table), f"video {a!r}, frame 1", "not strictly increasing"]
+    paths.index.write_text(json.dumps(index))
+    cfg = tiny_config(packed, tmp_path / "work", num_epoch=1, eval_splits=[],
+                      feeder_args={"packed": True, "packed_dir": str(pack)})
+    err = _error_line(cfg, tmp_path, capsys)
+    assert all(part in err for part in expected), err
+    assert not (tmp_path / "work").exists()
