@@ -18,6 +18,7 @@ import sys
 
 from inference.cli import add_model_arguments, load_model_from_args
 from utils.errors import ConfigError, run_cli
+from utils.outputs import check_output_dir, check_output_file
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(parser)
     parser.add_argument("--format", default="onnx", choices=["onnx"], help="export format")
     parser.add_argument("--out", required=True, help="output file, e.g. model.onnx")
+    parser.add_argument("--force", action="store_true",
+                        help="replace an existing --out (and its .vocab.json; with --input stream, "
+                             "the pieces in the folder --out)")
     parser.add_argument("--input", default="frames", choices=["frames", "float", "stream"],
                         help="frames: uint8 video in, preparation in the graph (default); "
                              "float: prepared (B, T, 3, H, W) batches in [-1, 1] and lengths; "
@@ -52,6 +56,15 @@ def export(args: argparse.Namespace) -> None:
     args.device = "cpu"  # the graph is traced on the CPU; onnxruntime picks its own device
     from inference.onnx_model import calibration_videos, export_onnx, vocab_path
 
+    inputs = {"--model_path": args.model_path, "--config": args.config, "--dict_path": args.dict_path,
+              "--calibration": args.calibration}
+    if args.input == "stream":  # a folder of pieces: the metadata and the fixed pieces' names
+        from inference.onnx_stream import META
+
+        check_output_dir(args.out, [META, "stem.onnx", "cached.onnx", "head.onnx"], inputs, args.force)
+    else:
+        for out in (args.out, vocab_path(args.out)):
+            check_output_file(out, inputs, args.force)
     loaded = load_model_from_args(args)
     if args.input == "stream":
         if args.quantize:

@@ -12,9 +12,10 @@ from pathlib import Path
 
 from inference.cli import add_model_arguments, add_video_arguments, load_model_and_video
 from inference.explain import (DEFAULT_LAYER, blend, gloss_cams, gloss_sheet, input_frames_rgb,
-                               write_gloss_maps)
+                               gloss_map_names, write_gloss_maps)
 from inference.recognize import prepare_input
 from utils.errors import run_cli
+from utils.outputs import check_output_dir
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gloss", default="all",
                         help="position of the gloss in the decoded sentence (0-based), or 'all'")
     parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--force", action="store_true",
+                        help="replace the maps of an earlier run in --out")
     parser.add_argument("--alpha", type=float, default=0.45, help="heat map opacity")
     parser.add_argument("--per_frame_norm", action="store_true",
                         help="scale each frame's map to its own maximum (default: one scale "
@@ -39,9 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def generate(args: argparse.Namespace) -> list[dict]:
     """Compute and write the maps of the chosen glosses; returns what was written."""
+    inputs = {"--model_path": args.model_path, "--video_path": args.video_path}
+    check_output_dir(args.out, [], inputs, args.force)  # before the model runs: --out is no input
     loaded, clip = load_model_and_video(args)
     prepared = prepare_input(clip.frames, loaded.kernel_sizes, loaded.input_size, loaded.image_scale)
     rec, maps = gloss_cams(loaded, prepared, args.layer, args.gloss)
+    names = [name for position in maps for name in gloss_map_names(position, rec.glosses[position])]
+    check_output_dir(args.out, names, inputs, args.force)
     frames = input_frames_rgb(prepared)
     written = []
     for position, raw in maps.items():

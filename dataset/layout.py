@@ -12,11 +12,15 @@ from utils.errors import ConfigError
 MANIFEST = ".complete.json"  # its presence marks a finished video (name kept from the first version)
 
 
+MAX_FRAME_SIDE = 8192  # pixels: 8K video; a larger frame (99999x99999 is 30 GB) is a typo
+
+
 def parse_resolution(res: str) -> tuple[int, int]:
-    """'256x256px' -> (width, height)."""
+    """'256x256px' -> (width, height), each side 1 to MAX_FRAME_SIDE."""
     match = re.fullmatch(r"\s*(\d+)x(\d+)(px)?\s*", res)
-    if match is None or int(match.group(1)) <= 0 or int(match.group(2)) <= 0:
-        raise ConfigError(f"bad resolution {res!r}; expected WIDTHxHEIGHTpx like '256x256px'")
+    if match is None or not all(0 < int(match.group(i)) <= MAX_FRAME_SIDE for i in (1, 2)):
+        raise ConfigError(f"bad resolution {res!r}; expected WIDTHxHEIGHTpx like '256x256px', each "
+                          f"side from 1 to {MAX_FRAME_SIDE} pixels")
     return int(match.group(1)), int(match.group(2))
 
 

@@ -8,6 +8,7 @@ gloss, ``""`` for the blank) and ``blank_id``.
 from __future__ import annotations
 
 import os
+import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ import torch
 from torch import Tensor
 
 from utils.atomic import atomic_path
-from utils.errors import MissingFileError
+from utils.errors import BadFileError, MissingFileError
 
 
 @dataclass(frozen=True)
@@ -71,10 +72,15 @@ def load_split_logits(path: str | os.PathLike) -> SplitLogits:
         data = torch.load(path, map_location="cpu", weights_only=True)
         ids, lengths, flat = list(data["ids"]), data["lengths"], data["logits"]
         glosses, blank_id = list(data["glosses"]), int(data["blank_id"])
-    except (KeyError, TypeError, RuntimeError) as exc:
-        raise ValueError(f"{path} is not a split-logits file of main.py --phase test: {exc}") from None
-    if int(lengths.sum()) != flat.shape[0] or len(ids) != lengths.numel():
-        raise ValueError(f"{path}: lengths do not match the stored logits")
+    except (KeyError, TypeError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+        # pickles weights_only refuses, truncated archives, files of other tools
+        text = " ".join(str(exc).split())[:200]
+        raise BadFileError(f"{path} is not a split-logits file of main.py --phase test "
+                           f"({type(exc).__name__}: {text}); pass the <split>-logits.pt that "
+                           f"`main.py --phase test` wrote") from None
+    if (not isinstance(lengths, torch.Tensor) or not isinstance(flat, torch.Tensor) or flat.ndim != 2
+            or int(lengths.sum()) != flat.shape[0] or len(ids) != lengths.numel()):
+        raise BadFileError(f"{path}: lengths do not match the stored logits")
     pieces = list(flat.split(lengths.tolist())) if len(ids) else []
     padded = (torch.nn.utils.rnn.pad_sequence(pieces, batch_first=True) if pieces
               else torch.zeros(0, 0, len(glosses)))

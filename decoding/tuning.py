@@ -27,6 +27,9 @@ from decoding.decoder import Decoder
 from decoding.split_logits import SplitLogits, load_split_logits
 from utils.config import add_decode_arguments, decode_overrides
 from utils.errors import ConfigError, run_cli
+from utils.outputs import check_output_dir
+
+OUTPUTS = ("tuning.tsv", "best.json")  # what --out receives
 
 
 def parse_floats(text: str) -> list[float]:
@@ -95,8 +98,9 @@ def write_outputs(out_dir: Path, summary: dict) -> None:
     lines = ["lm_weight\tword_bonus\twer\tsub\tdel\tins"]
     lines += [f"{r['lm_weight']}\t{r['word_bonus']}\t{r['wer']:.2f}\t{r['sub']}\t{r['del']}\t{r['ins']}"
               for r in summary["table"]]
-    (out_dir / "tuning.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (out_dir / "best.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    table, best = OUTPUTS
+    (out_dir / table).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (out_dir / best).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -108,6 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_decode_arguments(parser, ["lm-path", "beam-width", "token-min-logp", "beam-prune-logp"])
     parser.add_argument("--stm", required=True, help="ground-truth STM of the same split")
     parser.add_argument("--out", required=True, help="folder for tuning.tsv and best.json")
+    parser.add_argument("--force", action="store_true", help="replace tuning.tsv and best.json in --out")
     parser.add_argument("--dataset", default="phoenix2014", choices=NAMES,
                         help="gloss normalisation of the scorer")
     parser.add_argument("--alphas", type=parse_floats, default=parse_floats("0,0.25,0.5,0.75,1,1.5,2"),
@@ -134,6 +139,8 @@ def tune_and_report(args: argparse.Namespace) -> None:
         raise ConfigError("--alphas and --betas need at least one value each")
     # The recipe's decoding (config/baseline.yaml) with this command line's options, beam search.
     cfg = DecodeConfig.recipe().updated({**decode_overrides(args), "mode": "beam"})
+    check_output_dir(args.out, OUTPUTS, {"--logits": args.logits, "--lm-path": args.lm_path,
+                                         "--stm": args.stm}, args.force)
     split = load_split_logits(args.logits)
     pairs = candidate_pairs(args.alphas, args.betas, args.random, args.seed)
     summary = tune(split, cfg, pairs, Path(args.stm), args.dataset, torch.device(args.device))

@@ -137,16 +137,22 @@ def write_image(path: Path, rgb: np.ndarray) -> None:
     path.write_bytes(data.tobytes())  # bytes, not cv2.imwrite: non-ASCII (Chinese) paths work
 
 
+def gloss_map_names(position: int, gloss: str) -> tuple[str, str]:
+    """The names write_gloss_maps gives a gloss's frame folder and contact sheet in its output folder."""
+    stem = f"gloss{position:02d}_{safe_name(gloss)}"
+    return stem, f"{stem}_sheet.png"
+
+
 def write_gloss_maps(out_dir: Path, position: int, gloss: str, blended: Sequence[np.ndarray],
                      sheet: np.ndarray) -> tuple[Path, Path]:
     """One blended JPEG per input frame plus the contact sheet PNG; returns (frame folder, sheet)."""
-    stem = f"gloss{position:02d}_{safe_name(gloss)}"
+    stem, sheet_name = gloss_map_names(position, gloss)
     folder = out_dir / stem
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob("frame_*.jpg"):  # a previous, longer video must not leave frames behind
         stale.unlink()
     for i, image in enumerate(blended):
         write_image(folder / f"frame_{i:04d}.jpg", image)
-    sheet_path = out_dir / f"{stem}_sheet.png"
+    sheet_path = out_dir / sheet_name
     write_image(sheet_path, sheet)
     return folder, sheet_path

@@ -24,7 +24,7 @@ from preprocess.common import (
     save_npy_dict,
     write_stm,
 )
-from dataset.provenance import write_record
+from dataset.provenance import RECORD, write_record
 from dataset.registry import DATASETS, dataset_spec
 from preprocess.datasets import drop_empty_videos, empty_videos, load_raw_dataset
 from preprocess.pack import pack_splits
@@ -94,6 +94,9 @@ def build_parser(dataset: str) -> argparse.ArgumentParser:
                         f"raw: uncompressed RGB (196 KB a 256x256 frame) (default {DEFAULT_FORMAT})")
     parser.add_argument("--pack-quality", type=_quality, default=DEFAULT_JPEG_QUALITY,
                         help=f"JPEG quality of --pack-format jpeg (default {DEFAULT_JPEG_QUALITY})")
+    parser.add_argument("--force", action="store_true",
+                        help="replace gloss_dict.npy, info files or STMs in --output-dir that no "
+                             "preprocessing recorded there (dataset.json)")
     parser.add_argument("--repack", action="store_true",
                         help="rewrite the pack even where it is up to date (e.g. after a corrupt entry was reported)")
     parser.add_argument("--drop-empty", action="store_true",
@@ -154,7 +157,30 @@ def check_no_empty_split(dataset: str, root: Path, listed: dict[str, InfoDict], 
 def record_dataset(dataset: str, out_dir: Path) -> None:
     """Name the dataset of the info files and gloss dict just written (dataset.provenance: a sidecar,
     so that the original tools still read the files)."""
-    write_record(out_dir, dataset, ["gloss_dict.npy", *(f"{split}_info.npy" for split in dataset_spec(dataset).splits)])
+    write_record(out_dir, dataset, output_names(dataset))
+
+
+def output_names(dataset: str) -> list[str]:
+    """The files preprocessing writes in its output folder (besides the pack's folder)."""
+    spec = dataset_spec(dataset)
+    return ["gloss_dict.npy", *(f"{split}_info.npy" for split in spec.splits),
+            *(f"{spec.evaluation_prefix}-{split}.stm" for split in spec.splits)]
+
+
+def check_output_dir(out_dir: Path, root: Path, names: Sequence[str], force: bool) -> None:
+    """--output-dir is a folder other than the dataset root, and the files preprocessing writes
+    there are new or in a folder an earlier preprocessing recorded (dataset.json), unless `force`."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise PreprocessError(f"--output-dir {out_dir} is a file, not a folder; name a folder for the "
+                              f"info files, the gloss dictionary and the STMs")
+    if out_dir.resolve() == root.resolve():
+        raise PreprocessError(f"--output-dir {out_dir} is the dataset root (--dataset-root): outputs never "
+                              f"go among the download's files; name a folder of their own")
+    foreign = [name for name in names if (out_dir / name).exists()]
+    if foreign and not (out_dir / RECORD).is_file() and not force:
+        raise PreprocessError(f"--output-dir {out_dir} holds {', '.join(foreign[:3])}"
+                              f"{' ...' if len(foreign) > 3 else ''}, which no preprocessing recorded "
+                              f"there ({RECORD}); pass --force to replace them, or another --output-dir")
 
 
 def run(dataset: str, args: argparse.Namespace) -> int:
@@ -164,6 +190,7 @@ def run(dataset: str, args: argparse.Namespace) -> int:
     out_dir = default_path(args.output_dir, spec.output_dir)
     size = parse_resolution(args.output_res)
     res_tag = resolution_tag(args.output_res)
+    check_output_dir(out_dir, root, output_names(dataset), args.force)
     raw = load_raw_dataset(dataset, root)
     infos = dict(raw.infos)
     check_redo_ids(infos, args.redo)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import warnings
 
 import pytest
@@ -14,6 +15,7 @@ from decoding.decoder import Decoder, SplitDecoder
 from decoding.split_logits import class_glosses, load_split_logits, save_split_logits
 from decoding.tuning import candidate_pairs, grid_edges, main as tune_main
 from seq_scripts import seq_eval
+from tests.malicious_pickle import TouchesMarker
 from tests.test_model import NUM_CLASSES, tiny_model, video
 from utils.distributed import DistEnv
 
@@ -119,6 +121,24 @@ def test_split_logits_round_trip(tmp_path) -> None:
         load_split_logits(tmp_path / "missing.pt")
 
 
+@pytest.mark.parametrize("damage", ["pickle", "truncated"])
+def test_a_pickled_or_truncated_logits_file_is_one_error_line(tmp_path, capsys, damage) -> None:
+    _saved_split(tmp_path)
+    path = tmp_path / "dev-logits.pt"
+    marker = tmp_path / "code_ran"
+    if damage == "pickle":
+        with open(path, "wb") as handle:
+            pickle.dump({"ids": TouchesMarker(marker)}, handle)
+    else:
+        path.write_bytes(path.read_bytes()[:200])
+    (tmp_path / "lm.arpa").write_text("")
+    assert tune_main(["--logits", str(path), "--lm-path", str(tmp_path / "lm.arpa"), "--stm", str(path),
+                      "--out", str(tmp_path / "tune")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not a split-logits file of main.py --phase test" in err[0], err
+    assert not marker.exists()
+
+
 def test_tuning_command_writes_table_and_best_pair(tmp_path, capsys) -> None:
     logits, glosses = _saved_split(tmp_path)
     stm = tmp_path / "dev.stm"
@@ -139,6 +159,15 @@ def test_tuning_command_writes_table_and_best_pair(tmp_path, capsys) -> None:
     assert summary["best"]["wer"] == min(r["wer"] for r in summary["table"])
     # Weight 0 and bonus 0 is the plain search: its WER is the no-LM WER.
     assert summary["table"][0]["wer"] == summary["no_lm_wer"]
+    before = {name: (tmp_path / "tune" / name).read_bytes() for name in ("tuning.tsv", "best.json")}
+    assert tune_main(args + ["--random", "3", "--alphas", "0,2", "--betas=-1,1"]) == 2
+    assert "tuning.tsv exists; pass --force to replace it" in capsys.readouterr().err
+    assert {name: (tmp_path / "tune" / name).read_bytes() for name in before} == before
+    (tmp_path / "note.txt").write_text("mine")
+    for out, said in ((args[1], "is the input --logits"), (str(tmp_path / "note.txt"), "is a file, not a folder")):
+        assert tune_main(args[:7] + [out] + args[8:]) == 2
+        assert said in capsys.readouterr().err
+    args.append("--force")
     assert tune_main(args + ["--random", "3", "--alphas", "0,2", "--betas=-1,1"]) == 0
     assert len(json.loads((tmp_path / "tune" / "best.json").read_text())["table"]) == 3
     assert tune_main(args + ["--alphas", "1", "--betas", "2", "--token-min-logp", "-5",

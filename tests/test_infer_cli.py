@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -181,6 +182,18 @@ def test_generate_cam_cli_writes_frames_and_sheet(assets, capsys, tmp_path):
     err = _error(capsys, generate_cam, "--model_path", str(assets["ours"]), "--video_path",
                  str(assets["folder"]), "--layer", "conv2d.layer7", "--out", str(out))
     assert "not found" in err and "conv2d.layer4" in err
+    # Written maps are not replaced without --force, nor the input frames' folder ever.
+    argv = ["--model_path", str(assets["ours"]), "--video_path", str(assets["lossless"]), "--gloss", "1"]
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    err = _error(capsys, generate_cam, *argv, "--out", str(out))
+    assert f"gloss01_{gloss}" in err and "exists; pass --force" in err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    frames = {p: p.read_bytes() for p in Path(assets["folder"]).rglob("*") if p.is_file()}
+    err = _error(capsys, generate_cam, "--model_path", str(assets["ours"]), "--video_path",
+                 str(assets["folder"]), "--out", str(assets["folder"]))
+    assert "is the input --video_path" in err
+    assert {p: p.read_bytes() for p in Path(assets["folder"]).rglob("*") if p.is_file()} == frames
+    assert generate_cam.main([*argv, "--out", str(out), "--force", "--device", "cpu"]) == 0
 
 
 def test_scripts_run_as_commands(assets, repo_root):

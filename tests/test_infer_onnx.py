@@ -116,6 +116,20 @@ def test_test_one_video_runs_the_onnx_file(exported, infer_assets, capsys):
             assert np.isclose(a["score"], b["score"], atol=1e-4)
 
 
+def test_export_never_replaces_its_input_or_an_existing_file(infer_assets, tmp_path, capsys):
+    model = tmp_path / "best.pt"
+    model.write_bytes(infer_assets["ours"].read_bytes())
+    (tmp_path / "m.vocab.json").write_text('{"mine": 1}')
+    (tmp_path / "folder.onnx").mkdir()
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    for out, said in ((model, "is the input --model_path"), (tmp_path / "m.onnx", "m.vocab.json exists; pass --force"),
+                      (tmp_path / "folder.onnx", "is a folder")):
+        assert export.main(["--model_path", str(model), "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and said in err[0], err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
 def test_onnx_errors(exported, infer_assets, tmp_path, capsys):
     lonely = tmp_path / "lonely.onnx"
     lonely.write_bytes(exported["onnx"].read_bytes())

@@ -389,3 +389,27 @@ def test_empty_split_is_refused_with_the_reason(raw_sets, tmp_path, capsys):
     assert _run("phoenix2014", root, tmp_path / "out", "--drop-empty") == 2
     err = capsys.readouterr().err
     assert f"none of its {len(lines) - 1} videos has frames (--drop-empty left it empty)" in err
+
+
+def test_outputs_never_replace_inputs_or_files_no_preprocessing_wrote(raw_sets, tmp_path, capsys):
+    root = raw_sets["phoenix2014"]
+    (tmp_path / "afile").write_text("mine")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "gloss_dict.npy").write_bytes(b"my own dictionary")
+    for out, said in ((tmp_path / "afile", "is a file, not a folder"), (root, "is the dataset root"),
+                      (mine, "gloss_dict.npy, which no preprocessing recorded there")):
+        assert _run("phoenix2014", root, out) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and said in err[0], err
+    assert (tmp_path / "afile").read_text() == "mine" and (mine / "gloss_dict.npy").read_bytes() == b"my own dictionary"
+    assert not (root / "dataset.json").exists()
+    assert _run("phoenix2014", root, mine, "--force") == 0  # what the message says
+    assert _run("phoenix2014", root, mine) == 0  # a rerun replaces what preprocessing recorded
+    capsys.readouterr()
+
+
+def test_an_absurd_output_resolution_is_one_error_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main("phoenix2014", ["--dataset-root", str(tmp_path), "--output-res", "99999x99999px"])
+    assert stop.value.code == 2 and "from 1 to 8192 pixels" in capsys.readouterr().err
