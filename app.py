@@ -8,12 +8,15 @@ the JSON of `test_one_video.py --json`. The server listens on localhost unless -
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import math
 import os
 import shutil
 import signal
 import sys
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 from inference.cli import add_model_arguments, load_model_from_args
 from utils.errors import run_cli
@@ -27,17 +30,46 @@ def build_parser() -> argparse.ArgumentParser:
                         help="address to listen on (default localhost only; 0.0.0.0 exposes the "
                              "page to the network)")
     parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument("--max_upload_mb", type=float, default=100.0, help="largest upload accepted")
-    parser.add_argument("--max_video_frames", type=int, default=3000,
+    parser.add_argument("--max_upload_mb", type=positive(float), default=100.0, help="largest upload accepted")
+    parser.add_argument("--max_video_frames", type=positive(int), default=3000,
                         help="longest video accepted, in frames (3000 = 2 min at 25 fps)")
-    parser.add_argument("--max_frames_num", type=int, default=360,
+    parser.add_argument("--max_frames_num", type=positive(int), default=360,
                         help="frames sampled uniformly for the network at most")
     return parser
+
+
+def positive(kind: type) -> Callable[[str], float]:
+    """argparse type: a finite number > 0 of `kind` (int or float)."""
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(f"{text!r}: expected a finite number > 0")
+        return value
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+def network_warning(host: str) -> str | None:
+    """The warning for a --host other than a loopback address (None for localhost)."""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to any interface
+        loopback = False
+    if loopback:
+        return None
+    return (f"warning: --host {host}: the page is reachable from the network and has no "
+            f"authentication; anyone who reaches this port can upload videos to this machine")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Load the model (errors end here, before any server starts), then serve until Ctrl+C."""
     args = build_parser().parse_args(argv)
+    warning = network_warning(args.host)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     return run_cli(lambda: serve(args))
 
 

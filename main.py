@@ -191,7 +191,8 @@ def main(argv: list[str] | None = None) -> dict:
     with warnings.catch_warnings():  # restores the warning hook the run diverts into log.txt
         try:
             run = build_run(cfg, overwrite=args.overwrite, unsafe_load=args.unsafe_load,
-                            other_vocabulary=args.other_vocabulary, config_file=args.config)
+                            other_vocabulary=args.other_vocabulary, config_file=args.config,
+                            max_param_gib=args.max_param_gib)
             try:
                 return run_phase(run)
             finally:

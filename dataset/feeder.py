@@ -247,11 +247,18 @@ class BaseFeeder(data.Dataset):
         files = self.frame_files(index)
         selection = self._frame_selection(len(files))
         unique, inverse = np.unique(selection, return_inverse=True)
+        fileid = self.inputs_list[index]["fileid"]
         try:
-            frames = np.stack([read_rgb(files[i]) for i in unique])
+            images = [read_rgb(files[i]) for i in unique]
         except BadFileError as error:
-            fileid = self.inputs_list[index]["fileid"]
             raise FramesError(damaged_frames_hint(self.frame_source, fileid, str(error))) from None
+        odd = next((k for k, image in enumerate(images) if image.shape != images[0].shape), None)
+        if odd is not None:
+            (h, w), (h0, w0) = images[odd].shape[:2], images[0].shape[:2]
+            raise FramesError(f"video {fileid}: frame {files[unique[odd]]} is {w}x{h} pixels, not "
+                              f"{w0}x{h0} like {files[unique[0]]}: its frames are of two sizes; "
+                              f"resize the video again (preprocessing --process-image --redo {fileid})")
+        frames = np.stack(images)
         params = self.transform.sample_spatial(*frames.shape[1:3])
         return self.transform.apply(frames, inverse, params)
 

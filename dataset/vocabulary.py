@@ -30,11 +30,23 @@ def check_gloss_dict(gloss_dict: Any, source: str) -> dict:
     """Validate gloss -> [index >= 1, count] with unique indices 1..N."""
     if not isinstance(gloss_dict, Mapping) or not gloss_dict:
         raise BadFileError(f"{source}: expected a non-empty dict gloss -> [index, count]")
+    odd = next((g for g, v in gloss_dict.items() if not isinstance(g, str) or not _index_entry(v)), None)
+    if odd is not None:
+        raise BadFileError(f"{source}: the entry {odd!r}: {gloss_dict[odd]!r} is not gloss -> "
+                           f"[index, count] (integers); rebuild it with preprocess/")
     indices = sorted(int(v[0]) for v in gloss_dict.values())
     if indices != list(range(1, len(indices) + 1)):
         raise BadFileError(f"{source}: gloss indices must be 1..{len(indices)} without gaps "
                            f"(0 is the CTC blank); rebuild it with preprocess/")
     return dict(gloss_dict)
+
+
+def _index_entry(value: Any) -> bool:
+    """Whether `value` is [index, count] (or longer) with an integer index."""
+    try:
+        return len(value) >= 1 and int(value[0]) == value[0]
+    except (TypeError, ValueError):
+        return False
 
 
 def vocabulary_differences(given: Mapping[str, Any], saved: Mapping[str, Any]) -> list[str]:

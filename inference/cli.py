@@ -6,7 +6,7 @@ import sys
 
 from dataset.registry import DATASETS, language_choices
 from inference.loaded_model import LoadedModel
-from inference.loading import load_model
+from inference.loading import MAX_PARAM_GIB, load_model
 from inference.video import VideoClip, check_source, load_frames
 from utils.config import add_decode_arguments, decode_overrides
 from utils.device import select_device
@@ -40,6 +40,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. --set model_args.c2d_type=resnet18 "
                              "--set feeder_args.input_size=112")
+    parser.add_argument("--max-param-gib", "--max_param_gib", type=float, default=MAX_PARAM_GIB,
+                        help=f"refuse a model whose parameters would take more GiB (default "
+                             f"{MAX_PARAM_GIB:g}: a larger size in a file is taken as a typo)")
 
 
 def add_video_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -55,6 +58,7 @@ def load_model_from_args(args: argparse.Namespace) -> LoadedModel:
     given = {"dict_path": args.dict_path, "language": args.language, "config": args.config,
              "overrides": args.set, "decode": decode_overrides(args),
              "unsafe_load": args.unsafe_load, "other_vocabulary": args.other_vocabulary,
+             "max_param_gib": None if args.max_param_gib == MAX_PARAM_GIB else args.max_param_gib,
              "log": lambda message: print(message, file=sys.stderr)}  # e.g. "carries no checksum"
     return load_model(args.model_path, select_device(args.device),
                       **{k: v for k, v in given.items() if v not in (None, False, [], {})})

@@ -7,6 +7,7 @@ from restated constructor arguments.
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -14,6 +15,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from dataset.feeder import check_frame_geometry
 from dataset.layout import parse_resolution
 from dataset.registry import dataset_for_language
 from dataset.vocabulary import check_gloss_dict, check_same_vocabulary, load_gloss_dict
@@ -61,6 +63,37 @@ def model_kwargs(cfg: Mapping[str, Any], cls: Any, num_classes: int) -> tuple[di
     kwargs["num_classes"] = num_classes
     check_plain_args(cls, kwargs, "model_args")
     return kwargs, note
+
+
+MAX_PARAM_GIB = 8.0  # 27x the published ResNet34 model; above it a size in a file is taken as a typo
+
+
+def construct_model(cls: type[nn.Module], kwargs: Mapping[str, Any], source: str,
+                    max_param_gib: float = MAX_PARAM_GIB) -> nn.Module:
+    """`cls(**kwargs)`, first built on the meta device (no memory): arguments it cannot be built
+    from, or parameters over `max_param_gib` GiB, are one ConfigError naming `source`."""
+    import inspect
+
+    probe = dict(kwargs)
+    if "pretrained" in inspect.signature(cls).parameters:
+        probe["pretrained"] = None  # never read a file for the probe
+    try:
+        with torch.device("meta"):
+            shell = cls(**probe)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError, KeyError, IndexError, RuntimeError, AssertionError, AttributeError,
+            OverflowError) as exc:
+        text = " ".join(str(exc).split())[:300]
+        raise ConfigError(f"cannot build the model {cls.__name__} from {source}: "
+                          f"{type(exc).__name__}: {text}") from None
+    size = sum(t.numel() * t.element_size() for t in [*shell.parameters(), *shell.buffers()])
+    if not math.isfinite(max_param_gib) or size > max_param_gib * 2**30:
+        raise ConfigError(f"the model {cls.__name__} of {source} would hold {size / 2**30:,.1f} GiB of "
+                          f"parameters, more than --max-param-gib {max_param_gib:g}: check its sizes "
+                          f"(model_args.hidden_size, ...), or pass --max-param-gib N for a model this large")
+    del shell
+    return cls(**kwargs)
 
 
 def _head(items: Sequence[str], count: int = 5) -> str:
@@ -170,7 +203,7 @@ def model_from_checkpoint(ckpt_path: str | os.PathLike, device: torch.device | s
                           dict_path: str | None = None, language: str = "phoenix",
                           config: str | os.PathLike | None = None, overrides: Sequence[str] = (),
                           decode: Mapping[str, Any] | None = None, unsafe_load: bool = False,
-                          other_vocabulary: bool = False,
+                          other_vocabulary: bool = False, max_param_gib: float = MAX_PARAM_GIB,
                           log: Callable[[str], None] | None = None) -> LoadedModel:
     """Load a checkpoint (this project's, or a published weights-only one) as an eval-mode model.
 
@@ -180,6 +213,7 @@ def model_from_checkpoint(ckpt_path: str | os.PathLike, device: torch.device | s
     decoding is otherwise the training config's, without its LM (a file of the training machine).
     `unsafe_load` unpickles arbitrary objects (utils.checkpoint.load_checkpoint): trusted files only.
     `log` hears that a file carries no checksum (published, older): it then loads unverified.
+    `max_param_gib` bounds the parameter memory of the model its sizes describe (construct_model).
     """
     ckpt_path = str(ckpt_path)
     notes: list[str] = []
@@ -216,7 +250,7 @@ def model_from_checkpoint(ckpt_path: str | os.PathLike, device: torch.device | s
             f"trained with (--config X.yaml, --set model_args.hidden_size=N)")
     check_vocabulary(num_classes, gloss_dict, ckpt_path, vocab_source)
     args["pretrained"] = None  # weights come from the checkpoint; never fetch anything
-    model = cls(num_classes=num_classes, **args)
+    model = construct_model(cls, {"num_classes": num_classes, **args}, arch_source, max_param_gib)
     load_weights(model, state, ckpt_path,
                  hint=f"The model was built from {arch_source}; pass the config it was trained with "
                       f"(--config config/phoenix2014-T.yaml, --set model_args.hsa_attention=false, "
@@ -224,12 +258,19 @@ def model_from_checkpoint(ckpt_path: str | os.PathLike, device: torch.device | s
     model.to(device).eval()
 
     feeder_args = cfg.get("feeder_args") or {}
+    input_size, image_scale = _first(feeder_args.get("input_size"), 224), _first(feeder_args.get("image_scale"), 1.0)
+    try:
+        check_frame_geometry(input_size, image_scale)
+    except ValueError as exc:
+        raise ConfigError(f"{arch_source}: {exc}") from None
+    if not isinstance(cfg.get("decode"), Mapping):
+        raise ConfigError(f"{arch_source}: the decode section is a {type(cfg.get('decode')).__name__}, "
+                          f"not a mapping of decode keys; pass --config with the training config")
     device = torch.device(device)
     return LoadedModel(
         model=model, runner=CTCLogProbs(model).eval(), device=device, gloss_dict=gloss_dict, num_classes=num_classes,
         kernel_sizes=list(model.kernel_sizes),
-        input_size=int(_first(feeder_args.get("input_size"), 224)),
-        image_scale=float(_first(feeder_args.get("image_scale"), 1.0)),
+        input_size=int(input_size), image_scale=float(image_scale),
         frame_size=parse_resolution(_first(feeder_args.get("frames_res"), "256x256px")),
         decode=DecodeConfig.from_mapping({**cfg["decode"], "lm_path": None}).updated(decode or {}),
         source={"vocabulary": vocab_source, "architecture": arch_source, "model": ckpt_path,

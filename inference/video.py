@@ -170,6 +170,15 @@ def count_video_frames(path: str | os.PathLike) -> int:
     return 0
 
 
+def video_frame_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) a video file's header states, without decoding a frame; (0, 0) if unknown."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        return int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    finally:
+        capture.release()
+
+
 def load_frames(path: str | os.PathLike, max_frames: int = 360,
                 size: tuple[int, int] | None = PREPROCESS_SIZE, backend: str = "auto") -> VideoClip:
     """Read a video file or a frame folder as at most `max_frames` RGB frames of `size`."""

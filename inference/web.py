@@ -13,6 +13,7 @@ import threading
 import time
 import unicodedata
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,11 +27,12 @@ from inference.explain import blend, gloss_cams, gloss_sheet, input_frames_rgb
 from inference.loaded_model import LoadedModel
 from inference.recognize import ClipTooShortError, PreparedInput, recognise_clip
 from inference.video import (IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoClip, count_video_frames,
-                             load_frames)
+                             load_frames, video_frame_size)
 from utils.errors import UserError
 
 ENDPOINT = "/api/recognize"
 MAX_OVERLAYS = 24  # frames of the chosen gloss shown with their heat map
+MAX_FRAME_PIXELS = 4096 * 4096  # a 4K camera's frame fits; a 15000x15000 image (900 MB decoded) does not
 
 
 class InputError(UserError):
@@ -86,8 +88,31 @@ def extract_frames_zip(path: Path, dest: Path, limits: Limits) -> Path:
                              f"zip the frames of one video only")
         dest.mkdir(parents=True, exist_ok=True)
         for member, name in zip(members, names):
-            (dest / name).write_bytes(archive.read(member))
+            try:
+                data = archive.read(member)
+            except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError,
+                    RuntimeError) as exc:  # a forged size or CRC, an unknown method, encryption
+                raise InputError(f"{path.name}: {member.filename} cannot be unpacked ({exc}); "
+                                 f"zip the frames again") from None
+            (dest / name).write_bytes(data)
+            check_frame_header(dest / name, f"{path.name}: {member.filename}")
     return dest
+
+
+def check_frame_header(image: Path, label: str) -> None:
+    """Refuse an image over MAX_FRAME_PIXELS, or one whose header cannot be read, before decoding."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(image) as opened:  # reads the header only
+            width, height = opened.size
+    except Image.DecompressionBombError as exc:  # PIL's own ceiling, far above ours
+        raise InputError(f"{label} is too large an image ({exc})") from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise InputError(f"{label} is not a readable image ({exc})") from None
+    if width * height > MAX_FRAME_PIXELS:
+        raise InputError(f"{label} is {width}x{height} pixels; frames of at most "
+                         f"{MAX_FRAME_PIXELS / 1e6:.0f} megapixels are accepted: resize them")
 
 
 def read_upload(path: str | os.PathLike, limits: Limits, scratch: Path,
@@ -113,6 +138,10 @@ def read_upload(path: str | os.PathLike, limits: Limits, scratch: Path,
         if total > limits.max_video_frames:
             raise InputError(f"{path.name} has {total} frames; the limit is {limits.max_video_frames}"
                              f" (--max_video_frames): cut the video to the signing")
+        width, height = video_frame_size(path)
+        if width * height > MAX_FRAME_PIXELS:
+            raise InputError(f"{path.name} is {width}x{height} pixels; videos of at most "
+                             f"{MAX_FRAME_PIXELS / 1e6:.0f} megapixels a frame are accepted: scale it down")
         source = path
     else:
         raise InputError(f"{path.name}: unsupported file type {suffix or '(none)'}; upload a video "
@@ -320,6 +349,8 @@ def build_app(recogniser: Recogniser, title: str = "STFNet sign language recogni
             return JSONResponse({"error": "no file in form field 'video' "
                                           "(curl -F video=@clip.mp4 ...)"}, 400)
         name = Path(upload.filename or "upload").name
+        if name in ("", ".", ".."):  # not a file name: the upload would be written onto its folder
+            name = "upload"
         with tempfile.TemporaryDirectory(dir=recogniser.work_dir) as tmp:
             path = Path(tmp) / name
             path.write_bytes(await upload.read())

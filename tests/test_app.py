@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +86,62 @@ def test_zip_of_frames_reads_like_the_folder(infer_assets, tmp_path):
     assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == sorted(
         p.name for p in infer_assets["folder"].iterdir())  # unpacked by name only, nowhere else
     assert not (tmp_path.parent / sorted(infer_assets["folder"].iterdir())[0].name).exists()
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG whose header states width x height, with a few bytes of (invalid) pixel data."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + \
+        chunk(b"IEND", b"")
+
+
+def forged_zip(tmp_path: Path, infer_assets) -> Path:
+    """A zip of frames whose first member's stored CRC (and size) were forged."""
+    archive = tmp_path / "forged.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for frame in sorted(infer_assets["folder"].iterdir())[:3]:
+            z.write(frame, frame.name)
+    data = bytearray(archive.read_bytes())
+    header = data.index(b"PK\x03\x04")
+    data[header + 14:header + 18] = b"\xde\xad\xbe\xef"  # the local header's CRC-32
+    central = data.index(b"PK\x01\x02")
+    data[central + 16:central + 20] = b"\xde\xad\xbe\xef"  # and the central directory's
+    archive.write_bytes(bytes(data))
+    return archive
+
+
+def test_unreadable_or_oversized_uploads_are_refused_before_decoding(infer_assets, tmp_path):
+    def refused(archive: Path) -> str:
+        with pytest.raises(InputError) as info:
+            read_upload(archive, Limits(), tmp_path / archive.stem, (256, 256))
+        return str(info.value)
+
+    assert "cannot be unpacked" in refused(forged_zip(tmp_path, infer_assets))
+    for side, said in ((5000, "is 5000x5000 pixels; frames of at most 17 megapixels"),
+                       (15000, "too large an image")):
+        archive = tmp_path / f"big{side}.zip"
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+            for i in range(6):
+                z.writestr(f"frame{i}.png", png_header(side, side))
+        assert said in refused(archive)
+
+
+@pytest.mark.parametrize("value", ["nan", "0", "-1", "inf"])
+def test_upload_limits_must_be_finite_and_positive(value, capsys):
+    with pytest.raises(SystemExit) as stop:
+        app.build_parser().parse_args(["--model_path", "x.pt", "--max_upload_mb", value])
+    assert stop.value.code == 2 and "expected a finite number > 0" in capsys.readouterr().err
+
+
+def test_a_non_loopback_host_is_warned_about_in_one_line(tmp_path, capsys):
+    assert app.network_warning("127.0.0.1") is None and app.network_warning("localhost") is None
+    assert app.network_warning("::1") is None
+    assert app.main(["--model_path", str(tmp_path / "missing.pt"), "--host", "0.0.0.0"]) == 2
+    warning, error = capsys.readouterr().err.strip().splitlines()
+    assert warning.startswith("warning: --host 0.0.0.0: the page is reachable from the network") and \
+        "no authentication" in warning and error.startswith("error: ")
 
 
 def test_model_file_that_is_not_a_checkpoint(tmp_path, capsys):
@@ -170,7 +227,7 @@ def server(cjk):
     assert not work_dir.exists(), "the upload folder must be removed on exit"
 
 
-def test_endpoint_returns_the_json_of_test_one_video(server, cjk, capsys):
+def test_endpoint_returns_the_json_of_test_one_video(server, cjk, capsys, infer_assets, tmp_path):
     import httpx
 
     import test_one_video
@@ -190,6 +247,9 @@ def test_endpoint_returns_the_json_of_test_one_video(server, cjk, capsys):
     assert answer.status_code == 400 and "not a video" in answer.json()["error"]
     answer = httpx.post(server["url"] + "/api/recognize", files={"video": ("big.mp4", b"\0" * 6 * 2**20)})
     assert answer.status_code == 413 and "over the limit" in answer.json()["error"]
+    for name, data in (("forged.zip", forged_zip(tmp_path, infer_assets).read_bytes()), ("..", b"\0" * 99)):
+        answer = httpx.post(server["url"] + "/api/recognize", files={"video": (name, data)})
+        assert answer.status_code == 400, answer.text
     assert not [p for p in server["work_dir"].iterdir() if p.is_dir() and p.name.startswith("tmp")]
 
 

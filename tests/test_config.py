@@ -147,3 +147,16 @@ def test_epoch_schedule_matches_multistep():
     assert [sched(e) for e in (0, 39, 40, 59, 60, 80, 99)] == pytest.approx(
         [1, 1, 0.2, 0.2, 0.04, 0.008, 0.008])
     assert EpochSchedule("cosine", [], 0.2, 10)(10) == pytest.approx(0.0)
+
+
+def test_a_binary_file_or_a_recursive_alias_is_one_config_error(tmp_path):
+    binary = tmp_path / "model.yaml"
+    binary.write_bytes(bytes(range(256)))
+    with pytest.raises(ConfigError, match="not a text file"):
+        resolve_config(["--config", str(binary)])
+    recursive = tmp_path / "loop.yaml"
+    recursive.write_text("model_args: &x {c2d_type: [*x]}\n")
+    with pytest.raises(ConfigError, match="contains itself"):
+        resolve_config(["--config", str(recursive)])
+    with pytest.raises(ConfigError, match="contains itself"):
+        resolve_config(["--set", "optimizer_args.step=&x [*x]"])

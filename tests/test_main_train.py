@@ -336,6 +336,8 @@ STARTUP_MISTAKES = {
     "model_args type": (["--set", "model_args.hidden_size=16x"], {},
                         ["model_args.hidden_size", "expects an int", "16x"]),
     "feeder_args type": (["--set", "feeder_args.input_size=big"], {}, ["feeder_args.input_size", "big"]),
+    "model_args size": (["--set", "model_args.hidden_size=100000000"], {},
+                        ["GiB of parameters, more than --max-param-gib 8", "model_args.hidden_size"]),
     "missing ground truth": (["--set", "dataset_info.evaluation_prefix=CSL-Daily-groundtruth"], {},
                              ["CSL-Daily-groundtruth-dev.stm", "evaluation_prefix"]),
     "ground truth of another split": (["--set", "dataset_info.evaluation_prefix=phoenix2014-groundtruth",

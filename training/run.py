@@ -13,7 +13,7 @@ from torch import nn
 from dataset.vocabulary import load_gloss_dict
 from decoding.config import DecodeConfig
 from decoding.decoder import Decoder
-from inference.loading import model_class, model_kwargs
+from inference.loading import MAX_PARAM_GIB, construct_model, model_class, model_kwargs
 from training import checkpoints
 from training.checkpoints import load_weights_file, resume_path
 from training.data import RunData, dataset_paths
@@ -146,7 +146,8 @@ def backbone_init(cfg: Mapping[str, Any], model_args: Mapping[str, Any], resume_
 
 
 def build_model(cfg: Mapping[str, Any], num_classes: int, log: Callable[[str], None],
-                resume_from: Path | None = None) -> tuple[nn.Module, dict]:
+                resume_from: Path | None = None, max_param_gib: float = MAX_PARAM_GIB
+                ) -> tuple[nn.Module, dict]:
     """The configured model (it computes its own loss terms) and its constructor arguments."""
     cls = model_class(cfg["model"])
     model_args, note = model_kwargs(cfg, cls, num_classes)
@@ -156,17 +157,14 @@ def build_model(cfg: Mapping[str, Any], num_classes: int, log: Callable[[str], N
     if "pretrained" in model_args:
         built["pretrained"], source = backbone_init(cfg, model_args, resume_from)
         log(source)
-    try:
-        core = cls(**built, loss_weights=dict(cfg["loss_weights"]))
-    except ConfigError:  # already names its key (e.g. loss_weights)
-        raise
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"cannot build the model {cfg['model']} from model_args: {exc}") from None
+    core = construct_model(cls, {**built, "loss_weights": dict(cfg["loss_weights"])}, "model_args",
+                           max_param_gib)
     return core, model_args
 
 
 def build_run(cfg: dict, overwrite: bool = False, unsafe_load: bool = False,
-              other_vocabulary: bool = False, config_file: str | None = None) -> Run:
+              other_vocabulary: bool = False, config_file: str | None = None,
+              max_param_gib: float = MAX_PARAM_GIB) -> Run:
     """Check everything the configured phase needs, then build it. Nothing is written (and with
     `overwrite` nothing moved) until every start-up check has passed and the run holds the work
     dir's lock. `config_file`: the --config file, which --overwrite must not hold."""
@@ -201,7 +199,7 @@ def build_run(cfg: dict, overwrite: bool = False, unsafe_load: bool = False,
             raise
     try:
         run = _build_run(cfg, env, device, work_dir, paths, log, overwrite, unsafe_load,
-                         other_vocabulary, config_file)
+                         other_vocabulary, config_file, max_param_gib)
     except BaseException:
         lock.release()
         if created and env.is_main and work_dir.is_dir() and not any(work_dir.iterdir()):
@@ -213,7 +211,7 @@ def build_run(cfg: dict, overwrite: bool = False, unsafe_load: bool = False,
 
 def _build_run(cfg: dict, env: DistEnv, device: torch.device, work_dir: Path, paths: dict,
                log: RunLog, overwrite: bool, unsafe_load: bool, other_vocabulary: bool,
-               config_file: str | None) -> Run:
+               config_file: str | None, max_param_gib: float) -> Run:
     """build_run's checks and construction, once the run holds the work dir."""
     check_dataset_name(cfg["dataset"])
     decode = DecodeConfig.from_mapping(cfg["decode"])
@@ -233,7 +231,7 @@ def _build_run(cfg: dict, env: DistEnv, device: torch.device, work_dir: Path, pa
     resume_from = resume_path(cfg, work_dir, fresh=overwrite)
     seed = int(cfg["random_seed"])
     seed_everything(seed, cfg["deterministic"])  # same seed everywhere: identical initial weights
-    core, model_args = build_model(cfg, len(gloss_dict) + 1, log, resume_from)
+    core, model_args = build_model(cfg, len(gloss_dict) + 1, log, resume_from, max_param_gib)
     decoder = Decoder.from_config(decode, gloss_dict, model_args["num_classes"])
     if cfg["load_weights"] and not resume_from:
         load_weights_file(core, cfg["load_weights"], list(cfg["ignore_weights"]), log, gloss_dict,

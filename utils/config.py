@@ -109,11 +109,16 @@ def load_yaml(path: str | Path, seen: tuple[Path, ...] = ()) -> dict:
     if path.resolve() in seen:
         raise ConfigError(f"{path}: circular 'base:' chain {[str(p) for p in seen]}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (not UTF-8); pass a YAML config with "
+                          f"--config config/<name>.yaml") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+        raise ConfigError(f"{path}: invalid YAML: {' '.join(str(exc).split())}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    if is_recursive(data):
+        raise ConfigError(f"{path}: a value contains itself (a recursive YAML alias); write it out in full")
     base = data.pop("base", None)
     if base is None:
         return data
@@ -132,7 +137,21 @@ def parse_set_item(item: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
+    if is_recursive(value):
+        raise ConfigError(f"--set {item!r}: the value contains itself (a recursive YAML alias); "
+                          f"write it out in full")
     return key.strip().split("."), value
+
+
+def is_recursive(value: Any, inside: frozenset[int] = frozenset()) -> bool:
+    """Whether a parsed YAML value contains itself (an alias `&x [*x]`): no config value can."""
+    if not isinstance(value, (dict, list)):
+        return False
+    if id(value) in inside:
+        return True
+    inside = inside | {id(value)}
+    children = value.values() if isinstance(value, dict) else value
+    return any(is_recursive(child, inside) for child in children)
 
 
 def nest(keys: Sequence[str], value: Any) -> dict:
@@ -187,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--other-vocabulary", "--other_vocabulary", action="store_true", default=False,
                    help="load weights trained with another gloss dictionary of the same size "
                         "(refused by default: their classes would get other glosses' names)")
+    p.add_argument("--max-param-gib", "--max_param_gib", type=float, default=8.0,
+                   help="refuse a model whose parameters would take more GiB (default 8: a larger "
+                        "size in a config or checkpoint is taken as a typo)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any (nested) key, e.g. --set optimizer_args.base_lr=1e-3")
     return p
@@ -227,7 +249,7 @@ def decode_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def cli_overrides(args: argparse.Namespace) -> dict:
     """The config keys given on the command line (dashes become underscores)."""
-    skip = {"config", "overwrite", "set", "unsafe_load", "other_vocabulary"}
+    skip = {"config", "overwrite", "set", "unsafe_load", "other_vocabulary", "max_param_gib"}
     skip |= {name.replace("-", "_") for name in DECODE_OPTIONS}
     out: dict = {key: value for key, value in vars(args).items() if key not in skip and value is not None}
     decode = decode_overrides(args)
