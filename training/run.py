@@ -25,7 +25,7 @@ from training.workdir import (WorkDirLock, check_ownership, claim, is_moved_run,
 from utils.compile import check_compile_mode, compile_for_training
 from utils.config import ConfigError, save_config
 from utils.device import amp_dtype, make_grad_scaler, quiet_opencv_threads, select_device
-from utils.distributed import (DistEnv, barrier, convert_sync_batchnorm, env_from_environ,
+from utils.distributed import (DistEnv, barrier, broadcast_object, convert_sync_batchnorm, env_from_environ,
                                init_process_group, new_sync_group)
 from utils.optimizer import build_optimizer, build_scheduler
 from utils.pretrained import IMAGENET, SCRATCH, resolve_pretrained
@@ -188,15 +188,18 @@ def build_run(cfg: dict, overwrite: bool = False, unsafe_load: bool = False,
         cfg["work_dir"] = str(work_dir)
     log = RunLog(work_dir, enabled=env.is_main and cfg["print_log"], deferred=True)
     divert_warnings(log)
-    lock, created = WorkDirLock(work_dir), not work_dir.exists()
+    lock, created, refused = WorkDirLock(work_dir), not work_dir.exists(), None
     if env.is_main:
         work_dir.mkdir(parents=True, exist_ok=True)
         try:
             lock.acquire(log)
-        except ConfigError:
+        except ConfigError as exc:
+            refused = str(exc)
             if created:
                 work_dir.rmdir()
-            raise
+    refused = broadcast_object(refused, env)  # every process stops, not only the one that asked
+    if refused:
+        raise ConfigError(refused)
     try:
         run = _build_run(cfg, env, device, work_dir, paths, log, overwrite, unsafe_load,
                          other_vocabulary, config_file, max_param_gib)
