@@ -2,6 +2,7 @@
 optimizer, scheduler, scaler, data and train state, in the order an exact resume relies on."""
 from __future__ import annotations
 
+import importlib.util
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -275,6 +276,7 @@ def _build_run(cfg: dict, env: DistEnv, device: torch.device, work_dir: Path, pa
         write_config(cfg, work_dir / "config.yaml", log)
     seed_everything(seed + env.rank)  # per-process streams (dropout) from here on
     if env.is_main and train:
-        claim(work_dir, "metrics.csv", "curves.png", *(["tensorboard"] if cfg["tensorboard"] else []))
-        run.metrics = MetricsLog(work_dir, cfg["tensorboard"])
+        tensorboard = bool(cfg["tensorboard"]) and importlib.util.find_spec("tensorboard") is not None
+        claim(work_dir, "metrics.csv", "curves.png", *(["tensorboard"] if tensorboard else []))
+        run.metrics = MetricsLog(work_dir, tensorboard)
     return run
