@@ -41,7 +41,7 @@ from utils.errors import UserError
 
 
 class StreamingNeedsCheckpointError(UserError):
-    """Streaming runs the network in pieces, which an exported graph does not offer."""
+    """Streaming runs the network in pieces, which a whole-video graph does not offer."""
 
 
 @dataclass(frozen=True)
@@ -394,7 +394,8 @@ class StreamingRecognizer:
         self.backbone.reset()
         self.decoder.reset()
         self.frames = 0  # frames pushed
-        self.times: list[float] = []
+        self.times: list[float] = []  # timestamps of frames times_from.. (older ones dropped)
+        self.times_from = 0
         self.last_stem: Tensor | None = None
         self.committed_steps = 0
         self.run = _Run()
@@ -477,7 +478,13 @@ class StreamingRecognizer:
             out += self._step(step, log_probs[step - first])
         self.committed_steps = upto
         self.decoder.forget_before(max(0, upto - self.settings.context - 1))
-        return out + (self._close_run() if final else [])
+        out += self._close_run() if final else []
+        start = self.run.first if self.run.label != 0 else self.committed_steps  # no gloss starts earlier
+        first_frame = start * self.stride
+        if first_frame > self.times_from:
+            del self.times[:first_frame - self.times_from]
+            self.times_from = first_frame
+        return out
 
     def _step(self, step: int, log_probs: Tensor) -> list[CommittedGloss]:
         """Add a committed step's best class to the best path; the gloss it ends, if any."""
@@ -496,5 +503,6 @@ class StreamingRecognizer:
             return []
         f0, f1 = steps_to_frames(run.first, run.last, self.stride, self.frames)
         return [CommittedGloss(self.classes.get(run.label, f"<{run.label}>"), run.label,
-                               (run.first, run.last), (f0, f1), (self.times[f0], self.times[f1]),
+                               (run.first, run.last), (f0, f1),
+                               (self.times[f0 - self.times_from], self.times[f1 - self.times_from]),
                                self.frames - 1, self.times[-1], sum(run.probs) / len(run.probs))]
