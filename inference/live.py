@@ -3,6 +3,7 @@ frame folder at its frame rate, a local camera), a bounded queue that drops the 
 the machine falls behind (counted, never an ever-growing backlog), and the loop between them."""
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections import deque
@@ -140,8 +141,8 @@ def play(frames: Iterable[TimedFrame], recogniser: StreamingRecognizer, *, speed
 def play_camera(index: int, recogniser: StreamingRecognizer, *, queue_size: int = 8,
                 on_gloss: Callable[[CommittedGloss, float], None] | None = None,
                 stop: threading.Event | None = None) -> LiveResult:
-    """Recognise a local camera until `stop` is set (or Ctrl-C, or the camera ends): a reader
-    thread queues its frames, the recogniser takes the oldest, drops counted."""
+    """Recognise a local camera until `stop` is set, Ctrl-C or the camera ends, then flush: a
+    reader thread queues its frames, the recogniser takes the oldest, drops counted."""
     import cv2
 
     capture = cv2.VideoCapture(index)
@@ -161,23 +162,21 @@ def play_camera(index: int, recogniser: StreamingRecognizer, *, queue_size: int 
             queue.put(TimedFrame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), time.monotonic() - start))
         queue.close()
 
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-
     def frames() -> Iterator[TimedFrame]:
-        try:
-            while (frame := queue.get(timeout=1.0)) is not None or not queue.closed:
-                if frame is not None:
-                    yield frame
-        except KeyboardInterrupt:
-            pass
-        finally:
-            stop.set()
+        while (frame := queue.get(timeout=0.5)) is not None or not (queue.closed or stop.is_set()):
+            if frame is not None:
+                yield frame
 
+    reader = threading.Thread(target=read, daemon=True)
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set()) if in_main else None  # Ctrl-C: flush
+    reader.start()
     try:
         result = play(frames(), recogniser, speed=None, on_gloss=on_gloss)
     finally:
         stop.set()
+        if in_main:
+            signal.signal(signal.SIGINT, previous)
         reader.join(timeout=2.0)
         capture.release()
     result.arrived, result.dropped, result.longest_queue = arrived[0], queue.dropped, queue.longest

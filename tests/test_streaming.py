@@ -301,6 +301,9 @@ def test_cli_stream_prints_each_gloss_with_its_time(assets, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["sentence"].split() == assets["sentence"] and result["settings"]["lookahead"] == 2
     assert result["processed"] == result["frames"] == assets["num_frames"]
+    assert test_one_video.main(argv[:-1] + ["4", "--json", "--queue", "2"]) == 0  # paced: 4x real time
+    result = json.loads(capsys.readouterr().out)
+    assert result["processed"] + result["dropped"] == result["frames"] == assets["num_frames"]
 
 
 def test_cli_camera_that_does_not_exist_is_one_error_line(assets, capsys):
@@ -345,3 +348,32 @@ def test_exported_stream_pieces_drive_the_same_recogniser(assets, tmp_path, caps
     assert capsys.readouterr().out.strip().splitlines()[-1] == f"output glosses: {' '.join(assets['sentence'])}"
     assert test_one_video.main(["--model_path", str(out), "--video_path", str(assets["folder"])]) == 2
     assert "is a streaming export: run it with test_one_video.py --stream" in capsys.readouterr().err
+
+
+class _FakeCamera:
+    """cv2.VideoCapture of a camera that gives `frames` (BGR) and then stops."""
+
+    def __init__(self, frames) -> None:
+        self.frames = list(frames)
+
+    def isOpened(self) -> bool:
+        return True
+
+    def read(self):
+        return (True, self.frames.pop(0)[:, :, ::-1].copy()) if self.frames else (False, None)
+
+    def release(self) -> None:
+        pass
+
+
+def test_camera_frames_are_queued_and_the_stream_flushed_when_it_ends(assets, monkeypatch):
+    import cv2
+
+    from inference.live import play_camera
+
+    loaded = _loaded(assets)
+    frames = _frames(assets, loaded)
+    monkeypatch.setattr(cv2, "VideoCapture", lambda index: _FakeCamera(frames))
+    result = play_camera(0, StreamingRecognizer(loaded), queue_size=len(frames))
+    assert result.arrived == result.processed == len(frames) and result.dropped == 0
+    assert result.sentence == assets["sentence"]  # a camera that reads faster than real time
