@@ -48,8 +48,11 @@ class StreamingNeedsCheckpointError(UserError):
 class StreamSettings:
     """The window of the non-causal layers, in output steps, and the channel gate's pool, in frames."""
 
-    context: int = 16  # output steps before the step being decided
-    lookahead: int = 4  # output steps after it: the latency traded for accuracy
+    # The defaults: the least look-ahead within 1 WER point of offline recognition on the demo
+    # model's test split and on long streams of its videos (bench/streaming_accuracy.py,
+    # docs/benchmarks.md: the grid context 8/16/32 x look-ahead 0/2/4/8).
+    context: int = 8  # output steps before the step being decided
+    lookahead: int = 8  # output steps after it: the latency traded for accuracy
     gate_frames: int | None = 64  # frames the fusion blocks' channel gate pools (None: all so far)
 
     def __post_init__(self) -> None:
