@@ -17,7 +17,7 @@ from dataset.collate import pad_collate
 from dataset.hints import FrameSource, FramesError, damaged_frames_hint, missing_frames_hint
 from dataset.layout import frames_root
 from dataset.registry import dataset_spec
-from dataset.pack_freshness import mismatch_report
+from dataset.pack_freshness import changed_sources_report, mismatch_report
 from dataset.images import read_rgb
 from dataset.packed import PackedFrames, PackError
 from dataset.transforms import VideoTransform, build_transform
@@ -182,15 +182,17 @@ class BaseFeeder(data.Dataset):
             self._check_pack_is_current(packed_dir)
 
     def _check_pack_is_current(self, packed_dir: Path) -> None:
-        """Refuse a pack whose entries do not match the info file (frame count, folder) or that does
-        not hold the resized frames beside it (redone since, or others)."""
+        """Refuse a pack whose entries do not match the info file (frame count, folder), that does not
+        hold the resized frames beside it (redone since, or others), or whose videos were decoded from
+        files that changed since."""
         problem = pack_entry_mismatch(self._pack.index, self.inputs_list)
         if problem:
             raise PackError(f"the pack {packed_dir} of the {self.mode} split: {problem}; it does not "
                             f"belong to these info files ({self.info_dir / f'{self.mode}_info.npy'}): "
                             f"re-run the preprocessing with --pack --repack")
         video_dirs = {e["fileid"]: self.frames_dir / posixpath.dirname(e["folder"]) for e in self.inputs_list}
-        problem = mismatch_report(self._pack.index, video_dirs, packed_dir, self.mode, self.frames_dir)
+        problem = (mismatch_report(self._pack.index, video_dirs, packed_dir, self.mode, self.frames_dir)
+                   or changed_sources_report(self._pack.index, packed_dir, self.mode))
         if problem:
             raise PackError(problem)
 

@@ -7,6 +7,8 @@ than training on the older frames. The pack also records the folder it was made 
 differ in another folder (another copy of the dataset, another video set) or that are no newer than
 the pack's are reported as the pack being built from other frames, not as resized again. Videos whose
 resized frames are not on this machine (a pack copied alone) are not checked: the pack is all there is.
+A pack of videos decoded straight into it (the table dataset) records each video's source files
+instead; one that changed since is reported the same way.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from dataset.layout import MANIFEST, read_manifest
+from dataset.provenance import file_digest
 
 RESIZED_AGAIN = "resized again after packing"
 OTHER_FRAMES = "built from other frames"
@@ -94,3 +97,31 @@ def mismatch_report(index: Mapping, video_dirs: Mapping[str, Path], packed_dir: 
             f"{len(other)} videos (first: {other[:3]}{where}): it belongs to another copy of the dataset or "
             f"another video set; point feeder_args.packed_dir at the pack of these frames, or re-run the "
             f"preprocessing with --pack to rebuild it from them")
+
+
+def source_changed(path: str | Path, record: Mapping[str, list]) -> str | None:
+    """What changed in a packed video's source files since it was decoded (size, or content where the
+    time moved), else None; a source no longer on this machine is not checked (the pack is all there is)."""
+    if not path or not Path(path).exists():
+        return None
+    folder = Path(path) if Path(path).is_dir() else Path(path).parent
+    for name, (size, mtime_ns, digest) in record.items():
+        try:
+            stat = os.stat(folder / name)
+        except OSError:
+            return f"{folder / name} is gone"
+        if stat.st_size != size or (stat.st_mtime_ns != mtime_ns and file_digest(folder / name) != digest):
+            return f"{folder / name} changed"
+    return None
+
+
+def changed_sources_report(index: Mapping, packed_dir: Path, split: str) -> str | None:
+    """Why a split's video pack (the table dataset's) no longer holds its videos, or None when it does."""
+    changed = {fileid: why for fileid, entry in (index.get("table_sources") or {}).items()
+               if isinstance(entry, dict) and (why := source_changed(entry.get("path", ""), entry.get("source") or {}))}
+    if not changed:
+        return None
+    first = next(iter(changed.items()))
+    return (f"the pack {packed_dir} of the {split} split was decoded from older versions of {len(changed)} videos "
+            f"(first: {first[0]!r}: {first[1]}); re-run the preprocessing (python -m preprocess --dataset ...): it "
+            f"decodes only the changed videos")

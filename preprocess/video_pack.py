@@ -234,7 +234,7 @@ def pack_videos(packed_dir: Path, split: str, jobs: Sequence[VideoJob], settings
             os.fsync(log.fileno())
             _note(result, record)
             bar.update()
-    index = _index(settings, result, [job.fileid for job in jobs], frames_done, bytes_done, dataset,
+    index = _index(settings, result, jobs, frames_done, bytes_done, dataset,
                    {record["fileid"]: record["source"] for record in _read_log(log_path, settings)})
     publish_pack(paths, fmt, index)
     log_path.unlink(missing_ok=True)
@@ -282,9 +282,11 @@ def _copy_from(pack: PackedFrames, fileid: str) -> Packed:
     return Packed(fileid, frames, meta["decoded"], meta["fps"], meta["source"])
 
 
-def _index(settings: dict, result: SplitPack, order: list[str], frames: int, data_bytes: int,
+def _index(settings: dict, result: SplitPack, jobs: Sequence[VideoJob], frames: int, data_bytes: int,
            dataset: str | None, sources: dict) -> dict:
-    """The finished pack's index: the usual fields, plus each video's source and decoding record."""
+    """The finished pack's index: the usual fields, plus each video's source (its path and files, which
+    training checks: dataset.pack_freshness.changed_sources) and decoding record."""
+    order, paths = [job.fileid for job in jobs], {job.fileid: os.path.abspath(job.path) for job in jobs}
     entries, start = {}, 0
     for fileid in order:
         if fileid in result.frames:
@@ -294,8 +296,9 @@ def _index(settings: dict, result: SplitPack, order: list[str], frames: int, dat
     index = {**pack_settings(settings["format"], settings["quality"]), "source": None,
              "frame_shape": [height, width, 3], "num_frames": frames, "data_bytes": data_bytes,
              "videos": entries, "decode": settings, "table_order": order, "skipped": dict(result.bad),
-             "table_sources": {fileid: {"source": sources[fileid], "decoded": result.decoded[fileid],
-                                        "fps": result.fps[fileid]} for fileid in entries}}
+             "table_sources": {fileid: {"path": paths[fileid], "source": sources[fileid],
+                                        "decoded": result.decoded[fileid], "fps": result.fps[fileid]}
+                               for fileid in entries}}
     if dataset is not None:
         index["dataset"] = dataset
     return index

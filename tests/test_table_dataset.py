@@ -2,6 +2,7 @@
 ending in one line naming the table's row."""
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import signal
@@ -14,7 +15,8 @@ import numpy as np
 import pytest
 
 import main as main_module
-from dataset.packed import PackedFrames
+from dataset.feeder import BaseFeeder
+from dataset.packed import PackedFrames, PackError
 from dataset.synthetic import generate
 from dataset.video_files import available_codecs, write_video
 from preprocess import table_cli
@@ -122,6 +124,28 @@ def test_a_rerun_is_up_to_date_and_a_changed_video_alone_is_decoded_again(videos
     assert info(out, "train")[0]["num_frames"] == 5
     assert prepare(corpus / "table.csv", fresh) == 0
     assert pack_bytes(out) == pack_bytes(fresh)
+
+
+def test_training_refuses_a_pack_whose_videos_changed_since_decoding(videos, tmp_path):
+    corpus = copy_corpus(videos, tmp_path)
+    out = tmp_path / "pre"
+    assert prepare(corpus / "table.csv", out) == 0
+    gloss_dict = load_npy_object(out / "gloss_dict.npy")
+
+    def feeder() -> BaseFeeder:
+        return BaseFeeder(str(corpus), gloss_dict, dataset="table", mode="train", info_dir=out, frames_res=RES,
+                          packed=True, transform_mode=False)
+
+    assert len(feeder()) == 4
+    changed = corpus / "videos" / "train_0001.avi"
+    os.utime(changed, ns=(1, 1))  # the time alone moved: same content, still current
+    assert len(feeder()) == 4
+    write_video(changed, np.full((5, 48, 64, 3), 200, np.uint8), codec="mjpeg")
+    with pytest.raises(PackError, match=r"decoded from older versions of 1 videos \(first: 'videos/train_0001'.*"
+                                        r"re-run the preprocessing"):
+        feeder()
+    assert prepare(corpus / "table.csv", out) == 0
+    assert len(feeder()) == 4
 
 
 KILL_AFTER = """
