@@ -8,7 +8,7 @@ Parameter names and shapes are those of the published checkpoints.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -58,10 +58,8 @@ class SLRModel(nn.Module):
                  base_width: int = 64, aux_dim: int = 1000, pretrained: str | bool | None = None,
                  channels_last: bool | None = None) -> None:
         super().__init__()
-        if num_classes < 2:
-            raise ValueError(f"num_classes must count the glosses plus the CTC blank, got {num_classes}")
-        self.num_classes = num_classes
-        self.loss_weights = _checked_loss_weights(loss_weights, self.loss_names)
+        self.num_classes = checked_num_classes(num_classes)
+        self.loss_weights = checked_loss_weights(loss_weights, self.loss_names)
         self.kernel_sizes = kernel_sizes_for(conv_type)
         self.conv2d = ResNet(resnet_depths(c2d_type), base_width, channels_last)
         feature_dim = self.conv2d.out_channels
@@ -121,59 +119,24 @@ class SLRModel(nn.Module):
         (log.txt, metrics.csv). SeqCTC brings the three auxiliary CTC terms (weight 1) as
         `AuxCTC{0,1,2}`.
         """
-        if self.loss_weights is None:
-            raise RuntimeError("this SLRModel was built without loss_weights; pass e.g. "
-                               "{'SeqCTC': 1.0, 'ConvCTC': 1.0, 'Dist': 25.0} to compute losses")
-        if not self.loss_weights:
-            raise ValueError(f"loss_weights is empty: name at least one of {list(self.loss_names)}")
-        feat_len = outputs["feat_len"]
-
-        def ctc(logits: Tensor) -> Tensor:
-            return ctc_per_sample(logits, labels, feat_len, label_lengths).mean()
-
+        weights = usable_loss_weights(self, self.loss_weights)
+        ctc = batch_ctc(outputs, labels, label_lengths)
         terms: dict[str, Tensor] = {}
-        for name, weight in self.loss_weights.items():
-            if name == "ConvCTC":
-                terms[name] = weight * ctc(outputs["conv_logits"])
-            elif name == "SeqCTC":
-                terms[name] = weight * ctc(outputs["sequence_logits"])
-                for i, logits in enumerate(outputs["aux_logits"]):
-                    terms[f"AuxCTC{i}"] = ctc(logits)  # weight 1, as the original
-            elif name == "Dist":
-                terms[name] = weight * self.distillation(
-                    outputs["conv_logits"], outputs["sequence_logits"].detach(), use_blank=False)
+        for name, weight in weights.items():
+            if name in FAMILY_TERMS:
+                terms[name] = weight * family_term(name, outputs, ctc, self.distillation)
+                if name == "SeqCTC":
+                    for i, logits in enumerate(outputs["aux_logits"]):
+                        terms[f"AuxCTC{i}"] = ctc(logits)  # weight 1, as the original
             elif name == "Cu":
                 terms[name] = weight * outputs["loss_LiftPool_u"]
             elif name == "Cp":
                 terms[name] = weight * outputs["loss_LiftPool_p"]
         return terms
 
-    @torch.compiler.disable  # host-side checks of the lengths: keep them out of compiled graphs
     def _checked_lengths(self, x: Tensor, len_x: Tensor) -> Tensor:
         """Validate the input shape and lengths; lengths as a CPU int64 tensor."""
-        if x.dim() == 5:
-            if x.shape[2] != 3:
-                raise ValueError(f"videos must be (B, T, 3, H, W), got {tuple(x.shape)}")
-            time = x.shape[1]
-        elif x.dim() == 3:
-            if x.shape[1] != self.conv2d.out_channels:
-                raise ValueError(f"frame features must be (B, {self.conv2d.out_channels}, T), got "
-                                 f"{tuple(x.shape)}")
-            time = x.shape[2]
-        else:
-            raise ValueError(f"x must be videos (B, T, 3, H, W) or features (B, C, T), got "
-                             f"{tuple(x.shape)}")
-        len_x = torch.as_tensor(len_x).cpu().long()
-        if len_x.shape != (x.shape[0],):
-            raise ValueError(f"len_x must have one length per sample ({x.shape[0]}), got shape "
-                             f"{tuple(len_x.shape)}")
-        if int(len_x.max()) > time or int(len_x.min()) < 1:
-            raise ValueError(f"len_x {len_x.tolist()} must lie in 1..{time} (the padded length)")
-        left = output_lengths(len_x, self.kernel_sizes)
-        if int(left.min()) < 1:
-            raise ValueError(f"input lengths {len_x.tolist()} are too short for the temporal stack "
-                             f"{self.kernel_sizes}: they leave {left.tolist()} frames")
-        return len_x
+        return checked_lengths(x, len_x, self.conv2d.out_channels, self.kernel_sizes)
 
     # Eager under torch.compile, as the last tensor work of `forward`: Dynamo traces neither
     # nn.LSTM nor pack_padded_sequence (the graph would break inside anyway) and inductor has
@@ -189,7 +152,80 @@ class SLRModel(nn.Module):
         return [self.classifier(a.permute(2, 0, 1)) for a in aux]
 
 
-def _checked_loss_weights(loss_weights: Mapping[str, float] | None,
+# The loss terms the family's models share (VAC named ConvCTC its visual enhancement loss and
+# Dist its visual alignment loss; STF-Net and CorrNet kept both).
+FAMILY_TERMS = ("SeqCTC", "ConvCTC", "Dist")
+
+
+def family_term(name: str, outputs: Mapping[str, Any], ctc: Callable[[Tensor], Tensor],
+                distillation: SeqKD) -> Tensor:
+    """One unweighted shared term: CTC of the BiLSTM's or the temporal stack's logits, or the
+    distillation of the BiLSTM's logits (teacher, detached) into the temporal stack's."""
+    if name == "SeqCTC":
+        return ctc(outputs["sequence_logits"])
+    if name == "ConvCTC":
+        return ctc(outputs["conv_logits"])
+    if name == "Dist":
+        return distillation(outputs["conv_logits"], outputs["sequence_logits"].detach(),
+                            use_blank=False)
+    raise ValueError(f"{name!r} is not one of the shared loss terms {FAMILY_TERMS}")
+
+
+def batch_ctc(outputs: Mapping[str, Any], labels: Tensor,
+              label_lengths: Tensor) -> Callable[[Tensor], Tensor]:
+    """logits (T', B, classes) -> the batch's mean CTC loss, at the output lengths `feat_len`."""
+    def ctc(logits: Tensor) -> Tensor:
+        return ctc_per_sample(logits, labels, outputs["feat_len"], label_lengths).mean()
+    return ctc
+
+
+def usable_loss_weights(model: nn.Module, loss_weights: dict[str, float] | None) -> dict[str, float]:
+    """The model's loss weights, or an error saying how to give them."""
+    if loss_weights is None:
+        raise RuntimeError(f"this {type(model).__name__} was built without loss_weights; pass e.g. "
+                           "{'SeqCTC': 1.0, 'ConvCTC': 1.0, 'Dist': 25.0} to compute losses")
+    if not loss_weights:
+        raise ValueError(f"loss_weights is empty: name at least one of {list(model.loss_names)}")
+    return loss_weights
+
+
+@torch.compiler.disable  # host-side checks of the lengths: keep them out of compiled graphs
+def checked_lengths(x: Tensor, len_x: Tensor, feature_dim: int, kernel_sizes: list[str]) -> Tensor:
+    """Validate videos (B, T, 3, H, W) or features (B, feature_dim, T) and their lengths for a
+    temporal stack; the lengths as a CPU int64 tensor."""
+    if x.dim() == 5:
+        if x.shape[2] != 3:
+            raise ValueError(f"videos must be (B, T, 3, H, W), got {tuple(x.shape)}")
+        time = x.shape[1]
+    elif x.dim() == 3:
+        if x.shape[1] != feature_dim:
+            raise ValueError(f"frame features must be (B, {feature_dim}, T), got "
+                             f"{tuple(x.shape)}")
+        time = x.shape[2]
+    else:
+        raise ValueError(f"x must be videos (B, T, 3, H, W) or features (B, C, T), got "
+                         f"{tuple(x.shape)}")
+    len_x = torch.as_tensor(len_x).cpu().long()
+    if len_x.shape != (x.shape[0],):
+        raise ValueError(f"len_x must have one length per sample ({x.shape[0]}), got shape "
+                         f"{tuple(len_x.shape)}")
+    if int(len_x.max()) > time or int(len_x.min()) < 1:
+        raise ValueError(f"len_x {len_x.tolist()} must lie in 1..{time} (the padded length)")
+    left = output_lengths(len_x, kernel_sizes)
+    if int(left.min()) < 1:
+        raise ValueError(f"input lengths {len_x.tolist()} are too short for the temporal stack "
+                         f"{kernel_sizes}: they leave {left.tolist()} frames")
+    return len_x
+
+
+def checked_num_classes(num_classes: int) -> int:
+    """`num_classes`, if it counts at least one gloss and the CTC blank."""
+    if num_classes < 2:
+        raise ValueError(f"num_classes must count the glosses plus the CTC blank, got {num_classes}")
+    return num_classes
+
+
+def checked_loss_weights(loss_weights: Mapping[str, float] | None,
                           known: tuple[str, ...]) -> dict[str, float] | None:
     """Loss weights as a dict, refusing (as a config error, with the closest name) terms the model
     does not compute."""

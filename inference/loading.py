@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -24,8 +24,8 @@ from inference.loaded_model import LoadedModel, vocab_name
 from inference.network import CTCLogProbs
 from utils.checkpoint import (CheckpointMismatchError, load_checkpoint, model_state_from_checkpoint,
                               shape_mismatches)
-from utils.config import (default_config, merge_config, nest, parse_set_item, resolve_config,
-                          upgrade_saved_config)
+from utils.config import (default_config, explicit_parameters, merge_config, nest, parse_set_item,
+                          resolve_config, upgrade_saved_config)
 from utils.errors import ConfigError, MissingFileError
 from utils.registry import check_plain_args
 
@@ -40,6 +40,8 @@ PUBLISHED_CONFIG = REPO_ROOT / "config" / "baseline.yaml"  # architecture of the
 def model_class(name: Any, source: str = "") -> type[nn.Module]:
     """The registered model class a config's `model` key names (slr_network.MODELS): a name from
     a file selects a class, it is never imported or called as a dotted path."""
+    import corrnet_network  # noqa: F401  the family's baselines register on import
+    import vac_network  # noqa: F401
     from slr_network import MODELS  # the project's models register on import
 
     return MODELS.get(name, source)
@@ -51,7 +53,7 @@ def model_kwargs(cfg: Mapping[str, Any], cls: Any, num_classes: int) -> tuple[di
     of the constructor's own parameters pass (utils.registry.check_plain_args)."""
     if not isinstance(cfg["model_args"], Mapping):
         raise ConfigError(f"key 'model_args' must be a mapping, got {type(cfg['model_args']).__name__}")
-    kwargs = dict(cfg["model_args"])
+    kwargs = own_entries(cfg["model_args"], explicit_parameters(cls), "model_args")
     if "loss_weights" in kwargs:
         raise ConfigError("key 'model_args.loss_weights' is not a model argument of the config "
                           "(the top-level 'loss_weights' key provides it)")
@@ -94,6 +96,24 @@ def construct_model(cls: type[nn.Module], kwargs: Mapping[str, Any], source: str
                           f"(model_args.hidden_size, ...), or pass --max-param-gib N for a model this large")
     del shell
     return cls(**kwargs)
+
+
+def model_loss_weights(cfg: Mapping[str, Any], cls: Any) -> dict:
+    """The config's loss weights for `cls` (all of them if it lists no `loss_names`)."""
+    if not isinstance(cfg["loss_weights"], Mapping):
+        raise ConfigError(f"key 'loss_weights' must be a mapping, got {type(cfg['loss_weights']).__name__}")
+    names = getattr(cls, "loss_names", None)
+    return dict(cfg["loss_weights"]) if names is None else \
+        own_entries(cfg["loss_weights"], names, "loss_weights")
+
+
+def own_entries(values: Mapping[str, Any], accepted: Collection[str], section: str) -> dict:
+    """`values` without the entries every config inherits from the STF-Net recipe
+    (config/baseline.yaml) that the model does not take: `hsa_attention` or the `Cu` / `Cp` terms
+    are not VAC's. Any other entry it does not take is still refused, by name."""
+    recipe = default_config()[section]
+    return {key: value for key, value in values.items()
+            if key in accepted or key not in recipe or recipe[key] != value}
 
 
 def _head(items: Sequence[str], count: int = 5) -> str:

@@ -25,17 +25,35 @@ class FrameConv(nn.Conv3d):
 
     def forward(self, frames: Tensor) -> Tensor:  # type: ignore[override]
         """Convolve each frame with the (k, k) view of the stored (O, I, 1, k, k) weight."""
-        stride = self.stride[1:]
-        if (stride != (1, 1) and self.kernel_size[1:] == (1, 1) and self.padding[1:] == (0, 0)
-                and frames.device.type == "cpu"
-                and frame_memory_format(frames) == torch.channels_last):
-            # oneDNN's weight gradient of a strided 1x1 conv on channels-last CPU frames writes
-            # past its buffer (torch 2.13: heap corruption, seen as glibc aborts). A 1x1 conv
-            # reads only the pixels its stride lands on: take them, then convolve unstrided
-            # (the same products; oneDNN may sum them in another order, a float32 rounding).
-            frames, stride = frames[:, :, ::stride[0], ::stride[1]], (1, 1)
-        return F.conv2d(frames, self.weight.squeeze(2), self.bias, stride, self.padding[1:], 1,
-                        self.groups)
+        return frame_conv2d(frames, self.weight.squeeze(2), self.bias, self.stride[1:],
+                            self.padding[1:], self.groups)
+
+
+class FrameConv2d(nn.Conv2d):
+    """FrameConv with a 4-D (O, I, k, k) weight: torchvision's layout (VAC's checkpoints)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 padding: int = 0, groups: int = 1, bias: bool = False) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
+                         groups=groups, bias=bias)
+
+    def forward(self, frames: Tensor) -> Tensor:  # type: ignore[override]
+        """Convolve each frame of a (N, C, H, W) batch."""
+        return frame_conv2d(frames, self.weight, self.bias, self.stride, self.padding, self.groups)
+
+
+def frame_conv2d(frames: Tensor, weight: Tensor, bias: Tensor | None, stride: tuple[int, ...],
+                 padding: tuple[int, ...] | str, groups: int) -> Tensor:
+    """F.conv2d, safe for a strided 1x1 conv of channels-last CPU frames (see the comment)."""
+    if (tuple(stride) != (1, 1) and weight.shape[2:] == (1, 1) and tuple(padding) == (0, 0)
+            and frames.device.type == "cpu"
+            and frame_memory_format(frames) == torch.channels_last):
+        # oneDNN's weight gradient of a strided 1x1 conv on channels-last CPU frames writes
+        # past its buffer (torch 2.13: heap corruption, seen as glibc aborts). A 1x1 conv
+        # reads only the pixels its stride lands on: take them, then convolve unstrided
+        # (the same products; oneDNN may sum them in another order, a float32 rounding).
+        frames, stride = frames[:, :, ::stride[0], ::stride[1]], (1, 1)
+    return F.conv2d(frames, weight, bias, stride, padding, 1, groups)
 
 
 class TemporalConv3d(nn.Conv3d):
@@ -71,7 +89,8 @@ def frame_memory_format(frames: Tensor) -> torch.memory_format:
 
 
 def store_frame_weights_channels_last(module: nn.Module) -> None:
-    """Store every FrameConv / TemporalConv3d weight channels-last-3d (same shape and values).
+    """Store every FrameConv / TemporalConv3d weight channels-last-3d, every FrameConv2d weight
+    channels-last (same shape and values).
 
     Their (k, k) / (k, 1) views are then channels-last 4-D weights, the layout oneDNN wants for
     channels-last frames: without it every conv copies its weight forward and backward, and
@@ -80,6 +99,8 @@ def store_frame_weights_channels_last(module: nn.Module) -> None:
     for layer in module.modules():
         if isinstance(layer, (FrameConv, TemporalConv3d)):
             layer.weight.data = layer.weight.data.contiguous(memory_format=torch.channels_last_3d)
+        elif isinstance(layer, FrameConv2d):
+            layer.weight.data = layer.weight.data.contiguous(memory_format=torch.channels_last)
 
 
 class FrameSequential(nn.Sequential):

@@ -1,17 +1,19 @@
-"""Frame backbone: ResNet-18/34 of BasicBlocks with spatio-temporal fusion after layers 2-4.
+"""Frame backbone: ResNet-18/34 of BasicBlocks with a temporal block after layers 2-4.
 
 Runs on (B*T, C, H, W) frames with 2-D convolutions; the parameters keep the 5-D shapes of the
-original Conv3d formulation (`conv2d.*` in the published checkpoints).
+original Conv3d formulation (`conv2d.*` in the published checkpoints). The block is STF-Net's
+spatio-temporal fusion (`shift1..3`) by default, CorrNet's correlation (`corr1..3`), or none
+with torchvision's 4-D weights (VAC).
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from modules.batchnorm import BatchNorm2d
-from modules.frame_conv import FrameConv, store_frame_weights_channels_last
+from modules.frame_conv import FrameConv, FrameConv2d, store_frame_weights_channels_last
 from modules.fusion import SpatioTemporalFusion
 
 
@@ -19,23 +21,24 @@ def resnet_depths(arch: str) -> tuple[int, int, int, int]:
     """Blocks per stage of a BasicBlock ResNet ('resnet18' or 'resnet34')."""
     depths = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3)}
     if arch not in depths:
-        raise ValueError(f"unknown c2d_type {arch!r}: STF-Net backbones are {sorted(depths)}")
+        raise ValueError(f"unknown c2d_type {arch!r}: the backbones are {sorted(depths)}")
     return depths[arch]
 
 
 class BasicBlock(nn.Module):
     """Two 3x3 convs with BatchNorm and an identity (or 1x1 projection) shortcut."""
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1) -> None:
+    def __init__(self, inplanes: int, planes: int, stride: int = 1,
+                 conv: type[nn.Module] = FrameConv) -> None:
         super().__init__()
-        self.conv1 = FrameConv(inplanes, planes, 3, stride=stride, padding=1)
+        self.conv1 = conv(inplanes, planes, 3, stride=stride, padding=1)
         self.bn1 = BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
-        self.conv2 = FrameConv(planes, planes, 3, padding=1)
+        self.conv2 = conv(planes, planes, 3, padding=1)
         self.bn2 = BatchNorm2d(planes)
         self.downsample = None
         if stride != 1 or inplanes != planes:
-            self.downsample = nn.Sequential(FrameConv(inplanes, planes, 1, stride=stride),
+            self.downsample = nn.Sequential(conv(inplanes, planes, 1, stride=stride),
                                             BatchNorm2d(planes))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -49,6 +52,10 @@ class BasicBlock(nn.Module):
 class ResNet(nn.Module):
     """Per-frame ResNet whose layers 2-4 are followed by `x + alpha[i] * fusion_i(x)`.
 
+    `fusion(channels)` builds the block (`forward(frames, batch)`), registered as
+    `<fusion_name>1..3`; `fusion=None` builds the plain ResNet (no blocks, no alpha) and
+    `conv2d_weights=True` stores its conv weights 4-D, as torchvision does.
+
     `forward(video (B, T, 3, H, W)) -> (framewise (B, 8w, T), [layer1..layer4 outputs])`, the
     layer outputs as (B*T, C, H, W) frames taken before the fusion is added (w = base_width).
     `channels_last` (None = on): frames channels-last, which oneDNN (CPU) and cuDNN both run
@@ -57,26 +64,31 @@ class ResNet(nn.Module):
     """
 
     def __init__(self, depths: Sequence[int], base_width: int = 64,
-                 channels_last: bool | None = None) -> None:
+                 channels_last: bool | None = None, *,
+                 fusion: Callable[[int], nn.Module] | None = SpatioTemporalFusion,
+                 fusion_name: str = "shift", conv2d_weights: bool = False) -> None:
         super().__init__()
         if len(depths) != 4:
             raise ValueError(f"ResNet needs 4 stage depths, got {list(depths)}")
         widths = [base_width * 2 ** i for i in range(4)]
+        conv = FrameConv2d if conv2d_weights else FrameConv
         self.channels_last = channels_last
         self.out_channels = widths[3]
-        self.conv1 = FrameConv(3, base_width, 7, stride=2, padding=3)
+        self.fusion_names = [f"{fusion_name}{i}" for i in (1, 2, 3)] if fusion else []
+        self.conv1 = conv(3, base_width, 7, stride=2, padding=3)
         self.bn1 = BatchNorm2d(base_width)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.layer1 = _make_stage(base_width, widths[0], depths[0], stride=1)
-        self.layer2 = _make_stage(widths[0], widths[1], depths[1], stride=2)
-        self.shift1 = SpatioTemporalFusion(widths[1])
-        self.layer3 = _make_stage(widths[1], widths[2], depths[2], stride=2)
-        self.shift2 = SpatioTemporalFusion(widths[2])
-        # Zero start: training begins from the plain (ImageNet) ResNet and learns the fusion.
-        self.alpha = nn.Parameter(torch.zeros(3))
-        self.layer4 = _make_stage(widths[2], widths[3], depths[3], stride=2)
-        self.shift3 = SpatioTemporalFusion(widths[3])
+        # Registered in the published order: layer1, layer2, block1, layer3, block2, alpha,
+        # layer4, block3.
+        for i, (planes, depth, stride) in enumerate(zip(widths, depths, (1, 2, 2, 2))):
+            inplanes = base_width if i == 0 else widths[i - 1]
+            if i == 3 and fusion:
+                # Zero start: training begins from the plain (ImageNet) ResNet and learns the blocks.
+                self.alpha = nn.Parameter(torch.zeros(3))
+            setattr(self, f"layer{i + 1}", _make_stage(inplanes, planes, depth, stride, conv))
+            if i > 0 and fusion:
+                setattr(self, self.fusion_names[i - 1], fusion(planes))
         self.reset_parameters()
         if channels_last is not False:
             store_frame_weights_channels_last(self)
@@ -84,7 +96,7 @@ class ResNet(nn.Module):
     def reset_parameters(self) -> None:
         """The original init: Kaiming-normal (fan-out) convs, unit/zero BatchNorm."""
         for module in self.modules():
-            if isinstance(module, nn.Conv3d):
+            if isinstance(module, (nn.Conv2d, nn.Conv3d)):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
@@ -100,21 +112,21 @@ class ResNet(nn.Module):
             x = x.contiguous(memory_format=torch.channels_last)
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         stages = []
-        for i, (layer, fusion) in enumerate(((self.layer1, None), (self.layer2, self.shift1),
-                                            (self.layer3, self.shift2), (self.layer4, self.shift3))):
-            x = layer(x)
+        for i in range(4):
+            x = getattr(self, f"layer{i + 1}")(x)
             stages.append(x)
-            if fusion is not None:
-                x = x + self.alpha[i - 1] * fusion(x, batch)
+            if i > 0 and self.fusion_names:
+                x = x + self.alpha[i - 1] * getattr(self, self.fusion_names[i - 1])(x, batch)
         # Global average = the original AvgPool2d(7) at 224x224 input (7x7 maps); adapts to others.
         framewise = x.mean(dim=(2, 3)).unflatten(0, (batch, -1)).transpose(1, 2)
         return framewise, stages
 
 
-def _make_stage(inplanes: int, planes: int, blocks: int, stride: int) -> nn.Sequential:
+def _make_stage(inplanes: int, planes: int, blocks: int, stride: int,
+                conv: type[nn.Module] = FrameConv) -> nn.Sequential:
     """`blocks` BasicBlocks, the first one with the stride and the projection shortcut."""
-    return nn.Sequential(BasicBlock(inplanes, planes, stride),
-                         *(BasicBlock(planes, planes) for _ in range(blocks - 1)))
+    return nn.Sequential(BasicBlock(inplanes, planes, stride, conv),
+                         *(BasicBlock(planes, planes, conv=conv) for _ in range(blocks - 1)))
 
 
 def resnet18(base_width: int = 64, channels_last: bool | None = None) -> ResNet:

@@ -1,4 +1,5 @@
-"""Temporal stack (`conv1d.*` in checkpoints): 1-D convs and lift pooling over frame features."""
+"""Temporal stack (`conv1d.*` in checkpoints): 1-D convs and lift pooling (STF-Net) or max
+pooling (VAC, CorrNet) over frame features."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -39,23 +40,28 @@ def runs_on(length: int, kernel_sizes: Sequence[str]) -> bool:
 
 class TemporalConv(nn.Module):
     """`forward(feats (B, C, T), lengths (B,)) -> dict` of visual_feat (T', B, H), conv_logits
-    (T', B, classes), feat_len (B,) on the CPU, and the summed lift-pool losses."""
+    (T', B, classes), feat_len (B,) on the CPU, and the summed lift-pool losses (zero with
+    `pool='max'`, whose flat Sequential has the VAC / CorrNet checkpoints' indices)."""
 
     def __init__(self, input_size: int, hidden_size: int, conv_type: int = 2,
-                 fc: nn.Module | None = None) -> None:
+                 fc: nn.Module | None = None, pool: str = "lift") -> None:
         super().__init__()
+        if pool not in ("lift", "max"):
+            raise ValueError(f"pool must be 'lift' or 'max', got {pool!r}")
         self.kernel_size = kernel_sizes_for(conv_type)
-        self.temporal_conv = nn.ModuleList()
+        layers: list[nn.Module] = []
         channels = input_size
         for spec in self.kernel_size:
             size = int(spec[1:])
             if spec[0] == "P":
-                self.temporal_conv.append(TemporalLiftPool(channels, size))
-            else:
-                self.temporal_conv.append(nn.Sequential(
-                    nn.Conv1d(channels, hidden_size, size), nn.BatchNorm1d(hidden_size),
-                    nn.ReLU(inplace=True)))
-                channels = hidden_size
+                layers.append(TemporalLiftPool(channels, size) if pool == "lift"
+                              else nn.MaxPool1d(size))
+                continue
+            conv = [nn.Conv1d(channels, hidden_size, size), nn.BatchNorm1d(hidden_size),
+                    nn.ReLU(inplace=True)]
+            layers.extend(conv if pool == "max" else [nn.Sequential(*conv)])
+            channels = hidden_size
+        self.temporal_conv = nn.Sequential(*layers) if pool == "max" else nn.ModuleList(layers)
         self.fc = fc
 
     def forward(self, feats: Tensor, lengths: Tensor) -> dict[str, Tensor]:

@@ -17,7 +17,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("evaluation",),                  # STM/CTM files and the WER scorer
     ("decoding",),                    # CTC decoding, the gloss LM, saved logits
     ("preprocess",),                  # raw downloads -> info files, gloss dict, STMs, resized frames
-    ("slr_network",),                 # the model
+    ("slr_network", "vac_network", "corrnet_network"),  # the models
     ("inference",),                   # loading checkpoints, one video, Grad-CAM, ONNX, the web page
     ("training",),                    # building a run: devices, start-up checks, data, checkpoints
     ("seq_scripts",),                 # the training and evaluation loops

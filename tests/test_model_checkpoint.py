@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from corrnet_network import CorrNetModel
 from slr_network import SLRModel
 from utils.checkpoint import load_checkpoint, model_state_from_checkpoint
+from vac_network import VACModel
 
 # The published checkpoint's keys, shapes and dtypes, shipped with the tests so that every clone
 # checks that a change to the network still loads the published weights.
@@ -47,6 +49,27 @@ def test_resnet34_state_dict_equals_published_key_table():
              for k, s, d in published}
     model.load_state_dict(model_state_from_checkpoint({"model_state_dict": state}), strict=True)
     assert not model.conv2d.alpha.detach().any()
+
+
+# The baselines' tables, built by their original code (tests/reference/family_original.py), with
+# the published configuration each was released with.
+FAMILY_TABLES = {
+    "vac": (VACModel, dict(weight_norm=False, share_classifier=False), 154),
+    "corrnet": (CorrNetModel, dict(weight_norm=True, share_classifier=True), 186),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAMILY_TABLES))
+def test_baseline_state_dict_equals_published_key_table(name):
+    cls, kwargs, entries = FAMILY_TABLES[name]
+    published = read_key_table(KEY_TABLE.parent / f"{name}-state-dict-resnet18-1296.tsv")
+    assert len(published) == entries
+    model = cls(1296, "resnet18", 2, **kwargs)
+    ours = [(k, tuple(v.shape), str(v.dtype)) for k, v in model.state_dict().items()]
+    assert ours == published  # same keys, shapes, dtypes and order
+    state = {f"module.{k}": torch.zeros(s, dtype=getattr(torch, d.split(".")[1]))
+             for k, s, d in published}
+    model.load_state_dict(model_state_from_checkpoint({"model_state_dict": state}), strict=True)
 
 
 def test_strict_load_of_original_format_checkpoint_reproduces_outputs(tmp_path):

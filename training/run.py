@@ -14,7 +14,8 @@ from torch import nn
 from dataset.vocabulary import load_gloss_dict
 from decoding.config import DecodeConfig
 from decoding.decoder import Decoder
-from inference.loading import MAX_PARAM_GIB, construct_model, model_class, model_kwargs
+from inference.loading import (MAX_PARAM_GIB, construct_model, model_class, model_kwargs,
+                               model_loss_weights)
 from training import checkpoints
 from training.checkpoints import load_weights_file, resume_path
 from training.data import RunData, dataset_paths
@@ -158,7 +159,7 @@ def build_model(cfg: Mapping[str, Any], num_classes: int, log: Callable[[str], N
     if "pretrained" in model_args:
         built["pretrained"], source = backbone_init(cfg, model_args, resume_from)
         log(source)
-    core = construct_model(cls, {**built, "loss_weights": dict(cfg["loss_weights"])}, "model_args",
+    core = construct_model(cls, {**built, "loss_weights": model_loss_weights(cfg, cls)}, "model_args",
                            max_param_gib)
     return core, model_args
 

@@ -336,7 +336,7 @@ def resolve_config(argv: Sequence[str] | None = None) -> tuple[dict, argparse.Na
 def check_kwargs(fn: Callable, kwargs: Mapping[str, Any], section: str, extra_keys: bool = True) -> None:
     """Fail on a key that `fn` does not accept (unless it takes **kwargs and `extra_keys`), naming
     the closest, and on a value whose type cannot stand for the parameter's default."""
-    params = _explicit_parameters(fn)
+    params = explicit_parameters(fn)
     open_ended = extra_keys and any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     if not extra_keys:  # a key named like `**kwargs` itself would pass through too
         params = {k: p for k, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
@@ -358,7 +358,7 @@ def check_kwargs(fn: Callable, kwargs: Mapping[str, Any], section: str, extra_ke
 _EXAMPLE_OF = {"int": 0, "float": 0.0, "bool": False, "str": ""}
 
 
-def _explicit_parameters(fn: Callable) -> Mapping[str, inspect.Parameter]:
+def explicit_parameters(fn: Callable) -> Mapping[str, inspect.Parameter]:
     """fn's parameters; for a class whose __init__ only passes **kwargs on, its nearest base's."""
     params = inspect.signature(fn).parameters
     forwards = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
@@ -366,7 +366,7 @@ def _explicit_parameters(fn: Callable) -> Mapping[str, inspect.Parameter]:
         for base in fn.__mro__[1:]:
             if base is object or "__init__" not in vars(base):
                 continue
-            return _explicit_parameters(base)
+            return explicit_parameters(base)
     return params
 
 

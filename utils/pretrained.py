@@ -78,13 +78,15 @@ def resolve_pretrained(arch: str, pretrained: str | os.PathLike | bool | None) -
     return path
 
 
-def torchvision_to_stfnet(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Map a torchvision ResNet state dict to our backbone's keys (conv weights gain a T=1 axis)."""
+def torchvision_to_stfnet(state: dict[str, torch.Tensor], conv3d: bool = True) -> dict[str, torch.Tensor]:
+    """Map a torchvision ResNet state dict to our backbone's keys (conv weights gain a T=1 axis
+    unless the backbone keeps torchvision's 4-D ones, `conv3d=False`)."""
     mapped = {}
     for key, value in state.items():
         if key.startswith("fc."):
             continue  # the ImageNet classifier has no counterpart
-        mapped[key] = value.unsqueeze(2) if _CONV_KEY.match(key) and value.dim() == 4 else value
+        mapped[key] = (value.unsqueeze(2) if conv3d and _CONV_KEY.match(key) and value.dim() == 4
+                       else value)
     return mapped
 
 
@@ -102,8 +104,8 @@ def load_imagenet_resnet(backbone: nn.Module, arch: str,
         state = state["state_dict"]
     if not isinstance(state, dict) or "conv1.weight" not in state:
         raise CheckpointError(f"{path} is not a torchvision ResNet state dict (no 'conv1.weight')")
-    mapped = torchvision_to_stfnet(state)
     own = backbone.state_dict()
+    mapped = torchvision_to_stfnet(state, conv3d=own["conv1.weight"].dim() == 5)
     for key, value in mapped.items():
         if key not in own:
             raise CheckpointError(f"{path}: key {key!r} has no place in the {arch} backbone (is it a "
