@@ -33,7 +33,7 @@ class VACModel(nn.Module):
     framewise_features and visual_features, as SLRModel's.
 
     The arguments are the original's (`use_bn` accepted and unused, as there); `base_width`,
-    `pretrained` and `channels_last` are SLRModel's.
+    `pretrained` and `channels_last` are SLRModel's (`channels_last`: see `build_backbone`).
     """
 
     loss_names: tuple[str, ...] = ("SeqCTC", "ConvCTC", "Dist")
@@ -60,8 +60,10 @@ class VACModel(nn.Module):
     @staticmethod
     def build_backbone(depths: tuple[int, ...], base_width: int,
                        channels_last: bool | None) -> ResNet:
-        """torchvision's plain ResNet (`conv2d.*`: 4-D convs, no temporal blocks)."""
-        return ResNet(depths, base_width, channels_last, fusion=None, conv2d_weights=True)
+        """torchvision's plain ResNet (`conv2d.*`: 4-D convs, no temporal blocks), contiguous
+        unless `channels_last` is True: measured against the original in float64, its float32
+        channels-last gradients were 8x less accurate than the original's (contiguous: equal)."""
+        return ResNet(depths, base_width, bool(channels_last), fusion=None, conv2d_weights=True)
 
     def forward(self, x: Tensor, len_x: Tensor, label: Tensor | None = None,
                 label_lgt: Tensor | None = None) -> dict[str, Any]:
