@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import main as main_module
+from corrnet_network import CorrNetModel
 from modules.resnet import resnet18
 from tests.train_support import make_tiny_dataset, tiny_config, write_config
 from training.run import backbone_init, build_run
@@ -22,6 +23,7 @@ from utils.checkpoint import CheckpointError
 from utils.config import resolve_config
 from utils.errors import ConfigError, MissingFileError
 from utils.pretrained import load_imagenet_resnet
+from vac_network import VACModel
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -102,6 +104,17 @@ def test_imagenet_init_from_torchvision_file(tmp_path):
                                state["layer3.0.downsample.0.weight"], rtol=0, atol=0)
     torch.testing.assert_close(backbone.layer4[1].bn2.running_var, state["layer4.1.bn2.running_var"])
     torch.testing.assert_close(backbone.shift1.st_conv[3].weight, fusion_before)  # untouched
+
+
+def test_imagenet_init_of_vac_and_corrnet_backbones(tmp_path):
+    state = torchvision_resnet18_state()
+    path = tmp_path / "resnet18-f37072fd.pth"
+    torch.save(state, path)
+    vac = VACModel(7, "resnet18", 2, hidden_size=16, pretrained=str(path))  # torchvision's 4-D convs
+    torch.testing.assert_close(vac.conv2d.layer2[0].downsample[0].weight,
+                               state["layer2.0.downsample.0.weight"], rtol=0, atol=0)
+    corrnet = CorrNetModel(7, "resnet18", 2, hidden_size=16, pretrained=str(path))  # 5-D, as STF-Net
+    torch.testing.assert_close(corrnet.conv2d.conv1.weight[:, :, 0], state["conv1.weight"], rtol=0, atol=0)
 
 
 def test_imagenet_from_hub_cache_under_torchvisions_name(hub, offline):
