@@ -37,7 +37,8 @@ from inference.video import resize_frame
 from modules.fusion import SpatioTemporalFusion
 from modules.resnet import ResNet
 from modules.tconv import output_lengths, runs_on
-from utils.errors import UserError
+from slr_network import SLRModel
+from utils.errors import ConfigError, UserError
 
 
 class StreamingNeedsCheckpointError(UserError):
@@ -373,6 +374,9 @@ class StreamingRecognizer:
     def __init__(self, loaded: LoadedModel, settings: StreamSettings = StreamSettings(),
                  fps: float = 25.0) -> None:
         self.loaded, self.settings, self.fps = loaded, settings, fps
+        if loaded.model is not None and not isinstance(loaded.model, SLRModel):
+            raise ConfigError(f"streaming runs STF-Net's pieces (its fusion blocks and lift pools); "
+                              f"a {type(loaded.model).__name__} recognises whole videos: drop --stream")
         if loaded.model is not None:
             self.pieces = StreamPieces(loaded.model).eval()
             self.dtype = next(loaded.model.parameters()).dtype

@@ -92,6 +92,10 @@ def test_train_resume_test_and_the_tools(name, data, tmp_path, capsys):
     overlays, sheet = recogniser.explain(outcome, 0)
     assert outcome.result["sentence"] == gloss and overlays and sheet.ndim == 3
 
+    capsys.readouterr()
+    assert test_one_video.main([*base, "--stream"]) == 2  # STF-Net's streaming pieces only
+    assert "drop --stream" in capsys.readouterr().err
+
     onnx = tmp_path / "model.onnx"
     assert export.main(["--model_path", str(ckpt), "--out", str(onnx)]) == 0
     assert sentence_of(capsys, "--model_path", str(onnx), "--video_path", str(video)) == gloss
