@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import yaml
 
 from corrnet_network import CorrNetModel
 from training.run import build_model
@@ -67,3 +68,16 @@ def test_loss_terms_follow_the_configured_weights(cls):
     torch.testing.assert_close(terms["ConvCTC"], 2.0 * ctc)
     with pytest.raises(Exception, match="unknown key 'loss_weights.Cu'"):
         cls(7, "resnet18", 2, loss_weights={"Cu": 1.0}, **TINY)
+
+
+def test_bench_trains_each_model_with_its_own_losses_at_one_scale(tmp_path):
+    from bench.family import FAMILY, train_config
+
+    for name in FAMILY:
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(train_config(name, tmp_path, tmp_path / name, 1, 4)))
+        cfg, _ = resolve_config(["--config", str(path)])
+        model, args = build_model(cfg, 32, print)
+        assert args["base_width"] == 8 and args["hidden_size"] == 256 and args["conv_type"] == 1
+        expected = WEIGHTS if name != "stfnet" else {**WEIGHTS, "Cu": 0.0005, "Cp": 0.0005}
+        assert model.loss_weights == expected and cfg["random_seed"] == 1
