@@ -44,7 +44,7 @@ FAMILY = {"stfnet": "slr_network.SLRModel", "corrnet": "corrnet_network.CorrNetM
           "vac": "vac_network.VACModel"}
 CLASSES = {"stfnet": SLRModel, "corrnet": CorrNetModel, "vac": VACModel}
 # Each model's published loss terms (config/baseline.yaml, config/corrnet.yaml, config/vac.yaml).
-LOSSES = {name: load_yaml(REPO / "config" / f"{file}.yaml")["loss_weights"]
+LOSSES = {name: yaml.safe_load((REPO / "config" / f"{file}.yaml").read_text())["loss_weights"]
           for name, file in (("stfnet", "baseline"), ("corrnet", "corrnet"), ("vac", "vac"))}
 # The demo's scale for all three (config/demo.yaml's model_args, less STF-Net's own branch).
 DEMO_ARGS = {"c2d_type": "resnet18", "conv_type": 1, "base_width": 8, "hidden_size": 256,
@@ -54,7 +54,7 @@ PUBLISHED = {"stfnet": {"c2d_type": "resnet34"},
              "corrnet": {"c2d_type": "resnet18"},
              "vac": {"c2d_type": "resnet18", "weight_norm": False, "share_classifier": False}}
 # The papers' own PHOENIX-2014 WERs (dev / test), cited, not measured here.
-PUBLISHED_WER = {"stfnet": "see the original README (../shared/seed/STFNet-README.md)",
+PUBLISHED_WER = {"stfnet": "17.5 / 17.7 (ResNet34; github.com/zhanglong908/STFNet README)",
                  "corrnet": "18.8 / 19.4 (CVPR 2023; github.com/hulianyuyy/CorrNet README)",
                  "vac": "21.2 / 22.3 (ICCV 2021; github.com/VIPL-SLP/VAC_CSLR README)"}
 

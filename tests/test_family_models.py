@@ -71,9 +71,10 @@ def test_loss_terms_follow_the_configured_weights(cls):
 
 
 def test_bench_trains_each_model_with_its_own_losses_at_one_scale(tmp_path):
-    from bench.family import FAMILY, train_config
+    from bench.family import CLASSES, FAMILY, LOSSES, train_config
 
     for name in FAMILY:
+        CLASSES[name](7, "resnet18", 1, loss_weights=LOSSES[name], **TINY)  # what `timing` builds
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump(train_config(name, tmp_path, tmp_path / name, 1, 4)))
         cfg, _ = resolve_config(["--config", str(path)])
