@@ -7,6 +7,7 @@ the JSON of `test_one_video.py --json`. The server listens on localhost unless -
 """
 from __future__ import annotations
 
+import utils.installed  # noqa: F401  (first: without the requirements, one line on how to install)
 import argparse
 import ipaddress
 import math

@@ -13,6 +13,7 @@ model.onnx` and app.py run any of them.
 """
 from __future__ import annotations
 
+import utils.installed  # noqa: F401  (first: without the requirements, one line on how to install)
 import argparse
 import sys
 
@@ -51,8 +52,10 @@ def export(args: argparse.Namespace) -> None:
     if args.model_path.lower().endswith(".onnx"):
         raise ConfigError(f"{args.model_path} is already exported; pass the .pt checkpoint")
     if args.quantize and not args.calibration:
-        raise ConfigError("--quantize int8 needs --calibration DIR: a few videos of the training "
-                          "split set the int8 ranges")
+        from inference.onnx_model import calibration_hint
+
+        raise ConfigError(f"--quantize int8 needs --calibration DIR: a few training videos set the int8 "
+                          f"ranges; pass {calibration_hint()}")
     args.device = "cpu"  # the graph is traced on the CPU; onnxruntime picks its own device
     from inference.onnx_model import calibration_videos, export_onnx, vocab_path
 

@@ -6,6 +6,7 @@ The method is described in inference/explain.py.
 """
 from __future__ import annotations
 
+import utils.installed  # noqa: F401  (first: without the requirements, one line on how to install)
 import argparse
 import sys
 from pathlib import Path

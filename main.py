@@ -8,6 +8,7 @@ Multi-process: `torchrun --nproc_per_node N main.py --config ... --device 0,1,..
 """
 from __future__ import annotations
 
+import utils.installed  # noqa: F401  (first: without the requirements, one line on how to install)
 import json
 import math
 import sys

@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import utils.installed  # noqa: F401  (first: without the requirements, one line on how to install)
 import argparse
 import json
 import sys

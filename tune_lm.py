@@ -3,6 +3,7 @@
     python tune_lm.py --logits work_dir/x/eval/dev-logits.pt --lm-path gloss-3gram.arpa \\
         --stm preprocess/phoenix2014/phoenix2014-groundtruth-dev.stm --out work_dir/x/lm_tuning
 """
+import utils.installed  # noqa: F401  (first: without the requirements, one line on how to install)
 import sys
 
 from decoding.tuning import main

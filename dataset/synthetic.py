@@ -13,6 +13,7 @@ signers never seen in train. The same seed always writes the same bytes.
 """
 from __future__ import annotations
 
+import utils.installed  # noqa: F401  (first: without the requirements, one line on how to install)
 import argparse
 import datetime as dt
 import math

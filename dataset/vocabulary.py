@@ -11,12 +11,14 @@ from utils.npy import UnsafePickleError, load_npy_object
 
 
 def load_gloss_dict(path: str | os.PathLike, hint: str = "pass the gloss_dict.npy that preprocess/ "
-                    "wrote") -> dict:
-    """Read gloss_dict.npy with errors that name the file; `hint` says how the caller chose it."""
+                    "wrote", script: str | None = None) -> dict:
+    """Read gloss_dict.npy with errors that name the file; `hint` says how the caller chose it,
+    `script` which preprocessing writes it (the dataset's, when the caller knows the dataset)."""
     path = Path(path)
     if not path.is_file():
+        run = f"`python {script} --dataset-root ...`" if script else "the dataset's preprocess/ script"
         raise MissingFileError(f"gloss dictionary not found: {path}; {hint} (run the preprocessing "
-                               f"first, e.g. `python preprocess/dataset_preprocess.py --dataset-root ...`)")
+                               f"first: {run})")
     try:
         value = load_npy_object(path)
     except UnsafePickleError:

@@ -41,7 +41,7 @@ class DecodeConfig:
             raise ConfigError(f"key 'decode.lm_path' must be a path or null, got {self.lm_path!r}")
         if self.lm_path and self.mode != "beam":
             raise ConfigError("key 'decode.lm_path' needs decode.mode: beam (greedy decoding cannot "
-                              "use a language model)")
+                              "use a language model): add --decode-mode beam")
         for key in ("lm_weight", "word_bonus"):
             if not _is_number(getattr(self, key)):
                 raise ConfigError(f"key 'decode.{key}' must be a number, got {getattr(self, key)!r}")

@@ -146,8 +146,10 @@ def tune_and_report(args: argparse.Namespace) -> None:
     summary = tune(split, cfg, pairs, Path(args.stm), args.dataset, torch.device(args.device))
     write_outputs(Path(args.out), summary)
     best = summary["best"]
-    print(f"{len(pairs)} pairs on {len(split.ids)} videos: WER without LM {summary['no_lm_wer']:.2f}%, "
-          f"best {best['wer']:.2f}% at lm_weight={best['lm_weight']} word_bonus={best['word_bonus']}")
+    print(f"{len(pairs)} pairs on {len(split.ids)} videos: WER without LM {summary['no_lm_wer']:.2f}% (the "
+          f"beam search of width {cfg.beam_width}, as with the LM; main.py's WER decodes as its config's "
+          f"decode.mode says, greedy in config/demo.yaml), best {best['wer']:.2f}% at "
+          f"lm_weight={best['lm_weight']} word_bonus={best['word_bonus']}")
     if summary["at_edge"]:
         print(f"note: the best pair lies on the grid's edge ({', '.join(summary['at_edge'])}); "
               f"widen --alphas/--betas there and tune again")

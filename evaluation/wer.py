@@ -10,6 +10,7 @@ real sclite binary with ``tool='sclite'``.
 """
 from __future__ import annotations
 
+import utils.installed  # noqa: F401  (first: without the requirements, one line on how to install)
 import argparse
 import json
 import os

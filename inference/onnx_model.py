@@ -144,6 +144,16 @@ def export_onnx(loaded: LoadedModel, out: str | os.PathLike, inputs: str = "fram
     return out
 
 
+def calibration_hint(frame_size: tuple[int, int] | None = None) -> str:
+    """Where each dataset's resized training videos are, for --calibration (the split's folder
+    where the dataset has one, else all its videos)."""
+    width, height = frame_size or (256, 256)
+    return (f"the resized frames of the training split, e.g. <root>/features/fullFrame-{width}x{height}px/"
+            f"train for PHOENIX-2014(-T); CSL and CSL-Daily have no split folders: "
+            f"<root>/features/fullFrame-{width}x{height}px (CSL), <root>/sentence/frames_{width}x{height} "
+            f"(CSL-Daily)")
+
+
 def calibration_videos(root: str | os.PathLike, frame_size: tuple[int, int],
                        count: int = 8) -> list[np.ndarray]:
     """`count` videos spread evenly over the split at `root` (frame folders or video files), read
@@ -151,8 +161,7 @@ def calibration_videos(root: str | os.PathLike, frame_size: tuple[int, int],
     videos = find_videos(root)
     if not videos:
         raise MissingFileError(f"no videos (frame folders or {', '.join(VIDEO_EXTENSIONS)}) under "
-                               f"{root}; pass a training split, e.g. "
-                               f"<dataset>/features/fullFrame-256x256px/train")
+                               f"{root}; pass {calibration_hint(frame_size)}")
     picks = sorted({round(i * (len(videos) - 1) / max(count - 1, 1)) for i in range(count)})
     return [load_frames(videos[i], size=frame_size).frames for i in picks]
 

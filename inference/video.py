@@ -6,10 +6,12 @@ like a preprocessed dataset sample does.
 """
 from __future__ import annotations
 
+import argparse
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -17,7 +19,7 @@ import numpy as np
 from dataset.video_files import (IMAGE_EXTENSIONS, PREPROCESS_SIZE, VIDEO_EXTENSIONS, VideoReadError,  # noqa: F401
                                  list_frame_files, natural_key, read_image_rgb, resize_frame, upright_rgb,
                                  write_video)
-from utils.errors import MissingFileError
+from utils.errors import MissingFileError, run_cli
 
 BACKENDS = ("auto", "pyav", "opencv")
 
@@ -208,3 +210,27 @@ def check_source(path: str | os.PathLike) -> Path:
         raise VideoReadError(f"unsupported video file type {path.suffix!r} for {path}; "
                              f"supported: {', '.join(VIDEO_EXTENSIONS)} or a folder of frame images")
     return path
+
+
+def encode_frame_folder(folder: str | os.PathLike, out: str | os.PathLike, fps: int = 25) -> int:
+    """Encode a folder of frame images as an H.264 video (yuv420p: every player and browser reads
+    it); returns the frame count. An odd width or height loses its last pixel (yuv420p needs even)."""
+    frames = read_frame_folder(folder, max_frames=sys.maxsize, size=None).frames
+    frames = frames[:, : frames.shape[1] // 2 * 2, : frames.shape[2] // 2 * 2]
+    write_video(out, frames, fps=fps, lossless=False)
+    return len(frames)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m inference.video FRAMES OUT.mp4`: a frame folder (e.g. a dataset video) as a video file."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("frames", help="folder of frame images (naturally sorted)")
+    parser.add_argument("out", help="video file to write (.mp4)")
+    parser.add_argument("--fps", type=int, default=25)
+    args = parser.parse_args(argv)
+    return run_cli(lambda: print(f"{args.out}: {encode_frame_folder(args.frames, args.out, args.fps)} "
+                                 f"frames at {args.fps} fps"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

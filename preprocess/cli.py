@@ -1,6 +1,7 @@
 """Command line shared by the dataset_preprocess scripts (one per dataset of the registry)."""
 from __future__ import annotations
 
+import utils.installed  # noqa: F401  (first: without the requirements, one line on how to install)
 import argparse
 import difflib
 import os

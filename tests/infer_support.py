@@ -75,3 +75,9 @@ def make_assets(root: Path) -> dict:
     return {"root": root, "folder": folder, "lossless": root / "lossless.mp4", "lossy": root / "lossy.mp4",
             "ours": ours, "published": published, "dict": dict_path, "small_dict": small_dict,
             "sentence": list(video.glosses), "num_frames": len(bgr)}
+
+
+def runner_listing(repo_root: Path) -> str:
+    """The ONNX runner as docs/onnx_runner.md lists it (its python block), the README links it."""
+    text = (repo_root / "docs" / "onnx_runner.md").read_text(encoding="utf-8")
+    return text.split("```python\n")[1].split("```")[0]

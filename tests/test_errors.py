@@ -135,3 +135,12 @@ def test_only_run_cli_prints_error_lines():
         if 'print(f"error: ' in path.read_text(encoding="utf-8"):
             printers.append(str(rel))
     assert printers == ["utils/errors.py"]
+
+
+def test_missing_gloss_dict_names_the_datasets_preprocessing(tmp_path, capsys):
+    import main
+
+    assert main.cli(["--config", str(REPO_ROOT / "config" / "CSL.yaml"), "--work-dir", str(tmp_path / "w"),
+                     "--set", f"dataset_info.dict_path={tmp_path / 'gloss_dict.npy'}"]) == 2
+    err = capsys.readouterr().err
+    assert "gloss dictionary not found" in err and "`python preprocess/dataset_preprocess-CSL.py" in err

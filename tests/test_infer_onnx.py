@@ -19,7 +19,7 @@ from inference.network import FramesToCTC
 from inference.recognize import decode_sentence, prepare_input
 from inference.video import load_frames
 from slr_network import SLRModel
-from tests.infer_support import TINY_ARGS
+from tests.infer_support import TINY_ARGS, runner_listing
 from utils.checkpoint import save_checkpoint
 
 pytest.importorskip("onnxruntime", reason="onnxruntime is in requirements.txt; install it to run the export tests")
@@ -163,13 +163,6 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 '''
 
 
-def readme_runner(repo_root) -> str:
-    """The python block between the README's onnx-runner markers."""
-    text = (repo_root / "README.md").read_text(encoding="utf-8")
-    block = text.split("<!-- onnx-runner:start -->")[1].split("<!-- onnx-runner:end -->")[0]
-    return block.split("```python\n")[1].split("```")[0]
-
-
 def run_without_repo(tmp_path, script: str, *args: str) -> subprocess.CompletedProcess:
     """`script` in a fresh interpreter outside the repository, torch and its packages unimportable."""
     (tmp_path / "no_repo.py").write_text(NO_REPO, encoding="utf-8")
@@ -203,7 +196,7 @@ def test_readme_runner_gives_test_one_videos_glosses(exported, untrained, infer_
     checkpoint, graph = (infer_assets["ours"], exported["onnx"]) if which == "trained" else \
         (untrained["pt"], untrained["onnx"])
     video = str(infer_assets["lossless"])
-    done = run_without_repo(tmp_path, readme_runner(repo_root), str(graph), video, mode)
+    done = run_without_repo(tmp_path, runner_listing(repo_root), str(graph), video, mode)
     assert done.returncode == 0, done.stderr
     assert test_one_video.main(["--model_path", str(checkpoint), "--video_path", video, "--device",
                                 "cpu", "--decode-mode", "beam" if mode == "beam" else "max"]) == 0
@@ -218,7 +211,11 @@ def test_int8_export_agrees_with_fp32(exported, infer_assets, tmp_path, capsys):
     best path and glosses as fp32 on the fixture video, log-probs close."""
     out = tmp_path / "tiny.int8.onnx"
     argv = ["--model_path", str(infer_assets["ours"]), "--out", str(out), "--quantize", "int8"]
-    assert export.main(argv) == 2 and "--calibration" in capsys.readouterr().err
+    err = (export.main(argv), capsys.readouterr().err)[1]
+    assert "--calibration" in err and "fullFrame-256x256px/train for PHOENIX" in err
+    assert "<root>/features/fullFrame-256x256px (CSL)" in err  # CSL has no split folders
+    assert export.main([*argv, "--calibration", str(tmp_path / "none")]) == 2
+    assert "no videos" in capsys.readouterr().err
     assert export.main([*argv, "--calibration", str(infer_assets["root"])]) == 0
     assert capsys.readouterr().out.startswith(f"wrote {out}")
     meta = json.loads(out.with_name("tiny.int8.vocab.json").read_text(encoding="utf-8"))

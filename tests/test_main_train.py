@@ -325,7 +325,7 @@ def test_test_phase_with_lm_saves_logits_that_tuning_decodes(trained, data, tmp_
     # The tuner decodes the saved logits as evaluation did: same pair, same dev WER.
     assert [r["wer"] for r in table if (r["lm_weight"], r["word_bonus"]) == (0.7, 0.5)] == \
         [summary["dev_wer"]]
-    with pytest.raises(ConfigError, match="needs decode.mode: beam"):
+    with pytest.raises(ConfigError, match="needs decode.mode: beam .*: add --decode-mode beam"):
         run_main(tiny_config(data, tmp_path / "bad", phase="test"), tmp_path, "--load-weights",
                  str(work / "best_model.pt"), "--lm-path", str(lm))
 

@@ -11,6 +11,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
+from dataset.registry import dataset_spec
 from dataset.vocabulary import load_gloss_dict
 from decoding.config import DecodeConfig
 from decoding.decoder import Decoder
@@ -229,7 +230,8 @@ def _build_run(cfg: dict, env: DistEnv, device: torch.device, work_dir: Path, pa
     if overwrite:
         check_overwrite(work_dir, paths, config_file)
     try:
-        gloss_dict = load_gloss_dict(paths["dict_path"], hint="set dataset_info.dict_path")
+        gloss_dict = load_gloss_dict(paths["dict_path"], hint="set dataset_info.dict_path",
+                                     script=dataset_spec(cfg["dataset"]).preprocess_script)
     except ValueError as exc:  # damaged, malformed or refused as unsafe: one error line
         raise ConfigError(f"dataset_info.dict_path: {exc}") from None
     # --overwrite with --load-checkpoints X: a fresh work dir continuing X's training state.
