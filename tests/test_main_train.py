@@ -76,6 +76,11 @@ def test_train_writes_checkpoints_logs_metrics_and_tests_the_best(trained):
         assert key in ckpt, key
     assert set(ckpt["rng_state"]) >= {"python", "numpy", "torch", "cuda"}
     assert not list(work.glob(".*.tmp"))
+    # best_model.pt: what inference needs, and the counters resume reconciles with; no optimizer.
+    best = torch.load(work / "best_model.pt", weights_only=True)
+    assert set(best) == {"model_state_dict", "config", "gloss_dict", "model_args", "epoch", "global_step",
+                         "train_state", "best_dev_wer", "checksum"}
+    assert (work / "best_model.pt").stat().st_size < (work / "last.pt").stat().st_size / 2  # Adam: 2 more copies
 
 
 def test_test_phase_on_our_and_on_published_format_checkpoints(trained, data, tmp_path):

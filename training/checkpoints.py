@@ -1,10 +1,11 @@
 """A run's checkpoint files: what they hold, their rotation and names, and resuming from them.
 
 <work_dir>/last.pt is rewritten at the end of every epoch (and every save_steps steps); the one it
-replaces moves to last_previous.pt, kept for when last.pt is damaged. best_model.pt is written
-when the dev WER improves, before last.pt (so a kill between the two leaves a best_model.pt newer
-than last.pt, which resume adopts), and epochNNN_model.pt every save_interval epochs: each is a
-separate file, never a hard link to another. Every file carries a checksum (utils/checkpoint.py).
+replaces moves to last_previous.pt, kept for when last.pt is damaged. best_model.pt (what inference
+needs: weights, config, vocabulary) is written when the dev WER improves, before last.pt (so a kill
+between the two leaves a best_model.pt newer than last.pt, which resume adopts), and
+epochNNN_model.pt (a copy of last.pt) every save_interval epochs: each is a separate file, never a
+hard link to another. Every file carries a checksum (utils/checkpoint.py).
 """
 from __future__ import annotations
 
@@ -106,6 +107,17 @@ def payload(run: Run) -> dict:
     }
 
 
+# What best_model.pt keeps of the payload: what inference needs (weights, config, vocabulary; the
+# checksum is added on writing) and the small counters that resume's reconcile_best reads.
+INFERENCE_KEYS = ("model_state_dict", "config", "gloss_dict", "model_args", "epoch", "global_step",
+                  "train_state", "best_dev_wer")
+
+
+def inference_payload(content: Mapping[str, Any]) -> dict:
+    """The part of a checkpoint payload that inference needs (no optimizer, scheduler or RNG state)."""
+    return {key: content[key] for key in INFERENCE_KEYS if key in content}
+
+
 def save(run: Run, *names: str) -> None:
     """Write the checkpoint under each name (rank 0 only; every rank joins the RNG gather).
 
@@ -117,7 +129,7 @@ def save(run: Run, *names: str) -> None:
     if run.env.is_main:
         claim(run.work_dir, *names, *([PREVIOUS] if LAST in names and run.last_good else []))
         if BEST in names:
-            save_checkpoint(run.work_dir / BEST, content)
+            save_checkpoint(run.work_dir / BEST, inference_payload(content))
         first = LAST if LAST in names else next(n for n in names if n != BEST)
         rotate = first == LAST and run.last_good
         save_checkpoint(run.work_dir / first, content,
@@ -163,6 +175,10 @@ def resume(run: Run, path: Path) -> Any:
     fit this run (another model or config, a crafted state) is one CheckpointError, raised
     before the run writes or moves anything."""
     path, ckpt = read_resume_checkpoint(run, path)
+    if "train_state" in ckpt and "optimizer_state_dict" not in ckpt:
+        raise CheckpointError(f"{path} holds what inference needs, not the optimizer state a resume "
+                              f"needs: resume from the run's {LAST}, or start a new run from these "
+                              f"weights with --load-weights {path}")
     check_checkpoint_vocabulary(ckpt, run.gloss_dict, path, allowed=run.other_vocabulary)
     hint = ("Resume with the config it was trained with (model_args, the gloss dictionary), or "
             "start afresh: --overwrite, or another --work-dir")
@@ -177,7 +193,7 @@ def resume(run: Run, path: Path) -> Any:
              else f"epoch {run.state.epoch}, batch {run.state.batch_in_epoch}")
     run.log(f"resumed from {path} ({where}, step {run.state.global_step})")
     if path.parent.resolve() == run.work_dir.resolve():  # best_model.pt is this run's
-        reconcile_best(run, path)
+        reconcile_best(run, path, ckpt)
     return rng
 
 
@@ -231,7 +247,7 @@ def check_rng_state(rng: Any) -> None:
         restore_rng_state(own)
 
 
-def reconcile_best(run: Run, resumed: Path) -> None:
+def reconcile_best(run: Run, resumed: Path, ckpt: Mapping[str, Any]) -> None:
     """Make the resumed state and best_model.pt agree after a kill between their writes.
 
     A best_model.pt with a lower dev WER than the state records was written after the checkpoint
@@ -254,6 +270,6 @@ def reconcile_best(run: Run, resumed: Path) -> None:
     elif (saved and epoch != state.best_epoch and state.best_epoch == state.epoch
           and state.epoch_complete):
         if run.env.is_main:
-            copy_checkpoint(resumed, best)
+            save_checkpoint(best, inference_payload(ckpt))
         run.log(f"{best} held epoch {epoch}, not the best epoch {state.best_epoch} that {resumed} "
-                f"records: replaced by a copy of {resumed}")
+                f"records: replaced by {resumed}'s weights")

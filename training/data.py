@@ -12,7 +12,7 @@ from dataset.bucketing import LengthBucketBatchSampler
 from dataset.feeder import BaseFeeder
 from dataset.registry import dataset_spec
 from utils.config import ConfigError, check_kwargs
-from utils.device import worker_init
+from utils.device import available_cpus, worker_init
 from utils.distributed import DistEnv, ShardedSampler
 from utils.random_state import SeededDataset
 from utils.registry import Registry, is_plain
@@ -53,6 +53,8 @@ class RunData:
                  kernel_sizes: Sequence[str], env: DistEnv, device: torch.device) -> None:
         self.cfg, self.paths, self.gloss_dict = cfg, paths, gloss_dict
         self.kernel_sizes, self.env, self.device = tuple(kernel_sizes), env, device
+        # More loader processes than CPUs only compete for them (PyTorch warns at every loader).
+        self.workers = min(int(cfg["num_worker"]), available_cpus())
         self._datasets: dict[tuple[str, bool], SeededDataset] = {}
 
     def stm_path(self, split: str) -> Path:
@@ -108,7 +110,7 @@ class RunData:
             sampler.set_start(start_batch * batch_size)
             batching = {"batch_size": batch_size, "sampler": sampler, "drop_last": train}
         dataset.set_epoch(epoch)
-        workers = int(cfg["num_worker"])
+        workers = self.workers
         return torch.utils.data.DataLoader(
             dataset, **batching,
             num_workers=workers, collate_fn=dataset.dataset.collate_fn,

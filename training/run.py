@@ -247,6 +247,9 @@ def _build_run(cfg: dict, env: DistEnv, device: torch.device, work_dir: Path, pa
         load_weights_file(core, cfg["load_checkpoints"], [], log, gloss_dict, unsafe_load,
                           other_vocabulary)
     data = RunData(cfg, paths, gloss_dict, core.kernel_sizes, env, device)
+    if data.workers < int(cfg["num_worker"]):
+        log(f"num_worker {cfg['num_worker']} capped at {data.workers}: the CPUs this process may use "
+            f"(more loader processes would only compete for them)")
     check_data(data, cfg, log)
     check_batches(data, cfg)
     check_all_frames(data, cfg)
@@ -282,4 +285,9 @@ def _build_run(cfg: dict, env: DistEnv, device: torch.device, work_dir: Path, pa
         tensorboard = bool(cfg["tensorboard"]) and importlib.util.find_spec("tensorboard") is not None
         claim(work_dir, "metrics.csv", "curves.png", *(["tensorboard"] if tensorboard else []))
         run.metrics = MetricsLog(work_dir, tensorboard)
+        if cfg["tensorboard"] and (not tensorboard or run.metrics.tensorboard_off):
+            reason = run.metrics.tensorboard_off or "the tensorboard package is not installed"
+            log(f"tensorboard: no events are written ({reason}); metrics.csv and curves.png hold the "
+                f"same numbers. `pip install tensorboard` to get them, or set tensorboard: false to "
+                f"silence this line")
     return run

@@ -2,11 +2,19 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Any, ContextManager
 
 import torch
 
 from utils.errors import ConfigError
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, as PyTorch's DataLoader counts them)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def parse_device_list(spec: str | int | None) -> list[int] | None:

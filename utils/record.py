@@ -77,7 +77,8 @@ class MetricsLog:
     def __init__(self, work_dir: str | Path, tensorboard: bool = True) -> None:
         self.csv_path = Path(work_dir) / "metrics.csv"
         self.png_path = Path(work_dir) / "curves.png"
-        self.writer = _tensorboard_writer(Path(work_dir) / "tensorboard") if tensorboard else None
+        self.writer, self.tensorboard_off = (_tensorboard_writer(Path(work_dir) / "tensorboard")
+                                             if tensorboard else (None, None))
 
     def append(self, row: Mapping[str, Any]) -> None:
         """Add (or replace, by epoch) a row; new columns widen the file."""
@@ -113,13 +114,16 @@ def _fmt(value: Any) -> Any:
     return f"{value:.6g}" if isinstance(value, float) else value
 
 
-def _tensorboard_writer(log_dir: Path) -> Any:
-    """A SummaryWriter when tensorboard is importable, else None (it is optional)."""
+def _tensorboard_writer(log_dir: Path) -> tuple[Any, str | None]:
+    """(a SummaryWriter, None) when tensorboard is importable, else (None, why not). It is optional:
+    not in requirements.txt, since its wheel brings grpcio, protobuf and a web server along."""
     try:
         from torch.utils.tensorboard import SummaryWriter
-    except Exception:  # ImportError, or tensorboard's own import errors
-        return None
-    return SummaryWriter(log_dir=str(log_dir))
+    except ImportError as exc:
+        return None, f"the tensorboard package is not installed: {exc}"
+    except Exception as exc:  # tensorboard's own import errors (e.g. a protobuf mismatch)
+        return None, f"tensorboard failed to import: {exc}"
+    return SummaryWriter(log_dir=str(log_dir)), None
 
 
 def read_metrics(path: str | Path) -> list[dict[str, str]]:
