@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -210,6 +211,52 @@ def check_source(path: str | os.PathLike) -> Path:
         raise VideoReadError(f"unsupported video file type {path.suffix!r} for {path}; "
                              f"supported: {', '.join(VIDEO_EXTENSIONS)} or a folder of frame images")
     return path
+
+
+# What every current browser plays in a <video> element: these codecs in an .mp4 or .webm file,
+# and H.264 only in 4:2:0 (Chromium refuses High 4:4:4, e.g. lossless RGB H.264).
+BROWSER_CODECS = ("h264", "vp8", "vp9", "av1")
+BROWSER_CONTAINERS = (".mp4", ".webm")
+BROWSER_PIXEL_FORMATS = ("yuv420p", "yuvj420p")
+
+
+def browser_playable(path: str | os.PathLike) -> bool:
+    """Whether a browser plays the video file as it is (container, codec and pixel format)."""
+    if Path(path).suffix.lower() not in BROWSER_CONTAINERS:
+        return False
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            codec = container.streams.video[0].codec_context
+            return codec.name in BROWSER_CODECS and (codec.name != "h264" or codec.pix_fmt in
+                                                     BROWSER_PIXEL_FORMATS)
+    except Exception:  # PyAV raises many unrelated types for files it cannot open
+        return False
+
+
+def transcode_for_browser(source: str | os.PathLike, out: str | os.PathLike, max_width: int = 640) -> Path:
+    """Re-encode a video file as H.264 4:2:0 .mp4 at most `max_width` wide (a preview every browser
+    plays), frame by frame: a long upload is never held in memory."""
+    import av
+
+    out = Path(out)
+    with av.open(str(source)) as src, av.open(str(out), mode="w", options={"movflags": "faststart"}) as dst:
+        video = src.streams.video[0]
+        scale = min(1.0, max_width / video.codec_context.width)
+        width = max(2, int(video.codec_context.width * scale) // 2 * 2)  # 4:2:0 needs even sizes
+        height = max(2, int(video.codec_context.height * scale) // 2 * 2)
+        rate = Fraction(video.average_rate or 25)
+        stream = dst.add_stream("libx264", rate=rate, options={"crf": "23", "preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for index, frame in enumerate(src.decode(video)):
+            image = frame.reformat(width=width, height=height, format="yuv420p")
+            image.pts, image.time_base = index, 1 / rate  # one frame per tick at the source's rate
+            for packet in stream.encode(image):
+                dst.mux(packet)
+        for packet in stream.encode():
+            dst.mux(packet)
+    return out
 
 
 def encode_frame_folder(folder: str | os.PathLike, out: str | os.PathLike, fps: int = 25) -> int:

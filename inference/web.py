@@ -26,8 +26,8 @@ from inference.align import Recognition
 from inference.explain import blend, gloss_cams, gloss_sheet, input_frames_rgb
 from inference.loaded_model import LoadedModel
 from inference.recognize import ClipTooShortError, PreparedInput, recognise_clip
-from inference.video import (IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoClip, count_video_frames,
-                             load_frames, video_frame_size)
+from inference.video import (IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoClip, browser_playable,
+                             count_video_frames, load_frames, transcode_for_browser, video_frame_size)
 from utils.errors import UserError
 
 ENDPOINT = "/api/recognize"
@@ -173,6 +173,21 @@ class Recogniser:
         result["video"] = name or Path(path).name
         return Outcome(result, rec, prepared, time.perf_counter() - start)
 
+    def preview(self, path: str | os.PathLike) -> Path | None:
+        """A video file the browser plays for the uploaded video: itself, or a re-encoded copy
+        when its codec is not one browsers play (mp4v .mp4, XVID .avi); None for a zip of frames
+        or a file that is no video (recognising it says why)."""
+        path = Path(path)
+        if path.suffix.lower() not in VIDEO_EXTENSIONS:
+            return None
+        if browser_playable(path):
+            return path
+        out = Path(tempfile.mkdtemp(dir=self.work_dir)) / (path.stem + ".preview.mp4")
+        try:
+            return transcode_for_browser(path, out)
+        except Exception:  # PyAV raises many unrelated types for files it cannot decode
+            return None
+
     def explain(self, outcome: Outcome, position: int) -> tuple[list[np.ndarray], np.ndarray]:
         """Heat-map overlays of the frames aligned to gloss `position`, and its contact sheet."""
         if self.loaded.model is None:
@@ -266,11 +281,11 @@ def build_page(recogniser: Recogniser, title: str):
     """The Gradio Blocks of the page."""
     import gradio as gr
 
-    def recognise(video: str | None, frames_zip: str | None):
-        path = video or frames_zip
+    def recognise(upload: str | None, webcam: str | None):
+        path = upload or webcam
         empty = ("", "", gr.update(choices=[], value=None), None, [], None)
         if not path:
-            return ("**error:** upload a video, a zip of frames, or record one", *empty)
+            return ("**error:** upload a video or a zip of frames, or record one", *empty)
         try:
             outcome = recogniser.recognise(path)
         except InputError as exc:
@@ -302,10 +317,13 @@ def build_page(recogniser: Recogniser, title: str):
         state = gr.State(None)
         with gr.Row():
             with gr.Column():
-                video = gr.Video(sources=["upload", "webcam"], label="Video", height=300,
-                                 elem_id="video-input")
-                frames_zip = gr.File(file_types=[".zip"], label="or a zip of frames",
-                                     elem_id="zip-input")
+                # A file input, not a video player: the browser plays what preview() gives it
+                # (an mp4v .mp4 or an XVID .avi re-encoded), never an upload it cannot decode.
+                upload = gr.File(file_types=[*VIDEO_EXTENSIONS, ".zip"], label="Video or zip of frames",
+                                 elem_id="video-input", height=120)
+                preview = gr.Video(label="Preview", interactive=False, height=260, elem_id="preview")
+                webcam = gr.Video(sources=["webcam"], label="or record one", height=260,
+                                  elem_id="webcam-input")
                 button = gr.Button("Recognise", variant="primary", elem_id="recognise")
             with gr.Column():
                 status = gr.Markdown("", elem_id="status")
@@ -321,7 +339,9 @@ def build_page(recogniser: Recogniser, title: str):
         result_json = gr.JSON(label="JSON (as test_one_video.py --json)", elem_id="result-json")
         # One progress indicator per event, on the status line / the gallery: Gradio's default
         # puts a timer on every output, and on the small ones it overlaps their neighbours.
-        button.click(recognise, [video, frames_zip],
+        upload.change(lambda path: recogniser.preview(path) if path else None, upload, preview,
+                      show_progress_on=[preview])
+        button.click(recognise, [upload, webcam],
                      [status, glosses, timeline, chosen, result_json, gallery, state],
                      show_progress_on=[status])
         chosen.change(explain, [chosen, state], [gallery, sheet], show_progress_on=[gallery])

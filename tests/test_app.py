@@ -19,13 +19,15 @@ import zipfile
 import zlib
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
 import app
 from dataset.synthetic import vocabulary
 from inference.fonts import draw_text, find_cjk_font
-from inference.web import InputError, Limits, gallery_label, read_upload, timeline_html
+from inference.video import browser_playable, load_frames
+from inference.web import InputError, Limits, Recogniser, gallery_label, read_upload, timeline_html
 from utils.checkpoint import load_checkpoint, save_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +44,15 @@ def cjk(infer_assets, tmp_path_factory) -> dict:
     save_checkpoint(root / "cjk.pt", ckpt)
     junk = root / "junk.mp4"
     junk.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    frames = load_frames(infer_assets["lossless"], size=None).frames
+    for name, fourcc in (("opencv-mp4v.mp4", "mp4v"), ("xvid.avi", "XVID")):  # what scripts write
+        writer = cv2.VideoWriter(str(root / name), cv2.VideoWriter_fourcc(*fourcc), 25,
+                                 (frames.shape[2], frames.shape[1]))
+        for frame in frames:
+            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        writer.release()
     return {"ckpt": root / "cjk.pt", "video": infer_assets["lossless"], "junk": junk, "root": root,
+            "mp4v": root / "opencv-mp4v.mp4", "xvid": root / "xvid.avi",
             "sentence": [GERMAN_TO_CHINESE[g] for g in infer_assets["sentence"]]}
 
 
@@ -302,10 +312,12 @@ def test_page_in_a_real_browser(server, cjk, tmp_path):
     wait = WebDriverWait(driver, 120)
     file_input = "#video-input input[type=file]"
 
-    def upload(path: Path) -> None:
+    def upload(path: Path, preview: bool = True) -> None:
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, file_input))
         driver.find_element(By.CSS_SELECTOR, file_input).send_keys(str(path))
-        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#video-input video"))
+        wait.until(lambda d: path.stem in d.find_element(By.CSS_SELECTOR, "#video-input").text)
+        if preview:
+            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#preview video"))
         driver.find_element(By.CSS_SELECTOR, "#recognise").click()
 
     try:
@@ -341,11 +353,63 @@ def test_page_in_a_real_browser(server, cjk, tmp_path):
             str(shot.with_name(shot.stem + "-short-glosses.png")))
 
         driver.find_element(By.CSS_SELECTOR, "#video-input button[aria-label='Clear']").click()
-        upload(cjk["junk"])  # a bad upload: a message on the page, the old result cleared
+        upload(cjk["junk"], preview=False)  # a bad upload: a message on the page, the old result cleared
         status = wait.until(lambda d: "error" in d.find_element(By.CSS_SELECTOR, "#status").text
                             and d.find_element(By.CSS_SELECTOR, "#status").text)
         assert "junk.mp4 is not a video this server can decode" in status
         assert driver.find_element(By.CSS_SELECTOR, "#glosses textarea").get_attribute("value") == ""
         assert "Traceback" not in driver.page_source
+    finally:
+        driver.quit()
+
+
+def test_preview_is_the_upload_or_a_browser_playable_copy(cjk, tmp_path):
+    recogniser = Recogniser(None, Limits(), tmp_path)
+    for name in ("video", "mp4v", "xvid"):  # lossless RGB H.264, OpenCV's mp4v, XVID: none plays
+        assert not browser_playable(cjk[name])
+        preview = recogniser.preview(cjk[name])
+        assert preview.suffix == ".mp4" and preview.parent.parent == tmp_path and browser_playable(preview)
+        assert len(load_frames(preview, max_frames=10**6).frames) == 25  # every frame, none dropped
+    assert recogniser.preview(preview) == preview  # already playable: shown as it is
+    assert recogniser.preview(cjk["junk"]) is None  # recognising it says why
+
+
+PLAYING_JS = """
+const v = document.querySelector('#preview video');
+if (!v) return null;
+if (!v.dataset.started) { v.dataset.started = 1; v.muted = true; v.loop = true; v.play().catch(() => {}); }
+return [v.readyState, v.videoWidth, v.currentTime, v.error ? v.error.code : 0];
+"""
+
+
+def test_page_previews_mp4v_and_xvid_uploads_without_an_error(server, cjk):
+    browser, driver_path = _chromium()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1700",
+                 "--autoplay-policy=no-user-gesture-required"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    wait = WebDriverWait(driver, 120)
+    try:
+        for name in ("mp4v", "xvid"):
+            driver.get(server["url"])
+            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#video-input input[type=file]"))
+            driver.find_element(By.CSS_SELECTOR, "#video-input input[type=file]").send_keys(str(cjk[name]))
+            # The preview plays: frames decoded (readyState >= 2) and its clock advancing.
+            state = wait.until(lambda d: (s := d.execute_script(PLAYING_JS)) and s[0] >= 2 and s[2] > 0 and s)
+            assert state[1] > 0 and state[3] == 0, (name, state)
+            driver.find_element(By.CSS_SELECTOR, "#recognise").click()
+            status = wait.until(lambda d: "glosses from" in d.find_element(By.CSS_SELECTOR, "#status").text
+                                and d.find_element(By.CSS_SELECTOR, "#status").text)
+            assert "25 frames" in status, (name, status)
+            assert driver.find_element(By.CSS_SELECTOR, "#glosses textarea").get_attribute("value")
+            assert "not playable" not in driver.page_source and "error" not in status.lower()
+            assert not driver.find_elements(By.CSS_SELECTOR, ".toast-body, [data-testid='toast-body']"), name
     finally:
         driver.quit()
