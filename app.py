@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="address to listen on (default localhost only; 0.0.0.0 exposes the "
                              "page to the network)")
     parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument("--max_upload_mb", type=positive(float), default=100.0, help="largest upload accepted")
+    parser.add_argument("--max_upload_mb", type=positive(float), default=100.0, help="largest upload accepted, in MiB")
     parser.add_argument("--max_video_frames", type=positive(int), default=3000,
                         help="longest video accepted, in frames (3000 = 2 min at 25 fps)")
     parser.add_argument("--max_frames_num", type=positive(int), default=360,

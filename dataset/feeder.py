@@ -181,6 +181,14 @@ class BaseFeeder(data.Dataset):
                                 "re-run preprocessing with --pack")
             self._check_pack_is_current(packed_dir)
 
+    def frames_origin(self) -> str:
+        """Where this split's inputs are read from, for log.txt."""
+        if self.data_type == "features":
+            return f"frame features under {self.features_dir / self.mode}"
+        if self._pack is not None:
+            return f"the frame pack {self._pack.data_path}"
+        return f"frame files under {self.frames_dir} (no pack: feeder_args.packed is false)"
+
     def _check_pack_is_current(self, packed_dir: Path) -> None:
         """Refuse a pack whose entries do not match the info file (frame count, folder), that does not
         hold the resized frames beside it (redone since, or others), or whose videos were decoded from

@@ -14,6 +14,7 @@ import argparse
 import json
 import random
 import tempfile
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import torch
 
 from evaluation.ctm import write_ctm
 from dataset.registry import NAMES
-from evaluation.wer import score_files
+from evaluation.wer import ScoringWarning, score_files
 from decoding.config import DecodeConfig
 from decoding.decoder import Decoder
 from decoding.split_logits import SplitLogits, load_split_logits
@@ -51,12 +52,24 @@ def candidate_pairs(alphas: Sequence[float], betas: Sequence[float], random_tria
 
 
 def decode_wer(split: SplitLogits, decoder: Decoder, stm: Path, dataset: str, device: torch.device,
-               work: Path) -> dict:
-    """Decode the whole split in one call and score it; the scorer's result dict."""
+               work: Path, notes: list[str] | None = None) -> dict:
+    """Decode the whole split in one call and score it; the scorer's result dict. The scorer's
+    warnings go to `notes` (if given), naming the decoding rather than its temporary CTM."""
     sentences = decoder.decode(split.logits.to(device), split.lengths, batch_first=True)
     ctm = work / "hyp.ctm"
     write_ctm(ctm, {fileid: [g for g, _ in sentence] for fileid, sentence in zip(split.ids, sentences)})
-    return score_files(stm, ctm, dataset=dataset)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ScoringWarning)
+        result = score_files(stm, ctm, dataset=dataset)
+    name = (f"the decoding with lm_weight={decoder.lm_weight:g} word_bonus={decoder.word_bonus:g}"
+            if decoder.lm is not None else "the decoding without LM")
+    for warning in caught:
+        text = str(warning.message).replace(str(ctm), name)
+        if notes is not None:
+            notes.append(text)
+        else:
+            warnings.warn(text, warning.category, stacklevel=2)
+    return result
 
 
 def tune(split: SplitLogits, cfg: DecodeConfig, pairs: Sequence[tuple[float, float]], stm: Path,
@@ -68,13 +81,17 @@ def tune(split: SplitLogits, cfg: DecodeConfig, pairs: Sequence[tuple[float, flo
     fused = Decoder.from_config(cfg, split.gloss_dict(), len(split.glosses), split.blank_id)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        baseline = decode_wer(split, plain, stm, dataset, device, work)
+        notes: list[str] = []
+        baseline = decode_wer(split, plain, stm, dataset, device, work, notes)
         rows = []
         for alpha, beta in pairs:
             fused.lm_weight, fused.word_bonus = float(alpha), float(beta)  # the LM is read once
-            result = decode_wer(split, fused, stm, dataset, device, work)
+            result = decode_wer(split, fused, stm, dataset, device, work, notes)
             rows.append({"lm_weight": alpha, "word_bonus": beta, "wer": result["wer"],
                          "sub": result["sub"], "del": result["del"], "ins": result["ins"]})
+    if notes:  # one line, not one per grid point
+        more = f" (and {len(notes) - 1} more of the {len(pairs) + 1} decodings alike)" if len(notes) > 1 else ""
+        warnings.warn(notes[0] + more, ScoringWarning, stacklevel=2)
     best = min(rows, key=lambda row: row["wer"]) if rows else None
     return {"no_lm_wer": baseline["wer"], "best": best, "table": rows,
             "at_edge": grid_edges(best, pairs) if best else []}

@@ -73,7 +73,8 @@ def hypothesis_warnings(hypotheses: Mapping[str, Sequence[str]], segments: Seque
     words = [word for hyp in hypotheses.values() for word in hyp if word != EMPTY]
     if not words:
         return [f"{ctm_path} holds no hypotheses for the {len(segments)} reference sentences of "
-                f"{stm_path}: every reference word counts as a deletion (scored as sclite does)"]
+                f"{stm_path}: every reference word counts as an error (as sclite scores an empty hypothesis: one "
+                f"substitution and the rest deletions per sentence)"]
     vocabulary = {word for seg in segments for word in seg.words}
     if not any(word in vocabulary for word in words):
         return [f"none of the {len(words)} hypothesis words of {ctm_path} occurs in the references "

@@ -15,7 +15,7 @@ from utils.device import select_device
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """--model_path, device, vocabulary, decoding (--decode-mode, --beam-width, --lm-path, ...)
     and architecture-config options."""
-    parser.add_argument("--model_path", required=True,
+    parser.add_argument("--model_path", "--model-path", dest="model_path", required=True,
                         help="checkpoint (.pt) from main.py or a published one, or an exported .onnx")
     parser.add_argument("--device", default="auto",
                         help="'cpu', a GPU index such as 0, or 'auto' (default: GPU 0 if present)")
@@ -27,7 +27,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--unsafe-load", "--unsafe_load", dest="unsafe_load", action="store_true",
                         help="load a checkpoint that needs arbitrary code to unpickle "
                              "(torch.load weights_only=False); only for a source you trust")
-    parser.add_argument("--dict_path", default=None,
+    parser.add_argument("--dict_path", "--dict-path", dest="dict_path", default=None,
                         help="gloss_dict.npy; one other than the checkpoint's own vocabulary is "
                              "refused unless --other_vocabulary")
     parser.add_argument("--other_vocabulary", "--other-vocabulary", action="store_true",
@@ -47,9 +47,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_video_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
     """--video_path and --max_frames_num."""
-    parser.add_argument("--video_path", required=required,
+    parser.add_argument("--video_path", "--video-path", dest="video_path", required=required,
                         help="video file (.mp4 .avi .mov .mkv .webm) or folder of frame images")
-    parser.add_argument("--max_frames_num", type=int, default=360,
+    parser.add_argument("--max_frames_num", "--max-frames-num", dest="max_frames_num", type=int, default=360,
                         help="frames sampled uniformly at most")
 
 

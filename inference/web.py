@@ -81,7 +81,7 @@ def extract_frames_zip(path: Path, dest: Path, limits: Limits) -> Path:
         unpacked = sum(m.file_size for m in members)
         if unpacked > 4 * limits.max_upload_bytes:  # a zip bomb must not fill the disk
             raise InputError(f"{path.name} unpacks to {unpacked / 2**20:.0f} MiB, more than 4x the "
-                             f"upload limit ({limits.max_upload_mb:g} MB)")
+                             f"upload limit ({limits.max_upload_mb:g} MiB)")
         names = [Path(m.filename).name for m in members]
         if len(set(names)) != len(names):
             raise InputError(f"{path.name} has frames of the same name in different folders; "
@@ -126,7 +126,7 @@ def read_upload(path: str | os.PathLike, limits: Limits, scratch: Path,
         raise InputError(f"{path.name} is empty (0 bytes)")
     if size > limits.max_upload_bytes:
         raise InputError(f"{path.name} is {size / 2**20:.1f} MiB; the limit is "
-                         f"{limits.max_upload_mb:g} MB (--max_upload_mb)")
+                         f"{limits.max_upload_mb:g} MiB (--max_upload_mb)")
     suffix = path.suffix.lower()
     if suffix == ".zip":
         source = extract_frames_zip(path, scratch / "frames", limits)
@@ -362,7 +362,7 @@ def build_app(recogniser: Recogniser, title: str = "STFNet sign language recogni
                                           "Content-Length (e.g. curl -F video=@clip.mp4)"}, 411)
         if int(length) > recogniser.limits.max_upload_bytes + 65536:
             return JSONResponse({"error": f"upload of {int(length) / 2**20:.1f} MiB is over the "
-                                          f"limit of {recogniser.limits.max_upload_mb:g} MB"}, 413)
+                                          f"limit of {recogniser.limits.max_upload_mb:g} MiB (--max_upload_mb)"}, 413)
         form = await request.form(max_files=1, max_fields=4)
         upload = form.get("video")
         if upload is None or isinstance(upload, str):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root
+    import utils.installed  # noqa: F401  (first: without the requirements, one line on how to install)
     from decoding.build_lm import main
 
     sys.exit(main())

@@ -76,7 +76,7 @@ def test_read_upload_refuses_bad_input(cjk, tmp_path):
     assert "the limit is 10 (--max_video_frames)" in refused(cjk["video"], Limits(1, 10))
     big = tmp_path / "big.mp4"
     big.write_bytes(b"\0" * (1024 * 1024 + 1))
-    assert "the limit is 1 MB" in refused(big)
+    assert "MiB; the limit is 1 MiB" in refused(big)  # one unit
     no_frames = tmp_path / "none.zip"
     with zipfile.ZipFile(no_frames, "w") as z:
         z.writestr("readme.txt", "no images")
@@ -256,7 +256,7 @@ def test_endpoint_returns_the_json_of_test_one_video(server, cjk, capsys, infer_
         answer = httpx.post(server["url"] + "/api/recognize", files={"video": ("junk.mp4", handle)})
     assert answer.status_code == 400 and "not a video" in answer.json()["error"]
     answer = httpx.post(server["url"] + "/api/recognize", files={"video": ("big.mp4", b"\0" * 6 * 2**20)})
-    assert answer.status_code == 413 and "over the limit" in answer.json()["error"]
+    assert answer.status_code == 413 and "6.0 MiB is over the limit of 5 MiB" in answer.json()["error"]
     for name, data in (("forged.zip", forged_zip(tmp_path, infer_assets).read_bytes()), ("..", b"\0" * 99)):
         answer = httpx.post(server["url"] + "/api/recognize", files={"video": (name, data)})
         assert answer.status_code == 400, answer.text

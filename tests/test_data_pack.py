@@ -69,6 +69,7 @@ def test_lossless_pack_feeds_exactly_the_per_frame_tensors(mode, prepared):
     assert preprocess("phoenix2014", ["--dataset-root", str(prepared["root"]), "--output-dir", str(out),
                                       "--output-res", RES, "--pack", "--pack-format", "png"]) == 0
     plain, packed = _feeder(prepared, mode), _feeder(prepared, mode, packed=True)
+    assert packed.frames_origin().startswith("the frame pack ") and "no pack" in plain.frames_origin()
     for index in range(len(plain)):
         torch.manual_seed(index)
         a = plain[index]

@@ -1,5 +1,6 @@
 """Defaults that fit the machine: loader processes capped at the CPUs the run may use (said once
-in log.txt), TensorBoard's absence said once, and best_model.pt refused as a resume checkpoint."""
+in log.txt), TensorBoard's absence said once, where the frames come from, and best_model.pt
+refused as a resume checkpoint."""
 from __future__ import annotations
 
 import importlib.util
@@ -46,6 +47,7 @@ def test_workers_within_the_cpus_are_kept_silently(tiny_data, tmp_path):
     assert run.data.workers == 1
     log = (tmp_path / "work" / "log.txt").read_text()
     assert "capped" not in log and "tensorboard" not in log
+    assert log.count("train frames: frame files under ") == 1 and "(no pack: feeder_args.packed is false)" in log
 
 
 def test_best_model_is_no_resume_checkpoint(tiny_data, tmp_path, capsys):

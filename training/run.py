@@ -251,6 +251,10 @@ def _build_run(cfg: dict, env: DistEnv, device: torch.device, work_dir: Path, pa
         log(f"num_worker {cfg['num_worker']} capped at {data.workers}: the CPUs this process may use "
             f"(more loader processes would only compete for them)")
     check_data(data, cfg, log)
+    for split in (["train"] if train else cfg["eval_splits"][:1]):  # one line: the splits share a source
+        origin = getattr(data.dataset(split, train).dataset, "frames_origin", None)
+        if origin is not None:
+            log(f"{split} frames: {origin()}")
     check_batches(data, cfg)
     check_all_frames(data, cfg)
     check_disk_space(work_dir, core, cfg)

@@ -46,9 +46,28 @@ def default_config() -> dict:
     return load_yaml(RECIPE)
 
 
+def unknown_keys(base: Mapping[str, Any], override: Mapping[str, Any], path: str = "") -> list[str]:
+    """Every key of `override` (at any depth) that `base` lacks, each as "'key'; did you mean ...?"."""
+    found = []
+    for key, value in override.items():
+        full = f"{path}{key}"
+        if path.rstrip(".") in OPEN_SECTIONS or not isinstance(key, str):
+            continue
+        if key not in base:
+            found.append(f"'{full}'{closest_key(key, base)}")
+        elif isinstance(base[key], dict) and isinstance(value, Mapping) and key not in OPEN_SECTIONS:
+            found += unknown_keys(base[key], value, f"{full}.")
+    return found
+
+
 def merge_config(base: dict, override: Mapping[str, Any], source: str, path: str = "",
                  strict: bool = True) -> dict:
-    """Recursively merge `override` into a copy of `base`; unknown keys raise a ConfigError."""
+    """Recursively merge `override` into a copy of `base`; unknown keys raise a ConfigError
+    (naming all of them at once, each with its closest valid key)."""
+    if strict and not path:
+        unknown = unknown_keys(base, override)
+        if len(unknown) > 1:
+            raise ConfigError(f"{source}: {len(unknown)} unknown keys: " + "; ".join(unknown))
     out = copy.deepcopy(base)
     for key, value in override.items():
         full = f"{path}{key}"
@@ -340,6 +359,11 @@ def check_kwargs(fn: Callable, kwargs: Mapping[str, Any], section: str, extra_ke
     open_ended = extra_keys and any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     if not extra_keys:  # a key named like `**kwargs` itself would pass through too
         params = {k: p for k, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    unknown = [] if open_ended else [f"'{section}.{key}'{closest_key(key, params)}" for key in kwargs
+                                     if key not in params]
+    if len(unknown) > 1:
+        raise ConfigError(f"{len(unknown)} unknown keys ({getattr(fn, '__qualname__', fn)} does not take "
+                          f"them): " + "; ".join(unknown))
     for key, value in kwargs.items():
         if key not in params:
             if open_ended:

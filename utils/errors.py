@@ -5,7 +5,12 @@ from __future__ import annotations
 import difflib
 import errno
 import sys
+import warnings
+from pathlib import Path
 from typing import Callable, Iterable
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+FORMAT_WARNING = warnings.formatwarning  # Python's own, restored after each command
 
 
 class UserError(Exception):
@@ -48,8 +53,9 @@ def is_out_of_space(exc: BaseException | None) -> bool:
 
 def closest_key(key: str, valid: Iterable[str]) -> str:
     """A hint naming the valid name closest to `key` ("; did you mean 'x'?"), or an empty string."""
-    match = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
-    return f"; did you mean '{match[0]}'?" if match else ""
+    by_lower = {name.lower(): name for name in valid}  # 'csl' -> 'CSL': case alone differs
+    match = difflib.get_close_matches(key.lower(), list(by_lower), n=1, cutoff=0.5)
+    return f"; did you mean '{by_lower[match[0]]}'?" if match else ""
 
 
 def user_message(exc: UserError) -> str:
@@ -65,14 +71,27 @@ def user_message(exc: UserError) -> str:
     return text[at + len(name) + 3:].rstrip("\n") if at >= 0 else text
 
 
+def one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                     line: str | None = None) -> str:
+    """A warning as the commands show it: `warning: <message>` for the project's own warnings
+    (no source line: it is for the user, not the code's author), Python's format for the others."""
+    if Path(filename).resolve().is_relative_to(PROJECT_ROOT) and ".venv" not in Path(filename).parts:
+        return f"warning: {message}\n"
+    return FORMAT_WARNING(message, category, filename, lineno, line)
+
+
 def run_cli(main: Callable[[], object]) -> int:
-    """Run `main()`; a UserError becomes one `error:` line on stderr and exit status 2.
+    """Run `main()`; a UserError becomes one `error:` line on stderr and exit status 2, and the
+    project's warnings print as one `warning:` line each.
 
     `main` returning an int (a CLI's own exit status) passes it through; None means 0.
     """
+    warnings.formatwarning = one_line_warning
     try:
         status = main()
     except UserError as exc:
         print(f"error: {user_message(exc)}", file=sys.stderr)
         return 2
+    finally:
+        warnings.formatwarning = FORMAT_WARNING
     return status if isinstance(status, int) else 0

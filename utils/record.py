@@ -149,38 +149,48 @@ def _column(rows: list[dict[str, str]], key: str) -> tuple[list[float], list[flo
     return xs, ys
 
 
-def plot_curves(csv_path: str | Path, png_path: str | Path) -> None:
-    """Two panels: training losses, and dev WERs (BiLSTM and temporal-stack outputs)."""
+def curves_figure(rows: list[dict[str, str]]) -> Any:
+    """Two panels, training losses and dev WERs (BiLSTM and temporal stack), against whole epochs;
+    each legend sits beside its panel, never over a curve."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    rows = read_metrics(csv_path)
-    if not rows:
-        return
-    fig, (ax_loss, ax_wer) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax_loss, ax_wer) = plt.subplots(1, 2, figsize=(13, 4))
     for key in rows[0].keys():
         if key.startswith("loss"):
             xs, ys = _column(rows, key)
             if xs:
                 ax_loss.plot(xs, ys, marker=".", label=key)
-    ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("training loss")
     ax_loss.set_yscale("symlog")
     for key in [k for k in rows[-1].keys() if k.endswith("wer")]:
         xs, ys = _column(rows, key)
         if xs:
             ax_wer.plot(xs, ys, marker="o", label=key)
-    ax_wer.set_xlabel("epoch")
     ax_wer.set_ylabel("WER (%)")
     for ax in (ax_loss, ax_wer):
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.tight_layout()
-    with atomic_path(png_path) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
+    return fig
+
+
+def plot_curves(csv_path: str | Path, png_path: str | Path) -> None:
+    """curves.png (curves_figure) from metrics.csv, replaced atomically."""
+    import matplotlib.pyplot as plt
+
+    rows = read_metrics(csv_path)
+    if not rows:
+        return
+    fig = curves_figure(rows)
+    with atomic_path(png_path) as tmp:  # "tight": the legends beside the panels fit
+        fig.savefig(tmp, dpi=90, format="png", bbox_inches="tight")
     plt.close(fig)
 
 
