@@ -9,6 +9,7 @@ Multi-process: `torchrun --nproc_per_node N main.py --config ... --device 0,1,..
 from __future__ import annotations
 
 import utils.installed  # noqa: F401  (first: without the requirements, one line on how to install)
+import argparse
 import json
 import math
 import sys
@@ -21,9 +22,10 @@ from seq_scripts import evaluate, seq_feature_generation, train_epoch
 from training import checkpoints
 from training.checkpoints import BEST, LAST, epoch_name
 from training.run import Run, build_run
+from decoding.config import add_decode_arguments
 from training.workdir import claim, discard_previous_run
 from utils.checkpoint import load_checkpoint, model_state_from_checkpoint
-from utils.config import resolve_config
+from utils.config import build_parser, resolve_config
 from utils.distributed import broadcast_object, shutdown
 from utils.errors import UserError, run_cli
 from utils.optimizer import current_lr
@@ -186,9 +188,16 @@ class TrainingFailed(UserError):
     """The run ended without really training (the message names the batches' videos)."""
 
 
+def parser() -> argparse.ArgumentParser:
+    """main.py's options: a run's (utils.config.build_parser) and the decode section's."""
+    options = build_parser()
+    add_decode_arguments(options)
+    return options
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Parse the command line and run the phase."""
-    cfg, args = resolve_config(argv)
+    cfg, args = resolve_config(argv, parser())
     with warnings.catch_warnings():  # restores the warning hook the run diverts into log.txt
         try:
             run = build_run(cfg, overwrite=args.overwrite, unsafe_load=args.unsafe_load,

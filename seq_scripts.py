@@ -299,8 +299,8 @@ def evaluate(run: Run, split: str, tag: str) -> dict | None:
         return None
     claim(run.work_dir, tag)
     log(f"{split} ({tag}): evaluation {time.perf_counter() - start:.2f} s, of which decoding "
-        f"{decoder.seconds - decode_before:.2f} s ({decoder.mode}"
-        f"{', LM ' + str(decoder.lm_path) if decoder.lm_path else ''}"
+        f"{decoder.seconds - decode_before:.2f} s ({decode.mode}"
+        f"{', LM ' + str(decode.lm_path) if decode.lm_path else ''}"
         f"{', pruned' if decoder.pruned else ''})")
     if logits is not None:
         path = run.work_dir / tag / f"{split}-logits.pt"

@@ -38,10 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from decoding.arpa import read_arpa, write_arpa  # noqa: E402
 from decoding.build_lm import estimate_kneser_ney  # noqa: E402
-from decoding.config import DecodeConfig  # noqa: E402
-from decoding.decoder import Decoder  # noqa: E402
+from decoding.config import DecodeConfig, add_decode_arguments, decode_overrides  # noqa: E402
+from decoding.decoder import Decoder, read_lm  # noqa: E402
 from tests.reference.beam_search import reference_prefix_beam_search  # noqa: E402
-from utils.config import add_decode_arguments  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -55,8 +54,8 @@ def parse_args() -> argparse.Namespace:
     # pruned mode (pyctcdecode's defaults), the LM weights those of the LM rows.
     add_decode_arguments(parser, ["beam-width", "lm-weight", "word-bonus", "token-min-logp",
                                   "beam-prune-logp"])
-    parser.set_defaults(beam_width=10, lm_weight=0.5, word_bonus=1.0, token_min_logp=-5.0,
-                        beam_prune_logp=-10.0)
+    parser.set_defaults(**{"decode.beam_width": 10, "decode.lm_weight": 0.5, "decode.word_bonus": 1.0,
+                           "decode.token_min_logp": -5.0, "decode.beam_prune_logp": -10.0})
     parser.add_argument("--agreement", type=int, default=300, help="sequences checked for agreement")
     parser.add_argument("--reference-subset", type=int, default=100,
                         help="sequences timed with pyctcdecode (extrapolated per sentence)")
@@ -64,7 +63,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
-    return parser.parse_args()
+    args = parser.parse_args()
+    vars(args).update(decode_overrides(args))  # args.beam_width, args.lm_weight, ...
+    return args
 
 
 class GlossGrammar:
@@ -176,10 +177,11 @@ def main() -> None:
                                            "lm_weight": args.lm_weight, "word_bonus": args.word_bonus,
                                            "token_min_logp": None, "beam_prune_logp": None})
     pruning = {"token_min_logp": args.token_min_logp, "beam_prune_logp": args.beam_prune_logp}
-    ours = {(name, mode): Decoder.from_config(
-                exact.updated({"lm_path": arpa if name == "LM" else None,
-                               **(pruning if mode == "pruned" else {})}), gloss_dict, args.classes)
-            for name in ("plain", "LM") for mode in ("exact", "pruned")}
+    configs = {(name, mode): exact.updated({"lm_path": arpa if name == "LM" else None,
+                                            **(pruning if mode == "pruned" else {})})
+               for name in ("plain", "LM") for mode in ("exact", "pruned")}
+    ours = {key: Decoder(cfg, gloss_dict, read_lm(cfg), num_classes=args.classes)
+            for key, cfg in configs.items()}
     top_k = ours["plain", "exact"].top_k
     dev_lp, dev_len = log_probs.to(device), lengths.to(device)
     rows = [log_probs[b, :lengths[b]].numpy() for b in range(args.sequences)]

@@ -266,11 +266,12 @@ def run_pipeline(setup: Setup, log: Path, say) -> tuple[list[Stage], dict[str, l
 def startup_only(argv: list[str]) -> int:
     """main.py's start-up: resolve the config and build the run (every check), then stop."""
     from training.run import build_run
+    from main import parser
     from utils.config import resolve_config
     from utils.errors import run_cli
 
     def build() -> None:
-        cfg, args = resolve_config(argv)
+        cfg, args = resolve_config(argv, parser())
         build_run(cfg, overwrite=args.overwrite, config_file=args.config).lock.release()
 
     return run_cli(build)

@@ -398,6 +398,7 @@ def decode_section(sizes: Sizes, device: torch.device, out: Section) -> None:
     """The dev-size beam search on `device` and on the CPU, plain and with a 3-gram LM."""
     from bench.decode import GlossGrammar, ctc_logits
     from decoding.build_lm import estimate_kneser_ney
+    from decoding.config import DecodeConfig
     from decoding.decoder import Decoder
 
     grammar = GlossGrammar(sizes.classes, 0)
@@ -411,8 +412,10 @@ def decode_section(sizes: Sizes, device: torch.device, out: Section) -> None:
     devices = [device, torch.device("cpu")] if device.type != "cpu" else [device]
     out.data["devices"] = [str(d) for d in devices]
     out.data["rates"] = {}
-    for lm_name, extra in (("none", {}), ("3-gram", {"lm": lm, "lm_weight": 0.5, "word_bonus": 1.0})):
-        decoder = Decoder(gloss_dict, sizes.classes, "beam", beam_width=10, **extra)
+    plain = DecodeConfig.recipe().updated({"mode": "beam", "beam_width": 10})
+    fused = plain.updated({"lm_weight": 0.5, "word_bonus": 1.0})
+    for lm_name, cfg, model in (("none", plain, None), ("3-gram", fused, lm)):
+        decoder = Decoder(cfg, gloss_dict, model, num_classes=sizes.classes)
         rates: dict[str, list[float]] = {str(d): [] for d in devices}
         inputs = {str(d): (log_probs.to(d), lengths.to(d)) for d in devices}
         for d in devices:

@@ -1,7 +1,7 @@
 """CTC decoding of the network's outputs into gloss sentences, outside the model.
 
-    config.py        DecodeConfig: the `decode:` config section, typed and validated
-    decoder.py       Decoder (from_config): greedy or beam search, gloss sentences; SplitDecoder
+    config.py        DecodeConfig: the `decode:` section, typed and validated; its command-line options
+    decoder.py       Decoder(cfg, gloss_dict, lm): greedy or beam search, gloss sentences; SplitDecoder
     greedy.py        best-path decoding
     beam_search.py   batched CTC prefix beam search, optional LM fusion and pruning
     lm.py            gloss n-gram models: dict scoring (NGramLM), device tables (TokenLM)

@@ -20,7 +20,6 @@ search is exactly the plain one.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING
@@ -28,7 +27,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from utils.errors import ConfigError
+from decoding.config import check_pruning
 
 if TYPE_CHECKING:
     from decoding.lm import TokenLM
@@ -150,15 +149,6 @@ def ctc_prefix_beam_search(log_probs: Tensor, lengths: Tensor | Sequence[int], b
     tokens = tokens.gather(1, ranked[..., None].expand_as(tokens))[..., :max_time]
     return BeamSearchResult(tokens=tokens, lengths=prefix_len.gather(1, ranked),
                             scores=scores.gather(1, ranked))
-
-
-def check_pruning(token_min_logp: float | None, beam_prune_logp: float | None) -> None:
-    """Reject pruning thresholds that are not numbers <= 0."""
-    for name, value in (("token_min_logp", token_min_logp), ("beam_prune_logp", beam_prune_logp)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                  or math.isnan(value) or value > 0):
-            raise ConfigError(f"{name} must be a log-probability <= 0 (e.g. -5 for tokens, -10 for "
-                              f"beams, pyctcdecode's defaults) or None for no pruning, got {value!r}")
 
 
 def _frame_candidates(log_probs: Tensor, lengths: Tensor, k: int, token_min_logp: float | None,

@@ -5,8 +5,9 @@ where the logits already are, needs no compiled extension, and prunes each frame
 most probable tokens exactly as ctcdecode's default ``cutoff_top_n=40``. With a gloss language
 model (an ARPA file) the beam search is LM-fused: score = log P_ctc + lm_weight * ln P_lm +
 word_bonus * #glosses (decoding.beam_search). ``token_min_logp`` / ``beam_prune_logp`` opt in to
-pyctcdecode's pruning (faster, not exact). ``Decoder.from_config`` builds one from the ``decode:``
-config section; ``SplitDecoder`` decodes a whole evaluation split in a few large calls.
+pyctcdecode's pruning (faster, not exact). ``Decoder(cfg, gloss_dict, read_lm(cfg))`` decodes as
+the ``decode:`` section ``cfg`` says; ``SplitDecoder`` decodes a whole evaluation split in a few
+large calls.
 """
 from __future__ import annotations
 
@@ -18,67 +19,50 @@ import torch
 from torch import Tensor
 
 from decoding.arpa import read_arpa
-from decoding.beam_search import check_pruning, ctc_prefix_beam_search
-from decoding.config import DecodeConfig
+from decoding.beam_search import ctc_prefix_beam_search
+from decoding.config import DecodeConfig, check_lm_mode
 from decoding.greedy import best_path
 from decoding.lm import NGramLM, TokenLM
-from utils.config import DECODE_MODES
 from utils.errors import ConfigError
 
 Sentence = list[tuple[str, int]]
 
 
 class Decoder:
-    """Turns (B, T, C) logits or probabilities into per-sample lists of (gloss, position)."""
+    """Turns (B, T, C) logits or probabilities into per-sample lists of (gloss, position).
 
-    def __init__(self, gloss_dict: Mapping[str, Sequence[int]], num_classes: int, mode: str,
-                 blank_id: int = 0, beam_width: int = 10, top_k: int = 40,
-                 lm: NGramLM | None = None, lm_weight: float = 0.0, word_bonus: float = 0.0,
-                 token_min_logp: float | None = None, beam_prune_logp: float | None = None,
-                 lm_path: str | None = None) -> None:
-        if mode not in DECODE_MODES:
-            raise ConfigError(f"mode must be one of {DECODE_MODES}, got {mode!r}")
+    `cfg` says how (its checks ran when it was made); `gloss_dict` is the vocabulary (gloss ->
+    [index, count], gloss_dict.npy), `lm` the gloss LM to fuse (read_lm(cfg) reads cfg.lm_path;
+    None: no LM). `num_classes` defaults to the vocabulary plus the blank.
+    """
+
+    def __init__(self, cfg: DecodeConfig, gloss_dict: Mapping[str, Sequence[int]],
+                 lm: NGramLM | None = None, *, num_classes: int | None = None, blank_id: int = 0,
+                 top_k: int = 40) -> None:
         if not isinstance(gloss_dict, Mapping):
             raise TypeError("gloss_dict must be a dict gloss -> [index, count] (gloss_dict.npy), "
                             f"got {type(gloss_dict).__name__}")
+        num_classes = len(gloss_dict) + 1 if num_classes is None else num_classes
         if not 0 <= blank_id < num_classes:
             raise ValueError(f"blank_id={blank_id} is outside range(num_classes={num_classes})")
-        if beam_width < 1 or top_k < 1:
-            raise ConfigError(f"beam_width and top_k must be >= 1, got {beam_width} and {top_k}")
+        if top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        if lm is not None:
+            check_lm_mode(cfg.mode, "a language model")
+        self.cfg = cfg
         self.i2g_dict = _index_to_gloss(gloss_dict, num_classes, blank_id)
         self.g2i_dict = {gloss: index for index, gloss in self.i2g_dict.items()}
         self.num_classes = num_classes
-        self.mode = mode
         self.blank_id = blank_id
-        self.beam_width = beam_width
         self.top_k = top_k
-        check_pruning(token_min_logp, beam_prune_logp)
-        self.token_min_logp = token_min_logp  # None: exact search (no pruning beyond top_k)
-        self.beam_prune_logp = beam_prune_logp
-        self.pruned = token_min_logp is not None or beam_prune_logp is not None
-        if lm is not None and mode != "beam":
-            raise ConfigError("a language model needs mode 'beam' (greedy decoding cannot use it)")
         self.lm = lm
-        self.lm_path = lm_path  # where `lm` was read from, reported in results
-        self.lm_weight = float(lm_weight)
-        self.word_bonus = float(word_bonus)
         self._token_lms: dict[torch.device, TokenLM] = {}  # LM tables per device, built on first use
         self.seconds = 0.0  # wall time spent in decode(), summed (results come back to the host)
 
-    @classmethod
-    def from_config(cls, cfg: DecodeConfig, gloss_dict: Mapping[str, Sequence[int]],
-                    num_classes: int, blank_id: int = 0) -> Decoder:
-        """The decoder of a `decode:` section; the LM file is read here (errors name decode.lm_path)."""
-        lm = None
-        if cfg.lm_path:
-            try:
-                lm = read_arpa(cfg.lm_path)
-            except (OSError, ValueError) as exc:
-                raise ConfigError(f"decode.lm_path / --lm-path: {exc}") from exc
-        return cls(gloss_dict, num_classes, cfg.mode, blank_id=blank_id, beam_width=cfg.beam_width,
-                   lm=lm, lm_weight=cfg.lm_weight, word_bonus=cfg.word_bonus,
-                   token_min_logp=cfg.token_min_logp, beam_prune_logp=cfg.beam_prune_logp,
-                   lm_path=cfg.lm_path or None)
+    @property
+    def pruned(self) -> bool:
+        """Whether the beam search prunes beyond top_k (pyctcdecode's options; not exact)."""
+        return self.cfg.token_min_logp is not None or self.cfg.beam_prune_logp is not None
 
     def token_lm(self, device: torch.device) -> TokenLM | None:
         """The LM as lookup tables on `device` (None without an LM)."""
@@ -102,7 +86,7 @@ class Decoder:
                              f"for num_classes={self.num_classes}")
         start = time.perf_counter()
         lengths = _checked_lengths(vid_lgt, nn_output.shape[0], nn_output.shape[1], nn_output.device)
-        if self.mode == "max":
+        if self.cfg.mode == "max":
             labels = best_path(nn_output, lengths, self.blank_id)
         else:
             labels = self._beam_search(nn_output, lengths, probs)
@@ -117,10 +101,11 @@ class Decoder:
         # Normalised inside the search, for the frames within the lengths only. Probabilities
         # of 0 give -inf, which the search treats as an impossible token.
         transform = _log_of_probs if probs else _log_softmax
-        result = ctc_prefix_beam_search(nn_output, lengths, self.beam_width, self.top_k,
+        cfg = self.cfg
+        result = ctc_prefix_beam_search(nn_output, lengths, cfg.beam_width, self.top_k,
                                         self.blank_id, self.token_lm(nn_output.device),
-                                        self.lm_weight, self.word_bonus, self.token_min_logp,
-                                        self.beam_prune_logp, transform)
+                                        cfg.lm_weight, cfg.word_bonus, cfg.token_min_logp,
+                                        cfg.beam_prune_logp, transform)
         return [row[:n] for row, n in zip(result.tokens[:, 0].tolist(), result.lengths[:, 0].tolist())]
 
     def _to_sentence(self, labels: Sequence[int]) -> Sentence:
@@ -130,6 +115,16 @@ class Decoder:
         except KeyError as err:
             raise KeyError(f"class index {err.args[0]} has no gloss in gloss_dict; num_classes="
                            f"{self.num_classes} must be len(gloss_dict) + 1") from None
+
+
+def read_lm(cfg: DecodeConfig) -> NGramLM | None:
+    """The gloss LM cfg.lm_path names, read once (None without one); errors name decode.lm_path."""
+    if not cfg.lm_path:
+        return None
+    try:
+        return read_arpa(cfg.lm_path)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"decode.lm_path / --lm-path: {exc}") from exc
 
 
 def _log_softmax(scores: Tensor, out: Tensor) -> None:

@@ -23,10 +23,9 @@ import torch
 from evaluation.ctm import write_ctm
 from dataset.registry import NAMES
 from evaluation.wer import ScoringWarning, score_files
-from decoding.config import DecodeConfig
-from decoding.decoder import Decoder
+from decoding.config import DecodeConfig, add_decode_arguments, decode_overrides
+from decoding.decoder import Decoder, read_lm
 from decoding.split_logits import SplitLogits, load_split_logits
-from utils.config import add_decode_arguments, decode_overrides
 from utils.errors import ConfigError, run_cli
 from utils.outputs import check_output_dir
 
@@ -76,17 +75,18 @@ def tune(split: SplitLogits, cfg: DecodeConfig, pairs: Sequence[tuple[float, flo
          dataset: str, device: torch.device = torch.device("cpu")) -> dict:
     """WER without the LM and with cfg's LM for every (lm_weight, word_bonus) pair; the best pair
     (lowest WER, first on ties). `cfg`: beam width, pruning and lm_path of every decoding."""
-    plain = Decoder.from_config(cfg.updated({"lm_path": None}), split.gloss_dict(), len(split.glosses),
-                                split.blank_id)
-    fused = Decoder.from_config(cfg, split.gloss_dict(), len(split.glosses), split.blank_id)
+    vocabulary, classes = split.gloss_dict(), {"num_classes": len(split.glosses), "blank_id": split.blank_id}
+    plain = Decoder(cfg.updated({"lm_path": None}), vocabulary, **classes)
+    lm = read_lm(cfg)  # read once; every pair's decoder fuses the same model
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         notes: list[str] = []
         baseline = decode_wer(split, plain, stm, dataset, device, work, notes)
         rows = []
         for alpha, beta in pairs:
-            fused.lm_weight, fused.word_bonus = float(alpha), float(beta)  # the LM is read once
-            result = decode_wer(split, fused, stm, dataset, device, work, notes)
+            pair = cfg.updated({"lm_weight": float(alpha), "word_bonus": float(beta)})
+            result = decode_wer(split, Decoder(pair, vocabulary, lm, **classes), stm, dataset, device, work,
+                                notes)
             rows.append({"lm_weight": alpha, "word_bonus": beta, "wer": result["wer"],
                          "sub": result["sub"], "del": result["del"], "ins": result["ins"]})
     if notes:  # one line, not one per grid point
@@ -149,14 +149,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def tune_and_report(args: argparse.Namespace) -> None:
     """Tune on the files named on the command line, write the table and print the best pair."""
-    if not args.lm_path:
+    given = decode_overrides(args)
+    if not given.get("lm_path"):
         raise ConfigError("--lm-path is required: the ARPA gloss language model to tune "
                           "(preprocess/gloss_lm.py builds one)")
     if not args.alphas or not args.betas:
         raise ConfigError("--alphas and --betas need at least one value each")
     # The recipe's decoding (config/baseline.yaml) with this command line's options, beam search.
-    cfg = DecodeConfig.recipe().updated({**decode_overrides(args), "mode": "beam"})
-    check_output_dir(args.out, OUTPUTS, {"--logits": args.logits, "--lm-path": args.lm_path,
+    cfg = DecodeConfig.recipe().updated({**given, "mode": "beam"})
+    check_output_dir(args.out, OUTPUTS, {"--logits": args.logits, "--lm-path": given.get("lm_path"),
                                          "--stm": args.stm}, args.force)
     split = load_split_logits(args.logits)
     pairs = candidate_pairs(args.alphas, args.betas, args.random, args.seed)

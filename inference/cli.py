@@ -8,7 +8,7 @@ from dataset.registry import DATASETS, language_choices
 from inference.loaded_model import LoadedModel
 from inference.loading import MAX_PARAM_GIB, load_model
 from inference.video import VideoClip, check_source, load_frames
-from utils.config import add_decode_arguments, decode_overrides
+from decoding.config import add_decode_arguments, decode_overrides
 from utils.device import select_device
 
 

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from decoding.config import DecodeConfig
-from decoding.decoder import Decoder
+from decoding.decoder import Decoder, read_lm
 
 
 @dataclass
@@ -45,7 +45,7 @@ class LoadedModel:
     @cached_property
     def decoder(self) -> Decoder:
         """The decoder of `decode` (built, and its LM read, on first use)."""
-        return Decoder.from_config(self.decode, self.gloss_dict, self.num_classes)
+        return Decoder(self.decode, self.gloss_dict, read_lm(self.decode), num_classes=self.num_classes)
 
 
 def vocab_name(path: str | os.PathLike) -> str:

@@ -50,7 +50,8 @@ IO_DOC = {"frames": {"inputs": {"frames": "(T, H, W, 3) uint8 RGB at frames_res"
           "float": {"inputs": {"frames": "(B, T, 3, H, W) float32 RGB in [-1, 1]",
                                "lengths": "(B,) int64"},
                     "outputs": {"log_probs": "(B, T', C) float32", "out_lengths": "(B,) int64"}}}
-FORMAT = "stfnet-onnx-1"
+FORMAT = "stfnet-onnx-2"  # 2: decoding under "decode": {"mode", "beam_width"} (1 spelt "search_mode")
+READABLE_FORMATS = ("stfnet-onnx-1", FORMAT)
 # The TorchScript exporter has no shape rule for the packed BiLSTM's PackPadded / PadPacked and
 # says so from C++; onnxruntime infers those shapes at load time, and the tests check the outputs.
 EXPORTER_NOTE = re.compile(r"shape inference of prim::Pa\w+ type is missing")
@@ -69,8 +70,7 @@ def metadata(loaded: LoadedModel, inputs: str = "frames") -> dict[str, Any]:
             "kernel_sizes": list(loaded.kernel_sizes), "input_size": loaded.input_size,
             "image_scale": loaded.image_scale,
             "frames_res": f"{loaded.frame_size[0]}x{loaded.frame_size[1]}px",
-            # Decoding under the file format's names (stfnet-onnx-1): decode.mode, decode.beam_width.
-            "search_mode": loaded.decode.mode, "beam_width": loaded.decode.beam_width, **IO_DOC[inputs]}
+            "decode": loaded.decode.onnx_metadata(), **IO_DOC[inputs]}
 
 
 @contextlib.contextmanager
@@ -234,7 +234,7 @@ def read_metadata(meta_file: Path) -> dict[str, Any]:
                                f"keep the files together") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadFileError(f"cannot read {meta_file}: {exc}") from exc
-    if meta.get("format") != FORMAT:
+    if meta.get("format") not in READABLE_FORMATS:
         raise BadFileError(f"{meta_file} is not an STFNet export (format {meta.get('format')!r}, "
                            f"expected {FORMAT!r})")
     return meta
@@ -248,8 +248,7 @@ def loaded_from_metadata(meta: Mapping[str, Any], runner: Any, decode: Mapping[s
         model=None, runner=runner, gloss_dict=gloss_dict, num_classes=int(meta["num_classes"]),
         kernel_sizes=list(meta["kernel_sizes"]), input_size=int(meta["input_size"]),
         image_scale=float(meta["image_scale"]), frame_size=parse_resolution(meta["frames_res"]),
-        decode=DecodeConfig.recipe().updated({"mode": meta["search_mode"],
-                                              "beam_width": int(meta["beam_width"]), **(decode or {})}),
+        decode=DecodeConfig.from_onnx_metadata(meta).updated(decode or {}),
         source=source)
 
 

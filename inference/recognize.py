@@ -110,8 +110,8 @@ def recognise_clip(loaded: LoadedModel, clip: VideoClip) -> tuple[dict, Recognit
     result = {
         "video": clip.source, "reader": clip.backend, "total_frames": clip.total_frames,
         "num_frames": prepared.num_frames, "output_steps": steps, "temporal_stride": prepared.stride,
-        "decode_mode": loaded.decode.mode, "beam_width": loaded.decode.beam_width,
-        "lm_path": loaded.decode.lm_path,
+        "decode": {"mode": loaded.decode.mode, "beam_width": loaded.decode.beam_width,
+                   "lm_path": loaded.decode.lm_path},
         "sentence": " ".join(glosses), "glosses": describe(rec, prepared, clip.source_indices),
     }
     return result, rec, prepared

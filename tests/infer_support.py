@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from dataset.synthetic import plan_videos, render_video, vocabulary
+from decoding.config import DecodeConfig
 from decoding.decoder import Decoder
 from inference.recognize import prepare_input
 from inference.video import load_frames, write_video
@@ -40,7 +41,7 @@ def make_assets(root: Path) -> dict:
     gloss_dict = {g: [i + 1, 1] for i, g in enumerate(sorted(vocabulary("phoenix2014")))}
     torch.manual_seed(0)
     model = SLRModel(len(gloss_dict) + 1, loss_weights={"SeqCTC": 1.0, "ConvCTC": 1.0}, **TINY_ARGS)
-    greedy = Decoder(gloss_dict, len(gloss_dict) + 1, "max")
+    greedy = Decoder(DecodeConfig.recipe().updated({"mode": "max"}), gloss_dict)
     prepared = prepare_input(load_frames(folder).frames, model.kernel_sizes, 224, 0.25)
     label = torch.tensor([gloss_dict[g][0] for g in video.glosses])
     optimizer = torch.optim.Adam(model.parameters(), lr=4e-3)

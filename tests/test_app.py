@@ -249,7 +249,7 @@ def test_endpoint_returns_the_json_of_test_one_video(server, cjk, capsys, infer_
     assert test_one_video.main(["--model_path", str(cjk["ckpt"]), "--video_path", str(cjk["video"]),
                                 "--device", "cpu", "--json"]) == 0
     expected = json.loads(capsys.readouterr().out)
-    assert expected["lm_path"] is None  # the page decodes without a language model, as here
+    assert expected["decode"]["lm_path"] is None  # the page decodes without a language model, as here
     assert answer.json() == {**expected, "video": "clip.mp4"}
     assert answer.json()["sentence"].split() == cjk["sentence"]
     with open(cjk["junk"], "rb") as handle:

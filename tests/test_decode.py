@@ -8,11 +8,17 @@ import pytest
 import torch
 
 from decoding.beam_search import ctc_prefix_beam_search
-from decoding.decoder import Decoder
+from decoding.config import DecodeConfig
+from decoding.decoder import Decoder, read_lm
 from tests.reference.beam_search import reference_prefix_beam_search
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
+
+
+def _cfg(mode: str, **changes) -> DecodeConfig:
+    """The recipe's decoding in `mode`, with `changes`."""
+    return DecodeConfig.recipe().updated({"mode": mode, **changes})
 
 def _collapse(path: tuple[int, ...], blank: int) -> tuple[int, ...]:
     """CTC many-to-one map: merge repeats, then drop blanks."""
@@ -94,7 +100,7 @@ def test_greedy_matches_plain_reference(blank: int) -> None:
     gen = torch.Generator().manual_seed(3)
     num_glosses = 5
     gloss_dict = {f"G{i}": [i, 1] for i in range(num_glosses + 1) if i != blank}
-    decoder = Decoder(gloss_dict, num_glosses + 1, "max", blank_id=blank)
+    decoder = Decoder(_cfg("max"), gloss_dict, num_classes=num_glosses + 1, blank_id=blank)
     logits = torch.randn(5, 20, num_glosses + 1, generator=gen)
     logits[..., blank] += 1.0  # plenty of blanks, so "A _ A" cases occur
     lengths = torch.tensor([20, 13, 7, 1, 0])
@@ -107,7 +113,7 @@ def test_greedy_matches_plain_reference(blank: int) -> None:
 
 
 def test_greedy_merges_glosses_separated_by_blank() -> None:
-    decoder = Decoder(_gloss_dict(2), 3, "max")
+    decoder = Decoder(_cfg("max"), _gloss_dict(2))
     path = torch.tensor([1, 0, 1, 1, 2, 0, 0, 1])
     logits = torch.nn.functional.one_hot(path, 3).float()[None]
     assert decoder.decode(logits, torch.tensor([8])) == [[("G1", 0), ("G2", 1), ("G1", 2)]]
@@ -118,7 +124,7 @@ def test_beam_decode_merges_repeats_and_accepts_probs() -> None:
     probs = torch.full((1, 4, 3), 0.02)
     for t, label in enumerate([1, 0, 1, 2]):
         probs[0, t, label] = 0.96
-    decoder = Decoder(_gloss_dict(2), 3, "beam", beam_width=5)
+    decoder = Decoder(_cfg("beam", beam_width=5), _gloss_dict(2))
     expected = [[("G1", 0), ("G2", 1)]]
     assert decoder.decode(probs, torch.tensor([4]), probs=True) == expected
     assert decoder.decode(probs.log() + 3.0, torch.tensor([4])) == expected  # logits
@@ -128,7 +134,7 @@ def test_beam_decode_agrees_with_reference_on_model_sized_output() -> None:
     gen = torch.Generator().manual_seed(4)
     logits = 4 * torch.randn(2, 30, 60, generator=gen)
     lengths = torch.tensor([30, 17])
-    decoder = Decoder(_gloss_dict(59), 60, "beam")
+    decoder = Decoder(_cfg("beam"), _gloss_dict(59))
     out = decoder.decode(logits, lengths)
     for b in range(2):
         ref, _ = reference_prefix_beam_search(logits[b, :lengths[b]].log_softmax(-1).tolist(), 10, 40)
@@ -137,17 +143,17 @@ def test_beam_decode_agrees_with_reference_on_model_sized_output() -> None:
 
 
 def test_bad_input_is_reported() -> None:
-    decoder = Decoder(_gloss_dict(2), 3, "beam")
+    decoder = Decoder(_cfg("beam"), _gloss_dict(2))
     with pytest.raises(ValueError, match="classes"):
         decoder.decode(torch.zeros(1, 4, 5), torch.tensor([4]))
     with pytest.raises(ValueError, match="vid_lgt"):
         decoder.decode(torch.zeros(1, 4, 3), torch.tensor([5]))
-    with pytest.raises(ValueError, match="mode must be one of"):
-        Decoder(_gloss_dict(2), 3, "greedy")
+    with pytest.raises(ValueError, match="mode' must be one of"):
+        _cfg("greedy")
     with pytest.raises(ValueError, match="index 3"):
-        Decoder(_gloss_dict(3), 3, "max")
+        Decoder(_cfg("max"), _gloss_dict(3), num_classes=3)
     with pytest.raises(KeyError, match="no gloss"):
-        Decoder({"A": [1, 1]}, 3, "max").decode(torch.tensor([[[0.0, 0.0, 9.0]]]), [1])
+        Decoder(_cfg("max"), {"A": [1, 1]}, num_classes=3).decode(torch.tensor([[[0.0, 0.0, 9.0]]]), [1])
 
 
 # ---- shallow fusion with a gloss n-gram model ------------------------------------------------
@@ -262,14 +268,14 @@ def test_pruning_that_prunes_nothing_is_the_exact_search_and_off_is_the_default(
                                    beam_prune_logp=-1e30)
     for field in ("tokens", "lengths", "scores"):
         assert torch.equal(getattr(exact, field), getattr(loose, field))
-    decoder = Decoder(_gloss_dict(8), 9, "beam", beam_width=4, top_k=6)
-    assert not decoder.pruned and decoder.token_min_logp is None and decoder.beam_prune_logp is None
+    decoder = Decoder(_cfg("beam", beam_width=4), _gloss_dict(8), top_k=6)
+    assert not decoder.pruned and decoder.cfg.token_min_logp is None and decoder.cfg.beam_prune_logp is None
     assert decoder.decode(logits, lengths) == [
         [(f"G{label}", pos) for pos, label in enumerate(key for key, _ in groupby(exact.best(b)))]
         for b in range(6)]
     for bad in ({"token_min_logp": 1.0}, {"beam_prune_logp": float("nan")}, {"token_min_logp": "x"}):
         with pytest.raises(ValueError, match="log-probability <= 0"):
-            Decoder(_gloss_dict(8), 9, "beam", **bad)
+            _cfg("beam", **bad)
 
 
 def test_prefix_hashes_are_only_candidates(monkeypatch) -> None:
@@ -318,9 +324,10 @@ def test_without_lm_results_are_the_plain_search() -> None:
     neutral = ctc_prefix_beam_search(log_probs, lengths, 4, 5, lm=TokenLM(_gloss_lm(), _word_list(7)))
     for field in ("tokens", "lengths", "scores"):
         assert torch.equal(getattr(plain, field), getattr(neutral, field))
-    decoder = Decoder(_gloss_dict(6), 7, "beam", beam_width=4, top_k=5)
-    assert decoder.decode(log_probs, lengths) == Decoder(_gloss_dict(6), 7, "beam", beam_width=4,
-                                                        top_k=5, lm=_gloss_lm()).decode(log_probs, lengths)
+    cfg = _cfg("beam", beam_width=4, lm_weight=0.0, word_bonus=0.0)
+    decoder = Decoder(cfg, _gloss_dict(6), top_k=5)
+    assert decoder.decode(log_probs, lengths) == Decoder(cfg, _gloss_dict(6), _gloss_lm(),
+                                                         top_k=5).decode(log_probs, lengths)
     for b in range(5):
         ref, _ = reference_prefix_beam_search(log_probs[b, :lengths[b]].tolist(), 4, 5)
         assert plain.best(b) == ref
@@ -335,16 +342,16 @@ def test_lm_changes_the_decision_it_should(tmp_path) -> None:
     probs[0, 2, 0] = 0.97
     probs = probs / probs.sum(-1, keepdim=True)
     from decoding.arpa import write_arpa
-    from decoding.config import DecodeConfig
 
     write_arpa(_gloss_lm(), tmp_path / "lm.arpa")
     cfg = DecodeConfig.recipe().updated({"beam_width": 4, "lm_weight": 1.0, "word_bonus": 0.0})
-    plain = Decoder.from_config(cfg, _gloss_dict(3), 4)
-    fused = Decoder.from_config(cfg.updated({"lm_path": str(tmp_path / "lm.arpa")}), _gloss_dict(3), 4)
-    assert fused.lm_path == str(tmp_path / "lm.arpa") and plain.lm is None
+    plain = Decoder(cfg, _gloss_dict(3), read_lm(cfg))
+    fused_cfg = cfg.updated({"lm_path": str(tmp_path / "lm.arpa")})
+    fused = Decoder(fused_cfg, _gloss_dict(3), read_lm(fused_cfg))
+    assert fused.cfg.lm_path == str(tmp_path / "lm.arpa") and fused.lm is not None and plain.lm is None
     model = _gloss_lm()
     assert model.sentence_log10(["G1", "G3"]) - model.sentence_log10(["G1", "G2"]) > 0.1
     assert [g for g, _ in plain.decode(probs, [3], probs=True)[0]] == ["G1", "G2"]
     assert [g for g, _ in fused.decode(probs, [3], probs=True)[0]] == ["G1", "G3"]
-    with pytest.raises(ValueError, match="mode 'beam'"):
-        Decoder(_gloss_dict(3), 4, "max", lm=_gloss_lm())
+    with pytest.raises(ValueError, match="needs decode.mode: beam"):
+        Decoder(_cfg("max"), _gloss_dict(3), _gloss_lm())

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from decoding.config import DecodeConfig
+from decoding.config import DecodeConfig, add_decode_arguments, decode_overrides
 from inference.loading import model_config
-from utils.config import (ConfigError, add_decode_arguments, decode_overrides, default_config,
-                          resolve_config, upgrade_saved_config)
+from main import parser as main_parser
+from utils.config import ConfigError, default_config, resolve_config, upgrade_saved_config
 
 RECIPE = {"mode": "beam", "beam_width": 10, "lm_path": None, "lm_weight": 0.5, "word_bonus": 0.0,
           "token_min_logp": None, "beam_prune_logp": None, "chunk_size": 1024, "save_logits": True}
@@ -68,17 +68,17 @@ def test_every_option_has_one_spelling_with_its_underscore_alias(tmp_path):
               "--word-bonus", "1", "--token-min-logp", "-5", "--beam-prune-logp", "-10"]
     expected = {"mode": "beam", "beam_width": 4, "lm_path": "g.arpa", "lm_weight": 0.7,
                 "word_bonus": 1.0, "token_min_logp": -5.0, "beam_prune_logp": -10.0}
-    cfg, _ = resolve_config(dashed)
+    cfg, _ = resolve_config(dashed, main_parser())
     assert cfg["decode"] == {**RECIPE, **expected}
     underscored = ["--" + a[2:].replace("-", "_") if a.startswith("--") else a for a in dashed]
-    assert resolve_config(underscored)[0]["decode"] == cfg["decode"]
+    assert resolve_config(underscored, main_parser())[0]["decode"] == cfg["decode"]
     parser = argparse.ArgumentParser()
     add_decode_arguments(parser)  # what test_one_video.py, app.py, export.py, generate_cam.py take
     assert decode_overrides(parser.parse_args(dashed)) == expected
     assert decode_overrides(parser.parse_args([])) == {}
     cfg_file = tmp_path / "c.yaml"
     cfg_file.write_text(yaml.safe_dump({"decode": {"mode": "max", "chunk_size": 8}}))
-    cfg, _ = resolve_config(["--config", str(cfg_file), "--beam-width", "3"])
+    cfg, _ = resolve_config(["--config", str(cfg_file), "--beam-width", "3"], main_parser())
     assert cfg["decode"] == {**RECIPE, "mode": "max", "chunk_size": 8, "beam_width": 3}
 
 
@@ -116,3 +116,10 @@ def test_a_checkpoints_old_keys_move_to_the_decode_section():
     assert DecodeConfig.from_mapping(cfg["decode"]) == DecodeConfig(
         **{**RECIPE, "lm_weight": 0.9, "word_bonus": 2.0, "chunk_size": 64, "beam_width": 4})
     assert "decode_mode" not in cfg and "random_fix" not in cfg
+
+
+def test_an_exported_files_decoding_is_read_in_either_format():
+    cfg = DecodeConfig.recipe().updated({"mode": "max", "beam_width": 3})
+    assert DecodeConfig.from_onnx_metadata({"decode": cfg.onnx_metadata()}) == cfg
+    # stfnet-onnx-1 files spelt the mode `search_mode`, at the top level
+    assert DecodeConfig.from_onnx_metadata({"search_mode": "max", "beam_width": 3}) == cfg

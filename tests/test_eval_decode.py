@@ -11,7 +11,7 @@ import torch
 from decoding.arpa import write_arpa
 from decoding.build_lm import estimate_kneser_ney
 from decoding.config import DecodeConfig
-from decoding.decoder import Decoder, SplitDecoder
+from decoding.decoder import Decoder, SplitDecoder, read_lm
 from decoding.split_logits import class_glosses, load_split_logits, save_split_logits
 from decoding.tuning import candidate_pairs, grid_edges, main as tune_main
 from seq_scripts import seq_eval
@@ -58,7 +58,8 @@ def _per_batch_hypotheses(model: torch.nn.Module, decoder: Decoder) -> dict:
 @pytest.mark.parametrize("mode, chunks", [("beam", (1, 3, 1024)), ("max", (3,))])
 def test_chunked_decoding_gives_the_per_batch_hypotheses(mode: str, chunks) -> None:
     model = tiny_model().eval()
-    decoder = Decoder(GLOSSES, NUM_CLASSES, mode, beam_width=4)
+    decoder = Decoder(DecodeConfig.recipe().updated({"mode": mode, "beam_width": 4}), GLOSSES,
+                      num_classes=NUM_CLASSES)
     own = _per_batch_hypotheses(model, decoder)
     for chunk in chunks:
         logits: dict = {}
@@ -70,7 +71,7 @@ def test_chunked_decoding_gives_the_per_batch_hypotheses(mode: str, chunks) -> N
 
 
 def test_split_decoder_rejects_bad_chunks_and_keeps_order() -> None:
-    decoder = Decoder(GLOSSES, NUM_CLASSES, "max")
+    decoder = Decoder(DecodeConfig.recipe().updated({"mode": "max"}), GLOSSES, num_classes=NUM_CLASSES)
     with pytest.raises(ValueError, match="chunk_size"):
         SplitDecoder(decoder, 0)
     split = SplitDecoder(decoder, 2)
@@ -83,7 +84,7 @@ def test_split_decoder_rejects_bad_chunks_and_keeps_order() -> None:
 
 @pytest.mark.parametrize("chunk", [1, 2, 100])
 def test_split_decoder_outputs_share_calls_and_keep_their_own_order(chunk) -> None:
-    decoder = Decoder(GLOSSES, NUM_CLASSES, "beam", beam_width=3)
+    decoder = Decoder(DecodeConfig.recipe().updated({"beam_width": 3}), GLOSSES, num_classes=NUM_CLASSES)
     gen = torch.Generator().manual_seed(0)
     batches = [(torch.randn(7, 2, NUM_CLASSES, generator=gen) * 3, [7, 4]),
                (torch.randn(5, 3, NUM_CLASSES, generator=gen) * 3, [5, 5, 1])]
@@ -179,22 +180,22 @@ def test_tuning_command_writes_table_and_best_pair(tmp_path, capsys) -> None:
     assert "--lm-path is required" in capsys.readouterr().err
 
 
-def test_decoder_from_config_takes_every_key_of_the_decode_section(tmp_path) -> None:
+def test_decoder_takes_every_key_of_the_decode_section(tmp_path) -> None:
     recipe = DecodeConfig.recipe()
-    decoder = Decoder.from_config(recipe, GLOSSES, NUM_CLASSES)
+    decoder = Decoder(recipe, GLOSSES, read_lm(recipe), num_classes=NUM_CLASSES)
     assert not decoder.pruned and decoder.lm is None  # the recipe: the exact search, no LM
-    assert (decoder.mode, decoder.beam_width) == ("beam", 10)
+    assert (decoder.cfg.mode, decoder.cfg.beam_width) == ("beam", 10)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         write_arpa(estimate_kneser_ney([["G1", "G2"], ["G2", "G3"]], 2), tmp_path / "lm.arpa")
     cfg = recipe.updated({"beam_width": 3, "lm_path": str(tmp_path / "lm.arpa"), "lm_weight": 0.7,
                           "word_bonus": 1.5, "token_min_logp": -5, "beam_prune_logp": -10})
-    decoder = Decoder.from_config(cfg, GLOSSES, NUM_CLASSES)
-    assert (decoder.beam_width, decoder.lm_weight, decoder.word_bonus) == (3, 0.7, 1.5)
-    assert (decoder.token_min_logp, decoder.beam_prune_logp, decoder.pruned) == (-5.0, -10.0, True)
-    assert decoder.lm is not None and decoder.lm_path == str(tmp_path / "lm.arpa")
+    decoder = Decoder(cfg, GLOSSES, read_lm(cfg), num_classes=NUM_CLASSES)
+    assert (decoder.cfg.beam_width, decoder.cfg.lm_weight, decoder.cfg.word_bonus) == (3, 0.7, 1.5)
+    assert (decoder.cfg.token_min_logp, decoder.cfg.beam_prune_logp, decoder.pruned) == (-5.0, -10.0, True)
+    assert decoder.lm is not None and decoder.cfg.lm_path == str(tmp_path / "lm.arpa")
     with pytest.raises(ValueError, match="decode.lm_path"):
-        Decoder.from_config(cfg.updated({"lm_path": str(tmp_path / "none.arpa")}), GLOSSES, NUM_CLASSES)
+        read_lm(cfg.updated({"lm_path": str(tmp_path / "none.arpa")}))
 
 
 def test_best_pair_on_the_grid_edge_is_reported() -> None:

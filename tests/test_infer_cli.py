@@ -61,7 +61,7 @@ def test_json_shape(assets, capsys):
     t = assets["num_frames"]
     assert result["num_frames"] == result["total_frames"] == t
     assert result["temporal_stride"] == 4 and result["output_steps"] == -(-t // 4)
-    assert (result["decode_mode"], result["beam_width"]) == ("beam", 5)
+    assert (result["decode"]["mode"], result["decode"]["beam_width"]) == ("beam", 5)
     glosses = result["glosses"]
     assert [g["gloss"] for g in glosses] == assets["sentence"]
     assert set(glosses[0]) == {"gloss", "position", "class_index", "steps", "frames", "source_frames",
@@ -218,7 +218,7 @@ def test_language_model_options(assets, capsys, tmp_path):
             "--decode-mode", "beam")
     plain = _run_json(capsys, *base)
     fused = _run_json(capsys, *base, "--lm-path", str(tmp_path / "lm.arpa"), "--lm-weight", "0.3")
-    assert fused["lm_path"] == str(tmp_path / "lm.arpa") and plain["lm_path"] is None
+    assert fused["decode"]["lm_path"] == str(tmp_path / "lm.arpa") and plain["decode"]["lm_path"] is None
     assert fused["sentence"] == plain["sentence"]  # the LM agrees with this well-recognised clip
     pruned = _run_json(capsys, *base, "--token-min-logp", "-5", "--beam_prune_logp", "-10")  # alias
     assert pruned == plain  # same keys (lm_path null); pyctcdecode's pruning keeps this clip's glosses

@@ -14,7 +14,7 @@ from torch import nn
 from dataset.registry import dataset_spec
 from dataset.vocabulary import load_gloss_dict
 from decoding.config import DecodeConfig
-from decoding.decoder import Decoder
+from decoding.decoder import Decoder, read_lm
 from inference.loading import (MAX_PARAM_GIB, construct_model, model_class, model_kwargs,
                                model_loss_weights)
 from training import checkpoints
@@ -239,7 +239,7 @@ def _build_run(cfg: dict, env: DistEnv, device: torch.device, work_dir: Path, pa
     seed = int(cfg["random_seed"])
     seed_everything(seed, cfg["deterministic"])  # same seed everywhere: identical initial weights
     core, model_args = build_model(cfg, len(gloss_dict) + 1, log, resume_from, max_param_gib)
-    decoder = Decoder.from_config(decode, gloss_dict, model_args["num_classes"])
+    decoder = Decoder(decode, gloss_dict, read_lm(decode), num_classes=model_args["num_classes"])
     if cfg["load_weights"] and not resume_from:
         load_weights_file(core, cfg["load_weights"], list(cfg["ignore_weights"]), log, gloss_dict,
                           unsafe_load, other_vocabulary)

@@ -26,8 +26,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # The published recipe: every key a config may set, with its default (stated nowhere else).
 RECIPE = REPO_ROOT / "config" / "baseline.yaml"
 
-DECODE_MODES = ("beam", "max")
-
 # Keys of earlier versions: where they went (a user's YAML gets an error naming the new key; a
 # checkpoint's saved config is moved by upgrade_saved_config) or why they went (None: dropped).
 MOVED_KEYS: dict[str, str | None] = {
@@ -182,7 +180,8 @@ def nest(keys: Sequence[str], value: Any) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Command-line options; every default is None so that only what was typed overrides."""
+    """Command-line options of a run; every default is None so that only what was typed overrides
+    (main.py adds the decode section's, decoding.config.add_decode_arguments)."""
     p = argparse.ArgumentParser(
         description="STFNet continuous sign language recognition: train, test, extract features.",
         argument_default=None)
@@ -207,7 +206,6 @@ def build_parser() -> argparse.ArgumentParser:
     add("save-interval", type=int, help="keep a checkpoint every N epochs")
     add("log-interval", type=int, help="log every N batches")
     add("evaluate-tool", choices=("python", "sclite"))
-    add_decode_arguments(p)
     add("amp", choices=AMP_MODES, help="mixed precision: fp16 (CUDA, grad scaler) or bf16")
     p.add_argument("--compile", nargs="?", const="default", choices=COMPILE_MODES, default=None,
                    metavar="MODE", help="torch.compile the training forward: default (the mode "
@@ -233,47 +231,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-# The decode section's command-line options, spelt alike by main.py and every tool:
-# option -> (key in `decode:`, argparse settings).
-DECODE_OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
-    "decode-mode": ("mode", {"choices": DECODE_MODES, "help": "CTC decoding: beam (prefix beam "
-                             "search) or max (greedy best path) (decode.mode)"}),
-    "beam-width": ("beam_width", {"type": int,
-                                  "help": "prefixes kept by the beam search (decode.beam_width)"}),
-    "lm-path": ("lm_path", {"help": "ARPA gloss language model fused into the beam search "
-                            "(decode.lm_path; preprocess/gloss_lm.py builds one)"}),
-    "lm-weight": ("lm_weight", {"type": float, "help": "LM weight alpha (decode.lm_weight)"}),
-    "word-bonus": ("word_bonus", {"type": float, "help": "per-gloss bonus beta (decode.word_bonus)"}),
-    "token-min-logp": ("token_min_logp", {"type": float, "help": "beam search skips tokens below "
-                       "this log-prob, e.g. -5 (decode.token_min_logp; default: none, the exact search)"}),
-    "beam-prune-logp": ("beam_prune_logp", {"type": float, "help": "beam search drops beams this far "
-                        "below the best, e.g. -10 (decode.beam_prune_logp; default: none)"}),
-}
-
-
-def add_decode_arguments(parser: argparse.ArgumentParser,
-                         names: Sequence[str] = tuple(DECODE_OPTIONS)) -> None:
-    """Add the decode options `names` (default all; each also with underscores), default None."""
-    for name in names:
-        _, settings = DECODE_OPTIONS[name]
-        parser.add_argument(f"--{name}", f"--{name.replace('-', '_')}", default=None, **settings)
-
-
-def decode_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The `decode:` keys given by add_decode_arguments's options on the command line."""
-    given = vars(args)
-    return {key: given[name.replace("-", "_")] for name, (key, _) in DECODE_OPTIONS.items()
-            if given.get(name.replace("-", "_")) is not None}
-
-
 def cli_overrides(args: argparse.Namespace) -> dict:
-    """The config keys given on the command line (dashes become underscores)."""
+    """The config keys given on the command line (dashes become underscores; an option stored as
+    `section.key`, e.g. decoding.config's, goes into its section)."""
     skip = {"config", "overwrite", "set", "unsafe_load", "other_vocabulary", "max_param_gib"}
-    skip |= {name.replace("-", "_") for name in DECODE_OPTIONS}
-    out: dict = {key: value for key, value in vars(args).items() if key not in skip and value is not None}
-    decode = decode_overrides(args)
-    if decode:
-        out["decode"] = decode
+    out: dict = {}
+    for name, value in vars(args).items():
+        if name in skip or value is None:
+            continue
+        *sections, key = name.split(".")
+        target = out
+        for section in sections:
+            target = target.setdefault(section, {})
+        target[key] = value
     return out
 
 
@@ -335,9 +305,11 @@ def validate(cfg: Mapping[str, Any]) -> None:
                           "(or --load-checkpoints PATH.pt)")
 
 
-def resolve_config(argv: Sequence[str] | None = None) -> tuple[dict, argparse.Namespace]:
-    """Parse the command line and return (resolved config, parsed args)."""
-    args = build_parser().parse_args(argv)
+def resolve_config(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | None = None
+                   ) -> tuple[dict, argparse.Namespace]:
+    """Parse the command line (with `parser`, default build_parser()'s options) and return
+    (resolved config, parsed args)."""
+    args = (parser or build_parser()).parse_args(argv)
     cfg = default_config()
     if args.config:
         cfg = merge_config(cfg, load_yaml(args.config), str(args.config))
