@@ -185,7 +185,7 @@ def usable_loss_weights(model: nn.Module, loss_weights: dict[str, float] | None)
         raise RuntimeError(f"this {type(model).__name__} was built without loss_weights; pass e.g. "
                            "{'SeqCTC': 1.0, 'ConvCTC': 1.0, 'Dist': 25.0} to compute losses")
     if not loss_weights:
-        raise ValueError(f"loss_weights is empty: name at least one of {list(model.loss_names)}")
+        raise ConfigError(f"loss_weights is empty: name at least one of {list(model.loss_names)}")
     return loss_weights
 
 

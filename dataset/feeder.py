@@ -21,10 +21,18 @@ from dataset.pack_freshness import changed_sources_report, mismatch_report
 from dataset.images import read_rgb
 from dataset.packed import PackedFrames, PackError
 from dataset.transforms import VideoTransform, build_transform
-from utils.errors import BadFileError, MissingFileError
+from utils.errors import BadFileError, ConfigError, MissingFileError, UserError
 from utils.npy import load_npy_object
 
 UNKNOWN_GLOSS_POLICIES = ("warn", "error")
+
+
+# KeyError stays a second base: a gloss missing from the dictionary is a failed lookup.
+class UnknownGlossError(UserError, KeyError):
+    """Glosses of a split that the gloss dictionary lacks (feeder_args.unknown_glosses: error)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""  # the message, without KeyError's quotes
 
 
 def load_info(path: str | Path) -> list[dict]:
@@ -34,10 +42,10 @@ def load_info(path: str | Path) -> list[dict]:
         raise MissingFileError(f"{path} not found; run the dataset's preprocess script (preprocess/) first")
     info = load_npy_object(path)
     if not isinstance(info, dict):
-        raise ValueError(f"{path}: expected a pickled dict, got {type(info).__name__}")
+        raise BadFileError(f"{path}: expected a pickled dict, got {type(info).__name__}")
     keys = sorted(k for k in info if isinstance(k, (int, np.integer)))
     if keys != list(range(len(keys))):
-        raise ValueError(f"{path}: video keys are not 0..{len(keys) - 1}")
+        raise BadFileError(f"{path}: video keys are not 0..{len(keys) - 1}")
     return [info[k] for k in keys]
 
 
@@ -136,13 +144,14 @@ class BaseFeeder(data.Dataset):
         pad_to_multiple: int = 1,
     ) -> None:
         if datatype not in ("video", "features"):
-            raise ValueError(f"datatype {datatype!r} is not supported; use 'video' or 'features'")
+            raise ConfigError(f"feeder_args.datatype {datatype!r} is not supported; use 'video' or 'features'")
         if unknown_glosses not in UNKNOWN_GLOSS_POLICIES:
-            raise ValueError(f"unknown_glosses must be one of {UNKNOWN_GLOSS_POLICIES}, got {unknown_glosses!r}")
+            raise ConfigError(f"feeder_args.unknown_glosses must be one of {UNKNOWN_GLOSS_POLICIES}, "
+                              f"got {unknown_glosses!r}")
         if frame_interval < 1:
-            raise ValueError(f"frame_interval must be >= 1, got {frame_interval}")
+            raise ConfigError(f"feeder_args.frame_interval must be >= 1, got {frame_interval}")
         if pad_to_multiple < 1:
-            raise ValueError(f"pad_to_multiple must be >= 1, got {pad_to_multiple}")
+            raise ConfigError(f"feeder_args.pad_to_multiple must be >= 1, got {pad_to_multiple}")
         check_frame_geometry(input_size, image_scale)
         # Training batches only: a compiled training forward then sees a few lengths (evaluation
         # runs eager, and its outputs should not depend on the batch's padding).
@@ -211,7 +220,7 @@ class BaseFeeder(data.Dataset):
         listing = ", ".join(f"{g} (x{n})" for g, n in sorted(unknown.items()))
         message = f"{self.mode} split of {self.dataset}: {len(unknown)} gloss(es) not in the gloss dict"
         if policy == "error":
-            raise KeyError(f"{message}: {listing}; use the gloss_dict.npy written with these info files "
+            raise UnknownGlossError(f"{message}: {listing}; use the gloss_dict.npy written with these info files "
                            f"(dataset_info.dict_path), or feeder_args.unknown_glosses=warn to drop them "
                            f"from the labels")
         warnings.warn(f"{message} are dropped from the labels: {listing}", stacklevel=3)

@@ -88,7 +88,7 @@ def construct_model(cls: type[nn.Module], kwargs: Mapping[str, Any], source: str
             OverflowError) as exc:
         text = " ".join(str(exc).split())[:300]
         raise ConfigError(f"cannot build the model {cls.__name__} from {source}: "
-                          f"{type(exc).__name__}: {text}") from None
+                          f"{type(exc).__name__}: {text}") from exc  # chained: a bug keeps its traceback
     size = sum(t.numel() * t.element_size() for t in [*shell.parameters(), *shell.buffers()])
     if not math.isfinite(max_param_gib) or size > max_param_gib * 2**30:
         raise ConfigError(f"the model {cls.__name__} of {source} would hold {size / 2**30:,.1f} GiB of "

@@ -4,6 +4,8 @@ from __future__ import annotations
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from utils.errors import ConfigError
+
 
 class BiLSTMLayer(nn.Module):
     """`forward(feats (T, B, D), lengths (B,)) -> (T, B, hidden_size)`; padding never leaks in."""
@@ -13,7 +15,7 @@ class BiLSTMLayer(nn.Module):
         super().__init__()
         directions = 2 if bidirectional else 1
         if hidden_size % directions:
-            raise ValueError(f"hidden_size must be even for a bidirectional LSTM, got {hidden_size}")
+            raise ConfigError(f"hidden_size must be even for a bidirectional LSTM, got {hidden_size}")
         self.rnn = nn.LSTM(input_size, hidden_size // directions, num_layers=num_layers,
                            dropout=dropout, bidirectional=bidirectional)
 

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from modules.batchnorm import BatchNorm2d
 from modules.frame_conv import FrameConv, FrameSequential, TemporalConv3d
+from utils.errors import ConfigError
 
 
 def _temporal_bn_relu(channels: int, kernel_size: int) -> FrameSequential:
@@ -27,7 +28,7 @@ class ChannelAttention(nn.Module):
         super().__init__()
         hidden = channels // reduction
         if hidden < 1:
-            raise ValueError(f"ChannelAttention needs channels >= reduction, got {channels} < {reduction}")
+            raise ConfigError(f"ChannelAttention needs channels >= reduction, got {channels} < {reduction}")
         self.fc = nn.Sequential(FrameConv(channels, hidden, 1), nn.ReLU(inplace=True),
                                 FrameConv(hidden, channels, 1))
 

@@ -15,13 +15,14 @@ from torch import Tensor, nn
 from modules.batchnorm import BatchNorm2d
 from modules.frame_conv import FrameConv, FrameConv2d, store_frame_weights_channels_last
 from modules.fusion import SpatioTemporalFusion
+from utils.errors import ConfigError
 
 
 def resnet_depths(arch: str) -> tuple[int, int, int, int]:
     """Blocks per stage of a BasicBlock ResNet ('resnet18' or 'resnet34')."""
     depths = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3)}
     if arch not in depths:
-        raise ValueError(f"unknown c2d_type {arch!r}: the backbones are {sorted(depths)}")
+        raise ConfigError(f"unknown c2d_type {arch!r}: the backbones are {sorted(depths)}")
     return depths[arch]
 
 

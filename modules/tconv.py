@@ -8,13 +8,14 @@ import torch
 from torch import Tensor, nn
 
 from modules.lift_pool import TemporalLiftPool
+from utils.errors import ConfigError
 
 
 def kernel_sizes_for(conv_type: int) -> list[str]:
     """Layer specs of a conv_type: 'Kk' = conv of width k (no padding), 'Pp' = pool by p."""
     specs = {0: ["K3"], 1: ["K5", "P2"], 2: ["K5", "P2", "K5", "P2"]}
     if conv_type not in specs:
-        raise ValueError(f"conv_type must be one of {sorted(specs)} (2 = published K5 P2 K5 P2), "
+        raise ConfigError(f"conv_type must be one of {sorted(specs)} (2 = published K5 P2 K5 P2), "
                          f"got {conv_type!r}")
     return list(specs[conv_type])
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import main
 import test_one_video
 from tests.train_support import REPO_ROOT, make_tiny_dataset, tiny_config, write_config
 from utils.errors import BadFileError, ConfigError, MissingFileError, UserError, run_cli
@@ -105,6 +106,27 @@ def test_main_bug_inside_the_model_keeps_its_traceback(tiny_run, tmp_path):
     assert "Traceback (most recent call last)" in proc.stderr
     assert proc.stderr.rstrip().endswith("RuntimeError: boom inside the model")
     assert "error: " not in proc.stderr
+
+
+def _planted_bug(kind: type[Exception]):
+    """A method that fails as a bug in a feeder would, with an exception of `kind`."""
+    def planted(self, *args, **kwargs):
+        raise kind("a bug planted in the feeder")
+    return planted
+
+
+@pytest.mark.parametrize("method, kind", [("__getitem__", TypeError), ("__getitem__", KeyError),
+                                          ("__getitem__", ValueError), ("__init__", ValueError),
+                                          ("__init__", OSError)])
+def test_main_bug_inside_a_feeder_keeps_its_traceback(tiny_run, monkeypatch, capsys, method, kind):
+    """Only user errors become one line: a feeder's own exception propagates from main.cli (to
+    its traceback), however much it looks like a config problem (KeyError, ValueError, OSError)."""
+    monkeypatch.setattr(f"dataset.feeder.BaseFeeder.{method}", _planted_bug(kind))
+    with pytest.raises(kind, match="a bug planted in the feeder") as raised:
+        main.cli(["--config", str(tiny_run), "--overwrite"])
+    assert not isinstance(raised.value, UserError)
+    assert raised.traceback[-1].name == "planted"  # the traceback ends where the bug is
+    assert "error: " not in capsys.readouterr().err
 
 
 def test_tool_bug_inside_the_model_keeps_its_traceback(infer_assets, monkeypatch):

@@ -14,6 +14,7 @@ from dataset.registry import dataset_spec
 from utils.config import ConfigError, check_kwargs
 from utils.device import available_cpus, worker_init
 from utils.distributed import DistEnv, ShardedSampler
+from utils.errors import UserError
 from utils.random_state import SeededDataset
 from utils.registry import Registry, is_plain
 
@@ -66,8 +67,8 @@ class RunData:
         if (split, train) not in self._datasets:
             try:
                 self._datasets[split, train] = self._new_dataset(split, train)
-            except (OSError, ValueError, KeyError) as exc:
-                raise ConfigError(f"the {split} split: {error_text(exc)}") from None
+            except UserError as exc:  # a bug in a feeder keeps its traceback
+                raise ConfigError(f"the {split} split: {exc}") from exc
         return self._datasets[split, train]
 
     def _new_dataset(self, split: str, train: bool) -> SeededDataset:

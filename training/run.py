@@ -27,6 +27,7 @@ from training.workdir import (WorkDirLock, check_ownership, claim, is_moved_run,
                               previous_dir, read_record)
 from utils.compile import check_compile_mode, compile_for_training
 from utils.config import ConfigError, save_config
+from utils.errors import BadFileError
 from utils.device import amp_dtype, make_grad_scaler, quiet_opencv_threads, select_device
 from utils.distributed import (DistEnv, barrier, broadcast_object, convert_sync_batchnorm, env_from_environ,
                                init_process_group, new_sync_group)
@@ -176,7 +177,7 @@ def build_run(cfg: dict, overwrite: bool = False, unsafe_load: bool = False,
     try:
         device = select_device(cfg["device"], env.local_rank, env.world_size)
     except (ValueError, RuntimeError) as exc:
-        raise ConfigError(f"{exc} (key 'device')") from None
+        raise ConfigError(f"{exc} (key 'device')") from exc
     init_process_group(env, device, cfg["dist_backend"])
     work_dir = Path(cfg["work_dir"])
     check_work_dir(work_dir, overwrite, cfg)
@@ -232,8 +233,8 @@ def _build_run(cfg: dict, env: DistEnv, device: torch.device, work_dir: Path, pa
     try:
         gloss_dict = load_gloss_dict(paths["dict_path"], hint="set dataset_info.dict_path",
                                      script=dataset_spec(cfg["dataset"]).preprocess_script)
-    except ValueError as exc:  # damaged, malformed or refused as unsafe: one error line
-        raise ConfigError(f"dataset_info.dict_path: {exc}") from None
+    except BadFileError as exc:  # damaged, malformed or refused as unsafe: one error line
+        raise ConfigError(f"dataset_info.dict_path: {exc}") from exc
     # --overwrite with --load-checkpoints X: a fresh work dir continuing X's training state.
     resume_from = resume_path(cfg, work_dir, fresh=overwrite)
     seed = int(cfg["random_seed"])

@@ -18,6 +18,7 @@ from modules.criterions import unalignable
 from training.data import RunData, error_text
 from training.workdir import is_moved_run, previous_dir, read_manifest
 from utils.config import ConfigError
+from utils.errors import BadFileError, UserError
 from utils.random_state import SeededDataset
 
 
@@ -77,8 +78,8 @@ def check_ground_truth(stm: Path, dataset: SeededDataset, split: str) -> None:
                           f"the preprocessing writes it")
     try:
         references = {segment.fileid for segment in read_stm(stm)}
-    except ValueError as exc:
-        raise ConfigError(f"start-up check: {exc}") from None
+    except BadFileError as exc:
+        raise ConfigError(f"start-up check: {exc}") from exc
     videos = [entry["fileid"] for entry in getattr(dataset, "inputs_list", [])]
     missing = [video for video in videos if video not in references]
     if missing:
@@ -167,11 +168,11 @@ def check_data(data: RunData, cfg: Mapping[str, Any], log: Callable[[str], None]
                               f"(it refuses empty splits) or point dataset_info.info_dir at a complete one")
         try:
             dataset[0]
-        except (OSError, ValueError, KeyError) as exc:
+        except UserError as exc:  # a bug in a feeder's __getitem__ keeps its traceback
             raise ConfigError(f"start-up check: the first video of the {split} split cannot be "
-                              f"read: {error_text(exc)} (frames are looked up under "
+                              f"read: {exc} (frames are looked up under "
                               f"dataset_info.dataset_root={data.paths['dataset_root']}, "
-                              f"feeder_args.frames_res, dataset_info.frames_dir)") from None
+                              f"feeder_args.frames_res, dataset_info.frames_dir)") from exc
         if not train and cfg["phase"] != "features":
             check_ground_truth(data.stm_path(split), dataset, split)
         short = too_short_videos(dataset, data.kernel_sizes)
