@@ -171,7 +171,7 @@ def run_phase(run: Run) -> dict:
         if run.metrics is not None:
             run.metrics.close()
     if run.env.is_main:
-        discard_previous_run(run.previous_run)  # a phase that writes no checkpoint is done now
+        discard_previous_run(run.book.previous_run)  # a phase that writes no checkpoint is done now
     return summary
 
 

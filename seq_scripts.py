@@ -119,19 +119,77 @@ def drop_unalignable(batch: tuple, kernel_sizes: Sequence[str] | None, state: Tr
     return select_samples(video, video_len, label, label_len, info, keep)
 
 
+@dataclass
+class StepResult:
+    """One batch's outcome: its loss and terms, or the report of why it was skipped."""
+
+    videos: int                                           # samples of the batch on this process
+    loss: float | None = None                             # None: skipped for a non-finite loss
+    terms: dict[str, float] = field(default_factory=dict)
+    skip_report: str = ""                                 # names the skipped batch's videos
+
+
+def prepare_batch(run: Run, batch: Sequence[Any]) -> tuple:
+    """A loader's batch on the device, normalised, without the videos CTC cannot align."""
+    video, video_len, label, label_len, info = unpack_batch(batch)
+    video, video_len, label, label_len = to_device((video, video_len, label, label_len), run.opts.device)
+    video = model_input(video)  # uint8 batches are normalised here, after the transfer
+    return drop_unalignable((video, video_len, label, label_len, info),
+                            getattr(run.core, "kernel_sizes", None), run.state, run.log)
+
+
+def train_step(run: Run, batch: tuple, sync: bool = True) -> StepResult:
+    """Forward, loss, the non-finite skip and backward of one prepared batch (prepare_batch).
+
+    Gradients accumulate in the parameters; the loop steps the optimizer. Every process takes
+    the same branch: a non-finite loss anywhere skips the batch everywhere. Without `sync`
+    (inside an accumulation window) DDP defers its gradient all-reduce.
+    """
+    video, video_len, label, label_len, info = batch
+    model, core, opts = run.model, run.core, run.opts
+    if opts.compiled:
+        mark_time_dynamic(video)  # a new video length reuses the compiled graph
+    no_sync = getattr(model, "no_sync", None)
+    with no_sync() if (no_sync is not None and not sync) else contextlib.nullcontext():
+        with autocast(opts.device, opts.amp_dtype):
+            ret = model(video, video_len, label=label, label_lgt=label_len)
+            terms = core.loss_terms(ret, label, label_len)
+            loss = total_loss(terms)
+        if any_true(not bool(torch.isfinite(loss.detach()).all()), run.env, opts.device):
+            report = nonfinite_report(info, video_len, label_len, ret.get("feat_len"), loss)
+            if not opts.skip_nonfinite:
+                state = run.state
+                raise FloatingPointError(f"epoch {state.epoch} batch {state.batch_in_epoch}: {report}")
+            return StepResult(videos=int(video.shape[0]), skip_report=report)
+        run.scaler.scale(loss / opts.grad_accum).backward()
+    return StepResult(videos=int(video.shape[0]), loss=float(loss.detach()), terms=terms_as_floats(terms))
+
+
+def sync_skipped_window(run: Run) -> None:
+    """After a skipped batch closes a window whose other batches trained under no_sync: their
+    gradients still have to be averaged, so a zero loss through every parameter runs DDP's all-reduce."""
+    if run.env.distributed and getattr(run.model, "no_sync", None) is not None:
+        (sum(p.sum() for p in run.core.parameters() if p.requires_grad) * 0.0).backward()
+
+
+def optimizer_step(run: Run) -> None:
+    """Clip (when asked) and apply the accumulated gradients."""
+    if run.opts.clip_grad_norm > 0:
+        run.scaler.unscale_(run.optimizer)
+        nn.utils.clip_grad_norm_([p for p in run.core.parameters() if p.requires_grad],
+                                 run.opts.clip_grad_norm)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.state.global_step += 1
+
+
 def train_epoch(run: Run, loader: Iterable, on_checkpoint: Callable[[], None] | None = None,
                 total_batches: int | None = None) -> EpochResult:
-    """Train for the rest of `run.state.epoch` (from `state.batch_in_epoch`); updates the state in place.
-
-    The forward runs through `run.model` (compiled / DDP when asked); the loss is the sum of
-    `run.core.loss_terms` (each term logged). Every process takes the same branches: a
-    non-finite loss anywhere skips the batch everywhere.
-    """
-    model, core, optimizer, scaler = run.model, run.core, run.optimizer, run.scaler
-    state, opts, env, log = run.state, run.opts, run.env, run.log
-    model.train()
+    """Train for the rest of `run.state.epoch` (from `state.batch_in_epoch`); updates the state in
+    place. Each batch is one train_step; this loop accumulates, steps the optimizer and logs."""
+    state, opts, env, log, optimizer = run.state, run.opts, run.env, run.log, run.optimizer
+    run.model.train()
     total = total_batches if total_batches is not None else state.batch_in_epoch + len(loader)
-    params = [p for p in core.parameters() if p.requires_grad]
     result = EpochResult()
     losses: list[float] = []
     term_sums: dict[str, float] = {}
@@ -141,59 +199,34 @@ def train_epoch(run: Run, loader: Iterable, on_checkpoint: Callable[[], None] | 
     start = time.perf_counter()
     optimizer.zero_grad(set_to_none=True)
     bar = progress(total=total, initial=state.batch_in_epoch, desc=f"epoch {state.epoch}",
-               disable=not (opts.progress_bar and env.is_main), dynamic_ncols=True, leave=False)
+                   disable=not (opts.progress_bar and env.is_main), dynamic_ncols=True, leave=False)
     for batch in loader:
-        video, video_len, label, label_len, info = unpack_batch(batch)
-        padding = [sum(pair) for pair in zip(padding, padding_counts(video, video_len))]
-        video, video_len, label, label_len = to_device((video, video_len, label, label_len), opts.device)
-        video = model_input(video)  # uint8 batches are normalised here, after the transfer
+        padding = [sum(pair) for pair in zip(padding, padding_counts(batch[0], batch[1]))]
         state.batch_in_epoch += 1
         state.batches += 1
-        video, video_len, label, label_len, info = drop_unalignable(
-            (video, video_len, label, label_len, info), getattr(core, "kernel_sizes", None), state, log)
         sync_step = state.batch_in_epoch % opts.grad_accum == 0 or state.batch_in_epoch >= total
-        no_sync = getattr(model, "no_sync", None)
-        ctx = no_sync() if (no_sync is not None and not sync_step) else contextlib.nullcontext()
-        if opts.compiled:
-            mark_time_dynamic(video)  # a new video length reuses the compiled graph
-        with ctx:
-            with autocast(opts.device, opts.amp_dtype):
-                ret = model(video, video_len, label=label, label_lgt=label_len)
-                terms = core.loss_terms(ret, label, label_len)
-                loss = total_loss(terms)
-            bad = any_true(not bool(torch.isfinite(loss.detach()).all()), env, opts.device)
-            if bad:
-                state.skipped_batches += 1
-                state.epoch_skipped += 1
-                state.skipped_videos += [fileid_of(i) for i in info]
-                result.skipped += 1
-                message = nonfinite_report(info, video_len, label_len, ret.get("feat_len"), loss)
-                if not opts.skip_nonfinite:
-                    raise FloatingPointError(f"epoch {state.epoch} batch {state.batch_in_epoch}: {message}")
-                log(f"skipped batch {state.batch_in_epoch} of epoch {state.epoch} "
-                    f"(on some process): {message}")
-                if sync_step and window_good and env.distributed and no_sync is not None:
-                    # Gradients accumulated under no_sync still have to be averaged across
-                    # processes: a zero loss through every parameter triggers DDP's all-reduce.
-                    (sum(p.sum() for p in params) * 0.0).backward()
-            else:
-                scaler.scale(loss / opts.grad_accum).backward()
-                window_good += 1
-                losses.append(float(loss.detach()))
-                state.epoch_loss_sum += losses[-1]
-                state.epoch_loss_count += 1
-                for k, v in terms_as_floats(terms).items():
-                    term_sums[k] = term_sums.get(k, 0.0) + v
-        del ret, terms
-        videos += int(video.shape[0]) * env.world_size
+        prepared = prepare_batch(run, batch)
+        step = train_step(run, prepared, sync=sync_step)
+        if step.loss is None:
+            state.skipped_batches += 1
+            state.epoch_skipped += 1
+            state.skipped_videos += [fileid_of(i) for i in prepared[-1]]
+            result.skipped += 1
+            log(f"skipped batch {state.batch_in_epoch} of epoch {state.epoch} "
+                f"(on some process): {step.skip_report}")
+            if sync_step and window_good:
+                sync_skipped_window(run)
+        else:
+            window_good += 1
+            losses.append(step.loss)
+            state.epoch_loss_sum += step.loss
+            state.epoch_loss_count += 1
+            for k, v in step.terms.items():
+                term_sums[k] = term_sums.get(k, 0.0) + v
+        videos += step.videos * env.world_size
         if sync_step:
             if window_good:
-                if opts.clip_grad_norm > 0:
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(params, opts.clip_grad_norm)
-                scaler.step(optimizer)
-                scaler.update()
-                state.global_step += 1
+                optimizer_step(run)
             optimizer.zero_grad(set_to_none=True)
             window_good = 0
         elapsed = max(time.perf_counter() - start, 1e-9)
@@ -287,7 +320,8 @@ def score_hypotheses(hyps: Mapping[str, Mapping[str, Sequence[str]]], stm_path: 
 def evaluate(run: Run, split: str, tag: str) -> dict | None:
     """Decode `split` with `run.core`, write CTMs under <work_dir>/<tag>/, score; rank 0 returns
     {'lstm': scores, 'conv': scores} (the BiLSTM's and the temporal stack's)."""
-    cfg, decode, decoder, log = run.cfg, run.decode, run.decoder, run.log
+    cfg, decoder, log = run.cfg, run.decoder, run.log
+    decode = decoder.cfg
     loader = run.data.loader(run.data.dataset(split, train=False), train=False)
     broadcast_module_state(run.core, run.env)  # every process scores the weights rank 0 saves
     logits = {} if cfg["phase"] == "test" and decode.save_logits else None

@@ -24,7 +24,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from inference.loading import LoadedModel, load_model, model_class, model_config, model_kwargs  # noqa: E402
+from inference.loading import LoadedModel, load_model, model_config  # noqa: E402
+from model_building import model_class, model_kwargs  # noqa: E402
 from inference.onnx_model import calibration_videos, export_onnx, load_onnx_model  # noqa: E402
 from inference.recognize import clip_log_probs, decode_sentence  # noqa: E402
 from inference.video import find_videos, load_frames  # noqa: E402

@@ -17,7 +17,7 @@ import export
 import generate_cam
 import main as main_module
 import test_one_video
-from inference.loading import model_kwargs
+from model_building import model_kwargs
 from slr_network import MODELS, SLRModel
 from tests.train_support import REPO_ROOT
 from utils.config import default_config

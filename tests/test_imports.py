@@ -18,6 +18,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("decoding",),                    # CTC decoding, the gloss LM, saved logits
     ("preprocess",),                  # raw downloads -> info files, gloss dict, STMs, resized frames
     ("slr_network", "vac_network", "corrnet_network"),  # the models
+    ("model_building",),              # config -> model and weights, for training and inference alike
     ("inference",),                   # loading checkpoints, one video, Grad-CAM, ONNX, the web page
     ("training",),                    # building a run: devices, start-up checks, data, checkpoints
     ("seq_scripts",),                 # the training and evaluation loops

@@ -6,7 +6,7 @@ import torch
 
 import slr_network
 from modules.criterions import total_loss
-from seq_scripts import train_epoch
+from seq_scripts import prepare_batch, train_epoch, train_step
 from training.run import Run
 from training.state import StepOptions
 from tests.test_model import labels, tiny_model, video
@@ -55,6 +55,44 @@ def test_each_loss_term_is_computed_once_per_step(monkeypatch):
     # The logged terms are those summed into the loss (one batch: their sum is its loss).
     one, _ = train(tiny_model().train(), batches(1))
     assert sum(one.terms.values()) == pytest.approx(one.mean_loss, rel=1e-5)
+
+
+def test_train_step_is_the_forward_loss_and_backward_of_one_batch():
+    torch.manual_seed(0)
+    model = tiny_model().train()
+    reference = tiny_model().train()
+    reference.load_state_dict(model.state_dict())
+    run = Run(core=model, optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+              opts=StepOptions(device=torch.device("cpu"), log_interval=0, progress_bar=False))
+    prepared = prepare_batch(run, batches(1)[0])
+    torch.manual_seed(5)
+    step = train_step(run, prepared)
+    # Independently: the same forward and summed loss terms, backward by hand.
+    video, video_len, label, label_len, _ = prepared
+    torch.manual_seed(5)
+    loss = total_loss(reference.loss_terms(reference(video, video_len, label=label, label_lgt=label_len),
+                                           label, label_len))
+    loss.backward()
+    assert step.loss == float(loss.detach()) and step.videos == 2 and not step.skip_report
+    assert sum(step.terms.values()) == pytest.approx(step.loss, rel=1e-5)
+    for (name, p), q in zip(model.named_parameters(), reference.parameters()):
+        assert (p.grad is None) == (q.grad is None), name
+        if p.grad is not None:
+            assert torch.equal(p.grad, q.grad), name
+
+
+def test_train_step_skips_a_nonfinite_loss_without_a_gradient(monkeypatch):
+    model = tiny_model().train()
+    original = model.loss_terms
+    monkeypatch.setattr(model, "loss_terms", lambda *a: {**original(*a), "Bad": torch.tensor(float("nan"))})
+    run = Run(core=model, optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+              opts=StepOptions(device=torch.device("cpu"), log_interval=0, progress_bar=False))
+    step = train_step(run, prepare_batch(run, batches(1)[0]))
+    assert step.loss is None and "videos ['v0a', 'v0b']" in step.skip_report
+    assert all(p.grad is None for p in model.parameters())
+    run.opts.skip_nonfinite = False
+    with pytest.raises(FloatingPointError, match="v0a"):
+        train_step(run, prepare_batch(run, batches(1)[0]))
 
 
 def test_total_loss_refuses_a_model_without_terms():

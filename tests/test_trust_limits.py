@@ -10,7 +10,7 @@ from PIL import Image
 
 import main as main_module
 import test_one_video
-from inference.loading import construct_model
+from model_building import construct_model
 from slr_network import SLRModel
 from tests.train_support import make_tiny_dataset, tiny_config, write_config
 from utils.checkpoint import load_checkpoint, save_checkpoint

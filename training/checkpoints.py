@@ -10,6 +10,7 @@ hard link to another. Every file carries a checksum (utils/checkpoint.py).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
@@ -17,7 +18,7 @@ import torch
 from torch import nn
 
 from dataset.vocabulary import check_same_vocabulary
-from inference.loading import load_weights
+from model_building import load_weights
 from training.state import TrainState
 from training.workdir import claim, discard_previous_run
 from utils.checkpoint import (CheckpointError, UnsafeCheckpointError, copy_checkpoint,
@@ -32,6 +33,17 @@ LAST = "last.pt"
 PREVIOUS = "last_previous.pt"   # the checkpoint before last.pt, kept for when last.pt is damaged
 BEST = "best_model.pt"
 CLASSIFIER_KEY = "classifier.weight"  # its rows are the classes, i.e. the dictionary's glosses
+
+
+@dataclass
+class CheckpointBook:
+    """A run's bookkeeping of its checkpoint files and of what the user allowed loading."""
+
+    resume_from: Path | None = None   # the checkpoint a training run continues from
+    last_good: bool = False           # whether <work_dir>/last.pt is known to be readable
+    previous_run: Path | None = None  # the old run --overwrite moved aside, until a checkpoint
+    unsafe_load: bool = False         # --unsafe-load: the user trusts the checkpoints given
+    other_vocabulary: bool = False    # --other-vocabulary: weights of another dictionary
 
 
 def epoch_name(epoch: int) -> str:
@@ -127,19 +139,19 @@ def save(run: Run, *names: str) -> None:
     """
     content = payload(run)
     if run.env.is_main:
-        claim(run.work_dir, *names, *([PREVIOUS] if LAST in names and run.last_good else []))
+        claim(run.work_dir, *names, *([PREVIOUS] if LAST in names and run.book.last_good else []))
         if BEST in names:
             save_checkpoint(run.work_dir / BEST, inference_payload(content))
         first = LAST if LAST in names else next(n for n in names if n != BEST)
-        rotate = first == LAST and run.last_good
+        rotate = first == LAST and run.book.last_good
         save_checkpoint(run.work_dir / first, content,
                         previous=run.work_dir / PREVIOUS if rotate else None)
         for name in names:  # copies: serialising a large model once more is not needed
             if name not in (first, BEST):
                 copy_checkpoint(run.work_dir / first, run.work_dir / name)
-        discard_previous_run(run.previous_run)  # the old run --overwrite kept is replaced now
-    run.previous_run = None
-    run.last_good = run.last_good or LAST in names
+        discard_previous_run(run.book.previous_run)  # the old run --overwrite kept is replaced now
+    run.book.previous_run = None
+    run.book.last_good = run.book.last_good or LAST in names
     barrier(run.env)
 
 
@@ -147,7 +159,7 @@ def read_resume_checkpoint(run: Run, path: Path) -> tuple[Path, dict]:
     """Read `path`; a damaged last.pt of the run falls back to last_previous.pt, with a log line."""
     previous = run.work_dir / PREVIOUS
     try:
-        ckpt = load_checkpoint(path, unsafe=run.unsafe_load, log=run.log)
+        ckpt = load_checkpoint(path, unsafe=run.book.unsafe_load, log=run.log)
     except CheckpointError as exc:
         if path != run.work_dir / LAST and path != previous:
             raise  # a file the user named: no fallback
@@ -156,7 +168,7 @@ def read_resume_checkpoint(run: Run, path: Path) -> tuple[Path, dict]:
         try:
             if not fallback:
                 raise exc
-            ckpt = load_checkpoint(previous, unsafe=run.unsafe_load, log=run.log)
+            ckpt = load_checkpoint(previous, unsafe=run.book.unsafe_load, log=run.log)
         except CheckpointError as final:
             also = f"; {final}" if final is not exc else ""
             raise CheckpointError(f"cannot resume the run in {run.work_dir}: {exc}{also}; start "
@@ -165,7 +177,7 @@ def read_resume_checkpoint(run: Run, path: Path) -> tuple[Path, dict]:
         run.log(f"warning: {path} is damaged ({exc}); resuming from the checkpoint before it, "
                 f"{previous}")
         return previous, ckpt
-    run.last_good = path == run.work_dir / LAST
+    run.book.last_good = path == run.work_dir / LAST
     return path, ckpt
 
 
@@ -179,7 +191,7 @@ def resume(run: Run, path: Path) -> Any:
         raise CheckpointError(f"{path} holds what inference needs, not the optimizer state a resume "
                               f"needs: resume from the run's {LAST}, or start a new run from these "
                               f"weights with --load-weights {path}")
-    check_checkpoint_vocabulary(ckpt, run.gloss_dict, path, allowed=run.other_vocabulary)
+    check_checkpoint_vocabulary(ckpt, run.gloss_dict, path, allowed=run.book.other_vocabulary)
     hint = ("Resume with the config it was trained with (model_args, the gloss dictionary), or "
             "start afresh: --overwrite, or another --work-dir")
     load_weights(run.core, model_state_from_checkpoint(ckpt), str(path), hint=hint)
@@ -258,7 +270,7 @@ def reconcile_best(run: Run, resumed: Path, ckpt: Mapping[str, Any]) -> None:
     if not best.is_file() or resumed.resolve() == best.resolve():
         return
     try:
-        saved = load_checkpoint(best, unsafe=run.unsafe_load).get("train_state") or {}
+        saved = load_checkpoint(best, unsafe=run.book.unsafe_load).get("train_state") or {}
     except CheckpointError as exc:
         run.log(f"warning: {exc}; it is replaced when the dev WER next improves")
         return

@@ -15,10 +15,9 @@ from dataset.registry import dataset_spec
 from dataset.vocabulary import load_gloss_dict
 from decoding.config import DecodeConfig
 from decoding.decoder import Decoder, read_lm
-from inference.loading import (MAX_PARAM_GIB, construct_model, model_class, model_kwargs,
-                               model_loss_weights)
+from model_building import MAX_PARAM_GIB, build_model
 from training import checkpoints
-from training.checkpoints import load_weights_file, resume_path
+from training.checkpoints import CheckpointBook, load_weights_file, resume_path
 from training.data import RunData, dataset_paths
 from training.startup import (check_all_frames, check_batches, check_data, check_dataset_name,
                               check_disk_space, check_overwrite, check_work_dir, dataset_eval_splits)
@@ -32,14 +31,15 @@ from utils.device import amp_dtype, make_grad_scaler, quiet_opencv_threads, sele
 from utils.distributed import (DistEnv, barrier, broadcast_object, convert_sync_batchnorm, env_from_environ,
                                init_process_group, new_sync_group)
 from utils.optimizer import build_optimizer, build_scheduler
-from utils.pretrained import IMAGENET, SCRATCH, resolve_pretrained
 from utils.random_state import seed_everything
 from utils.record import MetricsLog, RunLog, divert_warnings
 
 
 @dataclass
 class Run:
-    """Everything the phases work with; `build_run` makes it from a config.
+    """What a run is: the model, its optimizer, scheduler and scaler, the data and decoder, the
+    progress state and step settings; `build_run` makes it from a config. Bookkeeping of its
+    files (where it resumes from, the old run --overwrite moved aside, ...) is `book`.
 
     The training forward runs through `model` (compiled, inside DDP, when asked); the loss
     (`core.loss_terms`), evaluation and checkpoints use the bare `core`, so state-dict keys
@@ -60,14 +60,9 @@ class Run:
     gloss_dict: Mapping[str, Any] = field(default_factory=dict)
     model_args: dict = field(default_factory=dict)
     data: RunData | None = None
-    decode: DecodeConfig | None = None      # the `decode:` section; with `decoder`, what evaluation needs
-    decoder: Decoder | None = None
+    decoder: Decoder | None = None          # evaluation's; decoder.cfg is the `decode:` section
     metrics: MetricsLog | None = None
-    resume_from: Path | None = None         # the checkpoint a training run continues from
-    unsafe_load: bool = False               # --unsafe-load: the user trusts the checkpoints given
-    other_vocabulary: bool = False          # --other-vocabulary: weights of another dictionary
-    last_good: bool = False                 # whether <work_dir>/last.pt is known to be readable
-    previous_run: Path | None = None        # the old run --overwrite moved aside, until a checkpoint
+    book: CheckpointBook = field(default_factory=CheckpointBook)  # its files: resume, rotation, --overwrite
     resume_rng: Any = None                  # the resumed checkpoint's RNG state, restored right before training
     lock: WorkDirLock | None = None         # the work dir's lock, released when the run ends
 
@@ -125,45 +120,6 @@ def write_config(cfg: Mapping[str, Any], path: Path, log: Callable[[str], None])
         if changed:
             log(f"config differs from the previous run in this work dir: {changed}")
     save_config(cfg, path)
-
-
-def backbone_init(cfg: Mapping[str, Any], model_args: Mapping[str, Any], resume_from: Path | None
-                  ) -> tuple[Any, str]:
-    """What the backbone starts from (the `pretrained` argument to build with) and the log line
-    saying so: the checkpoint the run loads, else model_args.pretrained (imagenet, none or a
-    file; imagenet is fetched into torch's hub cache, or the run stops saying how to get it)."""
-    pretrained = model_args.get("pretrained")
-    loaded = resume_from or cfg["load_weights"] or (cfg["phase"] != "train" and cfg["load_checkpoints"])
-    backbone_ignored = not resume_from and any(
-        "conv2d".startswith(str(p)) or str(p).startswith("conv2d") for p in cfg["ignore_weights"])
-    if loaded and not backbone_ignored:
-        return None, (f"initial weights: {loaded} (model_args.pretrained: {pretrained} is not used; "
-                      f"the checkpoint's weights replace any initialisation)")
-    if pretrained in SCRATCH:
-        return None, ("backbone initial weights: random, trained from scratch (model_args.pretrained: "
-                      "none; the published recipe starts from ImageNet: model_args.pretrained: imagenet)")
-    arch = str(model_args.get("c2d_type"))
-    path = resolve_pretrained(arch, pretrained)
-    source = f"torchvision's ImageNet {arch}" if pretrained in IMAGENET else f"a {arch} file"
-    return str(path), (f"backbone initial weights: {source}, {path} (model_args.pretrained: "
-                       f"{pretrained})")
-
-
-def build_model(cfg: Mapping[str, Any], num_classes: int, log: Callable[[str], None],
-                resume_from: Path | None = None, max_param_gib: float = MAX_PARAM_GIB
-                ) -> tuple[nn.Module, dict]:
-    """The configured model (it computes its own loss terms) and its constructor arguments."""
-    cls = model_class(cfg["model"])
-    model_args, note = model_kwargs(cfg, cls, num_classes)
-    if note:
-        log(note)
-    built = dict(model_args)
-    if "pretrained" in model_args:
-        built["pretrained"], source = backbone_init(cfg, model_args, resume_from)
-        log(source)
-    core = construct_model(cls, {**built, "loss_weights": model_loss_weights(cfg, cls)}, "model_args",
-                           max_param_gib)
-    return core, model_args
 
 
 def build_run(cfg: dict, overwrite: bool = False, unsafe_load: bool = False,
@@ -274,12 +230,12 @@ def _build_run(cfg: dict, env: DistEnv, device: torch.device, work_dir: Path, pa
     state = TrainState(epoch=int(cfg["optimizer_args"]["start_epoch"]))
     run = Run(core=core, optimizer=optimizer, model=model, scheduler=scheduler, scaler=scaler,
               state=state, opts=opts, env=env, log=log, cfg=cfg, work_dir=work_dir,
-              gloss_dict=gloss_dict, model_args=model_args, data=data, decode=decode,
-              decoder=decoder, resume_from=resume_from, unsafe_load=unsafe_load,
-              other_vocabulary=other_vocabulary)
+              gloss_dict=gloss_dict, model_args=model_args, data=data, decoder=decoder,
+              book=CheckpointBook(resume_from=resume_from, unsafe_load=unsafe_load,
+                                  other_vocabulary=other_vocabulary))
     if resume_from is not None:  # read and checked here: a bad checkpoint moves nothing
         run.resume_rng = checkpoints.resume(run, resume_from)
-    run.previous_run = prepare_work_dir(work_dir, overwrite, env, log)
+    run.book.previous_run = prepare_work_dir(work_dir, overwrite, env, log)
     if env.is_main:
         claim(work_dir, "log.txt", "config.yaml", phase=cfg["phase"])
     log.attach()
