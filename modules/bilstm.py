@@ -15,7 +15,8 @@ class BiLSTMLayer(nn.Module):
         super().__init__()
         directions = 2 if bidirectional else 1
         if hidden_size % directions:
-            raise ConfigError(f"hidden_size must be even for a bidirectional LSTM, got {hidden_size}")
+            raise ConfigError(f"model_args.hidden_size: hidden_size must be even for a bidirectional LSTM, "
+                              f"got {hidden_size}")
         self.rnn = nn.LSTM(input_size, hidden_size // directions, num_layers=num_layers,
                            dropout=dropout, bidirectional=bidirectional)
 

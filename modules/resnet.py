@@ -22,7 +22,7 @@ def resnet_depths(arch: str) -> tuple[int, int, int, int]:
     """Blocks per stage of a BasicBlock ResNet ('resnet18' or 'resnet34')."""
     depths = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3)}
     if arch not in depths:
-        raise ConfigError(f"unknown c2d_type {arch!r}: the backbones are {sorted(depths)}")
+        raise ConfigError(f"model_args.c2d_type: unknown c2d_type {arch!r}: the backbones are {sorted(depths)}")
     return depths[arch]
 
 

@@ -15,8 +15,8 @@ def kernel_sizes_for(conv_type: int) -> list[str]:
     """Layer specs of a conv_type: 'Kk' = conv of width k (no padding), 'Pp' = pool by p."""
     specs = {0: ["K3"], 1: ["K5", "P2"], 2: ["K5", "P2", "K5", "P2"]}
     if conv_type not in specs:
-        raise ConfigError(f"conv_type must be one of {sorted(specs)} (2 = published K5 P2 K5 P2), "
-                         f"got {conv_type!r}")
+        raise ConfigError(f"model_args.conv_type: conv_type must be one of {sorted(specs)} (2 = published "
+                          f"K5 P2 K5 P2), got {conv_type!r}")
     return list(specs[conv_type])
 
 
