@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from dataset.feeder import BaseFeeder  # noqa: E402
+from dataset.feeder_options import FeederOptions  # noqa: E402
 from dataset.packed import DEFAULT_JPEG_QUALITY, write_packed  # noqa: E402
 from dataset.synthetic import generate  # noqa: E402
 from preprocess.cli import main as preprocess_main  # noqa: E402
@@ -84,16 +85,18 @@ def main(argv: list[str] | None = None) -> int:
         info = np.load(out / "train_info.npy", allow_pickle=True).item()
         videos = split_videos("phoenix2014", root, info, args.res)
         frames = sum(len(f) for _, f in videos)
-        common = dict(dataset="phoenix2014", mode="train", input_size=args.crop, info_dir=out,
-                      frames_res=args.res, temporal_min_len=8)
-        feeders = {"per-frame PNG": BaseFeeder(str(root), gloss_dict, **common)}
+        common = dict(dataset="phoenix2014", mode="train", info_dir=out)
+        options = dict(input_size=args.crop, frames_res=args.res, temporal_min_len=8)
+        feeders = {"per-frame PNG": BaseFeeder(str(root), gloss_dict, options=FeederOptions.recipe(**options),
+                                               **common)}
         bytes_per_frame = {"per-frame PNG": sum(os.path.getsize(p) for _, f in videos for p in f) / frames}
         for fmt in PACKS:
             start = time.perf_counter()
             index = write_packed(out / f"pack-{fmt}", "train", videos, fmt, args.quality)
             name = f"{fmt} pack" + (f" q{args.quality}" if fmt == "jpeg" else "")
             print(f"wrote {name}: {time.perf_counter() - start:.1f} s")
-            feeders[name] = BaseFeeder(str(root), gloss_dict, packed=True, packed_dir=out / f"pack-{fmt}", **common)
+            feeders[name] = BaseFeeder(str(root), gloss_dict, options=FeederOptions.recipe(packed=True, **options),
+                                       packed_dir=out / f"pack-{fmt}", **common)
             bytes_per_frame[name] = index["data_bytes"] / frames
         if not args.cold:
             for feeder in feeders.values():  # warm the page cache for every path

@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dataset.bucketing import LengthBucketBatchSampler  # noqa: E402
 from dataset.feeder import BaseFeeder  # noqa: E402
+from dataset.feeder_options import FeederOptions  # noqa: E402
 from dataset.synthetic import generate  # noqa: E402
 from tests.reference.conv3d import conv3d_reference  # noqa: E402
 from preprocess.cli import main as preprocess_main  # noqa: E402
@@ -145,9 +146,10 @@ def main() -> None:
         base = SLRModel(len(gloss_dict) + 1, args.arch, 2, loss_weights=LOSS_WEIGHTS)
         feeders, runs = {}, {}
         for name, path in paths.items():
-            feeders[name] = BaseFeeder(str(root), gloss_dict, mode="train", input_size=args.crop,
-                                       info_dir=out, frames_res=args.res, packed=path.packed,
-                                       frame_interval=args.frame_interval)
+            options = FeederOptions.recipe(input_size=args.crop, frames_res=args.res, packed=path.packed,
+                                           frame_interval=args.frame_interval)
+            feeders[name] = BaseFeeder(str(root), gloss_dict, "phoenix2014", options, mode="train",
+                                       info_dir=out)
             model = (conv3d_reference(base) if path.conv3d else _copy(base)).to(device).train()
             optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-4)
             dtype = amp_dtype(path.amp, device)
@@ -155,9 +157,9 @@ def main() -> None:
             runner = model if path.compile == "none" else compile_for_training(model, path.compile)
             runs[name] = (runner, model, optimizer,
                           make_grad_scaler(device, dtype),
-                          StepOptions(device=device, amp_dtype=dtype, log_interval=0,
-                                      max_steps=args.steps, progress_bar=False,
-                                      compiled=path.compile != "none"))
+                          StepOptions.recipe(device=device, amp_dtype=dtype, log_interval=0,
+                                             max_steps=args.steps, progress_bar=False,
+                                             compiled=path.compile != "none"))
         lengths = feeders["default" if "default" in feeders else next(iter(feeders))].video_lengths()
         print(f"{args.arch}, batch 2, crop {args.crop} of {args.res}, {len(lengths)} training videos "
               f"of {min(lengths)}-{max(lengths)} frames (mean {statistics.mean(lengths):.0f}) read "

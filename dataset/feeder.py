@@ -14,6 +14,7 @@ import torch
 import torch.utils.data as data
 
 from dataset.collate import pad_collate
+from dataset.feeder_options import FeederOptions
 from dataset.hints import FrameSource, FramesError, damaged_frames_hint, missing_frames_hint
 from dataset.layout import frames_root
 from dataset.registry import dataset_spec
@@ -24,7 +25,6 @@ from dataset.transforms import VideoTransform, build_transform
 from utils.errors import BadFileError, ConfigError, MissingFileError, UserError
 from utils.npy import load_npy_object
 
-UNKNOWN_GLOSS_POLICIES = ("warn", "error")
 
 
 # KeyError stays a second base: a gloss missing from the dictionary is a failed lookup.
@@ -98,11 +98,11 @@ MIN_INPUT_SIZE = 8  # a smaller crop is no image of a signer (0 or less fails de
 def check_frame_geometry(input_size: object, image_scale: object) -> None:
     """The crop size and image scale a feeder (or an inference tool) is given are usable numbers."""
     if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < MIN_INPUT_SIZE:
-        raise ValueError(f"feeder_args.input_size must be an integer >= {MIN_INPUT_SIZE} (the crop "
-                         f"the model sees), got {input_size!r}")
+        raise ConfigError(f"feeder_args.input_size must be an integer >= {MIN_INPUT_SIZE} (the crop "
+                          f"the model sees), got {input_size!r}")
     if (isinstance(image_scale, bool) or not isinstance(image_scale, (int, float))
             or not math.isfinite(image_scale) or image_scale <= 0):
-        raise ValueError(f"feeder_args.image_scale must be a number > 0, got {image_scale!r}")
+        raise ConfigError(f"feeder_args.image_scale must be a number > 0, got {image_scale!r}")
 
 
 class BaseFeeder(data.Dataset):
@@ -113,71 +113,51 @@ class BaseFeeder(data.Dataset):
 
     `info` is the entry's `original_info` string (its first '|' field is the file id), as the
     original feeder returned. `kernel_size` is the model's temporal layer list used for padding.
+    `options` are the `feeder_args` section (FeederOptions.recipe() for the published recipe's).
     """
 
     def __init__(
         self,
         prefix: str,
         gloss_dict: Mapping[str, Sequence[int]],
-        dataset: str = "phoenix2014",
-        drop_ratio: float = 1,
-        num_gloss: int = -1,
+        dataset: str,
+        options: FeederOptions,
         mode: str = "train",
         transform_mode: bool = True,
-        datatype: str = "video",
-        frame_interval: int = 1,
-        image_scale: float = 1.0,
         kernel_size: Sequence[str] = ("K5", "P2", "K5", "P2"),
-        input_size: int = 224,
         *,
         info_dir: str | Path | None = None,
         frames_dir: str | Path | None = None,
-        frames_res: str = "256x256px",
-        packed: bool = False,
         packed_dir: str | Path | None = None,
         features_dir: str | Path = "features",
-        unknown_glosses: str = "warn",
-        flip_prob: float = 0.5,
-        temporal_scaling: float = 0.2,
-        temporal_min_len: int = 32,
-        temporal_max_len: int = 230,
-        pad_to_multiple: int = 1,
     ) -> None:
-        if datatype not in ("video", "features"):
-            raise ConfigError(f"feeder_args.datatype {datatype!r} is not supported; use 'video' or 'features'")
-        if unknown_glosses not in UNKNOWN_GLOSS_POLICIES:
-            raise ConfigError(f"feeder_args.unknown_glosses must be one of {UNKNOWN_GLOSS_POLICIES}, "
-                              f"got {unknown_glosses!r}")
-        if frame_interval < 1:
-            raise ConfigError(f"feeder_args.frame_interval must be >= 1, got {frame_interval}")
-        if pad_to_multiple < 1:
-            raise ConfigError(f"feeder_args.pad_to_multiple must be >= 1, got {pad_to_multiple}")
-        check_frame_geometry(input_size, image_scale)
+        frames = options.frames
+        check_frame_geometry(frames.input_size, frames.image_scale)
         # Training batches only: a compiled training forward then sees a few lengths (evaluation
         # runs eager, and its outputs should not depend on the batch's padding).
-        self.pad_to_multiple = pad_to_multiple if mode == "train" else 1
+        self.pad_to_multiple = frames.pad_to_multiple if mode == "train" else 1
         self.dataset = dataset_spec(dataset).name
         self.prefix = prefix
         self.mode = mode
         self.dict = gloss_dict
-        self.drop_ratio = drop_ratio  # accepted for config compatibility; unused, as in the original
-        self.ng = num_gloss
-        self.data_type = datatype
-        self.frame_interval = frame_interval
+        self.data_type = frames.datatype
+        self.frame_interval = frames.frame_interval
         self.kernel_sizes = list(kernel_size)
         self.info_dir = Path(info_dir) if info_dir is not None else Path(dataset_spec(dataset).output_dir)
-        self.frames_dir = Path(frames_dir) if frames_dir is not None else frames_root(dataset, prefix, frames_res)
+        self.frames_dir = (Path(frames_dir) if frames_dir is not None
+                           else frames_root(dataset, prefix, frames.frames_res))
         self.features_dir = Path(features_dir)
-        self.frame_source = FrameSource(self.dataset, Path(prefix), frames_res, self.info_dir / f"{mode}_info.npy",
-                                        Path(frames_dir) if frames_dir is not None else None, input_size)
+        self.frame_source = FrameSource(self.dataset, Path(prefix), frames.frames_res,
+                                        self.info_dir / f"{mode}_info.npy",
+                                        Path(frames_dir) if frames_dir is not None else None, frames.input_size)
         self.inputs_list = load_info(self.info_dir / f"{mode}_info.npy")
         self.labels, unknown = labels_to_ids(self.inputs_list, gloss_dict)
-        self._report_unknown(unknown, unknown_glosses)
+        self._report_unknown(unknown, options.unknown_glosses)
         self.transform: VideoTransform = build_transform(
-            bool(transform_mode), input_size, image_scale, flip_prob=flip_prob,
-            temporal_scaling=temporal_scaling, temporal_min_len=temporal_min_len,
-            temporal_max_len=temporal_max_len, frame_interval=frame_interval,
-        )
+            bool(transform_mode), frames.input_size, frames.image_scale, options.augmentation,
+            frames.frame_interval)
+        packed = frames.packed
+        frames_res = frames.frames_res
         self.packed = packed
         self._pack: PackedFrames | None = None
         if packed:

@@ -24,10 +24,10 @@ class TemporalRescale:
     multiple of 4; frames are drawn without replacement when shrinking, with replacement when growing.
     """
 
-    scaling: float = 0.2
-    min_len: int = 32
-    max_len: int = 230
-    frame_interval: int = 1
+    scaling: float
+    min_len: int
+    max_len: int
+    frame_interval: int
 
     def new_length(self, num_frames: int) -> int:
         """Random target length for a clip of `num_frames`."""
@@ -146,10 +146,10 @@ class VideoTransform:
     """Training (random crop, flip, temporal rescale) or test (center crop) transform of uint8 clips."""
 
     train: bool
-    crop_size: int = 224
-    image_scale: float = 1.0
-    flip_prob: float = 0.5
-    temporal: TemporalRescale | None = None
+    crop_size: int
+    image_scale: float
+    flip_prob: float
+    temporal: TemporalRescale | None
 
     def sample_frames(self, num_frames: int) -> np.ndarray:
         """Indices of the frames the output is made of (identity at test time)."""
@@ -189,19 +189,24 @@ class VideoTransform:
         return normalise(self.uint8(frames))
 
 
-def build_transform(
-    train: bool,
-    crop_size: int = 224,
-    image_scale: float = 1.0,
-    *,
-    flip_prob: float = 0.5,
-    temporal_scaling: float = 0.2,
-    temporal_min_len: int = 32,
-    temporal_max_len: int = 230,
-    frame_interval: int = 1,
-) -> VideoTransform:
-    """The feeder's transform: train = random crop + flip + temporal rescale; test = center crop."""
-    temporal = (
-        TemporalRescale(temporal_scaling, temporal_min_len, temporal_max_len, frame_interval) if train else None
-    )
-    return VideoTransform(train, crop_size, image_scale, flip_prob, temporal)
+@dataclass(frozen=True)
+class Augmentation:
+    """How training clips are augmented (feeder_args keys of the same names; config/baseline.yaml)."""
+
+    flip_prob: float          # horizontal flip probability
+    temporal_scaling: float   # clip length drawn in [1-s, 1+s] x its length
+    temporal_min_len: int     # the resampled length's bounds (frames)
+    temporal_max_len: int
+
+
+def build_transform(train: bool, crop_size: int, image_scale: float,
+                    augmentation: Augmentation | None = None, frame_interval: int = 1) -> VideoTransform:
+    """The feeder's transform: train = random crop + flip + temporal rescale (`augmentation`);
+    test = center crop."""
+    if not train:
+        return VideoTransform(False, crop_size, image_scale, 0.0, None)
+    if augmentation is None:
+        raise ValueError("a training transform needs its augmentation")
+    temporal = TemporalRescale(augmentation.temporal_scaling, augmentation.temporal_min_len,
+                               augmentation.temporal_max_len, frame_interval)
+    return VideoTransform(True, crop_size, image_scale, augmentation.flip_prob, temporal)

@@ -15,11 +15,14 @@ import cv2
 import numpy as np
 
 from dataset.images import read_rgb
+from dataset.layout import parse_resolution
+from utils.config import default_config
 from utils.errors import BadFileError, UserError
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-PREPROCESS_SIZE = (256, 256)  # (width, height) written by preprocess/ (features/fullFrame-256x256px)
+# (width, height) preprocess/ resizes to by default: the config's feeder_args.frames_res
+PREPROCESS_SIZE = parse_resolution(default_config()["feeder_args"]["frames_res"])
 # Containers FFmpeg opens for a single still image: a picture renamed to .mp4 is not a video.
 IMAGE_CONTAINERS = ("image2", "image2pipe")
 TRUNCATION_TOLERANCE = 0.02  # decoded frames may fall this share (plus one frame) short of the header's

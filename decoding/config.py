@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from utils.config import closest_key, default_config
+from utils.config import check_section_keys, default_config
 from utils.errors import ConfigError
 
 MODES = ("beam", "max")  # CTC prefix beam search, greedy best path
@@ -57,13 +57,7 @@ class DecodeConfig:
     @classmethod
     def from_mapping(cls, section: Mapping[str, Any]) -> DecodeConfig:
         """Parse a complete `decode:` section (every key present, no other)."""
-        names = [f.name for f in dataclasses.fields(cls)]
-        for key in section:
-            if key not in names:
-                raise ConfigError(f"unknown key 'decode.{key}'{closest_key(str(key), names)}")
-        missing = [name for name in names if name not in section]
-        if missing:
-            raise ConfigError(f"the decode section lacks {', '.join(f'decode.{m}' for m in missing)}")
+        check_section_keys(section, [f.name for f in dataclasses.fields(cls)], "decode")
         floats = {"lm_weight", "word_bonus", "token_min_logp", "beam_prune_logp"}
         return cls(**{key: float(value) if key in floats and _is_number(value) else value
                       for key, value in section.items()})

@@ -28,9 +28,6 @@ from utils.config import (default_config, merge_config, nest, parse_set_item, re
                           upgrade_saved_config)
 from utils.errors import ConfigError, MissingFileError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-PUBLISHED_CONFIG = REPO_ROOT / "config" / "baseline.yaml"  # architecture of the published models
-
 
 # ---------------------------------------------------------------------------------------------
 # ---------------------------------------------------------------------------------------------
@@ -42,11 +39,13 @@ def model_config(saved: Mapping[str, Any] | None, config: str | os.PathLike | No
                  overrides: Sequence[str] = ()) -> dict:
     """The config a model is rebuilt from: the checkpoint's (keys of earlier versions moved, the
     rest from the published recipe) or, for weights only or when given, the YAML `config`
-    (default config/baseline.yaml), with `--set KEY=VALUE` items applied."""
+    (default: the published recipe, config/baseline.yaml), with `--set KEY=VALUE` items applied."""
     if saved is not None and config is None:
         cfg = merge_config(default_config(), upgrade_saved_config(saved), "checkpoint config", strict=False)
+    elif config is None:
+        cfg = default_config()  # the published models' architecture
     else:
-        cfg, _ = resolve_config(["--config", str(config or PUBLISHED_CONFIG)])
+        cfg, _ = resolve_config(["--config", str(config)])
     for item in overrides:
         keys, value = parse_set_item(item)
         cfg = merge_config(cfg, nest(keys, value), f"--set {item}")
@@ -102,11 +101,6 @@ def resolve_vocabulary(ckpt: Mapping[str, Any], ckpt_path: str, dict_path: str |
         raise MissingFileError(f"checkpoint {ckpt_path} carries no vocabulary and {path} does not "
                                f"exist; pass --dict_path <gloss_dict.npy of the training data>")
     return load_gloss_dict(path), str(path)
-
-
-def _first(*values: Any) -> Any:
-    """The first value that is not None."""
-    return next(v for v in values if v is not None)
 
 
 def model_from_checkpoint(ckpt_path: str | os.PathLike, device: torch.device | str = "cpu", *,
@@ -167,8 +161,10 @@ def model_from_checkpoint(ckpt_path: str | os.PathLike, device: torch.device | s
                       f"--set model_args.c2d_type=resnet18, ...)")
     model.to(device).eval()
 
-    feeder_args = cfg.get("feeder_args") or {}
-    input_size, image_scale = _first(feeder_args.get("input_size"), 224), _first(feeder_args.get("image_scale"), 1.0)
+    # complete: what the config sets over config/baseline.yaml's (a null takes the recipe's)
+    feeder_args = {**default_config()["feeder_args"],
+                   **{k: v for k, v in (cfg.get("feeder_args") or {}).items() if v is not None}}
+    input_size, image_scale = feeder_args["input_size"], feeder_args["image_scale"]
     try:
         check_frame_geometry(input_size, image_scale)
     except ValueError as exc:
@@ -181,7 +177,7 @@ def model_from_checkpoint(ckpt_path: str | os.PathLike, device: torch.device | s
         model=model, runner=CTCLogProbs(model).eval(), device=device, gloss_dict=gloss_dict, num_classes=num_classes,
         kernel_sizes=list(model.kernel_sizes),
         input_size=int(input_size), image_scale=float(image_scale),
-        frame_size=parse_resolution(_first(feeder_args.get("frames_res"), "256x256px")),
+        frame_size=parse_resolution(feeder_args["frames_res"]),
         decode=DecodeConfig.from_mapping({**cfg["decode"], "lm_path": None}).updated(decode or {}),
         source={"vocabulary": vocab_source, "architecture": arch_source, "model": ckpt_path,
                 "checksum": "none: not verified" if notes else "SHA-256 verified"})

@@ -29,6 +29,7 @@ from dataset.provenance import RECORD, write_record
 from dataset.registry import DATASETS, dataset_spec
 from preprocess.datasets import drop_empty_videos, empty_videos, load_raw_dataset
 from preprocess.pack import pack_splits
+from utils.config import default_config
 from utils.errors import run_cli
 
 # Default paths are relative to the repository root, not the working directory, so the original
@@ -76,8 +77,10 @@ def build_parser(dataset: str) -> argparse.ArgumentParser:
     parser.add_argument("--output-dir",
                         help="where the info/gloss dict/STM files (and the pack) are written; default: "
                         f"{spec.output_dir} in the repository (the config's dataset_info.dict_path folder)")
-    parser.add_argument("--output-res", type=_resolution_arg, default="256x256px",
-                        help="resized frame size WIDTHxHEIGHTpx")
+    frames_res = default_config()["feeder_args"]["frames_res"]  # what training reads by default
+    parser.add_argument("--output-res", type=_resolution_arg, default=frames_res,
+                        help=f"resized frame size WIDTHxHEIGHTpx (default {frames_res}, the config's "
+                        f"feeder_args.frames_res)")
     parser.add_argument("--process-image", "-p", action="store_true", help="resize the frames (resumable)")
     parser.add_argument("--multiprocessing", "-m", action="store_true", help="resize in several processes")
     parser.add_argument("--workers", type=_positive_int, default=os.cpu_count() or 1,

@@ -17,7 +17,7 @@ from modules.criterions import total_loss
 from slr_network import SLRModel
 from utils.checkpoint import save_checkpoint
 
-TINY_ARGS = {"c2d_type": "resnet18", "conv_type": 2, "use_bn": True, "hidden_size": 32,
+TINY_ARGS = {"c2d_type": "resnet18", "conv_type": 2, "hidden_size": 32,
              "weight_norm": True, "share_classifier": True, "hsa_attention": True,
              "base_width": 8, "aux_dim": 16}
 TINY_CLI = ["--set", "model_args.c2d_type=resnet18", "--set", "model_args.hidden_size=32",

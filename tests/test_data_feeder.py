@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import pickle
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +13,12 @@ import torch
 
 from dataset.collate import pad_collate, temporal_padding
 from dataset.feeder import BaseFeeder
+from dataset.feeder_options import FeederOptions
 from dataset.packed import PackedFrames, packed_paths
 from dataset.synthetic import generate
 from dataset.transforms import TemporalRescale, build_transform, center_crop_params, model_input
 from preprocess.cli import main as preprocess
+from tests.train_support import make_feeder
 
 RES = "40x32px"  # width 40, height 32
 FORMATS = ("phoenix2014", "phoenix2014-T", "CSL-Daily")
@@ -37,10 +40,10 @@ def prepared(tmp_path_factory) -> dict[str, dict]:
 
 
 def _feeder(data: dict, fmt: str, mode: str = "train", **kwargs) -> BaseFeeder:
-    options = dict(dataset=fmt, mode=mode, transform_mode=mode == "train", input_size=24,
+    options = dict(mode=mode, transform_mode=mode == "train", input_size=24,
                    info_dir=data["out"], frames_res=RES, temporal_min_len=4)
     options.update(kwargs)
-    return BaseFeeder(str(data["root"]), data["gloss_dict"], **options)
+    return make_feeder(str(data["root"]), data["gloss_dict"], fmt, **options)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -270,7 +273,8 @@ def test_temporal_rescale_bounds_and_sampling():
 
 def test_transform_flip_and_crop_are_shared_by_all_frames():
     frames = np.random.default_rng(0).integers(0, 256, size=(6, 10, 12, 3), dtype=np.uint8)
-    transform = build_transform(True, crop_size=8, flip_prob=1.0, temporal_min_len=1, temporal_scaling=0.0)
+    augmentation = FeederOptions.recipe(temporal_min_len=1, temporal_scaling=0.0).augmentation
+    transform = build_transform(True, 8, 1.0, replace(augmentation, flip_prob=1.0))
     torch.manual_seed(3)
     out = transform(frames)
     assert out.shape == (8, 3, 8, 8)  # 6 frames rounded up to a multiple of 4, by repetition
@@ -279,11 +283,11 @@ def test_transform_flip_and_crop_are_shared_by_all_frames():
                                  ((out[0].permute(1, 2, 0) + 1) * 127.5).round().byte().numpy())
                for t in [0]]
     assert matches, "first output frame is not a flipped crop of the first input frame"
-    test = build_transform(False, crop_size=8)
+    test = build_transform(False, 8, 1.0)
     p = center_crop_params(10, 12, 8)
     assert (p.top, p.left, p.height, p.width) == (1, 2, 8, 8)
     assert torch.equal(test(frames), torch.from_numpy(frames[:, 1:9, 2:10]).permute(0, 3, 1, 2).float() / 127.5 - 1)
-    padded = build_transform(True, crop_size=14, temporal_min_len=1, temporal_scaling=0.0)(frames[:4])
+    padded = build_transform(True, 14, 1.0, augmentation)(frames[:4])
     assert padded.shape == (4, 3, 14, 14)
 
 

@@ -17,6 +17,7 @@ from dataset.packed import PackedFrames, PackError, packed_paths, write_packed
 from dataset.synthetic import generate
 from preprocess.cli import main as preprocess
 from preprocess.pack import split_videos
+from tests.train_support import make_feeder
 
 RES = "80x64px"  # width 80, height 64
 
@@ -35,9 +36,9 @@ def prepared(tmp_path_factory) -> dict:
 
 
 def _feeder(data: dict, mode: str, **kwargs) -> BaseFeeder:
-    return BaseFeeder(str(data["root"]), data["gloss_dict"], dataset="phoenix2014", mode=mode,
-                      transform_mode=mode == "train", input_size=24, info_dir=data["out"], frames_res=RES,
-                      temporal_min_len=4, frame_interval=2, **kwargs)
+    return make_feeder(str(data["root"]), data["gloss_dict"], "phoenix2014", mode=mode,
+                       transform_mode=mode == "train", input_size=24, info_dir=data["out"], frames_res=RES,
+                       temporal_min_len=4, frame_interval=2, **kwargs)
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:

@@ -18,6 +18,7 @@ from dataset.layout import frames_root, raw_frames_root, resized_resolutions, ro
 from dataset.registry import NAMES, dataset_spec
 from dataset.synthetic import generate
 from preprocess.cli import main as preprocess
+from tests.train_support import make_feeder
 
 FMT = "phoenix2014"
 RES = "64x48px"
@@ -46,9 +47,9 @@ def data(prepared, tmp_path) -> dict:
 def _feeder(data: dict, **changes) -> BaseFeeder:
     data = {**data, **changes}
     gloss_dict = np.load(data["out"] / "gloss_dict.npy", allow_pickle=True).item()
-    return BaseFeeder(str(data["root"]), gloss_dict, dataset=FMT, mode="train", transform_mode=False,
-                      input_size=data["input_size"], info_dir=data["out"], frames_res=data["res"],
-                      frames_dir=data.get("frames_dir"), temporal_min_len=4)
+    return make_feeder(str(data["root"]), gloss_dict, FMT, mode="train", transform_mode=False,
+                       input_size=data["input_size"], info_dir=data["out"], frames_res=data["res"],
+                       frames_dir=data.get("frames_dir"), temporal_min_len=4)
 
 
 def _error(data: dict) -> str:

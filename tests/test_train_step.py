@@ -26,7 +26,7 @@ def batches(count: int) -> list[tuple]:
 def train(model: torch.nn.Module, data: list[tuple], **options) -> tuple:
     """One epoch of train_epoch over `data` on the CPU."""
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    opts = StepOptions(device=torch.device("cpu"), log_interval=0, progress_bar=False, **options)
+    opts = StepOptions.recipe(device=torch.device("cpu"), log_interval=0, progress_bar=False, **options)
     run = Run(core=model, optimizer=optimizer, opts=opts)
     result = train_epoch(run, data, total_batches=len(data))
     return result, run.state
@@ -63,7 +63,7 @@ def test_train_step_is_the_forward_loss_and_backward_of_one_batch():
     reference = tiny_model().train()
     reference.load_state_dict(model.state_dict())
     run = Run(core=model, optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
-              opts=StepOptions(device=torch.device("cpu"), log_interval=0, progress_bar=False))
+              opts=StepOptions.recipe(device=torch.device("cpu"), log_interval=0, progress_bar=False))
     prepared = prepare_batch(run, batches(1)[0])
     torch.manual_seed(5)
     step = train_step(run, prepared)
@@ -86,7 +86,7 @@ def test_train_step_skips_a_nonfinite_loss_without_a_gradient(monkeypatch):
     original = model.loss_terms
     monkeypatch.setattr(model, "loss_terms", lambda *a: {**original(*a), "Bad": torch.tensor(float("nan"))})
     run = Run(core=model, optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
-              opts=StepOptions(device=torch.device("cpu"), log_interval=0, progress_bar=False))
+              opts=StepOptions.recipe(device=torch.device("cpu"), log_interval=0, progress_bar=False))
     step = train_step(run, prepare_batch(run, batches(1)[0]))
     assert step.loss is None and "videos ['v0a', 'v0b']" in step.skip_report
     assert all(p.grad is None for p in model.parameters())

@@ -10,7 +10,10 @@ import torch
 import yaml
 from torch import nn
 
+from dataset.feeder import BaseFeeder
+from dataset.feeder_options import FeederOptions
 from slr_network import SLRModel, register_model
+from utils.config import default_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -139,3 +142,11 @@ class WeightsDumpSLRModel(NoDropoutSLRModel):
             path = Path(folder) / f"rank{os.environ.get('RANK', '0')}_forward{self.forwards}.pt"
             torch.save({k: v.detach().clone() for k, v in self.state_dict().items()}, path)
         return super().forward(*args, **kwargs)
+
+
+def make_feeder(prefix: str, gloss_dict: dict, dataset: str, **settings) -> BaseFeeder:
+    """A BaseFeeder whose feeder_args are the recipe's with the `settings` that are feeder_args;
+    the other settings (mode, info_dir, ...) go to the constructor."""
+    keys = set(default_config()["feeder_args"])
+    options = FeederOptions.recipe(**{k: v for k, v in settings.items() if k in keys})
+    return BaseFeeder(prefix, gloss_dict, dataset, options, **{k: v for k, v in settings.items() if k not in keys})

@@ -1,7 +1,6 @@
 """A run's data: resolved dataset paths, the feeder of each split (built once) and its loaders."""
 from __future__ import annotations
 
-import inspect
 import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -10,8 +9,9 @@ import torch
 
 from dataset.bucketing import LengthBucketBatchSampler
 from dataset.feeder import BaseFeeder
+from dataset.feeder_options import FeederOptions
 from dataset.registry import dataset_spec
-from utils.config import ConfigError, check_kwargs
+from utils.config import ConfigError
 from utils.device import available_cpus, worker_init
 from utils.distributed import DistEnv, ShardedSampler
 from utils.errors import UserError
@@ -72,24 +72,20 @@ class RunData:
         return self._datasets[split, train]
 
     def _new_dataset(self, split: str, train: bool) -> SeededDataset:
-        """A new feeder for `split` (feeder_args checked against its constructor)."""
+        """A new feeder for `split` (its feeder_args parsed into FeederOptions)."""
         feeder_class = FEEDERS.get(self.cfg["feeder"])
-        kwargs = {k: v for k, v in self.cfg["feeder_args"].items() if k != "mode"}
-        odd = [k for k, v in kwargs.items() if not is_plain(v)]
+        section = {k: v for k, v in self.cfg["feeder_args"].items() if k != "mode"}  # the original's configs set it
+        odd = [k for k, v in section.items() if not is_plain(v)]
         if odd:
             raise ConfigError(f"key 'feeder_args.{odd[0]}' must be a plain value (bool, int, float, "
                               f"string, null or a list of them)")
-        kwargs.update(prefix=str(self.paths["dataset_root"]), gloss_dict=self.gloss_dict,
-                      dataset=self.cfg["dataset"], mode=split, transform_mode=train,
-                      kernel_size=self.kernel_sizes)
-        optional = {"info_dir": self.paths["info_dir"], "frames_dir": self.paths["frames_dir"],
-                    "features_dir": self.paths["features_dir"]}
-        accepted = inspect.signature(feeder_class).parameters
-        for key, value in optional.items():
-            if value is not None and key in accepted:
-                kwargs[key] = str(value)
-        check_kwargs(feeder_class, kwargs, "feeder_args")
-        return SeededDataset(feeder_class(**kwargs), seed=int(self.cfg["random_seed"]))
+        paths = {"info_dir": self.paths["info_dir"], "frames_dir": self.paths["frames_dir"],
+                 "features_dir": self.paths["features_dir"]}
+        feeder = feeder_class(str(self.paths["dataset_root"]), self.gloss_dict, self.cfg["dataset"],
+                              FeederOptions.from_mapping(section), mode=split, transform_mode=train,
+                              kernel_size=self.kernel_sizes,
+                              **{key: str(value) for key, value in paths.items() if value is not None})
+        return SeededDataset(feeder, seed=int(self.cfg["random_seed"]))
 
     def loader(self, dataset: SeededDataset, train: bool, epoch: int = 0,
                start_batch: int = 0) -> torch.utils.data.DataLoader:

@@ -52,7 +52,7 @@ class Run:
     scheduler: Any = None
     scaler: torch.amp.GradScaler | None = None  # None: a disabled one
     state: TrainState = field(default_factory=TrainState)
-    opts: StepOptions = field(default_factory=StepOptions)
+    opts: StepOptions = field(default_factory=StepOptions.recipe)
     env: DistEnv = field(default_factory=DistEnv)
     log: Callable[[str], None] = print
     cfg: dict = field(default_factory=dict)
@@ -71,16 +71,6 @@ class Run:
             self.model = self.core
         if self.scaler is None:
             self.scaler = torch.amp.GradScaler(self.opts.device.type, enabled=False)
-
-
-def step_options(cfg: Mapping[str, Any], device: torch.device, amp: torch.dtype | None) -> StepOptions:
-    """The training-step settings from the config."""
-    return StepOptions(device=device, amp_dtype=amp, grad_accum=int(cfg["grad_accum"]),
-                       clip_grad_norm=float(cfg["clip_grad_norm"]),
-                       skip_nonfinite=bool(cfg["skip_nonfinite"]),
-                       log_interval=int(cfg["log_interval"]), max_steps=int(cfg["max_steps"]),
-                       save_steps=int(cfg["save_steps"]), progress_bar=bool(cfg["progress_bar"]),
-                       compiled=cfg["phase"] == "train" and cfg["compile"] != "none")
 
 
 def prepare_work_dir(work_dir: Path, overwrite: bool, env: DistEnv, log: Callable[[str], None]
@@ -218,7 +208,7 @@ def _build_run(cfg: dict, env: DistEnv, device: torch.device, work_dir: Path, pa
     core.to(device)
     if env.distributed and train and cfg["sync_bn"]:
         core = convert_sync_batchnorm(core, device, new_sync_group(env, device))
-    opts = step_options(cfg, device, amp)
+    opts = StepOptions.from_config(cfg, device, amp)
     model = compile_for_training(core, cfg["compile"]) if opts.compiled else core
     if env.distributed and train:  # around the compiled module: DDP's hooks see the plain parameters
         model = nn.parallel.DistributedDataParallel(

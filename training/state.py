@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Mapping
 
 import torch
+
+from utils.config import default_config
 
 
 @dataclass
@@ -61,15 +63,30 @@ class TrainState:
 
 @dataclass
 class StepOptions:
-    """How a training step runs."""
+    """How a training step runs: the config's keys of that name (defaults: config/baseline.yaml)."""
 
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    amp_dtype: torch.dtype | None = None
-    grad_accum: int = 1
-    clip_grad_norm: float = 0.0
-    skip_nonfinite: bool = True
-    log_interval: int = 50
-    max_steps: int = 0             # stop after this many optimizer steps (0 = no limit)
-    save_steps: int = 0            # call `on_checkpoint` every N optimizer steps (0 = never)
-    progress_bar: bool = True
-    compiled: bool = False         # the model is torch.compiled: mark each batch's time dim dynamic
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    grad_accum: int
+    clip_grad_norm: float
+    skip_nonfinite: bool
+    log_interval: int
+    max_steps: int                 # stop after this many optimizer steps (0 = no limit)
+    save_steps: int                # call `on_checkpoint` every N optimizer steps (0 = never)
+    progress_bar: bool
+    compiled: bool                 # the model is torch.compiled: mark each batch's time dim dynamic
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any], device: torch.device, amp: torch.dtype | None
+                    ) -> StepOptions:
+        """The training-step settings of a resolved config."""
+        return cls(device=device, amp_dtype=amp, grad_accum=int(cfg["grad_accum"]),
+                   clip_grad_norm=float(cfg["clip_grad_norm"]), skip_nonfinite=bool(cfg["skip_nonfinite"]),
+                   log_interval=int(cfg["log_interval"]), max_steps=int(cfg["max_steps"]),
+                   save_steps=int(cfg["save_steps"]), progress_bar=bool(cfg["progress_bar"]),
+                   compiled=cfg["phase"] == "train" and cfg["compile"] != "none")
+
+    @classmethod
+    def recipe(cls, **changes: Any) -> StepOptions:
+        """The published recipe's settings (config/baseline.yaml), eager on the CPU, with `changes`."""
+        return replace(cls.from_config(default_config(), torch.device("cpu"), None), **changes)

@@ -36,6 +36,9 @@ MOVED_KEYS: dict[str, str | None] = {
     "model_args.beam_width": "decode.beam_width",
     "random_fix": None,
     "optimizer_args.learning_ratio": None,
+    "feeder_args.num_gloss": None,      # the original's feeder took and ignored these three
+    "feeder_args.drop_ratio": None,
+    "model_args.use_bn": None,
 }
 
 
@@ -116,6 +119,16 @@ def upgrade_saved_config(saved: Mapping[str, Any]) -> dict:
         else:
             target[new_leaf] = value
     return out
+
+
+def check_section_keys(section: Mapping[str, Any], names: Sequence[str], name: str) -> None:
+    """A complete section `name`: every key of `names` present, no other (named with the closest)."""
+    for key in section:
+        if key not in names:
+            raise ConfigError(f"unknown key '{name}.{key}'{closest_key(str(key), names)}")
+    missing = [key for key in names if key not in section]
+    if missing:
+        raise ConfigError(f"the {name} section lacks {', '.join(f'{name}.{m}' for m in missing)}")
 
 
 def load_yaml(path: str | Path, seen: tuple[Path, ...] = ()) -> dict:
@@ -272,7 +285,7 @@ def type_name(default: Any) -> str:
 def fits_default(value: Any, default: Any) -> bool:
     """Whether `value` can stand where `default` goes (an int for a float, never a bool for a number)."""
     if isinstance(default, bool):
-        return isinstance(value, bool) or (type(value) is int and value in (0, 1))  # `use_bn: 1`
+        return isinstance(value, bool) or (type(value) is int and value in (0, 1))  # YAML's `key: 1`
     if isinstance(default, float):
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if isinstance(default, int):
@@ -342,7 +355,7 @@ def check_kwargs(fn: Callable, kwargs: Mapping[str, Any], section: str, extra_ke
                 continue
             raise ConfigError(f"unknown key '{section}.{key}'{closest_key(key, params)} "
                               f"({getattr(fn, '__qualname__', fn)} does not take it)")
-        # The annotation when it is one plain type (`drop_ratio: float = 1`), else the default's.
+        # The annotation when it is one plain type (`frame_interval: int = 1`), else the default's.
         annotation = params[key].annotation
         name = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
         default = _EXAMPLE_OF.get(name, params[key].default)
