@@ -27,6 +27,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from dataset.annotations import (CSL_DAILY_MAP_HEADER, CSL_DAILY_SPLIT_HEADER, PHOENIX_HEADERS, csl_daily_map,
+                                 csl_daily_split_file, csl_split_file, phoenix_corpus)
 from dataset.generated import prepare_output, write_owner_record
 from dataset.layout import parse_resolution, raw_frames_root
 from dataset.registry import dataset_spec
@@ -493,7 +495,7 @@ def write_csl_split_files(root: Path, videos: Sequence[VideoSpec]) -> list[Path]
     for split in dataset_spec("CSL").splits:
         lines = [f"{CSL_FOREIGN_ROOT}/{csl_continuous_name(video)}|{' '.join(video.glosses)}"
                  for video in videos if video.split == split]
-        written.append(root / f"{split}.txt")
+        written.append(csl_split_file(root, split))
         written[-1].parent.mkdir(parents=True, exist_ok=True)
         written[-1].write_bytes("\r\n".join(lines).encode("utf-8"))
     return written
@@ -516,15 +518,15 @@ def write_annotations(fmt: str, root: Path, videos: Sequence[VideoSpec], lengths
     if fmt == "CSL":
         return write_csl_split_files(root, videos)
     if fmt == "CSL-Daily":
-        mapping = ["index|name|length|gloss|char|word|postag"]
-        split_lines = ["name|split"]
+        mapping = ["|".join(CSL_DAILY_MAP_HEADER)]
+        split_lines = ["|".join(CSL_DAILY_SPLIT_HEADER)]
         for number, (video, length) in enumerate(zip(videos, lengths)):
             name = csl_name(video)
             chars = " ".join(ch for g in video.glosses for ch in g)
             mapping.append(f"{number}|{name}|{length}|{' '.join(video.glosses)}|{chars}|"
                            f"{' '.join(video.glosses)}|{' '.join('n' for _ in video.glosses)}")
             split_lines.append(f"{name}|{video.split}")
-        written = [root / "sentence_label" / "video_map.txt", root / "sentence_label" / "split_1.txt"]
+        written = [csl_daily_map(root), csl_daily_split_file(root)]
         _write_lines(written[0], mapping)
         _write_lines(written[1], split_lines)
         return written
@@ -539,12 +541,8 @@ def write_annotations(fmt: str, root: Path, videos: Sequence[VideoSpec], lengths
                 rows.append(f"{vid}|{vid}/1/*.png|{signer}|{label}")
             else:
                 rows.append(f"{vid}|{vid}/1/*.png|-1|-1|{signer}|{label}|{label.lower()}")
-        if fmt == "phoenix2014":
-            header, name = "id|folder|signer|annotation", f"{split}.corpus.csv"
-        else:
-            header, name = "name|video|start|end|speaker|orth|translation", f"PHOENIX-2014-T.{split}.corpus.csv"
-        written.append(root / "annotations" / "manual" / name)
-        _write_lines(written[-1], [header] + rows)
+        written.append(phoenix_corpus(root, fmt, split))
+        _write_lines(written[-1], ["|".join(PHOENIX_HEADERS[fmt])] + rows)
     return written
 
 

@@ -101,7 +101,7 @@ def _result(total: Counts, per_speaker: Mapping[str, Counts]) -> dict[str, Any]:
     return result
 
 
-def score_files(stm_path: str | os.PathLike, ctm_path: str | os.PathLike, dataset: str = "phoenix2014",
+def score_files(stm_path: str | os.PathLike, ctm_path: str | os.PathLike, dataset: str,
                 tool: str = "python", report_dir: str | os.PathLike | None = None, *,
                 original_stats: bool = False, auxiliary_ctm: str | os.PathLike | None = None,
                 sclite_path: str | os.PathLike | None = None) -> dict[str, Any]:

@@ -2,7 +2,9 @@
 
 `--dataset table --table PATH.csv` prepares a dataset defined by one table (preprocess/table_cli.py),
 `--dataset CSL --videos PATH` CSL from its .avi videos (preprocess/csl_videos.py); otherwise the four
-downloads take the options of their `dataset_preprocess*.py` scripts (preprocess/cli.py).
+downloads take the options of their `dataset_preprocess*.py` scripts (preprocess/cli.py), which
+are aliases of this command under the original README's names. The dataset's registry entry is
+resolved here, once, and handed down.
 """
 from __future__ import annotations
 
@@ -23,7 +25,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      description="Prepare a dataset for training (--dataset NAME --help: its options).")
     parser.add_argument("--dataset", required=True, choices=NAMES)
     args, rest = parser.parse_known_args(argv)
-    if dataset_spec(args.dataset).from_table:
+    spec = dataset_spec(args.dataset)
+    if spec.from_table:
         from preprocess import table_cli
 
         return table_cli.main(rest)
@@ -31,9 +34,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         from preprocess import csl_videos
 
         return csl_videos.main(rest)
-    from preprocess import cli
+    from preprocess.cli import preprocess
 
-    return cli.main(args.dataset, rest)
+    return preprocess(spec, rest)
+
+
+def alias(dataset: str, module: str) -> None:
+    """What a preprocess/dataset_preprocess*.py script does: `--dataset dataset` and its options."""
+    if module == "__main__":
+        sys.exit(main(["--dataset", dataset, *sys.argv[1:]]))
 
 
 if __name__ == "__main__":

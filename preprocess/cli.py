@@ -26,7 +26,7 @@ from preprocess.common import (
     write_stm,
 )
 from dataset.provenance import RECORD, write_record
-from dataset.registry import DATASETS, dataset_spec
+from dataset.registry import DATASETS, DatasetSpec, dataset_spec
 from preprocess.datasets import drop_empty_videos, empty_videos, load_raw_dataset
 from preprocess.pack import pack_splits
 from utils.config import default_config
@@ -64,13 +64,12 @@ def _positive_int(value: str) -> int:
     return int(value)
 
 
-def build_parser(dataset: str) -> argparse.ArgumentParser:
-    """Argument parser of one dataset's preprocess script."""
+def build_parser(spec: DatasetSpec) -> argparse.ArgumentParser:
+    """Argument parser of one dataset's preprocessing."""
     parser = argparse.ArgumentParser(
-        description=f"Prepare {dataset} for training: info dicts, gloss dict, ground-truth STMs, "
+        description=f"Prepare {spec.name} for training: info dicts, gloss dict, ground-truth STMs, "
         "resized frames and an optional packed frame cache."
     )
-    spec = dataset_spec(dataset)
     parser.add_argument("--dataset-root",
                         help=f"the unpacked download (the folder holding {spec.root_marker}); default: "
                         f"{spec.default_root} in the repository (the config's dataset_info.dataset_root)")
@@ -145,28 +144,27 @@ def apply_resize_results(info: InfoDict, results: Sequence[ResizeResult]) -> boo
     return changed
 
 
-def check_no_empty_split(dataset: str, root: Path, listed: dict[str, InfoDict], kept: dict[str, InfoDict]) -> None:
+def check_no_empty_split(spec: DatasetSpec, root: Path, listed: dict[str, InfoDict],
+                         kept: dict[str, InfoDict]) -> None:
     """Refuse a split without videos, saying why: its annotations list none, or none has frames."""
-    spec = dataset_spec(dataset)
     for split in spec.splits:
         if info_entries(kept[split]):
             continue
         count = len(info_entries(listed[split]))
         reason = (f"none of its {count} videos has frames (--drop-empty left it empty)" if count else
                   f"the annotations in {root / spec.root_marker} list no video for it")
-        raise PreprocessError(f"the {split} split of {dataset} is empty: {reason}; training and evaluation read "
+        raise PreprocessError(f"the {split} split of {spec.name} is empty: {reason}; training and evaluation read "
                               f"every split, so check that the download is complete and --dataset-root points at it")
 
 
-def record_dataset(dataset: str, out_dir: Path) -> None:
+def record_dataset(spec: DatasetSpec, out_dir: Path) -> None:
     """Name the dataset of the info files and gloss dict just written (dataset.provenance: a sidecar,
     so that the original tools still read the files)."""
-    write_record(out_dir, dataset, output_names(dataset))
+    write_record(out_dir, spec.name, output_names(spec))
 
 
-def output_names(dataset: str) -> list[str]:
+def output_names(spec: DatasetSpec) -> list[str]:
     """The files preprocessing writes in its output folder (besides the pack's folder)."""
-    spec = dataset_spec(dataset)
     return ["gloss_dict.npy", *(f"{split}_info.npy" for split in spec.splits),
             *(f"{spec.evaluation_prefix}-{split}.stm" for split in spec.splits)]
 
@@ -187,15 +185,15 @@ def check_output_dir(out_dir: Path, root: Path, names: Sequence[str], force: boo
                               f"there ({RECORD}); pass --force to replace them, or another --output-dir")
 
 
-def run(dataset: str, args: argparse.Namespace) -> int:
+def run(spec: DatasetSpec, args: argparse.Namespace) -> int:
     """Do the whole preprocessing for parsed `args`; returns the process exit status."""
-    spec = dataset_spec(dataset)
+    dataset = spec.name
     root = default_path(args.dataset_root, spec.default_root)
     out_dir = default_path(args.output_dir, spec.output_dir)
     size = parse_resolution(args.output_res)
     res_tag = resolution_tag(args.output_res)
-    check_output_dir(out_dir, root, output_names(dataset), args.force)
-    raw = load_raw_dataset(dataset, root)
+    check_output_dir(out_dir, root, output_names(spec), args.force)
+    raw = load_raw_dataset(spec, root)
     infos = dict(raw.infos)
     check_redo_ids(infos, args.redo)
 
@@ -210,7 +208,7 @@ def run(dataset: str, args: argparse.Namespace) -> int:
         print(f"warning: leaving out {len(empty)} video(s) without frames: {', '.join(empty[:5])}", file=sys.stderr)
         infos = {split: drop_empty_videos(info) for split, info in infos.items()}
 
-    check_no_empty_split(dataset, root, raw.infos, infos)
+    check_no_empty_split(spec, root, raw.infos, infos)
 
     # Annotation outputs first: they are cheap and must exist even if resizing is interrupted.
     wants_normalised = spec.stm_normalised if args.stm_normalise is None else args.stm_normalise
@@ -221,7 +219,7 @@ def run(dataset: str, args: argparse.Namespace) -> int:
         official = None if args.stm_from_annotations else raw.official_stm.get(split)
         source = write_stm(out_dir / f"{spec.evaluation_prefix}-{split}.stm", infos[split], normalise, official)
         print(f"{split}: {len(info_entries(infos[split]))} videos, STM from {source}")
-    record_dataset(dataset, out_dir)
+    record_dataset(spec, out_dir)
 
     if args.process_image:
         workers = args.workers if args.multiprocessing else 1
@@ -233,7 +231,7 @@ def run(dataset: str, args: argparse.Namespace) -> int:
             summary.add(results)
             if apply_resize_results(infos[split], results):
                 save_npy_dict(out_dir / f"{split}_info.npy", infos[split])
-                record_dataset(dataset, out_dir)
+                record_dataset(spec, out_dir)
         for line in summary.lines():
             print(line)
         packed_dir = out_dir / f"packed-{res_tag}"
@@ -247,9 +245,15 @@ def run(dataset: str, args: argparse.Namespace) -> int:
 
 
 def main(dataset: str, argv: Sequence[str] | None = None) -> int:
-    """Entry point of the scripts: clear one-paragraph errors instead of tracebacks for bad input."""
-    parser = build_parser(dataset)
+    """Preprocess the dataset named `dataset` with the options `argv`; returns the exit status."""
+    return preprocess(dataset_spec(dataset, key="--dataset"), argv)
+
+
+def preprocess(spec: DatasetSpec, argv: Sequence[str] | None = None) -> int:
+    """Preprocess the dataset of registry entry `spec` (resolved once, by the entry point) with the
+    options `argv`: clear one-paragraph errors instead of tracebacks for bad input."""
+    parser = build_parser(spec)
     args = parser.parse_args(argv)
     if (args.redo or args.verify) and not args.process_image:
         parser.error("--redo and --verify act on resizing: add --process-image")
-    return run_cli(lambda: run(dataset, args))
+    return run_cli(lambda: run(spec, args))

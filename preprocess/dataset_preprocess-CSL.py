@@ -1,15 +1,8 @@
-"""Preprocess CSL: python preprocess/dataset_preprocess-CSL.py --dataset-root DIR [-p] [-m] [--pack]."""
-from __future__ import annotations
-
+"""CSL: `python -m preprocess --dataset CSL` under the original README's name."""
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repository importable
+from preprocess.__main__ import alias  # noqa: E402
 
-from preprocess.cli import main  # noqa: E402
-
-DATASET = "CSL"
-
-if __name__ == "__main__":
-    sys.exit(main(DATASET))
+alias("CSL", __name__)

@@ -1,15 +1,8 @@
-"""Preprocess PHOENIX-2014-T: python preprocess/dataset_preprocess-T.py --dataset-root DIR [-p] [-m] [--pack]."""
-from __future__ import annotations
-
+"""PHOENIX-2014-T: `python -m preprocess --dataset phoenix2014-T` under the original README's name."""
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repository importable
+from preprocess.__main__ import alias  # noqa: E402
 
-from preprocess.cli import main  # noqa: E402
-
-DATASET = "phoenix2014-T"
-
-if __name__ == "__main__":
-    sys.exit(main(DATASET))
+alias("phoenix2014-T", __name__)

@@ -11,6 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Collection, Mapping, Sequence
 
+from dataset.annotations import (
+    CSL_DAILY_MAP_HEADER,
+    CSL_DAILY_SPLIT_HEADER,
+    PHOENIX2014_HEADER,
+    PHOENIX2014T_HEADER,
+    csl_daily_map,
+    csl_daily_split_file,
+    csl_split_file,
+    phoenix_corpus,
+)
 from dataset.layout import raw_frames_root
 from dataset.registry import SPLITS, DatasetSpec, dataset_spec
 from preprocess.common import (
@@ -23,10 +33,6 @@ from preprocess.common import (
     read_table,
 )
 
-PHOENIX2014_HEADER = ("id", "folder", "signer", "annotation")
-PHOENIX2014T_HEADER = ("name", "video", "start", "end", "speaker", "orth", "translation")
-CSL_DAILY_MAP_HEADER = ("index", "name", "length", "gloss", "char", "word", "postag")
-CSL_DAILY_SPLIT_HEADER = ("name", "split")
 # Row 2390 (0-based data row, i.e. pandas' index) of the PHOENIX-2014 train csv is a broken video.
 PHOENIX2014_BROKEN_TRAIN_ROWS = (2390,)
 
@@ -63,8 +69,7 @@ def _phoenix_entry(split: str, prefix: str, row: TableRow) -> dict:
 
 def phoenix2014_info(root: Path, split: str, broken_rows: tuple[int, ...] | None = None) -> InfoDict:
     """Info dict of one PHOENIX-2014 split; train drops the known broken row(s)."""
-    csv = root / "annotations" / "manual" / f"{split}.corpus.csv"
-    rows = read_table(csv, PHOENIX2014_HEADER)
+    rows = read_table(phoenix_corpus(root, "phoenix2014", split), PHOENIX2014_HEADER)
     if broken_rows is None:
         broken_rows = PHOENIX2014_BROKEN_TRAIN_ROWS if split == "train" else ()
     rows = drop_rows(rows, broken_rows)
@@ -86,8 +91,7 @@ def _phoenix_t_folder(prefix: str, split: str, name: str, video: str) -> str:
 
 def phoenix2014t_info(root: Path, split: str) -> InfoDict:
     """Info dict of one PHOENIX-2014-T split."""
-    csv = root / "annotations" / "manual" / f"PHOENIX-2014-T.{split}.corpus.csv"
-    rows = read_table(csv, PHOENIX2014T_HEADER)
+    rows = read_table(phoenix_corpus(root, "phoenix2014-T", split), PHOENIX2014T_HEADER)
     prefix = str(raw_frames_root("phoenix2014-T", root))
     entries = []
     for row in rows:
@@ -121,9 +125,8 @@ def csl_daily_splits(split_file: Path) -> dict[str, str]:
 
 def csl_daily_infos(root: Path) -> dict[str, InfoDict]:
     """Info dicts of all CSL-Daily splits (video_map order; videos missing from the split file go to train)."""
-    labels = root / "sentence_label"
-    rows = read_table(labels / "video_map.txt", CSL_DAILY_MAP_HEADER)
-    assignment = csl_daily_splits(labels / "split_1.txt")
+    rows = read_table(csl_daily_map(root), CSL_DAILY_MAP_HEADER)
+    assignment = csl_daily_splits(csl_daily_split_file(root))
     prefix = str(raw_frames_root("CSL-Daily", root))
     per_split: dict[str, list[dict]] = {split: [] for split in SPLITS}
     for row in rows:
@@ -192,7 +195,7 @@ def check_unique_videos(root: Path, per_split: Mapping[str, Sequence[SplitLine]]
     for split, lines in per_split.items():
         for line in lines:
             if line.name in seen:
-                raise PreprocessError(f"{root / f'{split}.txt'}:{line.line_no}: video folder {line.name!r} is "
+                raise PreprocessError(f"{csl_split_file(root, split)}:{line.line_no}: video folder {line.name!r} is "
                                       f"also named at {seen[line.name]}; every line must name its own video")
             seen[line.name] = f"{split}.txt:{line.line_no}"
 
@@ -206,11 +209,11 @@ def csl_infos(root: Path) -> dict[str, InfoDict]:
     refuses, or leaves out with --drop-empty; a root holding none of them is refused outright.
     """
     prefix = raw_frames_root("CSL", root)
-    per_split = {split: read_csl_split_file(root / f"{split}.txt") for split in dataset_spec("CSL").splits}
+    per_split = {split: read_csl_split_file(csl_split_file(root, split)) for split in dataset_spec("CSL").splits}
     check_unique_videos(root, per_split)
     present = {line.name for lines in per_split.values() for line in lines if (prefix / line.name).is_dir()}
     reports = [report for split, lines in per_split.items()
-               if (report := csl_missing_folders(root / f"{split}.txt", lines, prefix, present)) is not None]
+               if (report := csl_missing_folders(csl_split_file(root, split), lines, prefix, present)) is not None]
     if reports and not present:
         raise PreprocessError(f"CSL dataset root {root} holds none of the videos its split files name: "
                               f"{'; '.join(reports)}. Each line's video is looked up by its folder name; pass "
@@ -264,15 +267,14 @@ PARSERS: dict[str, Callable[[Path], dict[str, InfoDict]]] = {
 }
 
 
-def load_raw_dataset(name: str, root: Path) -> RawDataset:
-    """Read and validate the annotations of dataset `name` unpacked at `root`."""
+def load_raw_dataset(spec: DatasetSpec, root: Path) -> RawDataset:
+    """Read and validate the annotations of dataset `spec` unpacked at `root`."""
     root = Path(root)
-    spec = dataset_spec(name)
     check_root(spec, root)
     infos = PARSERS[spec.name](root)
     official = ({split: root / spec.official_stm.format(split=split) for split in spec.splits}
                 if spec.official_stm else {})
-    return RawDataset(name=name, root=root, infos=infos, official_stm=official)
+    return RawDataset(name=spec.name, root=root, infos=infos, official_stm=official)
 
 
 def empty_videos(infos: dict[str, InfoDict]) -> list[str]:

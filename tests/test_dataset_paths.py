@@ -13,17 +13,18 @@ from dataset.layout import raw_frames_root
 from dataset.registry import NAMES, dataset_spec
 from dataset.synthetic import generate
 from preprocess import cli
-
-
-def _clean(path: str) -> str:
-    return str(Path(path))  # './dataset/x' -> 'dataset/x'
+from training.data import dataset_paths
+from utils.config import resolve_config
 
 
 @pytest.mark.parametrize("dataset", NAMES)
 def test_configs_read_what_preprocessing_writes_by_default(dataset, repo_root):
-    info = yaml.safe_load((repo_root / "config" / f"{dataset}.yaml").read_text())["dataset_info"]
-    assert _clean(info["dataset_root"]) == dataset_spec(dataset).default_root
-    assert _clean(str(Path(info["dict_path"]).parent)) == f"preprocess/{dataset}"
+    cfg, _ = resolve_config(["--config", str(repo_root / "config" / f"{dataset}.yaml")])
+    assert "dataset_info" not in yaml.safe_load((repo_root / "config" / f"{dataset}.yaml").read_text())
+    info = dataset_paths(cfg, dataset_spec(dataset), Path("work"))  # from the registry entry
+    assert info["dataset_root"].relative_to(repo_root) == Path(dataset_spec(dataset).default_root)
+    assert info["dict_path"].parent.relative_to(repo_root) == Path(f"preprocess/{dataset}")
+    assert info["evaluation_prefix"] == f"{dataset}-groundtruth"
     assert dataset_spec(dataset).default_root in (repo_root / "README.md").read_text()
 
 
@@ -67,3 +68,22 @@ def test_root_one_level_off_names_the_root_to_pass(dataset, off_by_one, tmp_path
     fixed = re.search(r"pass --dataset-root (\S+)", err).group(1)
     assert cli.main(dataset, ["--dataset-root", fixed, "--output-dir", str(tmp_path / "out")]) == 0
     shutil.rmtree(tmp_path / "out")
+
+
+def test_one_preprocessing_entry_and_the_original_scripts_as_its_aliases(tmp_path, repo_root):
+    import subprocess
+    import sys
+
+    root = tmp_path / "raw"
+    generate("CSL", root, size="tiny", seed=2)
+    run = dict(cwd=repo_root, capture_output=True, text=True)
+    common = ["--dataset-root", str(root), "--output-res", "32x32px"]
+    entry = subprocess.run([sys.executable, "-m", "preprocess", "--dataset", "CSL", *common,
+                            "--output-dir", str(tmp_path / "entry")], **run)
+    alias = subprocess.run([sys.executable, "preprocess/dataset_preprocess-CSL.py", *common,
+                            "--output-dir", str(tmp_path / "alias")], **run)
+    assert entry.returncode == alias.returncode == 0, entry.stderr + alias.stderr
+    for name in ("gloss_dict.npy", "train_info.npy", "CSL-groundtruth-dev.stm"):
+        assert (tmp_path / "entry" / name).read_bytes() == (tmp_path / "alias" / name).read_bytes(), name
+    wrong = subprocess.run([sys.executable, "-m", "preprocess", "--dataset", "CSL-daily", *common], **run)
+    assert wrong.returncode == 2 and "'CSL-daily'" in wrong.stderr and "Traceback" not in wrong.stderr

@@ -85,7 +85,7 @@ def test_bad_ctm_names_file_and_line(tmp_path: Path, content: bytes, message: st
     stm = _stm(tmp_path / "r.stm", {"a": ("s1", ["A"])})
     (tmp_path / "h.ctm").write_bytes(content)
     with pytest.raises(ScoringInputError, match=message):
-        score_files(stm, tmp_path / "h.ctm")
+        score_files(stm, tmp_path / "h.ctm", "phoenix2014")
 
 
 def test_bad_stm_names_file_and_line(tmp_path: Path) -> None:
@@ -99,7 +99,7 @@ def test_bad_stm_names_file_and_line(tmp_path: Path) -> None:
     with pytest.raises(ScoringInputError, match=r"r\.stm:1: expected"):
         read_stm(tmp_path / "r.stm")
     with pytest.raises(FileNotFoundError, match="missing.stm"):
-        score_files(tmp_path / "missing.stm", tmp_path / "h.ctm")
+        score_files(tmp_path / "missing.stm", tmp_path / "h.ctm", "phoenix2014")
 
 
 def test_pipeline_empty_rule_normalisation_and_order(tmp_path: Path) -> None:
@@ -145,7 +145,7 @@ def test_missing_sclite_is_a_clear_error(tmp_path: Path) -> None:
     stm = _stm(tmp_path / "r.stm", {"a": ("s", ["A"])})
     write_ctm(tmp_path / "h.ctm", {"a": ["A"]})
     with pytest.raises(ScliteNotFoundError, match="apt-get install sctk"):
-        score_files(stm, tmp_path / "h.ctm", tool="sclite", sclite_path=tmp_path / "nope")
+        score_files(stm, tmp_path / "h.ctm", "phoenix2014", tool="sclite", sclite_path=tmp_path / "nope")
 
 
 def test_cli_json_and_error_exit(tmp_path: Path, repo_root: Path) -> None:

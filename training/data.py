@@ -10,8 +10,8 @@ import torch
 from dataset.bucketing import LengthBucketBatchSampler
 from dataset.feeder import BaseFeeder
 from dataset.feeder_options import FeederOptions
-from dataset.registry import dataset_spec
-from utils.config import ConfigError
+from dataset.registry import DatasetSpec
+from utils.config import REPO_ROOT, ConfigError
 from utils.device import available_cpus, worker_init
 from utils.distributed import DistEnv, ShardedSampler
 from utils.errors import UserError
@@ -29,13 +29,16 @@ def error_text(exc: BaseException) -> str:
     return str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
 
 
-def dataset_paths(cfg: Mapping[str, Any], work_dir: Path) -> dict[str, Path]:
-    """Resolved data locations, filling the defaults that depend on other keys."""
+def dataset_paths(cfg: Mapping[str, Any], spec: DatasetSpec, work_dir: Path) -> dict[str, Path]:
+    """Resolved data locations: what dataset_info sets, else the dataset's registry entry (where
+    its preprocessing script reads and writes by default, below the repository), else the
+    defaults that depend on other keys."""
     info = cfg["dataset_info"]
-    dict_path = Path(info["dict_path"])
+    dict_path = Path(info["dict_path"]) if info.get("dict_path") else REPO_ROOT / spec.output_dir / "gloss_dict.npy"
     info_dir = Path(info["info_dir"]) if info.get("info_dir") else dict_path.parent
     # A table dataset's video paths start at the table's folder: that is its root.
-    root = Path(info["table"]).parent if info.get("table") else Path(info["dataset_root"])
+    root = (Path(info["table"]).parent if info.get("table") else
+            Path(info["dataset_root"]) if info.get("dataset_root") else REPO_ROOT / spec.default_root)
     return {
         "dataset_root": root,
         "dict_path": dict_path,
@@ -43,7 +46,7 @@ def dataset_paths(cfg: Mapping[str, Any], work_dir: Path) -> dict[str, Path]:
         "frames_dir": Path(info["frames_dir"]) if info.get("frames_dir") else None,
         "features_dir": Path(info["features_dir"]) if info.get("features_dir") else work_dir / "features",
         "evaluation_dir": Path(info["evaluation_dir"]) if info.get("evaluation_dir") else info_dir,
-        "evaluation_prefix": info.get("evaluation_prefix") or dataset_spec(cfg["dataset"]).evaluation_prefix,
+        "evaluation_prefix": info.get("evaluation_prefix") or spec.evaluation_prefix,
     }
 
 

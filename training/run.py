@@ -128,7 +128,8 @@ def build_run(cfg: dict, overwrite: bool = False, unsafe_load: bool = False,
     work_dir = Path(cfg["work_dir"])
     check_work_dir(work_dir, overwrite, cfg)
     check_ownership(work_dir)
-    paths = dataset_paths(cfg, work_dir)  # a default features_dir is the run's, also for evaluation
+    spec = check_dataset_name(cfg["dataset"])  # resolved here once, and handed down
+    paths = dataset_paths(cfg, spec, work_dir)  # a default features_dir is the run's, also for evaluation
     if cfg["phase"] == "test" and (own := evaluation_dir(work_dir, cfg)) != work_dir:
         check_work_dir(own, overwrite, cfg)
         check_ownership(own)
@@ -166,7 +167,6 @@ def _build_run(cfg: dict, env: DistEnv, device: torch.device, work_dir: Path, pa
                log: RunLog, overwrite: bool, unsafe_load: bool, other_vocabulary: bool,
                config_file: str | None, max_param_gib: float) -> Run:
     """build_run's checks and construction, once the run holds the work dir."""
-    check_dataset_name(cfg["dataset"])
     decode = DecodeConfig.from_mapping(cfg["decode"])
     cfg["eval_splits"], note = dataset_eval_splits(cfg)
     if note:

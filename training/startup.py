@@ -12,7 +12,7 @@ from torch import nn
 
 from dataset.layout import parse_resolution
 from dataset.provenance import RECORD, recorded_dataset
-from dataset.registry import DATASETS, dataset_spec
+from dataset.registry import DATASETS, DatasetSpec, dataset_spec
 from evaluation.stm import read_stm
 from modules.criterions import unalignable
 from training.data import RunData, error_text
@@ -49,9 +49,9 @@ def check_work_dir(work_dir: Path, overwrite: bool, cfg: Mapping[str, Any]) -> N
                               f"it; copy it out of {work_dir} first")
 
 
-def check_dataset_name(name: str) -> None:
-    """--dataset / key 'dataset' must name a supported dataset."""
-    dataset_spec(name, key="--dataset / key 'dataset'")
+def check_dataset_name(name: str) -> DatasetSpec:
+    """--dataset / key 'dataset' must name a supported dataset: its registry entry."""
+    return dataset_spec(name, key="--dataset / key 'dataset'")
 
 
 def dataset_eval_splits(cfg: Mapping[str, Any]) -> tuple[list[str], str | None]:
