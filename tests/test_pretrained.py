@@ -17,7 +17,8 @@ import main as main_module
 from corrnet_network import CorrNetModel
 from modules.resnet import resnet18
 from tests.train_support import make_tiny_dataset, tiny_config, write_config
-from training.run import backbone_init, build_run
+from model_building import backbone_init
+from training.run import build_run
 from utils import pretrained
 from utils.checkpoint import CheckpointError
 from utils.config import resolve_config
