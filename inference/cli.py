@@ -22,7 +22,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--language", default=None,
                         choices=language_choices(),
                         help="picks preprocess/<dataset>/gloss_dict.npy when the checkpoint has "
-                             "no vocabulary (default phoenix): "
+                             "no vocabulary (default: the dataset of the model's config; "
+                             "config/baseline.yaml's for weights only): "
                              + ", ".join(f"{spec.language_names[0]} = {spec.name}" for spec in DATASETS.values()))
     parser.add_argument("--unsafe-load", "--unsafe_load", dest="unsafe_load", action="store_true",
                         help="load a checkpoint that needs arbitrary code to unpickle "

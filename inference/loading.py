@@ -17,7 +17,7 @@ from torch import Tensor
 
 from dataset.feeder import check_frame_geometry
 from dataset.layout import parse_resolution
-from dataset.registry import dataset_for_language
+from dataset.registry import dataset_for_language, dataset_spec
 from dataset.vocabulary import check_gloss_dict, check_same_vocabulary, load_gloss_dict
 from decoding.config import DecodeConfig
 from inference.loaded_model import LoadedModel, vocab_name
@@ -104,7 +104,7 @@ def resolve_vocabulary(ckpt: Mapping[str, Any], ckpt_path: str, dict_path: str |
 
 
 def model_from_checkpoint(ckpt_path: str | os.PathLike, device: torch.device | str = "cpu", *,
-                          dict_path: str | None = None, language: str = "phoenix",
+                          dict_path: str | None = None, language: str | None = None,
                           config: str | os.PathLike | None = None, overrides: Sequence[str] = (),
                           decode: Mapping[str, Any] | None = None, unsafe_load: bool = False,
                           other_vocabulary: bool = False, max_param_gib: float = MAX_PARAM_GIB,
@@ -118,6 +118,8 @@ def model_from_checkpoint(ckpt_path: str | os.PathLike, device: torch.device | s
     `unsafe_load` unpickles arbitrary objects (utils.checkpoint.load_checkpoint): trusted files only.
     `log` hears that a file carries no checksum (published, older): it then loads unverified.
     `max_param_gib` bounds the parameter memory of the model its sizes describe (construct_model).
+    Without `dict_path` or a vocabulary in the checkpoint, the dictionary is the one preprocessing
+    writes for `language`'s dataset, by default the config's `dataset`.
     """
     ckpt_path = str(ckpt_path)
     notes: list[str] = []
@@ -129,8 +131,6 @@ def model_from_checkpoint(ckpt_path: str | os.PathLike, device: torch.device | s
 
     ckpt = load_checkpoint(ckpt_path, map_location="cpu", unsafe=unsafe_load, log=note)
     state = model_state_from_checkpoint(ckpt)
-    gloss_dict, vocab_source = resolve_vocabulary(ckpt, ckpt_path, dict_path, language,
-                                                  other_vocabulary)
     saved_cfg = ckpt.get("config") if isinstance(ckpt.get("config"), Mapping) else None
     saved_args = ckpt.get("model_args") if isinstance(ckpt.get("model_args"), Mapping) else None
     if saved_args is not None and config is None:
@@ -142,6 +142,8 @@ def model_from_checkpoint(ckpt_path: str | os.PathLike, device: torch.device | s
     if overrides:
         arch_source += " with " + " ".join(f"--set {item}" for item in overrides)
     cfg = model_config(saved_cfg, config, overrides)
+    language = language or dataset_spec(cfg["dataset"], key="the config's 'dataset'").language_names[0]
+    gloss_dict, vocab_source = resolve_vocabulary(ckpt, ckpt_path, dict_path, language, other_vocabulary)
     cls = model_class(cfg["model"], arch_source)
     args, _ = model_kwargs(cfg, cls, 2)
     args = {k: v for k, v in args.items() if k not in ("num_classes", "loss_weights")}
