@@ -9,6 +9,8 @@ PHOENIX2014_HEADER = ("id", "folder", "signer", "annotation")
 PHOENIX2014T_HEADER = ("name", "video", "start", "end", "speaker", "orth", "translation")
 CSL_DAILY_MAP_HEADER = ("index", "name", "length", "gloss", "char", "word", "postag")
 CSL_DAILY_SPLIT_HEADER = ("name", "split")
+TABLE_REQUIRED = ("video", "glosses", "split")  # a table dataset's columns (CSV or TSV)
+TABLE_OPTIONAL = ("signer", "id")
 PHOENIX_HEADERS = {"phoenix2014": PHOENIX2014_HEADER, "phoenix2014-T": PHOENIX2014T_HEADER}
 
 

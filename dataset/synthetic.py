@@ -27,7 +27,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from dataset.annotations import (CSL_DAILY_MAP_HEADER, CSL_DAILY_SPLIT_HEADER, PHOENIX_HEADERS, csl_daily_map,
+from dataset.annotations import (CSL_DAILY_MAP_HEADER, CSL_DAILY_SPLIT_HEADER, PHOENIX_HEADERS, TABLE_OPTIONAL,
+                                 TABLE_REQUIRED, csl_daily_map,
                                  csl_daily_split_file, csl_split_file, phoenix_corpus)
 from dataset.generated import prepare_output, write_owner_record
 from dataset.layout import parse_resolution, raw_frames_root
@@ -503,7 +504,7 @@ def write_csl_split_files(root: Path, videos: Sequence[VideoSpec]) -> list[Path]
 
 def write_table(root: Path, videos: Sequence[VideoSpec], codec: str) -> list[Path]:
     """The table dataset's table.csv: video, glosses, split, signer."""
-    lines = ["video,glosses,split,signer"] + [
+    lines = [",".join((*TABLE_REQUIRED, TABLE_OPTIONAL[0]))] + [
         f"{video_file(video, codec_of(video, codec))},{' '.join(video.glosses)},{video.split},"
         f"Signer{video.signer.sid:02d}" for video in videos]
     _write_lines(root / TABLE_NAME, lines)

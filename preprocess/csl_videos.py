@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from dataset.annotations import csl_split_file
 from dataset.registry import dataset_spec
 from dataset.video_files import VIDEO_EXTENSIONS, natural_key
 from preprocess.common import PreprocessError
@@ -69,7 +70,7 @@ def signer_of(name: str, per_sentence: int = PER_SENTENCE) -> str:
 
 def csl_videos(split_dir: Path, mapping: Mapping[str, Path], root: Path, by_position: bool) -> list[TableVideo]:
     """The videos of CSL's split files found in `mapping`; the lines without one are reported."""
-    per_split = {split: read_csl_split_file(split_dir / f"{split}.txt") for split in dataset_spec("CSL").splits}
+    per_split = {split: read_csl_split_file(csl_split_file(split_dir, split)) for split in dataset_spec("CSL").splits}
     check_unique_videos(split_dir, per_split)
     videos, missing = [], []
     for split, lines in per_split.items():

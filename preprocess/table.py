@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Mapping, Sequence
 
+from dataset.annotations import TABLE_OPTIONAL, TABLE_REQUIRED
 from dataset.registry import SPLITS
 from dataset.video_files import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from preprocess.common import InfoDict, PreprocessError, make_info_dict
 
-REQUIRED = ("video", "glosses", "split")
-OPTIONAL = ("signer", "id")
+REQUIRED, OPTIONAL = TABLE_REQUIRED, TABLE_OPTIONAL
 UNKNOWN_SIGNER = "unknown"
 
 

@@ -104,7 +104,7 @@ def prepare_videos(dataset: str, videos: Sequence[TableVideo], root: Path, args:
         save_npy_dict(out_dir / f"{split}_info.npy", infos[split])
         write_stm(out_dir / f"{spec.evaluation_prefix}-{split}.stm", infos[split])
         print(f"{split}: {len(info_entries(infos[split]))} videos, STM from the annotations")
-    record_dataset(dataset, out_dir)
+    record_dataset(spec, out_dir)
     size = sum(path.stat().st_size for path in packed_dir.iterdir() if path.is_file())
     print(f"wrote {out_dir} (pack {human(size)} in {packed_dir.name})")
     if bad:
