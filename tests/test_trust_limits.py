@@ -45,7 +45,7 @@ def test_a_crafted_checkpoint_config_is_one_error_line(infer_assets, tmp_path, c
 
 
 def test_the_parameter_ceiling_estimates_without_allocating_and_can_be_raised():
-    args = {"num_classes": 10, "c2d_type": "resnet18", "conv_type": 2, "use_bn": 1, "hidden_size": 16,
+    args = {"num_classes": 10, "c2d_type": "resnet18", "conv_type": 2, "hidden_size": 16,
             "base_width": 4, "aux_dim": 8, "pretrained": None}
     model = construct_model(SLRModel, args, "model_args")
     real = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()]) / 2**30
