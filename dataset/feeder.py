@@ -157,6 +157,7 @@ class BaseFeeder(data.Dataset):
             bool(transform_mode), frames.input_size, frames.image_scale, options.augmentation,
             frames.frame_interval)
         packed = frames.packed
+        packed_dir = packed_dir if packed_dir is not None else frames.packed_dir
         frames_res = frames.frames_res
         self.packed = packed
         self._pack: PackedFrames | None = None

@@ -23,6 +23,7 @@ class FrameOptions:
     datatype: str          # 'video' (frames) or 'features' (--phase features output)
     frames_res: str        # the resized frames' folder, WIDTHxHEIGHTpx
     packed: bool           # read the split's frame pack instead of one image per frame
+    packed_dir: str | None  # the pack's folder (None: <info_dir>/packed-<frames_res>)
     frame_interval: int    # keep every N-th frame
     image_scale: float     # 0-1: a ratio of the frame; > 1: an absolute size
     input_size: int        # crop side the network sees
