@@ -25,6 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from decoding.config import DecodeConfig  # noqa: E402
 from decoding.decoder import Decoder  # noqa: E402
 from evaluation.align import Counts, align, count  # noqa: E402
 from evaluation.stm import read_stm  # noqa: E402
@@ -84,7 +85,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     loaded = load_model(args.model_path, "cpu")
-    greedy = Decoder(loaded.gloss_dict, loaded.num_classes, "max")
+    greedy = Decoder(DecodeConfig.recipe().updated({"mode": "max"}), loaded.gloss_dict, num_classes=loaded.num_classes)
     refs = {seg.fileid: list(seg.words) for seg in read_stm(args.stm)}
     videos = find_videos(args.videos)[:args.limit or None]
     clips = [(refs[video_id(v)], load_frames(v, max_frames=10 ** 6, size=loaded.frame_size).frames)

@@ -21,7 +21,7 @@ from dataset.synthetic import generate
 from dataset.video_files import available_codecs, write_video
 from preprocess import table_cli
 from preprocess.video_pack import videos_partial
-from tests.train_support import REPO_ROOT, tiny_config, write_config
+from tests.train_support import REPO_ROOT, make_feeder, tiny_config, write_config
 from utils.npy import load_npy_object
 
 RES = "64x64px"
@@ -133,8 +133,8 @@ def test_training_refuses_a_pack_whose_videos_changed_since_decoding(videos, tmp
     gloss_dict = load_npy_object(out / "gloss_dict.npy")
 
     def feeder() -> BaseFeeder:
-        return BaseFeeder(str(corpus), gloss_dict, dataset="table", mode="train", info_dir=out, frames_res=RES,
-                          packed=True, transform_mode=False)
+        return make_feeder(str(corpus), gloss_dict, "table", mode="train", info_dir=out, frames_res=RES,
+                           packed=True, transform_mode=False)
 
     assert len(feeder()) == 4
     changed = corpus / "videos" / "train_0001.avi"
