@@ -38,7 +38,8 @@ class SLRModel(nn.Module):
     `loss_names` are the terms `loss_weights` (the config's section) may weight; a subclass whose
     `loss_terms` adds a term extends it to take that term's weight from the config.
 
-    Args (beyond the original ones; its unused `use_bn` is gone, utils.config.MOVED_KEYS):
+    Args (beyond the original ones; `use_bn` is accepted and unused, as in the original and the
+    family's VAC and CorrNet):
         hsa_attention: temporal attention in the hierarchical branch (on for PHOENIX-2014,
             off for the published PHOENIX-2014-T model).
         base_width: ResNet width (64 published); frame features have 8 * base_width channels.
@@ -52,8 +53,9 @@ class SLRModel(nn.Module):
 
     loss_names: tuple[str, ...] = ("SeqCTC", "ConvCTC", "Dist", "Cu", "Cp")
 
-    def __init__(self, num_classes: int, c2d_type: str, conv_type: int, hidden_size: int = 1024,
-                 loss_weights: Mapping[str, float] | None = None, weight_norm: bool = True,
+    def __init__(self, num_classes: int, c2d_type: str, conv_type: int, use_bn: bool = False,
+                 hidden_size: int = 1024, loss_weights: Mapping[str, float] | None = None,
+                 weight_norm: bool = True,
                  share_classifier: bool = True, *, hsa_attention: bool = True,
                  base_width: int = 64, aux_dim: int = 1000, pretrained: str | bool | None = None,
                  channels_last: bool | None = None) -> None:

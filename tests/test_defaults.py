@@ -61,7 +61,7 @@ def test_every_section_with_defaults_is_complete_in_baseline_yaml():
         FeederOptions.recipe(temporal_min_len="long")
 
 
-@pytest.mark.parametrize("key", ["feeder_args.num_gloss", "feeder_args.drop_ratio", "model_args.use_bn"])
+@pytest.mark.parametrize("key", ["feeder_args.num_gloss", "feeder_args.drop_ratio"])
 def test_keys_nothing_read_are_refused_naming_them(key):
     with pytest.raises(ConfigError, match=f"key '{key}' was removed"):
         resolve_config(["--set", f"{key}=1"])

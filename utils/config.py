@@ -36,9 +36,8 @@ MOVED_KEYS: dict[str, str | None] = {
     "model_args.beam_width": "decode.beam_width",
     "random_fix": None,
     "optimizer_args.learning_ratio": None,
-    "feeder_args.num_gloss": None,      # the original's feeder took and ignored these three
+    "feeder_args.num_gloss": None,      # the original's feeder took and ignored these two
     "feeder_args.drop_ratio": None,
-    "model_args.use_bn": None,
 }
 
 
