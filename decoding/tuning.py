@@ -60,7 +60,7 @@ def decode_wer(split: SplitLogits, decoder: Decoder, stm: Path, dataset: str, de
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ScoringWarning)
         result = score_files(stm, ctm, dataset=dataset)
-    name = (f"the decoding with lm_weight={decoder.lm_weight:g} word_bonus={decoder.word_bonus:g}"
+    name = (f"the decoding with lm_weight={decoder.cfg.lm_weight:g} word_bonus={decoder.cfg.word_bonus:g}"
             if decoder.lm is not None else "the decoding without LM")
     for warning in caught:
         text = str(warning.message).replace(str(ctm), name)
