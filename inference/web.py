@@ -14,7 +14,7 @@ import time
 import unicodedata
 import zipfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ from inference.align import Recognition
 from inference.explain import blend, gloss_cams, gloss_sheet, input_frames_rgb
 from inference.loaded_model import LoadedModel
 from inference.recognize import ClipTooShortError, PreparedInput, recognise_clip
+from inference.streaming import CommittedGloss, StreamingRecognizer
 from inference.video import (IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoClip, browser_playable,
                              count_video_frames, load_frames, transcode_for_browser, video_frame_size)
 from utils.errors import UserError
@@ -33,6 +34,7 @@ from utils.errors import UserError
 ENDPOINT = "/api/recognize"
 MAX_OVERLAYS = 24  # frames of the chosen gloss shown with their heat map
 MAX_FRAME_PIXELS = 4096 * 4096  # a 4K camera's frame fits; a 15000x15000 image (900 MB decoded) does not
+LIVE_EVERY_S = 0.04  # the live tab's webcam sends a frame every 40 ms: the 25 fps the models learnt
 
 
 class InputError(UserError):
@@ -155,11 +157,14 @@ def read_upload(path: str | os.PathLike, limits: Limits, scratch: Path,
 class Recogniser:
     """The loaded model behind the page and the endpoint; one request runs it at a time."""
 
-    def __init__(self, loaded: LoadedModel, limits: Limits, work_dir: Path) -> None:
+    def __init__(self, loaded: LoadedModel, limits: Limits, work_dir: Path,
+                 record_live: Path | None = None) -> None:
         self.loaded = loaded
         self.limits = limits
         self.work_dir = work_dir
+        self.record_live = record_live  # where the live tab saves the frames it receives
         self._lock = threading.Lock()
+        self._sessions = 0
 
     def recognise(self, path: str | os.PathLike, name: str | None = None) -> Outcome:
         """Check, read and recognise an uploaded file; InputError for anything wrong with it."""
@@ -198,6 +203,109 @@ class Recogniser:
         first, last = outcome.result["glosses"][position]["frames"]
         shown = blended[first:last + 1][:MAX_OVERLAYS]
         return shown, gloss_sheet(outcome.rec, position, blended, outcome.prepared)
+
+
+    def live_session(self) -> LiveSession:
+        """A new live stream's state: its own streaming recogniser (and recording folder)."""
+        with self._lock:
+            self._sessions += 1
+            number = self._sessions
+        folder = None
+        if self.record_live is not None:
+            folder = self.record_live / f"session{number}"
+            folder.mkdir(parents=True, exist_ok=True)
+        return LiveSession(StreamingRecognizer(self.loaded, fps=1 / LIVE_EVERY_S), record=folder)
+
+
+@dataclass
+class LiveSession:
+    """One browser's live stream: its recogniser and the glosses committed so far."""
+
+    recogniser: StreamingRecognizer
+    record: Path | None = None  # each frame received is saved here as frame<N>.png
+    glosses: list[CommittedGloss] = field(default_factory=list)
+    frames: int = 0  # frames received since the last reset
+    stopped: bool = False  # flushed: frames are ignored until a reset
+    started: float = field(default_factory=time.monotonic)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def push(self, frame: np.ndarray) -> None:
+        """Recognise one webcam frame (RGB), unless stopped."""
+        with self.lock:
+            if self.stopped:
+                return
+            if self.record is not None:
+                write_rgb(self.record / f"frame{self.frames}.png", frame)
+            self.frames += 1
+            self.glosses += self.recogniser.push(frame, time.monotonic() - self.started)
+
+    def stop(self) -> None:
+        """End the stream: the last glosses are flushed."""
+        with self.lock:
+            if not self.stopped:
+                self.glosses += self.recogniser.flush()
+                self.stopped = True
+
+    def reset(self) -> None:
+        """Forget the stream and its glosses; listen again."""
+        with self.lock:
+            self.recogniser.reset()
+            self.glosses, self.frames, self.stopped = [], 0, False
+            self.started = time.monotonic()
+            if self.record is not None:
+                for old in self.record.glob("frame*.png"):
+                    old.unlink()
+
+    def status(self) -> str:
+        """The live tab's status line."""
+        if self.stopped:
+            return (f"**stopped**: {self.frames} frames recognised, {len(self.glosses)} glosses; "
+                    f"press Reset to listen again")
+        delay = self.recogniser.gloss_lookahead_frames()
+        return (f"**listening**: {self.frames} frames; a gloss appears {delay} frames "
+                f"({delay * LIVE_EVERY_S:.1f} s) after its last frame")
+
+    def sentence(self) -> str:
+        """The committed glosses, in order."""
+        return " ".join(g.gloss for g in self.glosses)
+
+
+def write_rgb(path: Path, frame: np.ndarray) -> None:
+    """Save an RGB frame losslessly (PNG)."""
+    import cv2
+
+    if not cv2.imwrite(str(path), cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2BGR)):
+        raise OSError(f"cannot write {path}")
+
+
+LIVE_IDLE = "**not listening**: start the camera, then its record button"
+
+
+def live_frame(recogniser: Recogniser, session: LiveSession | None,
+               frame: np.ndarray | None) -> tuple[LiveSession | None, str, str]:
+    """The live tab's webcam handler: one frame in; the session, status line and glosses out."""
+    if frame is None:
+        return session, session.status() if session else LIVE_IDLE, session.sentence() if session else ""
+    if session is None:
+        session = recogniser.live_session()
+    session.push(frame)
+    return session, session.status(), session.sentence()
+
+
+def live_stop(session: LiveSession | None) -> tuple[LiveSession | None, str, str]:
+    """The Stop button: flush the last glosses."""
+    if session is None:
+        return None, LIVE_IDLE, ""
+    session.stop()
+    return session, session.status(), session.sentence()
+
+
+def live_reset(session: LiveSession | None) -> tuple[LiveSession | None, str, str]:
+    """The Reset button: forget the stream and listen again."""
+    if session is None:
+        return None, LIVE_IDLE, ""
+    session.reset()
+    return session, session.status(), session.sentence()
 
 
 def gallery_label(first: int, last: int, shown: int) -> str:
@@ -313,39 +421,65 @@ def build_page(recogniser: Recogniser, title: str):
     with gr.Blocks(title=title, delete_cache=(600, 600)) as page:
         gr.Markdown(f"# {html.escape(title)}\nUpload a sign video or a zip of its frames, or record "
                     f"one with the webcam; the model recognises its glosses, aligns each to its "
-                    f"frames and shows where it looked (Grad-CAM). JSON from `POST {ENDPOINT}`.")
-        state = gr.State(None)
-        with gr.Row():
-            with gr.Column():
-                # A file input, not a video player: the browser plays what preview() gives it
-                # (an mp4v .mp4 or an XVID .avi re-encoded), never an upload it cannot decode.
-                upload = gr.File(file_types=[*VIDEO_EXTENSIONS, ".zip"], label="Video or zip of frames",
-                                 elem_id="video-input", height=120)
-                preview = gr.Video(label="Preview", interactive=False, height=260, elem_id="preview")
-                webcam = gr.Video(sources=["webcam"], label="or record one", height=260,
-                                  elem_id="webcam-input")
-                button = gr.Button("Recognise", variant="primary", elem_id="recognise")
-            with gr.Column():
-                status = gr.Markdown("", elem_id="status")
-                glosses = gr.Textbox(label="Glosses", interactive=False, elem_id="glosses")
-                timeline = gr.HTML("", label="Timeline", elem_id="timeline")
-                chosen = gr.Dropdown(choices=[], label="Gloss to explain", elem_id="gloss-choice")
-        with gr.Row():
-            gallery = gr.Gallery(label="Frames of the gloss with its Grad-CAM heat map",
-                                 columns=8, rows=1, height=190, object_fit="contain",
-                                 elem_id="overlays")  # whole frames: the hands are the sign
-        sheet = gr.Image(label="Contact sheet (frames aligned to the gloss framed)", show_label=False,
-                         elem_id="sheet", interactive=False)
-        result_json = gr.JSON(label="JSON (as test_one_video.py --json)", elem_id="result-json")
-        # One progress indicator per event, on the status line / the gallery: Gradio's default
-        # puts a timer on every output, and on the small ones it overlaps their neighbours.
-        upload.change(lambda path: recogniser.preview(path) if path else None, upload, preview,
-                      show_progress_on=[preview])
-        button.click(recognise, [upload, webcam],
-                     [status, glosses, timeline, chosen, result_json, gallery, state],
-                     show_progress_on=[status])
-        chosen.change(explain, [chosen, state], [gallery, sheet], show_progress_on=[gallery])
+                    f"frames and shows where it looked (Grad-CAM). JSON from `POST {ENDPOINT}`. The Live "
+                    f"tab recognises the webcam as you sign.")
+        with gr.Tab("Video", elem_id="tab-video"):
+            state = gr.State(None)
+            with gr.Row():
+                with gr.Column():
+                    # A file input, not a video player: the browser plays what preview() gives it
+                    # (an mp4v .mp4 or an XVID .avi re-encoded), never an upload it cannot decode.
+                    upload = gr.File(file_types=[*VIDEO_EXTENSIONS, ".zip"], label="Video or zip of frames",
+                                     elem_id="video-input", height=120)
+                    preview = gr.Video(label="Preview", interactive=False, height=260, elem_id="preview")
+                    webcam = gr.Video(sources=["webcam"], label="or record one", height=260,
+                                      elem_id="webcam-input")
+                    button = gr.Button("Recognise", variant="primary", elem_id="recognise")
+                with gr.Column():
+                    status = gr.Markdown("", elem_id="status")
+                    glosses = gr.Textbox(label="Glosses", interactive=False, elem_id="glosses")
+                    timeline = gr.HTML("", label="Timeline", elem_id="timeline")
+                    chosen = gr.Dropdown(choices=[], label="Gloss to explain", elem_id="gloss-choice")
+            with gr.Row():
+                gallery = gr.Gallery(label="Frames of the gloss with its Grad-CAM heat map",
+                                     columns=8, rows=1, height=190, object_fit="contain",
+                                     elem_id="overlays")  # whole frames: the hands are the sign
+            sheet = gr.Image(label="Contact sheet (frames aligned to the gloss framed)", show_label=False,
+                             elem_id="sheet", interactive=False)
+            result_json = gr.JSON(label="JSON (as test_one_video.py --json)", elem_id="result-json")
+            # One progress indicator per event, on the status line / the gallery: Gradio's default
+            # puts a timer on every output, and on the small ones it overlaps their neighbours.
+            upload.change(lambda path: recogniser.preview(path) if path else None, upload, preview,
+                          show_progress_on=[preview])
+            button.click(recognise, [upload, webcam],
+                         [status, glosses, timeline, chosen, result_json, gallery, state],
+                         show_progress_on=[status])
+            chosen.change(explain, [chosen, state], [gallery, sheet], show_progress_on=[gallery])
+        with gr.Tab("Live", elem_id="tab-live"):
+            live_tab(recogniser)
     return page
+
+
+def live_tab(recogniser: Recogniser) -> None:
+    """The Live tab: the webcam streams into this browser session's recogniser; the glosses
+    appear under it as they are committed."""
+    import gradio as gr
+
+    session = gr.State(None)
+    camera = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="Camera", height=360,
+                      webcam_options=gr.WebcamOptions(mirror=False), elem_id="live-camera")
+    status = gr.Markdown(LIVE_IDLE, elem_id="live-status")
+    glosses = gr.Textbox(label="Glosses, as they are committed", interactive=False,
+                         elem_id="live-glosses")
+    with gr.Row():
+        stop = gr.Button("Stop (recognise the last glosses)", elem_id="live-stop")
+        reset = gr.Button("Reset", elem_id="live-reset")
+    outputs = [session, status, glosses]
+    # One frame at a time, in order (the event's default concurrency of 1): a stream is a sequence.
+    camera.stream(lambda s, f: live_frame(recogniser, s, f), [session, camera], outputs,
+                  stream_every=LIVE_EVERY_S, time_limit=None, show_progress="hidden")
+    stop.click(live_stop, [session], outputs, show_progress="hidden")
+    reset.click(live_reset, [session], outputs, show_progress="hidden")
 
 
 def build_app(recogniser: Recogniser, title: str = "STFNet sign language recognition"):

@@ -26,8 +26,10 @@ import pytest
 import app
 from dataset.synthetic import vocabulary
 from inference.fonts import draw_text, find_cjk_font
-from inference.video import browser_playable, load_frames
-from inference.web import InputError, Limits, Recogniser, gallery_label, read_upload, timeline_html
+from inference.loading import load_model
+from inference.video import browser_playable, load_frames, write_video
+from inference.web import (InputError, Limits, Recogniser, gallery_label, live_frame, live_reset,
+                           live_stop, read_upload, timeline_html)
 from utils.checkpoint import load_checkpoint, save_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -51,9 +53,22 @@ def cjk(infer_assets, tmp_path_factory) -> dict:
         for frame in frames:
             writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
         writer.release()
+    network = load_frames(infer_assets["folder"]).frames  # RGB, as decoded for the network
+    looped = root / "looped.mp4"  # the video 3 times: longer than the look-ahead, glosses come live
+    write_video(looped, np.concatenate([network] * 3), lossless=True)
     return {"ckpt": root / "cjk.pt", "video": infer_assets["lossless"], "junk": junk, "root": root,
-            "mp4v": root / "opencv-mp4v.mp4", "xvid": root / "xvid.avi",
+            "mp4v": root / "opencv-mp4v.mp4", "xvid": root / "xvid.avi", "looped": looped,
             "sentence": [GERMAN_TO_CHINESE[g] for g in infer_assets["sentence"]]}
+
+
+def _cli_stream(ckpt: Path, source: Path, capsys) -> list[dict]:
+    """The glosses of `test_one_video.py --stream --speed 0 --json` (every frame recognised)."""
+    import test_one_video
+
+    assert test_one_video.main(["--model_path", str(ckpt), "--video_path", str(source), "--device",
+                                "cpu", "--stream", "--speed", "0", "--json"]) == 0
+    return [{k: g[k] for k in ("gloss", "frames", "steps")}
+            for g in json.loads(capsys.readouterr().out)["glosses"]]
 
 
 # ------------------------------------------------------------------ upload checks (no server)
@@ -198,6 +213,40 @@ def test_cjk_text_is_drawn_with_real_glyphs(monkeypatch):
         fonts.load_font.cache_clear()
 
 
+# ------------------------------------------------------------------ the live tab (no server)
+
+@pytest.mark.usefixtures("single_thread")
+def test_live_tab_handlers_give_the_streamed_cli_glosses(cjk, tmp_path, capsys):
+    from inference.live import file_frames
+
+    recogniser = Recogniser(load_model(cjk["ckpt"], "cpu"), Limits(), tmp_path, tmp_path / "live")
+    frames = [f.image for f in file_frames(cjk["looped"])[0]]
+    session, status, _ = live_frame(recogniser, None, None)
+    assert session is None and "not listening" in status
+    shown = []  # the glosses text after each frame
+    for frame in frames:
+        session, status, text = live_frame(recogniser, session, frame)
+        shown.append(text)
+    assert status.startswith("**listening**: 75 frames")
+    before_stop = session.sentence()
+    session, status, text = live_stop(session)
+    assert status.startswith("**stopped**: 75 frames")
+    expected = _cli_stream(cjk["ckpt"], cjk["looped"], capsys)
+    assert [{"gloss": g.gloss, "frames": list(g.frames), "steps": list(g.steps)}
+            for g in session.glosses] == expected
+    assert text == " ".join(g["gloss"] for g in expected)
+    assert before_stop and text.startswith(before_stop) and text != before_stop  # live, then flushed
+    assert sorted(set(shown), key=shown.index)[1:] == [  # the text only grows, gloss by gloss
+        " ".join(g["gloss"] for g in expected[:k]) for k in range(1, len(before_stop.split()) + 1)]
+    assert live_frame(recogniser, session, frames[0])[0].frames == 75  # stopped: frames ignored
+    recorded = sorted((tmp_path / "live" / "session1").iterdir())
+    assert len(recorded) == 75
+    session, status, text = live_reset(session)
+    assert (text, session.frames, session.stopped) == ("", 0, False) and "listening" in status
+    assert not list((tmp_path / "live" / "session1").iterdir())
+    assert live_frame(recogniser, None, frames[0])[0].record.name == "session2"  # one per browser
+
+
 # ------------------------------------------------------------------ the running server
 
 def _free_port() -> int:
@@ -212,7 +261,8 @@ def server(cjk):
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "app.py", "--model_path", str(cjk["ckpt"]), "--device", "cpu", "--port",
-         str(port), "--max_video_frames", "200", "--max_upload_mb", "5"],
+         str(port), "--max_video_frames", "200", "--max_upload_mb", "5", "--record_live",
+         str(cjk["root"] / "live")],
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "OMP_NUM_THREADS": "1"})
     line = ""
@@ -275,6 +325,20 @@ def _chromium() -> tuple[str, str]:
     return browser, driver
 
 
+def _headless_chromium(*flags: str):
+    """A selenium driver of a headless Chromium with these extra command-line flags (or skip)."""
+    browser, driver_path = _chromium()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1700",
+                 *flags):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(driver_path), options=options)
+
+
 LABELS_JS = """
 const box = document.querySelector('#timeline-bars').getBoundingClientRect();
 return [...document.querySelectorAll('#timeline .gloss-label')].map(e => {
@@ -298,17 +362,11 @@ def _timeline_labels(driver) -> list[list]:
 
 
 def test_page_in_a_real_browser(server, cjk, tmp_path):
-    browser, driver_path = _chromium()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+    _chromium()  # skip before writing anything where there is no browser
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1700"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    driver = _headless_chromium()
     wait = WebDriverWait(driver, 120)
     file_input = "#video-input input[type=file]"
 
@@ -383,18 +441,10 @@ return [v.readyState, v.videoWidth, v.currentTime, v.error ? v.error.code : 0];
 
 
 def test_page_previews_mp4v_and_xvid_uploads_without_an_error(server, cjk):
-    browser, driver_path = _chromium()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1700",
-                 "--autoplay-policy=no-user-gesture-required"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    driver = _headless_chromium("--autoplay-policy=no-user-gesture-required")
     wait = WebDriverWait(driver, 120)
     try:
         for name in ("mp4v", "xvid"):
@@ -413,3 +463,54 @@ def test_page_previews_mp4v_and_xvid_uploads_without_an_error(server, cjk):
             assert not driver.find_elements(By.CSS_SELECTOR, ".toast-body, [data-testid='toast-body']"), name
     finally:
         driver.quit()
+
+
+def _write_y4m(path: Path, frames: np.ndarray, fps: int = 25) -> None:
+    """RGB frames as a YUV4MPEG2 (4:2:0) file: what Chromium's fake camera plays, in a loop."""
+    height, width = frames.shape[1:3]
+    with open(path, "wb") as out:
+        out.write(f"YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for frame in frames:
+            out.write(b"FRAME\n" + cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420).tobytes())
+
+
+@pytest.mark.usefixtures("single_thread")
+def test_live_tab_in_a_real_browser_with_a_fake_camera(server, cjk, tmp_path, capsys):
+    _chromium()  # skip before writing anything where there is no browser
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    camera = tmp_path / "camera.y4m"
+    _write_y4m(camera, load_frames(cjk["looped"]).frames)
+    driver = _headless_chromium("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                                f"--use-file-for-fake-video-capture={camera}")
+    wait = WebDriverWait(driver, 120)
+    try:
+        driver.get(server["url"])
+        wait.until(lambda d: d.find_elements(By.XPATH, "//button[@role='tab' and contains(., 'Live')]"))
+        driver.find_element(By.XPATH, "//button[@role='tab' and contains(., 'Live')]").click()
+        driver.find_element(By.XPATH, "//*[@id='live-camera']//button[contains(., 'Access Webcam')]").click()
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#live-camera button.capture-button"))
+        assert "not listening" in driver.find_element(By.ID, "live-status").text
+        driver.find_element(By.CSS_SELECTOR, "#live-camera button.capture-button").click()  # stream
+
+        def status() -> str:
+            return driver.find_element(By.ID, "live-status").text
+
+        def shown() -> str:
+            return driver.find_element(By.CSS_SELECTOR, "#live-glosses textarea").get_attribute("value")
+
+        wait.until(lambda d: status().startswith("listening"))
+        live = wait.until(lambda d: shown())  # committed while the camera still streams
+        driver.find_element(By.ID, "live-stop").click()
+        wait.until(lambda d: status().startswith("stopped"))
+        final = shown()
+        received = int(re.search(r"stopped: (\d+) frames", status()).group(1))
+        assert final.startswith(live) and "Traceback" not in driver.page_source
+    finally:
+        driver.quit()
+    # What the page showed is what the streamed CLI prints for the frames the page received.
+    sessions = list((cjk["root"] / "live").iterdir())
+    assert len(sessions) == 1 and len(list(sessions[0].iterdir())) == received
+    expected = _cli_stream(cjk["ckpt"], sessions[0], capsys)
+    assert final.split() == [g["gloss"] for g in expected]
