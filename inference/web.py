@@ -207,13 +207,16 @@ class Recogniser:
 
     def live_session(self) -> LiveSession:
         """A new live stream's state: its own streaming recogniser (and recording folder)."""
-        with self._lock:
-            self._sessions += 1
-            number = self._sessions
         folder = None
-        if self.record_live is not None:
-            folder = self.record_live / f"session{number}"
-            folder.mkdir(parents=True, exist_ok=True)
+        while self.record_live is not None:  # a folder of its own: Reset deletes frames in it
+            with self._lock:
+                self._sessions += 1
+                folder = self.record_live / f"session{self._sessions}"
+            try:
+                folder.mkdir(parents=True)
+                break
+            except FileExistsError:  # an earlier app run's recording (or the user's): kept
+                continue
         return LiveSession(StreamingRecognizer(self.loaded, fps=1 / LIVE_EVERY_S), record=folder)
 
 

@@ -219,6 +219,9 @@ def test_cjk_text_is_drawn_with_real_glyphs(monkeypatch):
 def test_live_tab_handlers_give_the_streamed_cli_glosses(cjk, tmp_path, capsys):
     from inference.live import file_frames
 
+    earlier = tmp_path / "live" / "session1" / "frame0.png"  # an earlier app run's recording
+    earlier.parent.mkdir(parents=True)
+    earlier.write_bytes(b"not ours")
     recogniser = Recogniser(load_model(cjk["ckpt"], "cpu"), Limits(), tmp_path, tmp_path / "live")
     frames = [f.image for f in file_frames(cjk["looped"])[0]]
     session, status, _ = live_frame(recogniser, None, None)
@@ -239,12 +242,14 @@ def test_live_tab_handlers_give_the_streamed_cli_glosses(cjk, tmp_path, capsys):
     assert sorted(set(shown), key=shown.index)[1:] == [  # the text only grows, gloss by gloss
         " ".join(g["gloss"] for g in expected[:k]) for k in range(1, len(before_stop.split()) + 1)]
     assert live_frame(recogniser, session, frames[0])[0].frames == 75  # stopped: frames ignored
-    recorded = sorted((tmp_path / "live" / "session1").iterdir())
+    assert session.record.name == "session2"  # never an existing folder
+    recorded = sorted(session.record.iterdir())
     assert len(recorded) == 75
     session, status, text = live_reset(session)
     assert (text, session.frames, session.stopped) == ("", 0, False) and "listening" in status
-    assert not list((tmp_path / "live" / "session1").iterdir())
-    assert live_frame(recogniser, None, frames[0])[0].record.name == "session2"  # one per browser
+    assert not list(session.record.iterdir())
+    assert earlier.read_bytes() == b"not ours"  # Reset deleted only this session's frames
+    assert live_frame(recogniser, None, frames[0])[0].record.name == "session3"  # one per browser
 
 
 # ------------------------------------------------------------------ the running server
