@@ -21,6 +21,7 @@ from dataset.video_files import (IMAGE_EXTENSIONS, PREPROCESS_SIZE, VIDEO_EXTENS
                                  list_frame_files, natural_key, read_image_rgb, resize_frame, upright_rgb,
                                  write_video)
 from utils.errors import MissingFileError, run_cli
+from utils.outputs import check_output_file
 
 BACKENDS = ("auto", "pyav", "opencv")
 
@@ -274,9 +275,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("frames", help="folder of frame images (naturally sorted)")
     parser.add_argument("out", help="video file to write (.mp4)")
     parser.add_argument("--fps", type=int, default=25)
+    parser.add_argument("--force", action="store_true", help="replace an existing OUT file")
     args = parser.parse_args(argv)
-    return run_cli(lambda: print(f"{args.out}: {encode_frame_folder(args.frames, args.out, args.fps)} "
-                                 f"frames at {args.fps} fps"))
+
+    def encode() -> None:
+        check_output_file(args.out, {"FRAMES": args.frames}, args.force, option="OUT")
+        print(f"{args.out}: {encode_frame_folder(args.frames, args.out, args.fps)} frames at {args.fps} fps")
+    return run_cli(encode)
 
 
 if __name__ == "__main__":

@@ -131,3 +131,19 @@ def test_containers(tmp_path, suffix, codec, pix_fmt):
     clip = load_frames(tmp_path / f"v{suffix}", max_frames=100, size=None)
     assert clip.total_frames == 9 and clip.frames.shape == frames.shape
     assert np.abs(clip.frames.astype(int) - frames.astype(int)).mean() < 12
+
+
+def test_encode_cli_never_writes_over_a_file_it_did_not_write(tmp_path, capsys):
+    from inference.video import main
+
+    _write_folder(tmp_path / "v", _frames(4))
+    mine = tmp_path / "mine.mp4"
+    mine.write_bytes(b"the user's video")
+    assert main([str(tmp_path / "v"), str(mine)]) == 2
+    assert "exists; pass --force" in capsys.readouterr().err and mine.read_bytes() == b"the user's video"
+    before = sorted((p.name, p.read_bytes()) for p in (tmp_path / "v").iterdir())
+    assert main([str(tmp_path / "v"), str(tmp_path / "v")]) == 2  # the input folder as the output
+    assert "is the input FRAMES" in capsys.readouterr().err
+    assert sorted((p.name, p.read_bytes()) for p in (tmp_path / "v").iterdir()) == before
+    assert main([str(tmp_path / "v"), str(mine), "--force"]) == 0
+    assert load_frames(mine, max_frames=100, size=None).total_frames == 4
