@@ -77,7 +77,7 @@ def parameters(model: torch.nn.Module) -> int:
 
 
 def train_config(name: str, data: Path, work: Path, seed: int, epochs: int) -> dict:
-    """config/demo.yaml with `name`'s model and loss terms, `epochs` long, scored at the end."""
+    """config/demo.yaml with `name`'s model and loss terms, `epochs` long, its dev checks kept."""
     cfg = load_yaml(REPO / "config" / "demo.yaml")
     args = dict(DEMO_ARGS)
     if name == "stfnet":
@@ -85,7 +85,8 @@ def train_config(name: str, data: Path, work: Path, seed: int, epochs: int) -> d
     else:
         args.update(share_classifier=True)  # as the demo's STF-Net
     cfg.update(model=FAMILY[name], model_args=args, loss_weights=LOSSES[name], work_dir=str(work),
-               random_seed=seed, num_epoch=epochs, eval_interval=epochs, save_interval=100,
+               random_seed=seed, num_epoch=epochs, save_interval=100,
+               eval_interval=min(cfg["eval_interval"], epochs),
                progress_bar=False, tensorboard=False,
                optimizer_args={**cfg["optimizer_args"],
                                "step": [round(epochs * s / cfg["num_epoch"]) for s in
