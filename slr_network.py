@@ -38,8 +38,8 @@ class SLRModel(nn.Module):
     `loss_names` are the terms `loss_weights` (the config's section) may weight; a subclass whose
     `loss_terms` adds a term extends it to take that term's weight from the config.
 
-    Args (beyond the original ones; `use_bn` is accepted and unused, as in the original and the
-    family's VAC and CorrNet):
+    Args (beyond the original ones; its `use_bn`, which nothing read, is gone: utils.config.MOVED_KEYS
+    drops it from old checkpoints and names it in configs):
         hsa_attention: temporal attention in the hierarchical branch (on for PHOENIX-2014,
             off for the published PHOENIX-2014-T model).
         base_width: ResNet width (64 published); frame features have 8 * base_width channels.
@@ -53,10 +53,10 @@ class SLRModel(nn.Module):
 
     loss_names: tuple[str, ...] = ("SeqCTC", "ConvCTC", "Dist", "Cu", "Cp")
 
-    def __init__(self, num_classes: int, c2d_type: str, conv_type: int, use_bn: bool = False,
+    def __init__(self, num_classes: int, c2d_type: str, conv_type: int, *,
                  hidden_size: int = 1024, loss_weights: Mapping[str, float] | None = None,
                  weight_norm: bool = True,
-                 share_classifier: bool = True, *, hsa_attention: bool = True,
+                 share_classifier: bool = True, hsa_attention: bool = True,
                  base_width: int = 64, aux_dim: int = 1000, pretrained: str | bool | None = None,
                  channels_last: bool | None = None) -> None:
         super().__init__()

@@ -32,16 +32,16 @@ class VACModel(nn.Module):
     """The VAC model; `forward(x, len_x)` returns feat_len, conv_logits, sequence_logits,
     framewise_features and visual_features, as SLRModel's.
 
-    The arguments are the original's (`use_bn` accepted and unused, as there); `base_width`,
+    The arguments are the original's (less `use_bn`, which nothing read); `base_width`,
     `pretrained` and `channels_last` are SLRModel's (`channels_last`: see `build_backbone`).
     """
 
     loss_names: tuple[str, ...] = ("SeqCTC", "ConvCTC", "Dist")
 
     def __init__(self, num_classes: int, c2d_type: str = "resnet18", conv_type: int = 2,
-                 use_bn: bool = False, hidden_size: int = 1024,
+                 *, hidden_size: int = 1024,
                  loss_weights: Mapping[str, float] | None = None, weight_norm: bool = True,
-                 share_classifier: bool = True, *, base_width: int = 64,
+                 share_classifier: bool = True, base_width: int = 64,
                  pretrained: str | bool | None = None, channels_last: bool | None = None) -> None:
         super().__init__()
         self.num_classes = checked_num_classes(num_classes)

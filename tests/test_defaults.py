@@ -13,7 +13,9 @@ import test_one_video
 from dataset.feeder_options import FeederOptions
 from decoding.config import DecodeConfig
 from inference.cli import add_model_arguments, load_model_from_args
+from inference.loading import model_config
 from inference.web import Limits, Recogniser
+from model_building import build_model
 from tests.infer_support import TINY_CLI
 from training.state import StepOptions
 from utils.config import RECIPE, ConfigError, default_config, resolve_config
@@ -61,7 +63,18 @@ def test_every_section_with_defaults_is_complete_in_baseline_yaml():
         FeederOptions.recipe(temporal_min_len="long")
 
 
-@pytest.mark.parametrize("key", ["feeder_args.num_gloss", "feeder_args.drop_ratio"])
+@pytest.mark.parametrize("key", ["feeder_args.num_gloss", "feeder_args.drop_ratio", "model_args.use_bn"])
 def test_keys_nothing_read_are_refused_naming_them(key):
     with pytest.raises(ConfigError, match=f"key '{key}' was removed"):
         resolve_config(["--set", f"{key}=1"])
+
+
+@pytest.mark.parametrize("config", ["baseline", "vac", "corrnet"])
+def test_old_checkpoint_configs_with_use_bn_still_build(config):
+    # Checkpoints of earlier versions (and the original's configs) carry model_args.use_bn: 1.
+    saved = resolve_config(["--config", f"config/{config}.yaml"])[0]
+    saved["model_args"] = {**saved["model_args"], "use_bn": 1, "pretrained": None}
+    cfg = model_config(saved)
+    assert "use_bn" not in cfg["model_args"]
+    model, args = build_model(cfg, 12, print)
+    assert "use_bn" not in args and model.num_classes == 12

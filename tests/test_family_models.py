@@ -23,7 +23,7 @@ def test_config_builds_the_published_recipe(name, cls, shared):
     cfg, _ = resolve_config(["--config", f"config/{name}.yaml", "--set", "model_args.pretrained=null"])
     model, args = build_model(cfg, 1296, print)
     assert type(model) is cls and model.loss_weights == WEIGHTS  # not STF-Net's Cu / Cp terms
-    assert args == {"c2d_type": "resnet18", "conv_type": 2, "use_bn": 1, "hidden_size": 1024,
+    assert args == {"c2d_type": "resnet18", "conv_type": 2, "hidden_size": 1024,
                     "share_classifier": shared, "weight_norm": shared, "pretrained": None,
                     "num_classes": 1296}  # not STF-Net's hsa_attention
     assert cfg["optimizer_args"]["step"] == [20, 35] and cfg["num_epoch"] == 40

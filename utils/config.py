@@ -38,6 +38,7 @@ MOVED_KEYS: dict[str, str | None] = {
     "optimizer_args.learning_ratio": None,
     "feeder_args.num_gloss": None,      # the original's feeder took and ignored these two
     "feeder_args.drop_ratio": None,
+    "model_args.use_bn": None,          # the original models' TemporalConv took and ignored it
 }
 
 
