@@ -56,7 +56,7 @@ def stream(args: argparse.Namespace) -> dict:
     from inference.live import file_frames, play, play_camera
     from inference.streaming import StreamingRecognizer, StreamSettings
 
-    frames, fps = file_frames(args.video_path) if args.camera is None else (None, 25.0)
+    frames, fps = file_frames(args.video_path, args.fps) if args.camera is None else (None, 25.0)
     loaded = load_model_from_args(args)
     settings = StreamSettings()
     settings = replace(settings, **{k: v for k, v in (("context", args.context),

@@ -3,6 +3,7 @@
 dataset's preprocessing and the one-video tools."""
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import re
@@ -30,6 +31,17 @@ TRUNCATION_TOLERANCE = 0.02  # decoded frames may fall this share (plus one fram
 
 class VideoReadError(UserError):
     """A video file or frame folder exists but cannot be turned into frames."""
+
+
+def frame_rate_arg(value: str) -> float:
+    """argparse type of --fps (decode_video's resampling rate): frames a second, 0 to 1000."""
+    try:
+        fps = float(value)
+    except ValueError:
+        fps = 0.0
+    if not 0 < fps <= 1000:
+        raise argparse.ArgumentTypeError(f"expected a frame rate in frames a second, e.g. 25, got {value!r}")
+    return fps
 
 
 def natural_key(name: str) -> tuple:

@@ -7,6 +7,7 @@ import sys
 from dataset.registry import DATASETS, language_choices
 from inference.loaded_model import LoadedModel
 from inference.loading import MAX_PARAM_GIB, load_model
+from dataset.video_files import frame_rate_arg
 from inference.video import VideoClip, check_source, load_frames
 from decoding.config import add_decode_arguments, decode_overrides
 from utils.device import select_device
@@ -47,11 +48,15 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_video_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    """--video_path and --max_frames_num."""
+    """--video_path, --max_frames_num and --fps."""
     parser.add_argument("--video_path", "--video-path", dest="video_path", required=required,
                         help="video file (.mp4 .avi .mov .mkv .webm) or folder of frame images")
     parser.add_argument("--max_frames_num", "--max-frames-num", dest="max_frames_num", type=int, default=360,
                         help="frames sampled uniformly at most")
+    parser.add_argument("--fps", type=frame_rate_arg, default=None,
+                        help="resample a video file to this many frames per second (by its timestamps) "
+                             "before recognising: the rate the model was trained at (PHOENIX and CSL-Daily "
+                             "25; a table dataset: its preprocessing --fps). Default: the file's own frames")
 
 
 def load_model_from_args(args: argparse.Namespace) -> LoadedModel:
@@ -69,6 +74,7 @@ def load_model_and_video(args: argparse.Namespace) -> tuple[LoadedModel, VideoCl
     """The model and the video (options of add_model_arguments / add_video_arguments)."""
     check_source(args.video_path)  # a typo in the path fails before the model loads
     loaded = load_model_from_args(args)
-    clip = load_frames(args.video_path, max_frames=args.max_frames_num, size=loaded.frame_size)
+    clip = load_frames(args.video_path, max_frames=args.max_frames_num, size=loaded.frame_size,
+                       fps=args.fps)
     return loaded, clip
 

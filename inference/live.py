@@ -14,7 +14,8 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from inference.streaming import CommittedGloss, StreamingRecognizer
-from inference.video import VideoReadError, check_source, list_frame_files, read_image_rgb
+from inference.video import (VideoReadError, check_fps_source, check_source, decode_video, list_frame_files,
+                             read_image_rgb)
 from utils.errors import UserError
 
 FOLDER_FPS = 25.0  # a frame folder has no rate of its own: PHOENIX's
@@ -183,24 +184,32 @@ def play_camera(index: int, recogniser: StreamingRecognizer, *, queue_size: int 
     return result
 
 
-def file_frames(path: str | Path) -> tuple[Iterator[TimedFrame], float]:
-    """A video file's (or a frame folder's) frames, decoded lazily with their times, and its rate."""
+def file_frames(path: str | Path, fps: float | None = None) -> tuple[Iterator[TimedFrame], float]:
+    """A video file's (or a frame folder's) frames, decoded lazily with their times, and its rate;
+    upright (a phone's rotation applied) and resampled to `fps` when given, as offline reading."""
     path = check_source(path)
+    check_fps_source(path, fps)
     if path.is_dir():
         files = list_frame_files(path)
         return (TimedFrame(read_image_rgb(f), i / FOLDER_FPS) for i, f in enumerate(files)), FOLDER_FPS
+    rate = fps or stream_rate(path)
+
+    def frames() -> Iterator[TimedFrame]:
+        try:
+            for i, image in enumerate(decode_video(path, fps)):
+                yield TimedFrame(image, i / rate)
+        except VideoReadError as error:
+            raise VideoReadError(f"cannot decode video {path}: {error}") from None
+
+    return frames(), rate
+
+
+def stream_rate(path: Path) -> float:
+    """A video file's average frame rate (FOLDER_FPS when its header has none)."""
     import av
 
     try:
-        container = av.open(str(path))
-        stream = container.streams.video[0]
+        with av.open(str(path)) as container:
+            return float(container.streams.video[0].average_rate or FOLDER_FPS)
     except Exception as exc:  # PyAV raises many types for unreadable files
         raise VideoReadError(f"cannot open video {path}: {exc}") from exc
-    fps = float(stream.average_rate or FOLDER_FPS)
-
-    def frames() -> Iterator[TimedFrame]:
-        with container:
-            for i, frame in enumerate(container.decode(stream)):
-                yield TimedFrame(frame.to_ndarray(format="rgb24"), i / fps)
-
-    return frames(), fps

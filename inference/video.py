@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from dataset.video_files import (IMAGE_EXTENSIONS, PREPROCESS_SIZE, VIDEO_EXTENSIONS, VideoReadError,  # noqa: F401
-                                 list_frame_files, natural_key, read_image_rgb, resize_frame, upright_rgb,
+                                 decode_video, list_frame_files, natural_key, read_image_rgb, resize_frame, upright_rgb,
                                  write_video)
 from utils.errors import MissingFileError, run_cli
 from utils.outputs import check_output_file
@@ -31,8 +31,8 @@ class VideoClip:
     """Frames of one video plus where they came from."""
 
     frames: np.ndarray  # (T, H, W, 3) uint8 RGB
-    source_indices: tuple[int, ...]  # index of each kept frame in the original video / folder
-    total_frames: int  # frames in the original video / folder before sampling
+    source_indices: tuple[int, ...]  # index of each kept frame in the video (resampled to --fps) / folder
+    total_frames: int  # frames in the video (resampled to --fps) / folder before sampling
     source: str  # the path read
     backend: str  # 'pyav', 'opencv' or 'images'
 
@@ -164,6 +164,19 @@ def read_video_file(path: str | os.PathLike, max_frames: int,
         f"or pass a folder of extracted frames")
 
 
+def read_video_at_fps(path: str | os.PathLike, max_frames: int, fps: float,
+                      size: tuple[int, int] | None = PREPROCESS_SIZE) -> VideoClip:
+    """A video file resampled to `fps` by its timestamps (as `python -m preprocess --fps` packs a
+    table's videos), upright, then sampled uniformly to `max_frames`; PyAV only."""
+    path = Path(path)
+    try:
+        frames = [resize_frame(image, size) for image in decode_video(path, fps)]
+    except VideoReadError as error:
+        raise VideoReadError(f"cannot decode video {path}: {error}") from None
+    keep = uniform_indices(len(frames), max_frames)
+    return VideoClip(np.stack([frames[i] for i in keep]), tuple(keep), len(frames), str(path), "pyav")
+
+
 def count_video_frames(path: str | os.PathLike) -> int:
     """Frames of a video file without decoding them (PyAV packets, else OpenCV); 0 if unreadable."""
     for count in (_count_packets_pyav, _count_frames_opencv):
@@ -184,12 +197,24 @@ def video_frame_size(path: str | os.PathLike) -> tuple[int, int]:
 
 
 def load_frames(path: str | os.PathLike, max_frames: int = 360,
-                size: tuple[int, int] | None = PREPROCESS_SIZE, backend: str = "auto") -> VideoClip:
-    """Read a video file or a frame folder as at most `max_frames` RGB frames of `size`."""
+                size: tuple[int, int] | None = PREPROCESS_SIZE, backend: str = "auto",
+                fps: float | None = None) -> VideoClip:
+    """Read a video file or a frame folder as at most `max_frames` RGB frames of `size`; a video
+    file resampled to `fps` first when given (its own frames otherwise)."""
     path = check_source(path)
+    check_fps_source(path, fps)
     if path.is_dir():
         return read_frame_folder(path, max_frames, size)
+    if fps is not None:
+        return read_video_at_fps(path, max_frames, fps, size)
     return read_video_file(path, max_frames, size, backend)
+
+
+def check_fps_source(path: Path, fps: float | None) -> None:
+    """--fps resamples by timestamps: refuse it for a frame folder, which has none."""
+    if fps is not None and path.is_dir():
+        raise VideoReadError(f"--fps {fps:g} resamples a video file by its timestamps, and {path} is a "
+                             f"folder of frames (no timestamps): drop --fps, or pass the video file")
 
 
 def find_videos(root: str | os.PathLike) -> list[Path]:

@@ -12,6 +12,7 @@ from typing import Sequence
 from dataset.layout import parse_resolution, resolution_tag
 from dataset.packed import DEFAULT_JPEG_QUALITY
 from dataset.registry import dataset_spec
+from dataset.video_files import frame_rate_arg
 from preprocess.cli import _positive_int, _quality, _resolution_arg, default_path, record_dataset
 from preprocess.common import PreprocessError, build_gloss_dict, info_entries, save_npy_dict, write_stm
 from preprocess.pack import human
@@ -22,24 +23,13 @@ from utils.errors import run_cli
 DATASET = "table"
 
 
-def _fps(value: str) -> float:
-    """argparse type of --fps: a positive frame rate."""
-    try:
-        fps = float(value)
-    except ValueError:
-        fps = 0.0
-    if not 0 < fps <= 1000:
-        raise argparse.ArgumentTypeError(f"expected a frame rate in frames a second, e.g. 25, got {value!r}")
-    return fps
-
-
 def add_video_options(parser: argparse.ArgumentParser, output_dir: str) -> None:
     """The options of every command that decodes videos into a pack."""
     parser.add_argument("--output-dir", help=f"where everything is written (default: {output_dir} in the "
                         f"repository; the config's dataset_info.dict_path folder)")
     parser.add_argument("--output-res", type=_resolution_arg, default="256x256px",
                         help="frame size WIDTHxHEIGHTpx every video is resized to (Lanczos)")
-    parser.add_argument("--fps", type=_fps, default=None,
+    parser.add_argument("--fps", type=frame_rate_arg, default=None,
                         help="resample every video file to this many frames a second (the published models "
                         "were trained at 25); default: every decoded frame")
     parser.add_argument("--workers", type=_positive_int, default=os.cpu_count() or 1,

@@ -19,8 +19,9 @@ import torch
 
 import generate_cam
 import test_one_video
+from inference.live import file_frames
 from inference.recognize import prepare_input
-from inference.video import load_frames
+from inference.video import load_frames, write_video
 from tests.infer_support import TINY_CLI
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -227,3 +228,45 @@ def test_language_model_options(assets, capsys, tmp_path):
     assert "needs decode.mode: beam" in err
     err = _error(capsys, test_one_video, *base, "--lm-path", str(tmp_path / "none.arpa"))
     assert "decode.lm_path" in err and "none.arpa" in err
+
+
+@pytest.fixture
+def fast_video(assets, tmp_path) -> Path:
+    """The same signing filmed at 50 fps: each frame of the 25 fps video twice (lossless)."""
+    path = tmp_path / "filmed at 50 fps.mp4"
+    write_video(path, np.repeat(load_frames(assets["folder"], size=None).frames, 2, axis=0), fps=50)
+    return path
+
+
+def test_fps_resamples_a_faster_video_to_the_models_rate(assets, fast_video, capsys):
+    assert np.array_equal(load_frames(fast_video, fps=25).frames, load_frames(assets["lossless"]).frames)
+    model = ["--model_path", str(assets["ours"])]
+    at_25 = _run_json(capsys, *model, "--video_path", str(assets["lossless"]))
+    resampled = _run_json(capsys, *model, "--video_path", str(fast_video), "--fps", "25")
+    assert resampled == {**at_25, "video": str(fast_video)}  # same frames: same spans and scores
+    as_filmed = _run_json(capsys, *model, "--video_path", str(fast_video))
+    assert as_filmed["num_frames"] == 2 * assets["num_frames"]  # without --fps: the file's own frames
+    streamed = _run_json(capsys, *model, "--video_path", str(fast_video), "--fps", "25", "--stream",
+                         "--speed", "0", "--decode-mode", "max")
+    assert streamed["frames"] == assets["num_frames"] and streamed["sentence"].split() == assets["sentence"]
+
+
+def test_fps_on_a_frame_folder_or_out_of_range_is_refused(assets, capsys):
+    err = _error(capsys, test_one_video, "--model_path", str(assets["ours"]), "--video_path",
+                 str(assets["folder"]), "--fps", "25")
+    assert "--fps 25" in err and str(assets["folder"]) in err and "drop --fps" in err
+    with pytest.raises(SystemExit):
+        test_one_video.main(["--model_path", str(assets["ours"]), "--video_path", str(assets["lossless"]),
+                             "--fps", "0"])
+    assert "expected a frame rate" in capsys.readouterr().err
+
+
+def test_a_phone_video_streams_upright_as_it_is_read_offline(tmp_path):
+    stored = np.zeros((4, 32, 48, 3), np.uint8)
+    stored[:, :, :8] = 255  # a band on the left of the stored (landscape) frame
+    path = tmp_path / "portrait.mp4"
+    write_video(path, stored, rotation=90)  # a phone's portrait recording
+    offline = load_frames(path, size=None).frames
+    streamed = np.stack([f.image for f in file_frames(path)[0]])
+    assert offline.shape == (4, 48, 32, 3) and np.array_equal(streamed, offline)
+    assert offline[0, -6:].mean() > 200 and offline[0, :20].mean() < 40  # the band at the bottom
