@@ -17,7 +17,6 @@ import time
 import warnings
 from typing import Any, Mapping
 
-from dataset.registry import dataset_spec
 from seq_scripts import evaluate, seq_feature_generation, train_epoch
 from training import checkpoints
 from training.checkpoints import BEST, LAST, epoch_name
@@ -150,7 +149,7 @@ def features(run: Run) -> dict:
     if run.env.is_main and out.parent.resolve() == run.work_dir.resolve():
         claim(run.work_dir, out.name)  # the default <work_dir>/features
     counts = {}
-    for split in dataset_spec(run.cfg["dataset"]).splits:
+    for split in run.data.spec.splits:
         loader = run.data.loader(run.data.dataset(split, train=False), train=False)
         counts[split] = seq_feature_generation(run, loader, out / split)
         run.log(f"features: {counts[split]} videos of {split} written to {out / split}")

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from dataset.collate import padding_counts
+from dataset.registry import DatasetSpec
 from dataset.transforms import model_input
 from decoding.decoder import Decoder, SplitDecoder
 from decoding.split_logits import class_glosses, save_split_logits
@@ -296,7 +297,7 @@ def seq_eval(loader: torch.utils.data.DataLoader, core: nn.Module, device: torch
 
 
 def score_hypotheses(hyps: Mapping[str, Mapping[str, Sequence[str]]], stm_path: str | Path,
-                     out_dir: str | Path, split: str, dataset: str, tool: str) -> dict[str, dict]:
+                     out_dir: str | Path, split: str, spec: DatasetSpec, tool: str) -> dict[str, dict]:
     """Write the CTMs of both outputs and score them; {'lstm': score dict, 'conv': score dict}."""
     from evaluation.ctm import write_ctm
     from evaluation.wer import score_files
@@ -312,7 +313,7 @@ def score_hypotheses(hyps: Mapping[str, Mapping[str, Sequence[str]]], stm_path: 
     for name, suffix in (("lstm", ""), ("conv", "-conv")):
         ctm = out_dir / f"output-hypothesis-{split}{suffix}.ctm"
         write_ctm(ctm, hyps[name])
-        scores[name] = score_files(stm_path, ctm, dataset=dataset, tool=tool,
+        scores[name] = score_files(stm_path, ctm, spec, tool=tool,
                                    report_dir=out_dir / f"report-{split}{suffix}")
     return scores
 
@@ -341,7 +342,7 @@ def evaluate(run: Run, split: str, tag: str) -> dict | None:
         save_split_logits(path, logits["ids"], logits["logits"],
                           class_glosses(run.gloss_dict, decoder.num_classes))
         log(f"{split} logits saved to {path} (LM tuning: python tune_lm.py)")
-    scores = score_hypotheses(hyps, run.data.stm_path(split), run.work_dir / tag, split, cfg["dataset"],
+    scores = score_hypotheses(hyps, run.data.stm_path(split), run.work_dir / tag, split, run.data.spec,
                               cfg["evaluate_tool"])
     log(f"{split} ({tag}): WER {scores['lstm']['wer']:.2f}% (BiLSTM), "
         f"{scores['conv']['wer']:.2f}% (temporal stack); "

@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.full_scale import status_kib  # noqa: E402
+from dataset.registry import dataset_spec  # noqa: E402
 from dataset.synthetic import plan_videos, render_video  # noqa: E402
 from inference.video import write_video  # noqa: E402
 
@@ -42,7 +43,7 @@ def synthetic_mp4(path: Path, frames: int) -> None:
     """A signing video of `frames` frames (synthetic sentences concatenated), H.264 mp4."""
     clips, n = [], 0
     while sum(len(c) for c in clips) < frames:
-        clips.append(render_video(plan_videos("phoenix2014", "demo", 0)[n], 210, 260, (5, 6)))
+        clips.append(render_video(plan_videos(dataset_spec("phoenix2014"), "demo", 0)[n], 210, 260, (5, 6)))
         n += 1
     bgr = np.concatenate(clips)[:frames]
     write_video(path, np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in bgr]), lossless=False)

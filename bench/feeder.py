@@ -28,6 +28,7 @@ import torch  # noqa: E402
 from dataset.feeder import BaseFeeder  # noqa: E402
 from dataset.feeder_options import FeederOptions  # noqa: E402
 from dataset.packed import DEFAULT_JPEG_QUALITY, write_packed  # noqa: E402
+from dataset.registry import dataset_spec  # noqa: E402
 from dataset.synthetic import generate  # noqa: E402
 from preprocess.cli import main as preprocess_main  # noqa: E402
 from preprocess.pack import split_videos  # noqa: E402
@@ -83,9 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         root, out = prepare(Path(tmp), args.size, args.style, args.res)
         gloss_dict = np.load(out / "gloss_dict.npy", allow_pickle=True).item()
         info = np.load(out / "train_info.npy", allow_pickle=True).item()
-        videos = split_videos("phoenix2014", root, info, args.res)
+        spec = dataset_spec("phoenix2014")
+        videos = split_videos(spec, root, info, args.res)
         frames = sum(len(f) for _, f in videos)
-        common = dict(dataset="phoenix2014", mode="train", info_dir=out)
+        common = dict(dataset=spec, mode="train", info_dir=out)
         options = dict(input_size=args.crop, frames_res=args.res, temporal_min_len=8)
         feeders = {"per-frame PNG": BaseFeeder(str(root), gloss_dict, options=FeederOptions.recipe(**options),
                                                **common)}

@@ -57,6 +57,7 @@ from preprocess.common import info_entries  # noqa: E402
 from preprocess.pack import human  # noqa: E402
 
 DATASET = "phoenix2014"
+SPEC = dataset_spec(DATASET)  # its registry entry, resolved once
 # Published PHOENIX-2014 frame counts (Koller et al., CVIU 2015) and the sizes the recipe trains at.
 PUBLISHED_FRAMES = {"train": 799_006, "dev": 75_186, "test": 89_472}
 FULL_RESIZED, FULL_CROP = 256, 224
@@ -206,7 +207,7 @@ class Setup:
 def split_frames(out_dir: Path) -> dict[str, list[int]]:
     """Frames of every video of every split, from the info files preprocessing wrote."""
     lengths = {}
-    for split in dataset_spec(DATASET).splits:
+    for split in SPEC.splits:
         info = np.load(out_dir / f"{split}_info.npy", allow_pickle=True).item()
         lengths[split] = [int(entry["num_frames"]) for entry in info_entries(info)]
     return lengths
@@ -235,10 +236,10 @@ def run_pipeline(setup: Setup, log: Path, say) -> tuple[list[Stage], dict[str, l
 
     stage("generate", [py, "-m", "dataset.synthetic", "--format", DATASET, "--out", str(root), "--size", "phoenix",
                        "--style", "camera", "--frame-size", f"{width}x{height}", "--fraction", str(setup.fraction),
-                       "--workers", str(setup.workers)], 0, [raw_frames_root(DATASET, root)])
+                       "--workers", str(setup.workers)], 0, [raw_frames_root(SPEC, root)])
     prep = [py, "preprocess/dataset_preprocess.py", "--dataset-root", str(root), "--output-dir", str(out),
             "--output-res", setup.res_tag, "--workers", str(setup.workers)]
-    stage("preprocess (-p -m)", [*prep, "-p", "-m"], 0, [frames_root(DATASET, root, setup.res_tag), out])
+    stage("preprocess (-p -m)", [*prep, "-p", "-m"], 0, [frames_root(SPEC, root, setup.res_tag), out])
     lengths = split_frames(out)
     total = sum(sum(v) for v in lengths.values())
     stages[0].frames = stages[1].frames = total
@@ -356,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"--work {work} is not empty: pass a new or empty folder")
         work.mkdir(parents=True, exist_ok=True)
         log = work / "full_scale.log"
-        raw_w, raw_h = dataset_spec(DATASET).raw_frame_size
+        raw_w, raw_h = SPEC.raw_frame_size
         small = dict(raw_size=(raw_w // args.scale, raw_h // args.scale), resized=FULL_RESIZED // args.scale,
                      crop=FULL_RESIZED // args.scale * DEMO_CROP // DEMO_RES)
         large = dict(raw_size=(raw_w, raw_h), resized=FULL_RESIZED, crop=FULL_CROP)

@@ -437,12 +437,13 @@ def loader_section(sizes: Sizes, device: torch.device, out: Section, work: Path)
     from bench.train_epoch import prepare
     from dataset.feeder import BaseFeeder
     from dataset.feeder_options import FeederOptions
+    from dataset.registry import dataset_spec
 
     began = time.time()
     root, pre = prepare(work, sizes.data_size, sizes.res, workers=max(2, os.cpu_count() or 2))
     out.data["prepare_s"] = round(time.time() - began, 1)
     gloss_dict = np.load(pre / "gloss_dict.npy", allow_pickle=True).item()
-    common = dict(dataset="phoenix2014", mode="train", info_dir=pre)
+    common = dict(dataset=dataset_spec("phoenix2014"), mode="train", info_dir=pre)
     options = dict(input_size=sizes.crop, frames_res=sizes.res, temporal_min_len=8)
     feeders = {"PNG frames": BaseFeeder(str(root), gloss_dict, options=FeederOptions.recipe(**options), **common),
                "JPEG pack": BaseFeeder(str(root), gloss_dict, options=FeederOptions.recipe(packed=True, **options),

@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.train_epoch import prepare  # noqa: E402
 from dataset.feeder import BaseFeeder  # noqa: E402
 from dataset.feeder_options import FeederOptions  # noqa: E402
+from dataset.registry import dataset_spec  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = {"PNG frames": False, "JPEG pack (q90)": True}
@@ -99,7 +100,7 @@ def input_difference(root: Path) -> dict[str, float]:
     test transform, PNG frames against the pack, over every frame of every test video."""
     pre = root / "preprocess"
     gloss_dict = np.load(pre / "gloss_dict.npy", allow_pickle=True).item()
-    common = dict(dataset="phoenix2014", mode="test", transform_mode=False, info_dir=pre)
+    common = dict(dataset=dataset_spec("phoenix2014"), mode="test", transform_mode=False, info_dir=pre)
     png = BaseFeeder(str(root / "phoenix2014"), gloss_dict,
                      options=FeederOptions.recipe(input_size=CROP, frames_res=RES), **common)
     pack = BaseFeeder(str(root / "phoenix2014"), gloss_dict,

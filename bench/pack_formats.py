@@ -32,7 +32,7 @@ def camera_frames(videos: int, size: int) -> list[np.ndarray]:
     """RGB camera-like frames resized to `size` x `size`."""
     width, height = dataset_spec("phoenix2014").raw_frame_size
     frames = []
-    for video in plan_videos("phoenix2014", "small", 0)[:videos]:
+    for video in plan_videos(dataset_spec("phoenix2014"), "small", 0)[:videos]:
         for bgr in render_camera_video(video, width, height, SIZES["small"].frames_per_gloss):
             resized = cv2.resize(bgr, (size, size), interpolation=cv2.INTER_LANCZOS4)
             frames.append(cv2.cvtColor(resized, cv2.COLOR_BGR2RGB))

@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dataset.bucketing import LengthBucketBatchSampler  # noqa: E402
 from dataset.feeder import BaseFeeder  # noqa: E402
 from dataset.feeder_options import FeederOptions  # noqa: E402
+from dataset.registry import dataset_spec  # noqa: E402
 from dataset.synthetic import generate  # noqa: E402
 from tests.reference.conv3d import conv3d_reference  # noqa: E402
 from preprocess.cli import main as preprocess_main  # noqa: E402
@@ -148,7 +149,7 @@ def main() -> None:
         for name, path in paths.items():
             options = FeederOptions.recipe(input_size=args.crop, frames_res=args.res, packed=path.packed,
                                            frame_interval=args.frame_interval)
-            feeders[name] = BaseFeeder(str(root), gloss_dict, "phoenix2014", options, mode="train",
+            feeders[name] = BaseFeeder(str(root), gloss_dict, dataset_spec("phoenix2014"), options, mode="train",
                                        info_dir=out)
             model = (conv3d_reference(base) if path.conv3d else _copy(base)).to(device).train()
             optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-4)

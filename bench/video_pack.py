@@ -32,6 +32,7 @@ import numpy as np  # noqa: E402
 
 from bench.full_scale import disk_bytes  # noqa: E402
 from dataset.packed import write_packed  # noqa: E402
+from dataset.registry import dataset_spec  # noqa: E402
 from dataset.synthetic import SIZES, plan_videos, render_camera_video  # noqa: E402
 from dataset.video_files import decode_video, write_video  # noqa: E402
 from preprocess.common import ResizeJob, list_frames, run_resize  # noqa: E402
@@ -47,7 +48,7 @@ def make_videos(folder: Path, count: int) -> list[Path]:
     """`count` camera-like sign videos at CSL's frame size, H.264 at 25 fps."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for video in plan_videos("phoenix2014", "small", 0)[:count]:
+    for video in plan_videos(dataset_spec("phoenix2014"), "small", 0)[:count]:
         path = folder / f"video{len(paths)}.mp4"
         if not path.exists():
             frames = render_camera_video(video, *CSL_SIZE, SIZES["small"].frames_per_gloss)

@@ -17,7 +17,7 @@ from dataset.collate import pad_collate
 from dataset.feeder_options import FeederOptions
 from dataset.hints import FrameSource, FramesError, damaged_frames_hint, missing_frames_hint
 from dataset.layout import frames_root
-from dataset.registry import dataset_spec
+from dataset.registry import DatasetSpec
 from dataset.pack_freshness import changed_sources_report, mismatch_report
 from dataset.images import read_rgb
 from dataset.packed import PackedFrames, PackError
@@ -112,15 +112,16 @@ class BaseFeeder(data.Dataset):
     [-1, 1] on the device.
 
     `info` is the entry's `original_info` string (its first '|' field is the file id), as the
-    original feeder returned. `kernel_size` is the model's temporal layer list used for padding.
-    `options` are the `feeder_args` section (FeederOptions.recipe() for the published recipe's).
+    original feeder returned. `dataset` is the dataset's registry entry, `kernel_size` the model's
+    temporal layer list used for padding. `options` are the `feeder_args` section
+    (FeederOptions.recipe() for the published recipe's).
     """
 
     def __init__(
         self,
         prefix: str,
         gloss_dict: Mapping[str, Sequence[int]],
-        dataset: str,
+        dataset: DatasetSpec,
         options: FeederOptions,
         mode: str = "train",
         transform_mode: bool = True,
@@ -136,18 +137,18 @@ class BaseFeeder(data.Dataset):
         # Training batches only: a compiled training forward then sees a few lengths (evaluation
         # runs eager, and its outputs should not depend on the batch's padding).
         self.pad_to_multiple = frames.pad_to_multiple if mode == "train" else 1
-        self.dataset = dataset_spec(dataset).name
+        self.dataset = dataset.name  # recorded in packs and messages
         self.prefix = prefix
         self.mode = mode
         self.dict = gloss_dict
         self.data_type = frames.datatype
         self.frame_interval = frames.frame_interval
         self.kernel_sizes = list(kernel_size)
-        self.info_dir = Path(info_dir) if info_dir is not None else Path(dataset_spec(dataset).output_dir)
+        self.info_dir = Path(info_dir) if info_dir is not None else Path(dataset.output_dir)
         self.frames_dir = (Path(frames_dir) if frames_dir is not None
                            else frames_root(dataset, prefix, frames.frames_res))
         self.features_dir = Path(features_dir)
-        self.frame_source = FrameSource(self.dataset, Path(prefix), frames.frames_res,
+        self.frame_source = FrameSource(dataset, Path(prefix), frames.frames_res,
                                         self.info_dir / f"{mode}_info.npy",
                                         Path(frames_dir) if frames_dir is not None else None, frames.input_size)
         self.inputs_list = load_info(self.info_dir / f"{mode}_info.npy")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from dataset.layout import frames_root, raw_frames_root, resized_resolutions, root_of_raw_frames
-from dataset.registry import dataset_spec
+from dataset.registry import DatasetSpec
 from utils.errors import MissingFileError
 from utils.npy import load_npy_object
 
@@ -25,7 +25,7 @@ class FramesError(MissingFileError):
 class FrameSource:
     """Where a feeder reads resized frames from, as configured."""
 
-    dataset: str
+    dataset: DatasetSpec
     dataset_root: Path  # dataset_info.dataset_root
     frames_res: str  # feeder_args.frames_res
     info_path: Path  # the split's <split>_info.npy (dataset_info.info_dir or the dict_path folder)
@@ -40,7 +40,7 @@ class FrameSource:
 
 def preprocess_command(source: FrameSource, redo: Sequence[str] = ()) -> str:
     """The preprocessing command (run from the repository root) that writes the frames `source` reads."""
-    argv = ["python", dataset_spec(source.dataset).preprocess_script, "--dataset-root", str(source.dataset_root),
+    argv = ["python", source.dataset.preprocess_script, "--dataset-root", str(source.dataset_root),
             "--output-dir", str(source.info_path.parent), "--output-res", source.frames_res, "--process-image"]
     if redo:
         argv += ["--redo", *redo]
@@ -81,13 +81,13 @@ def _wrong_root_hint(source: FrameSource) -> str:
     raw = raw_frames_root(source.dataset, source.dataset_root)
     recorded = info_prefix(source.info_path)
     made_from = root_of_raw_frames(source.dataset, recorded) if recorded else None
-    problem = f"dataset_info.dataset_root is {source.dataset_root}, which holds no {source.dataset} frames " \
+    problem = f"dataset_info.dataset_root is {source.dataset_root}, which holds no {source.dataset.name} frames " \
               f"({raw} does not exist)"
     if made_from is not None and raw_frames_root(source.dataset, made_from).is_dir():
         return (f"{problem}; the info files in {source.info_path.parent} were made from {made_from}: set "
                 f"dataset_info.dataset_root: {made_from} (--set dataset_info.dataset_root={made_from})")
     return (f"{problem}: set dataset_info.dataset_root to the folder given to the preprocess script as "
-            f"--dataset-root (its default: {dataset_spec(source.dataset).default_root})")
+            f"--dataset-root (its default: {source.dataset.default_root})")
 
 
 def missing_frames_hint(source: FrameSource, fileid: str, folder: str) -> str:

@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from dataset.registry import dataset_spec
+from dataset.registry import DatasetSpec
 from utils.errors import ConfigError
 
 MANIFEST = ".complete.json"  # its presence marks a finished video (name kept from the first version)
@@ -30,25 +30,25 @@ def resolution_tag(res: str) -> str:
     return f"{width}x{height}px"
 
 
-def frames_root(dataset: str, dataset_root: str | Path, res_tag: str) -> Path:
-    """Folder holding all frames of `dataset` at resolution `res_tag` ('256x256px', '210x260px', ...).
+def frames_root(spec: DatasetSpec, dataset_root: str | Path, res_tag: str) -> Path:
+    """Folder holding all frames of dataset `spec` at resolution `res_tag` ('256x256px', '210x260px', ...).
 
     The registry's frames_dir: PHOENIX and CSL `<root>/features/fullFrame-<W>x<H>px`, CSL-Daily
     `<root>/sentence/frames_<W>x<H>` (the download's own naming, no 'px').
     """
     width, height = parse_resolution(res_tag)
-    return Path(dataset_root) / dataset_spec(dataset).frames_dir.format(width=width, height=height)
+    return Path(dataset_root) / spec.frames_dir.format(width=width, height=height)
 
 
-def raw_frames_root(dataset: str, dataset_root: str | Path) -> Path:
+def raw_frames_root(spec: DatasetSpec, dataset_root: str | Path) -> Path:
     """Folder of the frames as the download ships them (CSL: the root itself)."""
-    return Path(dataset_root) / dataset_spec(dataset).raw_frames_subdir
+    return Path(dataset_root) / spec.raw_frames_subdir
 
 
-def resized_resolutions(dataset: str, dataset_root: str | Path) -> list[str]:
+def resized_resolutions(spec: DatasetSpec, dataset_root: str | Path) -> list[str]:
     """Tags ('256x256px', ...) of the resized frame folders present under `dataset_root` (raw frames excluded)."""
-    raw = raw_frames_root(dataset, dataset_root)
-    frames_dir = Path(dataset_spec(dataset).frames_dir)
+    raw = raw_frames_root(spec, dataset_root)
+    frames_dir = Path(spec.frames_dir)
     parent = Path(dataset_root) / frames_dir.parent
     if not parent.is_dir():
         return []
@@ -62,12 +62,12 @@ def resized_resolutions(dataset: str, dataset_root: str | Path) -> list[str]:
     return tags
 
 
-def root_of_raw_frames(dataset: str, raw_frames: str | Path) -> Path | None:
+def root_of_raw_frames(spec: DatasetSpec, raw_frames: str | Path) -> Path | None:
     """The dataset root whose raw frame folder is `raw_frames` (an info file's 'prefix'), else None."""
     candidate = Path(raw_frames)
-    for _ in Path(dataset_spec(dataset).raw_frames_subdir).parts:
+    for _ in Path(spec.raw_frames_subdir).parts:
         candidate = candidate.parent
-    return candidate if raw_frames_root(dataset, candidate) == Path(raw_frames) else None
+    return candidate if raw_frames_root(spec, candidate) == Path(raw_frames) else None
 
 
 def read_manifest(video_dir: str | Path) -> dict | None:

@@ -1,7 +1,8 @@
 """The dataset registry: every fact about a supported dataset, in one frozen entry per dataset.
 
 Preprocessing, the feeders, evaluation, inference and the synthetic generator read these entries;
-none of them names a dataset itself. Adding a dataset is one entry in DATASETS below plus its
+none of them names a dataset itself: a name is looked up here once, where it enters (a config, a
+--dataset), and its entry handed down. Adding a dataset is one entry in DATASETS below plus its
 annotation parser in preprocess/datasets.py (PARSERS). This module imports nothing heavy (no
 torch, no OpenCV), so that every layer can use it.
 """

@@ -32,7 +32,7 @@ from dataset.annotations import (CSL_DAILY_MAP_HEADER, CSL_DAILY_SPLIT_HEADER, P
                                  csl_daily_split_file, csl_split_file, phoenix_corpus)
 from dataset.generated import prepare_output, write_owner_record
 from dataset.layout import parse_resolution, raw_frames_root
-from dataset.registry import dataset_spec
+from dataset.registry import DatasetSpec, dataset_spec
 from dataset.video_files import CODECS, available_codecs, write_video as write_video_file
 from utils.errors import run_cli
 
@@ -136,9 +136,9 @@ class VideoSpec:
     seed: tuple[int, ...]
 
 
-def vocabulary(fmt: str) -> tuple[str, ...]:
-    """All glosses of the format's language, in the fixed order that defines their visual pattern."""
-    column = LANGUAGE_COLUMN[dataset_spec(fmt).gloss_language]
+def vocabulary(spec: DatasetSpec) -> tuple[str, ...]:
+    """All glosses of dataset `spec`'s language, in the fixed order that defines their visual pattern."""
+    column = LANGUAGE_COLUMN[spec.gloss_language]
     return tuple(g for words in CATEGORIES.values() for g in words[column])
 
 
@@ -165,9 +165,10 @@ def make_signer(seed: int, sid: int) -> Signer:
     )
 
 
-def sample_sentence(rng: np.random.Generator, length_range: tuple[int, int], fmt: str) -> list[str]:
-    """A sentence of the weather grammar: [time] clause (connect clause)*, cut to a sampled length."""
-    column = LANGUAGE_COLUMN[dataset_spec(fmt).gloss_language]
+def sample_sentence(rng: np.random.Generator, length_range: tuple[int, int], spec: DatasetSpec) -> list[str]:
+    """A sentence of the weather grammar in `spec`'s language: [time] clause (connect clause)*, cut to
+    a sampled length."""
+    column = LANGUAGE_COLUMN[spec.gloss_language]
     words = {name: pair[column] for name, pair in CATEGORIES.items()}
 
     def pick(category: str) -> str:
@@ -197,26 +198,26 @@ def split_count(count: int, fraction: float) -> int:
     return max(1, round(count * fraction))
 
 
-def plan_videos(fmt: str, size: str, seed: int, fraction: float = 1.0) -> list[VideoSpec]:
-    """The sentences and signers of every video of a dataset's splits (cheap; rendering happens later).
+def plan_videos(spec: DatasetSpec, size: str, seed: int, fraction: float = 1.0) -> list[VideoSpec]:
+    """The sentences and signers of every video of dataset `spec`'s splits (cheap; rendering happens later).
 
     `fraction` keeps the first part of each split (the same videos as the whole plan's)."""
-    spec = SIZES[size]
-    counts, weights = zip(*spec.gloss_counts) if spec.gloss_counts else ((), ())
-    vocab = vocabulary(fmt)
+    sizes = SIZES[size]
+    counts, weights = zip(*sizes.gloss_counts) if sizes.gloss_counts else ((), ())
+    vocab = vocabulary(spec)
     lookup = {g: i for i, g in enumerate(vocab)}
     signer_ids = {"train": TRAIN_SIGNERS, "dev": DEV_SIGNERS, "test": TEST_SIGNERS}
     videos = []
     for split_no, split in enumerate(("train", "dev", "test")):
-        if split not in dataset_spec(fmt).splits:
+        if split not in spec.splits:
             continue
         rng = np.random.default_rng([seed, split_no])
-        for index in range(split_count(spec.videos[split], fraction)):
+        for index in range(split_count(sizes.videos[split], fraction)):
             if counts:
                 target = int(rng.choice(counts, p=np.array(weights) / sum(weights)))
-                glosses = sample_sentence(rng, (target, target), fmt)
+                glosses = sample_sentence(rng, (target, target), spec)
             else:
-                glosses = sample_sentence(rng, spec.glosses, fmt)
+                glosses = sample_sentence(rng, sizes.glosses, spec)
             sid = signer_ids[split][index % len(signer_ids[split])]
             videos.append(VideoSpec(split, index, make_signer(seed, sid), tuple(glosses),
                                     tuple(lookup[g] for g in glosses), (seed, split_no, index)))
@@ -404,7 +405,7 @@ def render_camera_video(video: VideoSpec, width: int, height: int,
 SPLIT_OFFSET = {"train": 0, "dev": 100000, "test": 200000}  # keeps names unique across splits
 
 
-def phoenix_name(video: VideoSpec, fmt: str) -> tuple[str, str]:
+def phoenix_name(video: VideoSpec, spec: DatasetSpec) -> tuple[str, str]:
     """(video id, frame-name stem) in PHOENIX style, e.g. '01April_2010_Thursday_heute_default-0'.
 
     Three videos share a broadcast date; the date moves on by a day per three videos and by
@@ -414,7 +415,7 @@ def phoenix_name(video: VideoSpec, fmt: str) -> tuple[str, str]:
     day = dt.date(2010, 1, 1) + dt.timedelta(days=number // 3)
     show = ("heute", "tagesschau")[number % 2]
     stem = f"{day.day:02d}{MONTHS[day.month - 1]}_{day.year}_{day.strftime('%A')}_{show}"
-    if fmt == "phoenix2014":
+    if spec.name == "phoenix2014":
         return f"{stem}_default-{number % 3}", f"{stem}.avi_pid0_fn"
     return f"{stem}-{number % 3}", "images"
 
@@ -430,17 +431,17 @@ def csl_continuous_name(video: VideoSpec) -> str:
     return f"video{SPLIT_OFFSET[video.split] // 100 + video.index}"
 
 
-def frame_paths(fmt: str, root: Path, video: VideoSpec, count: int) -> list[Path]:
-    """Paths of the `count` raw frames of a video, named as the real download names them."""
-    frames = raw_frames_root(fmt, root)
-    if fmt == "CSL-Daily":
+def frame_paths(spec: DatasetSpec, root: Path, video: VideoSpec, count: int) -> list[Path]:
+    """Paths of the `count` raw frames of a video of dataset `spec`, named as the real download names them."""
+    frames = raw_frames_root(spec, root)
+    if spec.name == "CSL-Daily":
         folder = frames / csl_name(video)
         return [folder / f"{i:06d}.jpg" for i in range(count)]
-    if fmt == "CSL":
+    if spec.name == "CSL":
         folder = frames / csl_continuous_name(video)
         return [folder / f"{i:06d}.jpg" for i in range(count)]
-    vid, stem = phoenix_name(video, fmt)
-    if fmt == "phoenix2014":
+    vid, stem = phoenix_name(video, spec)
+    if spec.name == "phoenix2014":
         folder = frames / video.split / vid / "1"
         return [folder / f"{stem}{i:06d}-0.png" for i in range(count)]
     folder = frames / video.split / vid
@@ -460,22 +461,22 @@ def codec_of(video: VideoSpec, codec: str) -> str:
     return names[(video.index + len(video.split)) % len(names)]
 
 
-def write_video(args: tuple[str, str, VideoSpec, tuple[int, int], str, tuple[int, int] | None, str]) -> int:
+def write_video(args: tuple[DatasetSpec, str, VideoSpec, tuple[int, int], str, tuple[int, int] | None, str]) -> int:
     """Render and write one video's frames (at the format's raw frame size unless a (width, height) is
     given), or for a table dataset its encoded video file; returns the frame count (Pool worker)."""
-    fmt, root, video, frames_per_gloss, style, frame_size, codec = args
-    width, height = frame_size or dataset_spec(fmt).raw_frame_size
+    spec, root, video, frames_per_gloss, style, frame_size, codec = args
+    width, height = frame_size or spec.raw_frame_size
     render = render_camera_video if style == "camera" else render_video
     frames = render(video, width, height, frames_per_gloss)
-    if fmt in VIDEO_FORMATS:
+    if spec.name in VIDEO_FORMATS:
         path = Path(root) / video_file(video, codec_of(video, codec))
         path.parent.mkdir(parents=True, exist_ok=True)
         write_video_file(path, np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames]), VIDEO_FPS,
                          codec=codec_of(video, codec))
         return len(frames)
-    paths = frame_paths(fmt, Path(root), video, len(frames))
+    paths = frame_paths(spec, Path(root), video, len(frames))
     paths[0].parent.mkdir(parents=True, exist_ok=True)
-    jpeg = dataset_spec(fmt).frame_suffix == ".jpg"
+    jpeg = spec.frame_suffix == ".jpg"
     params = [cv2.IMWRITE_JPEG_QUALITY, 92] if jpeg else [cv2.IMWRITE_PNG_COMPRESSION, 1]
     for path, image in zip(paths, frames):
         if not cv2.imwrite(str(path), image, params):
@@ -489,11 +490,11 @@ def _write_lines(path: Path, lines: Sequence[str]) -> None:
     path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
 
 
-def write_csl_split_files(root: Path, videos: Sequence[VideoSpec]) -> list[Path]:
-    """CSL's split files as the original ships them: `<folder on the authors' machine>|<glosses>` lines,
-    CRLF line ends, no final line end."""
+def write_csl_split_files(spec: DatasetSpec, root: Path, videos: Sequence[VideoSpec]) -> list[Path]:
+    """CSL's split files (`spec`: its registry entry) as the original ships them: `<folder on the
+    authors' machine>|<glosses>` lines, CRLF line ends, no final line end."""
     written = []
-    for split in dataset_spec("CSL").splits:
+    for split in spec.splits:
         lines = [f"{CSL_FOREIGN_ROOT}/{csl_continuous_name(video)}|{' '.join(video.glosses)}"
                  for video in videos if video.split == split]
         written.append(csl_split_file(root, split))
@@ -511,14 +512,14 @@ def write_table(root: Path, videos: Sequence[VideoSpec], codec: str) -> list[Pat
     return [root / TABLE_NAME]
 
 
-def write_annotations(fmt: str, root: Path, videos: Sequence[VideoSpec], lengths: Sequence[int],
+def write_annotations(spec: DatasetSpec, root: Path, videos: Sequence[VideoSpec], lengths: Sequence[int],
                       codec: str = "h264") -> list[Path]:
-    """Write the format's annotation files for all videos; returns their paths."""
-    if fmt in VIDEO_FORMATS:
+    """Write dataset `spec`'s annotation files for all videos; returns their paths."""
+    if spec.name in VIDEO_FORMATS:
         return write_table(root, videos, codec)
-    if fmt == "CSL":
-        return write_csl_split_files(root, videos)
-    if fmt == "CSL-Daily":
+    if spec.name == "CSL":
+        return write_csl_split_files(spec, root, videos)
+    if spec.name == "CSL-Daily":
         mapping = ["|".join(CSL_DAILY_MAP_HEADER)]
         split_lines = ["|".join(CSL_DAILY_SPLIT_HEADER)]
         for number, (video, length) in enumerate(zip(videos, lengths)):
@@ -535,15 +536,15 @@ def write_annotations(fmt: str, root: Path, videos: Sequence[VideoSpec], lengths
     for split in ("train", "dev", "test"):
         rows = []
         for video in (v for v in videos if v.split == split):
-            vid, _stem = phoenix_name(video, fmt)
+            vid, _stem = phoenix_name(video, spec)
             signer = f"Signer{video.signer.sid:02d}"
             label = " ".join(video.glosses)
-            if fmt == "phoenix2014":
+            if spec.name == "phoenix2014":
                 rows.append(f"{vid}|{vid}/1/*.png|{signer}|{label}")
             else:
                 rows.append(f"{vid}|{vid}/1/*.png|-1|-1|{signer}|{label}|{label.lower()}")
-        written.append(phoenix_corpus(root, fmt, split))
-        _write_lines(written[-1], ["|".join(PHOENIX_HEADERS[fmt])] + rows)
+        written.append(phoenix_corpus(root, spec.name, split))
+        _write_lines(written[-1], ["|".join(PHOENIX_HEADERS[spec.name])] + rows)
     return written
 
 
@@ -567,6 +568,7 @@ def generate(fmt: str, out: str | Path, size: str = "tiny", seed: int = 0, worke
         raise ValueError(f"unknown style {style!r}; expected one of {', '.join(STYLES)}")
     if fmt not in FORMATS + VIDEO_FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS + VIDEO_FORMATS)}")
+    spec = dataset_spec(fmt)  # resolved once, here, and handed down
     if video_codec != "mixed" and video_codec not in available_codecs():
         raise ValueError(f"video codec {video_codec!r} is not available here; expected mixed or one of "
                          f"{', '.join(available_codecs())}")
@@ -575,24 +577,24 @@ def generate(fmt: str, out: str | Path, size: str = "tiny", seed: int = 0, worke
     root = Path(out)
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
-    videos = plan_videos(fmt, size, seed, fraction)
+    videos = plan_videos(spec, size, seed, fraction)
     prepare_output(root, replace)
     params = {"format": fmt, "size": size, "seed": seed, "style": style}
     if frame_size is not None or fraction != 1.0:  # recorded only when used: older records stay as they were
-        params.update(frame_size=list(frame_size or dataset_spec(fmt).raw_frame_size), fraction=fraction)
-    if fmt in VIDEO_FORMATS:
+        params.update(frame_size=list(frame_size or spec.raw_frame_size), fraction=fraction)
+    if spec.name in VIDEO_FORMATS:
         params["video_codec"] = video_codec
         video_dirs, files = [], [video_file(video, codec_of(video, video_codec)) for video in videos]
     else:
-        video_dirs, files = [str(frame_paths(fmt, root, video, 1)[0].parent.relative_to(root)) for video in videos], []
+        video_dirs, files = [str(frame_paths(spec, root, video, 1)[0].parent.relative_to(root)) for video in videos], []
     write_owner_record(root, params, video_dirs, files)  # first: an interrupted run is still ours to replace
-    jobs = [(fmt, str(root), video, SIZES[size].frames_per_gloss, style, frame_size, video_codec) for video in videos]
+    jobs = [(spec, str(root), video, SIZES[size].frames_per_gloss, style, frame_size, video_codec) for video in videos]
     if workers > 1:
         with Pool(workers) as pool:
             lengths = pool.map(write_video, jobs, chunksize=4)
     else:
         lengths = [write_video(job) for job in jobs]
-    annotations = write_annotations(fmt, root, videos, lengths, video_codec)
+    annotations = write_annotations(spec, root, videos, lengths, video_codec)
     write_owner_record(root, params, video_dirs, files + [str(path.relative_to(root)) for path in annotations])
     return {"videos": len(videos), "frames": int(sum(lengths)),
             "glosses": len({g for v in videos for g in v.glosses})}

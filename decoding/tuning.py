@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from evaluation.ctm import write_ctm
-from dataset.registry import NAMES
+from dataset.registry import NAMES, DatasetSpec, dataset_spec
 from evaluation.wer import ScoringWarning, score_files
 from decoding.config import DecodeConfig, add_decode_arguments, decode_overrides
 from decoding.decoder import Decoder, read_lm
@@ -50,7 +50,7 @@ def candidate_pairs(alphas: Sequence[float], betas: Sequence[float], random_tria
             for _ in range(random_trials)]
 
 
-def decode_wer(split: SplitLogits, decoder: Decoder, stm: Path, dataset: str, device: torch.device,
+def decode_wer(split: SplitLogits, decoder: Decoder, stm: Path, spec: DatasetSpec, device: torch.device,
                work: Path, notes: list[str] | None = None) -> dict:
     """Decode the whole split in one call and score it; the scorer's result dict. The scorer's
     warnings go to `notes` (if given), naming the decoding rather than its temporary CTM."""
@@ -59,7 +59,7 @@ def decode_wer(split: SplitLogits, decoder: Decoder, stm: Path, dataset: str, de
     write_ctm(ctm, {fileid: [g for g, _ in sentence] for fileid, sentence in zip(split.ids, sentences)})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ScoringWarning)
-        result = score_files(stm, ctm, dataset=dataset)
+        result = score_files(stm, ctm, spec)
     name = (f"the decoding with lm_weight={decoder.cfg.lm_weight:g} word_bonus={decoder.cfg.word_bonus:g}"
             if decoder.lm is not None else "the decoding without LM")
     for warning in caught:
@@ -72,20 +72,21 @@ def decode_wer(split: SplitLogits, decoder: Decoder, stm: Path, dataset: str, de
 
 
 def tune(split: SplitLogits, cfg: DecodeConfig, pairs: Sequence[tuple[float, float]], stm: Path,
-         dataset: str, device: torch.device = torch.device("cpu")) -> dict:
+         spec: DatasetSpec, device: torch.device = torch.device("cpu")) -> dict:
     """WER without the LM and with cfg's LM for every (lm_weight, word_bonus) pair; the best pair
-    (lowest WER, first on ties). `cfg`: beam width, pruning and lm_path of every decoding."""
+    (lowest WER, first on ties). `cfg`: beam width, pruning and lm_path of every decoding; `spec`:
+    the dataset whose gloss normalisation the scorer applies."""
     vocabulary, classes = split.gloss_dict(), {"num_classes": len(split.glosses), "blank_id": split.blank_id}
     plain = Decoder(cfg.updated({"lm_path": None}), vocabulary, **classes)
     lm = read_lm(cfg)  # read once; every pair's decoder fuses the same model
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         notes: list[str] = []
-        baseline = decode_wer(split, plain, stm, dataset, device, work, notes)
+        baseline = decode_wer(split, plain, stm, spec, device, work, notes)
         rows = []
         for alpha, beta in pairs:
             pair = cfg.updated({"lm_weight": float(alpha), "word_bonus": float(beta)})
-            result = decode_wer(split, Decoder(pair, vocabulary, lm, **classes), stm, dataset, device, work,
+            result = decode_wer(split, Decoder(pair, vocabulary, lm, **classes), stm, spec, device, work,
                                 notes)
             rows.append({"lm_weight": alpha, "word_bonus": beta, "wer": result["wer"],
                          "sub": result["sub"], "del": result["del"], "ins": result["ins"]})
@@ -157,11 +158,12 @@ def tune_and_report(args: argparse.Namespace) -> None:
         raise ConfigError("--alphas and --betas need at least one value each")
     # The recipe's decoding (config/baseline.yaml) with this command line's options, beam search.
     cfg = DecodeConfig.recipe().updated({**given, "mode": "beam"})
+    spec = dataset_spec(args.dataset, key="--dataset")
     check_output_dir(args.out, OUTPUTS, {"--logits": args.logits, "--lm-path": given.get("lm_path"),
                                          "--stm": args.stm}, args.force)
     split = load_split_logits(args.logits)
     pairs = candidate_pairs(args.alphas, args.betas, args.random, args.seed)
-    summary = tune(split, cfg, pairs, Path(args.stm), args.dataset, torch.device(args.device))
+    summary = tune(split, cfg, pairs, Path(args.stm), spec, torch.device(args.device))
     write_outputs(Path(args.out), summary)
     best = summary["best"]
     print(f"{len(pairs)} pairs on {len(split.ids)} videos: WER without LM {summary['no_lm_wer']:.2f}% (the "

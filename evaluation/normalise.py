@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
-from dataset.registry import dataset_spec
+from dataset.registry import DatasetSpec
 
 # Applied in this order, each to every occurrence, as the sed pipeline does.
 _REMOVED_PREFIXES = ("loc-", "cl-", "qu-", "poss-", "lh-")
@@ -43,9 +43,9 @@ def normalise_gloss(gloss: str) -> str:
 RULES: dict[str, Callable[[str], str]] = {"phoenix": normalise_gloss}
 
 
-def normalise_glosses(glosses: Iterable[str], dataset: str) -> list[str]:
-    """Glosses of one sentence as scored: the dataset's rules applied, emptied glosses dropped."""
-    rules = dataset_spec(dataset).gloss_normalisation
+def normalise_glosses(glosses: Iterable[str], spec: DatasetSpec) -> list[str]:
+    """Glosses of one sentence as scored: dataset `spec`'s rules applied, emptied glosses dropped."""
+    rules = spec.gloss_normalisation
     if rules is None:
         return list(glosses)
     return [norm for norm in map(RULES[rules], glosses) if norm]

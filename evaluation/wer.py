@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from dataset.registry import NAMES, dataset_spec
+from dataset.registry import NAMES, DatasetSpec, dataset_spec
 from evaluation.align import AlignedPair, Counts, align, count
 from evaluation.ctm import CtmWord, read_ctm
 from evaluation.normalise import normalise_glosses
@@ -43,7 +43,7 @@ def load_reference(stm_path: str | os.PathLike) -> list[StmSegment]:
     return sorted(segments, key=lambda seg: seg.fileid)
 
 
-def hypotheses_by_file(words: Sequence[CtmWord], segments: Sequence[StmSegment], dataset: str,
+def hypotheses_by_file(words: Sequence[CtmWord], segments: Sequence[StmSegment], spec: DatasetSpec,
                        ctm_path: str | os.PathLike, stm_path: str | os.PathLike) -> dict[str, list[str]]:
     """Normalised hypothesis words of every reference sentence, `[EMPTY]` where none is left."""
     channels = {seg.fileid: seg.channel for seg in segments}
@@ -59,7 +59,7 @@ def hypotheses_by_file(words: Sequence[CtmWord], segments: Sequence[StmSegment],
     hypotheses = {}
     for fileid, file_words in grouped.items():
         ordered = sorted(file_words, key=lambda w: w.start)  # stable: ties keep line order
-        hypotheses[fileid] = normalise_glosses([w.word for w in ordered], dataset) or [EMPTY]
+        hypotheses[fileid] = normalise_glosses([w.word for w in ordered], spec) or [EMPTY]
     return hypotheses
 
 
@@ -101,22 +101,22 @@ def _result(total: Counts, per_speaker: Mapping[str, Counts]) -> dict[str, Any]:
     return result
 
 
-def score_files(stm_path: str | os.PathLike, ctm_path: str | os.PathLike, dataset: str,
+def score_files(stm_path: str | os.PathLike, ctm_path: str | os.PathLike, spec: DatasetSpec,
                 tool: str = "python", report_dir: str | os.PathLike | None = None, *,
                 original_stats: bool = False, auxiliary_ctm: str | os.PathLike | None = None,
                 sclite_path: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Score a CTM against an STM: wer (percent), words, correct, sub, del, ins, per_speaker.
+    """Score a CTM against an STM of dataset `spec` (its gloss normalisation applies): wer (percent),
+    words, correct, sub, del, ins, per_speaker.
 
     tool='sclite' reports the real sclite's counts (and the built-in ones under 'python');
     original_stats adds the original Python tool's numbers under 'original' (WAR/WDR against
     `auxiliary_ctm` when given); report_dir receives pra-like listing, summary and confusions.
     """
-    dataset_spec(dataset)
     if tool not in TOOLS:
         raise ValueError(f"tool must be one of {TOOLS}, got {tool!r}")
     segments = load_reference(stm_path)
     speakers = {seg.fileid: seg.speaker for seg in segments}
-    hypotheses = hypotheses_by_file(read_ctm(ctm_path), segments, dataset, ctm_path, stm_path)
+    hypotheses = hypotheses_by_file(read_ctm(ctm_path), segments, spec, ctm_path, stm_path)
     for message in hypothesis_warnings(hypotheses, segments, ctm_path, stm_path):
         warnings.warn(message, ScoringWarning, stacklevel=2)
     alignments: dict[str, list[AlignedPair]] = {
@@ -136,7 +136,7 @@ def score_files(stm_path: str | os.PathLike, ctm_path: str | os.PathLike, datase
         references = {seg.fileid: list(seg.words) for seg in segments}
         auxiliary = None
         if auxiliary_ctm is not None:
-            auxiliary = hypotheses_by_file(read_ctm(auxiliary_ctm), segments, dataset, auxiliary_ctm,
+            auxiliary = hypotheses_by_file(read_ctm(auxiliary_ctm), segments, spec, auxiliary_ctm,
                                            stm_path)
         result["original"] = original_statistics(references, hypotheses, auxiliary)
     if report_dir is not None:
@@ -213,7 +213,8 @@ def score_and_print(args: argparse.Namespace) -> None:
         warnings.simplefilter("always", ScoringWarning)
         warnings.showwarning = lambda message, *_args, **_kw: print(f"warning: {message}",
                                                                       file=sys.stderr)
-        result = score_files(args.reference, args.hypothesis, args.dataset, args.tool, args.report_dir,
+        result = score_files(args.reference, args.hypothesis, dataset_spec(args.dataset, key="--dataset"),
+                             args.tool, args.report_dir,
                              original_stats=args.original_stats, auxiliary_ctm=args.auxiliary,
                              sclite_path=args.sclite)
     print(json.dumps(result, indent=2, ensure_ascii=False) if args.json else format_summary(result))

@@ -29,11 +29,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if spec.from_table:
         from preprocess import table_cli
 
-        return table_cli.main(rest)
-    if args.dataset == "CSL" and any(arg == "--videos" or arg.startswith("--videos=") for arg in rest):
+        return table_cli.main(spec, rest)
+    if spec.name == "CSL" and any(arg == "--videos" or arg.startswith("--videos=") for arg in rest):
         from preprocess import csl_videos
 
-        return csl_videos.main(rest)
+        return csl_videos.main(spec, rest)
     from preprocess.cli import preprocess
 
     return preprocess(spec, rest)

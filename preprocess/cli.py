@@ -112,9 +112,11 @@ def build_parser(spec: DatasetSpec) -> argparse.ArgumentParser:
     return parser
 
 
-def resize_jobs(dataset: str, root: Path, info: InfoDict, res_tag: str, redo: Collection[str] = ()) -> list[ResizeJob]:
-    """One resize job per video of `info`: raw frame folder -> same relative folder at `res_tag`."""
-    dst_root = frames_root(dataset, root, res_tag)
+def resize_jobs(spec: DatasetSpec, root: Path, info: InfoDict, res_tag: str,
+                redo: Collection[str] = ()) -> list[ResizeJob]:
+    """One resize job per video of `info` (dataset `spec`): raw frame folder -> same relative folder
+    at `res_tag`."""
+    dst_root = frames_root(spec, root, res_tag)
     jobs = []
     for key, entry in enumerate(info_entries(info)):
         directory, pattern = posixpath.split(entry["folder"])
@@ -187,7 +189,6 @@ def check_output_dir(out_dir: Path, root: Path, names: Sequence[str], force: boo
 
 def run(spec: DatasetSpec, args: argparse.Namespace) -> int:
     """Do the whole preprocessing for parsed `args`; returns the process exit status."""
-    dataset = spec.name
     root = default_path(args.dataset_root, spec.default_root)
     out_dir = default_path(args.output_dir, spec.output_dir)
     size = parse_resolution(args.output_res)
@@ -212,7 +213,7 @@ def run(spec: DatasetSpec, args: argparse.Namespace) -> int:
 
     # Annotation outputs first: they are cheap and must exist even if resizing is interrupted.
     wants_normalised = spec.stm_normalised if args.stm_normalise is None else args.stm_normalise
-    normalise = resolve_scoring_normaliser(dataset) if wants_normalised else None
+    normalise = resolve_scoring_normaliser(spec) if wants_normalised else None
     save_npy_dict(out_dir / "gloss_dict.npy", build_gloss_dict(infos[s] for s in spec.splits))
     for split in spec.splits:
         save_npy_dict(out_dir / f"{split}_info.npy", infos[split])
@@ -225,7 +226,7 @@ def run(spec: DatasetSpec, args: argparse.Namespace) -> int:
         workers = args.workers if args.multiprocessing else 1
         summary = RunSummary()
         for split in spec.splits:
-            jobs = resize_jobs(dataset, root, infos[split], res_tag, set(args.redo))
+            jobs = resize_jobs(spec, root, infos[split], res_tag, set(args.redo))
             results = run_resize(jobs, size, workers=workers, desc=f"resize {split} to {res_tag}",
                                  verify=args.verify)
             summary.add(results)
@@ -240,7 +241,7 @@ def run(spec: DatasetSpec, args: argparse.Namespace) -> int:
             print(f"warning: {changed} video(s) were resized now, so the pack {packed_dir} holds older frames; "
                   "rerun with --pack to rewrite it before training with feeder_args.packed", file=sys.stderr)
     if args.pack:
-        pack_splits(dataset, root, infos, res_tag, out_dir, args.pack_format, args.pack_quality, args.repack)
+        pack_splits(spec, root, infos, res_tag, out_dir, args.pack_format, args.pack_quality, args.repack)
     return 0
 
 

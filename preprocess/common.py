@@ -15,6 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from dataset.layout import MANIFEST, read_manifest
+from dataset.registry import DatasetSpec
 from evaluation.stm import stm_line
 from preprocess.manifest import (
     JPEG_QUALITY,
@@ -149,11 +150,11 @@ def write_stm(
     return "annotations"
 
 
-def resolve_scoring_normaliser(dataset: str) -> Normaliser:
-    """The scorer's gloss normalisation for `dataset` (evaluation.normalise; identity for CSL-Daily)."""
+def resolve_scoring_normaliser(spec: DatasetSpec) -> Normaliser:
+    """The scorer's gloss normalisation for dataset `spec` (evaluation.normalise; identity for CSL-Daily)."""
     from evaluation.normalise import normalise_glosses  # single source of the scoring rules
 
-    return functools.partial(normalise_glosses, dataset=dataset)
+    return functools.partial(normalise_glosses, spec=spec)
 
 
 # ----------------------------------------------------------------------------- frame resizing

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from dataset.annotations import csl_split_file
-from dataset.registry import dataset_spec
+from dataset.registry import DatasetSpec
 from dataset.video_files import VIDEO_EXTENSIONS, natural_key
 from preprocess.common import PreprocessError
 from preprocess.datasets import check_unique_videos, read_csl_split_file
@@ -68,9 +68,11 @@ def signer_of(name: str, per_sentence: int = PER_SENTENCE) -> str:
     return f"P{number % per_sentence // REPETITIONS + 1:02d}" if number >= 0 else "unknown"
 
 
-def csl_videos(split_dir: Path, mapping: Mapping[str, Path], root: Path, by_position: bool) -> list[TableVideo]:
-    """The videos of CSL's split files found in `mapping`; the lines without one are reported."""
-    per_split = {split: read_csl_split_file(csl_split_file(split_dir, split)) for split in dataset_spec("CSL").splits}
+def csl_videos(spec: DatasetSpec, split_dir: Path, mapping: Mapping[str, Path], root: Path,
+               by_position: bool) -> list[TableVideo]:
+    """The videos of CSL's split files (`spec`: its registry entry) found in `mapping`; the lines
+    without one are reported."""
+    per_split = {split: read_csl_split_file(csl_split_file(split_dir, split)) for split in spec.splits}
     check_unique_videos(split_dir, per_split)
     videos, missing = [], []
     for split, lines in per_split.items():
@@ -92,9 +94,8 @@ def csl_videos(split_dir: Path, mapping: Mapping[str, Path], root: Path, by_posi
     return videos
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Options of CSL's preprocessing from its videos."""
-    spec = dataset_spec("CSL")
+def build_parser(spec: DatasetSpec) -> argparse.ArgumentParser:
+    """Options of CSL's preprocessing from its videos (`spec`: its registry entry)."""
     parser = argparse.ArgumentParser(
         prog="python -m preprocess --dataset CSL --videos PATH",
         description="Prepare CSL from its download: the original's train.txt and dev.txt against the folder of "
@@ -107,18 +108,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run(args: argparse.Namespace) -> int:
+def run(spec: DatasetSpec, args: argparse.Namespace) -> int:
     """Map the split files' lines to videos, then pack them; returns the exit status."""
-    spec = dataset_spec("CSL")
     videos_root = Path(args.videos)
     split_dir = default_path(args.dataset_root, spec.default_root)
     mapping = (read_mapping(Path(args.mapping), videos_root) if args.mapping
                else default_mapping(videos_root))
-    videos = csl_videos(split_dir, mapping, videos_root, by_position=not args.mapping)
-    return prepare_videos("CSL", videos, videos_root, args)
+    videos = csl_videos(spec, split_dir, mapping, videos_root, by_position=not args.mapping)
+    return prepare_videos(spec, videos, videos_root, args)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: one `error:` line instead of a traceback for bad input."""
-    args = build_parser().parse_args(argv)
-    return run_cli(lambda: run(args))
+def main(spec: DatasetSpec, argv: Sequence[str] | None = None) -> int:
+    """Entry point for CSL's entry `spec` (resolved by preprocess/__main__.py): one `error:` line
+    instead of a traceback for bad input."""
+    args = build_parser(spec).parse_args(argv)
+    return run_cli(lambda: run(spec, args))

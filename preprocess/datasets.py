@@ -22,7 +22,7 @@ from dataset.annotations import (
     phoenix_corpus,
 )
 from dataset.layout import raw_frames_root
-from dataset.registry import SPLITS, DatasetSpec, dataset_spec
+from dataset.registry import SPLITS, DatasetSpec
 from preprocess.common import (
     InfoDict,
     PreprocessError,
@@ -67,13 +67,14 @@ def _phoenix_entry(split: str, prefix: str, row: TableRow) -> dict:
     }
 
 
-def phoenix2014_info(root: Path, split: str, broken_rows: tuple[int, ...] | None = None) -> InfoDict:
-    """Info dict of one PHOENIX-2014 split; train drops the known broken row(s)."""
-    rows = read_table(phoenix_corpus(root, "phoenix2014", split), PHOENIX2014_HEADER)
+def phoenix2014_info(spec: DatasetSpec, root: Path, split: str,
+                     broken_rows: tuple[int, ...] | None = None) -> InfoDict:
+    """Info dict of one PHOENIX-2014 split (`spec`: its registry entry); train drops the known broken row(s)."""
+    rows = read_table(phoenix_corpus(root, spec.name, split), PHOENIX2014_HEADER)
     if broken_rows is None:
         broken_rows = PHOENIX2014_BROKEN_TRAIN_ROWS if split == "train" else ()
     rows = drop_rows(rows, broken_rows)
-    prefix = str(raw_frames_root("phoenix2014", root))
+    prefix = str(raw_frames_root(spec, root))
     return make_info_dict(prefix, [_phoenix_entry(split, prefix, row) for row in rows])
 
 
@@ -89,10 +90,10 @@ def _phoenix_t_folder(prefix: str, split: str, name: str, video: str) -> str:
     return f"{split}/{name}/*.png"
 
 
-def phoenix2014t_info(root: Path, split: str) -> InfoDict:
-    """Info dict of one PHOENIX-2014-T split."""
-    rows = read_table(phoenix_corpus(root, "phoenix2014-T", split), PHOENIX2014T_HEADER)
-    prefix = str(raw_frames_root("phoenix2014-T", root))
+def phoenix2014t_info(spec: DatasetSpec, root: Path, split: str) -> InfoDict:
+    """Info dict of one PHOENIX-2014-T split (`spec`: its registry entry)."""
+    rows = read_table(phoenix_corpus(root, spec.name, split), PHOENIX2014T_HEADER)
+    prefix = str(raw_frames_root(spec, root))
     entries = []
     for row in rows:
         name, video, _start, _end, speaker, orth, _translation = row.fields
@@ -123,11 +124,12 @@ def csl_daily_splits(split_file: Path) -> dict[str, str]:
     return assignment
 
 
-def csl_daily_infos(root: Path) -> dict[str, InfoDict]:
-    """Info dicts of all CSL-Daily splits (video_map order; videos missing from the split file go to train)."""
+def csl_daily_infos(spec: DatasetSpec, root: Path) -> dict[str, InfoDict]:
+    """Info dicts of all CSL-Daily splits (`spec`: its registry entry; video_map order; videos
+    missing from the split file go to train)."""
     rows = read_table(csl_daily_map(root), CSL_DAILY_MAP_HEADER)
     assignment = csl_daily_splits(csl_daily_split_file(root))
-    prefix = str(raw_frames_root("CSL-Daily", root))
+    prefix = str(raw_frames_root(spec, root))
     per_split: dict[str, list[dict]] = {split: [] for split in SPLITS}
     for row in rows:
         _index, name, _length, gloss, *_rest = (field.strip() for field in row.fields)
@@ -200,16 +202,17 @@ def check_unique_videos(root: Path, per_split: Mapping[str, Sequence[SplitLine]]
             seen[line.name] = f"{split}.txt:{line.line_no}"
 
 
-def csl_infos(root: Path) -> dict[str, InfoDict]:
-    """Info dicts of CSL's train and dev splits from the original's split files in the root.
+def csl_infos(spec: DatasetSpec, root: Path) -> dict[str, InfoDict]:
+    """Info dicts of CSL's train and dev splits (`spec`: its registry entry) from the original's
+    split files in the root.
 
     Each line names a video folder by its path on the original authors' machine; the video is the
     folder of that name (the path's last component) in the root. Lines whose folder is missing are
     reported (count and examples) and become videos without frames, which the preprocessing
     refuses, or leaves out with --drop-empty; a root holding none of them is refused outright.
     """
-    prefix = raw_frames_root("CSL", root)
-    per_split = {split: read_csl_split_file(csl_split_file(root, split)) for split in dataset_spec("CSL").splits}
+    prefix = raw_frames_root(spec, root)
+    per_split = {split: read_csl_split_file(csl_split_file(root, split)) for split in spec.splits}
     check_unique_videos(root, per_split)
     present = {line.name for lines in per_split.values() for line in lines if (prefix / line.name).is_dir()}
     reports = [report for split, lines in per_split.items()
@@ -233,9 +236,10 @@ def csl_info(lines: Sequence[SplitLine], prefix: Path) -> InfoDict:
     return make_info_dict(str(prefix), entries)
 
 
-def _phoenix_infos(reader: Callable[[Path, str], InfoDict], root: Path) -> dict[str, InfoDict]:
+def _phoenix_infos(reader: Callable[[DatasetSpec, Path, str], InfoDict], spec: DatasetSpec,
+                   root: Path) -> dict[str, InfoDict]:
     """Info dicts of the three splits of a PHOENIX release."""
-    return {split: reader(root, split) for split in SPLITS}
+    return {split: reader(spec, root, split) for split in SPLITS}
 
 
 def nearby_roots(root: Path, marker: str) -> list[Path]:
@@ -258,8 +262,8 @@ def check_root(spec: DatasetSpec, root: Path) -> None:
     raise PreprocessError(f"{spec.name} dataset root {root}: {root / marker} {state}; {fix}")
 
 
-# Dataset name -> the reader of its download: root -> {split: info dict}.
-PARSERS: dict[str, Callable[[Path], dict[str, InfoDict]]] = {
+# Dataset name -> the reader of its download: (its registry entry, root) -> {split: info dict}.
+PARSERS: dict[str, Callable[[DatasetSpec, Path], dict[str, InfoDict]]] = {
     "phoenix2014": functools.partial(_phoenix_infos, phoenix2014_info),
     "phoenix2014-T": functools.partial(_phoenix_infos, phoenix2014t_info),
     "CSL-Daily": csl_daily_infos,
@@ -271,7 +275,7 @@ def load_raw_dataset(spec: DatasetSpec, root: Path) -> RawDataset:
     """Read and validate the annotations of dataset `spec` unpacked at `root`."""
     root = Path(root)
     check_root(spec, root)
-    infos = PARSERS[spec.name](root)
+    infos = PARSERS[spec.name](spec, root)
     official = ({split: root / spec.official_stm.format(split=split) for split in spec.splits}
                 if spec.official_stm else {})
     return RawDataset(name=spec.name, root=root, infos=infos, official_stm=official)

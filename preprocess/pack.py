@@ -15,6 +15,7 @@ from dataset.images import read_rgb
 from dataset.layout import frames_root, read_manifest
 from dataset.packed import (FORMATS, TABLE_ROW, encode_frame, pack_is_current, pack_settings, packed_paths,
                             source_signature, write_packed)
+from dataset.registry import DatasetSpec
 from preprocess.common import InfoDict, PreprocessError, info_entries, list_frames
 from utils.errors import is_out_of_space
 
@@ -33,9 +34,10 @@ class SizeEstimate:
     bytes: dict[str, int]
 
 
-def split_videos(dataset: str, root: Path, info: InfoDict, res_tag: str) -> Videos:
-    """(fileid, frame paths) of every video of a split, from its finished resized frame folders."""
-    src_root = frames_root(dataset, root, res_tag)
+def split_videos(spec: DatasetSpec, root: Path, info: InfoDict, res_tag: str) -> Videos:
+    """(fileid, frame paths) of every video of a split of dataset `spec`, from its finished resized
+    frame folders."""
+    src_root = frames_root(spec, root, res_tag)
     videos = []
     for entry in info_entries(info):
         directory, pattern = posixpath.split(entry["folder"])
@@ -120,7 +122,7 @@ def out_of_space(packed_dir: Path, split: str, fmt: str, left: Sequence[SizeEsti
             f"free that much and rerun (the finished videos are kept), or choose another --output-dir")
 
 
-def pack_splits(dataset: str, root: Path, infos: dict[str, InfoDict], res_tag: str, out_dir: Path,
+def pack_splits(spec: DatasetSpec, root: Path, infos: dict[str, InfoDict], res_tag: str, out_dir: Path,
                 fmt: str, quality: int, repack: bool = False) -> Path:
     """Estimate, check the space for, and write the pack of every split; returns the pack folder.
 
@@ -128,13 +130,13 @@ def pack_splits(dataset: str, root: Path, infos: dict[str, InfoDict], res_tag: s
     """
     packed_dir = out_dir / f"packed-{res_tag}"
     settings = pack_settings(fmt, quality)
-    videos = {split: split_videos(dataset, root, info, res_tag) for split, info in infos.items()}
+    videos = {split: split_videos(spec, root, info, res_tag) for split, info in infos.items()}
     estimates = [estimate_sizes(split, v, quality) for split, v in videos.items()]
     print(f"pack estimate for {res_tag} frames ({SAMPLE_FRAMES} sampled frames per split):")
     for line in estimate_table(estimates, quality):
         print(f"  {line}")
     todo = [split for split, v in videos.items()
-            if repack or not pack_is_current(packed_dir, split, settings, source_signature(v), dataset)]
+            if repack or not pack_is_current(packed_dir, split, settings, source_signature(v), spec.name)]
     needed = {f: sum(e.bytes[f] for e in estimates if e.split in todo) for f in FORMATS}
     check_space(needed, fmt, free_bytes(packed_dir), packed_dir)
     for split, split_list in videos.items():
@@ -146,7 +148,7 @@ def pack_splits(dataset: str, root: Path, infos: dict[str, InfoDict], res_tag: s
             paths.index.unlink(missing_ok=True)
             paths.progress.unlink(missing_ok=True)
         try:
-            index = write_packed(packed_dir, split, split_list, fmt, quality, dataset=dataset)
+            index = write_packed(packed_dir, split, split_list, fmt, quality, dataset=spec.name)
         except OSError as error:
             if not is_out_of_space(error):
                 raise

@@ -11,7 +11,7 @@ from typing import Sequence
 
 from dataset.layout import parse_resolution, resolution_tag
 from dataset.packed import DEFAULT_JPEG_QUALITY
-from dataset.registry import dataset_spec
+from dataset.registry import DatasetSpec
 from dataset.video_files import frame_rate_arg
 from preprocess.cli import _positive_int, _quality, _resolution_arg, default_path, record_dataset
 from preprocess.common import PreprocessError, build_gloss_dict, info_entries, save_npy_dict, write_stm
@@ -19,8 +19,6 @@ from preprocess.pack import human
 from preprocess.table import TableVideo, info_entry, read_video_table, split_infos, unseen_glosses, unseen_report
 from preprocess.video_pack import VideoJob, decode_settings, pack_videos
 from utils.errors import run_cli
-
-DATASET = "table"
 
 
 def add_video_options(parser: argparse.ArgumentParser, output_dir: str) -> None:
@@ -41,31 +39,30 @@ def add_video_options(parser: argparse.ArgumentParser, output_dir: str) -> None:
     parser.add_argument("--repack", action="store_true", help="decode every video again")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Options of the table dataset's preprocessing."""
+def build_parser(spec: DatasetSpec) -> argparse.ArgumentParser:
+    """Options of the table dataset's preprocessing (`spec`: its registry entry)."""
     parser = argparse.ArgumentParser(
         prog="python -m preprocess --dataset table",
         description="Prepare a dataset defined by one table (CSV or TSV, UTF-8, header row; columns video, "
         "glosses, split and optionally signer, id): decode its videos straight into the JPEG frame pack and "
         "write the info files, the gloss dictionary (from train) and the ground-truth STMs.")
     parser.add_argument("--table", required=True, help="the table; video paths are relative to its folder")
-    add_video_options(parser, dataset_spec(DATASET).output_dir)
+    add_video_options(parser, spec.output_dir)
     return parser
 
 
-def run(args: argparse.Namespace) -> int:
+def run(spec: DatasetSpec, args: argparse.Namespace) -> int:
     """Read the table, then pack its videos and write the annotation files; returns the exit status."""
     table = Path(args.table)
     videos = read_video_table(table)
     for line in unseen_report(unseen_glosses(videos)):
         print(line, file=sys.stderr)
-    return prepare_videos(DATASET, videos, table.parent, args)
+    return prepare_videos(spec, videos, table.parent, args)
 
 
-def prepare_videos(dataset: str, videos: Sequence[TableVideo], root: Path, args: argparse.Namespace) -> int:
-    """Decode `videos` into the dataset's pack, then write its info files (prefix: `root`, where the
-    videos' paths start), gloss dictionary and STMs; returns the exit status."""
-    spec = dataset_spec(dataset)
+def prepare_videos(spec: DatasetSpec, videos: Sequence[TableVideo], root: Path, args: argparse.Namespace) -> int:
+    """Decode `videos` into the pack of dataset `spec`, then write its info files (prefix: `root`,
+    where the videos' paths start), gloss dictionary and STMs; returns the exit status."""
     out_dir = default_path(args.output_dir, spec.output_dir)
     res_tag = resolution_tag(args.output_res)
     settings = decode_settings(parse_resolution(res_tag), args.fps, "jpeg", args.pack_quality)
@@ -75,7 +72,7 @@ def prepare_videos(dataset: str, videos: Sequence[TableVideo], root: Path, args:
     for split in spec.splits:
         rows = [video for video in videos if video.split == split]
         jobs = [VideoJob(video.fileid, str(video.path), video.where) for video in rows]
-        packed = pack_videos(packed_dir, split, jobs, settings, args.workers, args.skip_bad_videos, dataset,
+        packed = pack_videos(packed_dir, split, jobs, settings, args.workers, args.skip_bad_videos, spec.name,
                              args.repack)
         state = "up to date" if packed.up_to_date else f"{packed.decoded_now} decoded, {packed.reused} unchanged"
         print(f"pack {split}: {len(packed.frames)} videos ({state}), {sum(packed.frames.values())} frames")
@@ -84,7 +81,7 @@ def prepare_videos(dataset: str, videos: Sequence[TableVideo], root: Path, args:
         bad += [f"{video.where}: video {video.path}: {packed.bad[video.fileid]}"
                 for video in rows if video.fileid in packed.bad]
         if not entries[split]:
-            raise PreprocessError(f"none of the {len(rows)} videos of the {split} split of {dataset} decodes"
+            raise PreprocessError(f"none of the {len(rows)} videos of the {split} split of {spec.name} decodes"
                                   + (f": {bad[-1]}" if bad else ""))
     infos = split_infos(root, entries, spec.splits)
     # The table's vocabulary is train's; the downloads' scripts count every split, as the original did.
@@ -104,8 +101,9 @@ def prepare_videos(dataset: str, videos: Sequence[TableVideo], root: Path, args:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: one `error:` line instead of a traceback for bad input."""
-    args = build_parser().parse_args(argv)
-    return run_cli(lambda: run(args))
+def main(spec: DatasetSpec, argv: Sequence[str] | None = None) -> int:
+    """Entry point for dataset `spec` (resolved by preprocess/__main__.py): one `error:` line instead
+    of a traceback for bad input."""
+    args = build_parser(spec).parse_args(argv)
+    return run_cli(lambda: run(spec, args))
 

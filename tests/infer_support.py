@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import torch
 
+from dataset.registry import dataset_spec
 from dataset.synthetic import plan_videos, render_video, vocabulary
 from decoding.config import DecodeConfig
 from decoding.decoder import Decoder
@@ -28,7 +29,7 @@ CONFIG = {"feeder_args": {"input_size": 224, "image_scale": 0.25}}  # 56x56 netw
 
 def make_assets(root: Path) -> dict:
     """Synthetic video (folder + 2 mp4s), gloss dict and checkpoints of a tiny trained model."""
-    video = plan_videos("phoenix2014", "tiny", 0)[0]
+    video = plan_videos(dataset_spec("phoenix2014"), "tiny", 0)[0]
     bgr = render_video(video, 210, 260, (5, 6))  # raw PHOENIX size: the reader resizes to 256x256
     folder = root / "frames"
     folder.mkdir()
@@ -38,7 +39,7 @@ def make_assets(root: Path) -> dict:
     write_video(root / "lossless.mp4", rgb, lossless=True)
     write_video(root / "lossy.mp4", rgb, lossless=False)
 
-    gloss_dict = {g: [i + 1, 1] for i, g in enumerate(sorted(vocabulary("phoenix2014")))}
+    gloss_dict = {g: [i + 1, 1] for i, g in enumerate(sorted(vocabulary(dataset_spec("phoenix2014"))))}
     torch.manual_seed(0)
     model = SLRModel(len(gloss_dict) + 1, loss_weights={"SeqCTC": 1.0, "ConvCTC": 1.0}, **TINY_ARGS)
     greedy = Decoder(DecodeConfig.recipe().updated({"mode": "max"}), gloss_dict)

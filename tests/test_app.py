@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 import app
+from dataset.registry import dataset_spec
 from dataset.synthetic import vocabulary
 from inference.fonts import draw_text, find_cjk_font
 from inference.loading import load_model
@@ -34,7 +35,7 @@ from utils.checkpoint import load_checkpoint, save_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOT_ENV = "STFNET_SCREENSHOT"  # where the browser test also saves its screenshot
-GERMAN_TO_CHINESE = dict(zip(vocabulary("phoenix2014"), vocabulary("CSL-Daily")))
+GERMAN_TO_CHINESE = dict(zip(vocabulary(dataset_spec("phoenix2014")), vocabulary(dataset_spec("CSL-Daily"))))
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import torch
 
 import main as main_module
 import test_one_video
+from dataset.registry import dataset_spec
 from dataset.synthetic import CSL_FOREIGN_ROOT, generate
 from evaluation.wer import score_files
 from inference.loading import load_model
@@ -60,7 +61,7 @@ def test_an_empty_root_reports_the_missing_folders_with_counts_and_examples(ship
     for split in SHIPPED_LINES:
         shutil.copy(shipped / f"{split}.txt", root)
     with pytest.raises(PreprocessError) as error:
-        csl_infos(root)
+        csl_infos(dataset_spec("CSL"), root)
     message = str(error.value)
     assert "train.txt: 20000 of 20000 lines" in message and "dev.txt: 5000 of 5000 lines" in message
     assert f"line 1: {CSL_FOREIGN_ROOT}/video250 -> {root / 'video250'}" in message
@@ -79,7 +80,7 @@ def test_split_files_in_other_forms_and_their_mistakes(tmp_path):
     path.write_bytes(b"/x/video1|a")
     (tmp_path / "dev.txt").write_bytes(b"/y/video2|b\r\n/y/video1|a")
     with pytest.raises(PreprocessError, match=r"dev\.txt:2: video folder 'video1' is also named at train\.txt:1"):
-        csl_infos(tmp_path)
+        csl_infos(dataset_spec("CSL"), tmp_path)
 
 
 @pytest.fixture(scope="module")
@@ -151,17 +152,18 @@ def test_training_evaluates_dev_and_test_phase_scores_dev_saying_so(trained):
 
 def test_eval_splits_keep_the_splits_the_dataset_has():
     csl = {"dataset": "CSL", "phase": "test", "eval_splits": ["dev", "test"]}
-    assert dataset_eval_splits(csl) == (["dev"], "CSL has no test split (train and dev only): test scores dev")
-    assert dataset_eval_splits({**csl, "dataset": "CSL-Daily"}) == (["dev", "test"], None)
+    assert dataset_eval_splits(csl, dataset_spec("CSL")) == \
+        (["dev"], "CSL has no test split (train and dev only): test scores dev")
+    assert dataset_eval_splits({**csl, "dataset": "CSL-Daily"}, dataset_spec("CSL-Daily")) == (["dev", "test"], None)
     with pytest.raises(ConfigError, match=r"eval_splits \['test'\]: CSL has only the splits train, dev; .*"
                                           r"--set eval_splits=\[dev\]"):
-        dataset_eval_splits({**csl, "eval_splits": ["test"]})
+        dataset_eval_splits({**csl, "eval_splits": ["test"]}, dataset_spec("CSL"))
 
 
 def test_the_dev_hypotheses_score_the_same_from_the_cli_and_with_sclite(trained):
     stm = trained["pre"] / "CSL-groundtruth-dev.stm"
     ctm = trained["test"] / "eval" / "output-hypothesis-dev.ctm"
-    result = score_files(stm, ctm, "CSL")
+    result = score_files(stm, ctm, dataset_spec("CSL"))
     assert result["wer"] == pytest.approx(trained["tested"]["dev_wer"])
     from evaluation.sclite import ScliteNotFoundError, find_sclite
 
@@ -169,7 +171,7 @@ def test_the_dev_hypotheses_score_the_same_from_the_cli_and_with_sclite(trained)
         find_sclite()
     except ScliteNotFoundError:
         return  # the agreement on CSL STMs is also in tests/test_eval_sclite.py (skipped there too)
-    agreed = score_files(stm, ctm, "CSL", tool="sclite")
+    agreed = score_files(stm, ctm, dataset_spec("CSL"), tool="sclite")
     assert agreed["disagreements"] == [] and agreed["wer"] == result["wer"]
 
 

@@ -14,6 +14,7 @@ import preprocess.pack as pack_module
 from dataset.feeder import BaseFeeder, load_info
 from dataset.images import read_rgb
 from dataset.packed import PackedFrames, PackError, packed_paths, write_packed
+from dataset.registry import dataset_spec
 from dataset.synthetic import generate
 from preprocess.cli import main as preprocess
 from preprocess.pack import split_videos
@@ -31,7 +32,7 @@ def prepared(tmp_path_factory) -> dict:
     assert preprocess("phoenix2014", ["--dataset-root", str(root), "--output-dir", str(out), "--output-res", RES,
                                       "-p"]) == 0
     info = np.load(out / "train_info.npy", allow_pickle=True).item()
-    return {"root": root, "out": out, "videos": split_videos("phoenix2014", root, info, RES),
+    return {"root": root, "out": out, "videos": split_videos(dataset_spec("phoenix2014"), root, info, RES),
             "gloss_dict": np.load(out / "gloss_dict.npy", allow_pickle=True).item()}
 
 
@@ -184,7 +185,7 @@ def test_current_pack_is_kept_and_changed_frames_are_repacked(prepared, tmp_path
     assert _pack_cli(prepared, tmp_path) == 0
     assert _pack_cli(prepared, tmp_path) == 0
     assert capsys.readouterr().out.count("up to date (jpeg)") == 3
-    _, frames = split_videos("phoenix2014", prepared["root"],
+    _, frames = split_videos(dataset_spec("phoenix2014"), prepared["root"],
                              np.load(tmp_path / "dev_info.npy", allow_pickle=True).item(), RES)[0]
     stat = os.stat(frames[0])
     os.utime(frames[0], ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))  # a redone frame: dev is repacked
@@ -211,7 +212,8 @@ def test_training_refuses_a_pack_older_than_the_resized_frames(prepared, tmp_pat
     data = {**prepared, "root": root, "out": out}
     _feeder(data, "dev", packed=True)  # current: opens
     entry = load_info(out / "dev_info.npy")[0]
-    source = sorted((raw_frames_root("phoenix2014", root) / os.path.dirname(entry["folder"])).glob("*.png"))[0]
+    raw = raw_frames_root(dataset_spec("phoenix2014"), root)
+    source = sorted((raw / os.path.dirname(entry["folder"])).glob("*.png"))[0]
     cv2.imwrite(str(source), 255 - cv2.imread(str(source)))  # a corrected source frame
     assert preprocess("phoenix2014", cli) == 0  # resized again, not re-packed (it warns)
     with pytest.raises(PackError, match=f"older frames of 1 videos.*{entry['fileid']}.*--pack"):
@@ -308,7 +310,8 @@ def test_pack_of_other_frames_is_not_called_resized_again(prepared, tmp_path):
     root, out = tmp_path / "raw", tmp_path / "pre"
     shutil.copytree(prepared["root"], root)  # times kept: the resized frames stay up to date
     entry = load_info(prepared["out"] / "dev_info.npy")[0]
-    source = sorted((raw_frames_root("phoenix2014", root) / os.path.dirname(entry["folder"])).glob("*.png"))[0]
+    raw = raw_frames_root(dataset_spec("phoenix2014"), root)
+    source = sorted((raw / os.path.dirname(entry["folder"])).glob("*.png"))[0]
     cv2.imwrite(str(source), 255 - cv2.imread(str(source)))  # another video under the same id
     assert preprocess("phoenix2014", ["--dataset-root", str(root), "--output-dir", str(out), "--output-res", RES,
                                       "-p"]) == 0

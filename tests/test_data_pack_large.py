@@ -21,6 +21,7 @@ import dataset.packed as packed_module
 import preprocess.pack as pack_module
 from dataset.images import read_rgb
 from dataset.layout import MANIFEST, frames_root
+from dataset.registry import dataset_spec
 from dataset.packed import PackedFrames, encode_frame, packed_paths
 from preprocess.common import PreprocessError, make_info_dict
 from tests.test_registry import _write_png
@@ -38,7 +39,7 @@ def _noise(seed: int) -> np.ndarray:
 
 
 def _video_dir(root: Path, fileid: str) -> Path:
-    folder = frames_root("phoenix2014", root, RES) / "train" / fileid
+    folder = frames_root(dataset_spec("phoenix2014"), root, RES) / "train" / fileid
     folder.mkdir(parents=True)
     (folder / MANIFEST).write_text("{}", encoding="utf-8")  # marks the resized folder finished
     return folder
@@ -97,11 +98,11 @@ def test_a_pack_past_4_gib_keeps_its_offsets_and_reads_its_last_video_exactly(tm
         # The free-space check at this size: refused before anything is written, naming the size.
         monkeypatch.setattr(pack_module, "free_bytes", lambda path: 2**31)
         with pytest.raises(PreprocessError, match=r"the png pack needs about 4\.[3-6] GB but only 2\.1 GB are free"):
-            pack_module.pack_splits("phoenix2014", root, infos, RES, out, "png", 90)
+            pack_module.pack_splits(dataset_spec("phoenix2014"), root, infos, RES, out, "png", 90)
         monkeypatch.setattr(pack_module, "free_bytes", lambda path: free)
         assert not packed_paths(out / f"packed-{RES}", "train").index.exists()
 
-        packed_dir = pack_module.pack_splits("phoenix2014", root, infos, RES, out, "png", 90)
+        packed_dir = pack_module.pack_splits(dataset_spec("phoenix2014"), root, infos, RES, out, "png", 90)
         written = time.perf_counter() - started
         pack = PackedFrames.open(packed_dir, "train")
         data_bytes = pack.index["data_bytes"]
@@ -109,7 +110,7 @@ def test_a_pack_past_4_gib_keeps_its_offsets_and_reads_its_last_video_exactly(tm
         assert pack.index["num_frames"] == BULK_VIDEOS * BULK_FRAMES + LAST_FRAMES
 
         # The estimate printed before packing holds at this size (within its stated +-10 %).
-        videos = pack_module.split_videos("phoenix2014", root, infos["train"], RES)
+        videos = pack_module.split_videos(dataset_spec("phoenix2014"), root, infos["train"], RES)
         estimate = pack_module.estimate_sizes("train", videos, 90).bytes["png"]
         assert data_bytes <= estimate <= 1.1 * data_bytes
 
@@ -124,7 +125,7 @@ def test_a_pack_past_4_gib_keeps_its_offsets_and_reads_its_last_video_exactly(tm
 
         # The last video, past 4 GiB, bit-exactly; and the bulk frame whose bytes straddle 4 GiB.
         frames, where = pack.read("last", np.array([2, 0, 1, 2]))
-        sources = sorted(frames_root("phoenix2014", root, RES).joinpath("train", "last").glob("*.png"))
+        sources = sorted(frames_root(dataset_spec("phoenix2014"), root, RES).joinpath("train", "last").glob("*.png"))
         for got, source in zip(frames[where], [sources[i] for i in (2, 0, 1, 2)]):
             assert np.array_equal(got, read_rgb(source))
         straddling = int(np.flatnonzero((table[:, 0] < FOUR_GIB) & (table[:, 0] + table[:, 1] > FOUR_GIB))[0])

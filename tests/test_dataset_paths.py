@@ -53,7 +53,7 @@ def test_defaults_are_relative_to_the_repository_from_any_directory(tmp_path, mo
     monkeypatch.chdir(tmp_path / "preprocess")
     assert cli.main("phoenix2014-T", []) == 0
     info = np.load(tmp_path / "preprocess" / "phoenix2014-T" / "dev_info.npy", allow_pickle=True).item()
-    assert Path(info["prefix"]) == raw_frames_root("phoenix2014-T", root)
+    assert Path(info["prefix"]) == raw_frames_root(dataset_spec("phoenix2014-T"), root)
 
 
 @pytest.mark.parametrize("dataset, off_by_one", [("phoenix2014-T", "above"), ("phoenix2014", "inside"),

@@ -7,6 +7,7 @@ import subprocess
 
 import pytest
 
+from dataset.registry import dataset_spec
 from evaluation.normalise import normalise_gloss, normalise_glosses
 
 
@@ -26,11 +27,11 @@ def test_each_rule(gloss: str, expected: str) -> None:
 def test_sentence_drops_emptied_glosses_and_csl_is_untouched() -> None:
     glosses = ["__ON__", "loc-REGEN", "__EPENTHESIS__", "__PU__", "SUEDRAUM", "ZEIGEN"]
     expected = ["__ON__", "REGEN", "SUED", "ZEIGEN-BILDSCHIRM"]
-    assert normalise_glosses(glosses, "phoenix2014") == expected
-    assert normalise_glosses(glosses, "phoenix2014-T") == expected
-    assert normalise_glosses(["loc-他", "今天"], "CSL-Daily") == ["loc-他", "今天"]
+    assert normalise_glosses(glosses, dataset_spec("phoenix2014")) == expected
+    assert normalise_glosses(glosses, dataset_spec("phoenix2014-T")) == expected
+    assert normalise_glosses(["loc-他", "今天"], dataset_spec("CSL-Daily")) == ["loc-他", "今天"]
     with pytest.raises(ValueError, match="unknown dataset"):
-        normalise_glosses(["A"], "phoenix")
+        normalise_glosses(["A"], dataset_spec("phoenix"))
 
 
 # The rules of the issue written as sed over CTM lines, the way the official evaluation runs them.

@@ -13,6 +13,7 @@ from evaluation.sclite import ScliteNotFoundError, find_sclite
 from evaluation.stm import read_stm
 from tests.stm_support import write_stm
 from evaluation.wer import hypotheses_by_file, load_reference, score_files
+from dataset.registry import dataset_spec
 from dataset.synthetic import plan_videos, write_csl_split_files
 from preprocess.common import stm_lines
 from preprocess.datasets import csl_info, read_csl_split_file
@@ -55,14 +56,14 @@ def _write_ctm_shuffled(path: Path, hyps: dict[str, list[str]], rng: random.Rand
 
 
 def _assert_identical(stm: Path, ctm: Path, dataset: str, report: Path) -> dict:
-    result = score_files(stm, ctm, dataset, tool="sclite", report_dir=report)
+    result = score_files(stm, ctm, dataset_spec(dataset), tool="sclite", report_dir=report)
     assert result["disagreements"] == []
     for key in ("words", "correct", "sub", "del", "ins"):
         assert result[key] == result["python"][key], key
     assert result["per_speaker"] == result["python"]["per_speaker"]
     # The alignments themselves (sclite's tie-breaking) agree too, not only the counts.
     segments = load_reference(stm)
-    hyps = hypotheses_by_file(read_ctm(ctm), segments, dataset, ctm, stm)
+    hyps = hypotheses_by_file(read_ctm(ctm), segments, dataset_spec(dataset), ctm, stm)
     refs = {fold_case(s.fileid): (s.words, hyps[s.fileid]) for s in segments}
     sgml = (report / "sclite" / "hyp.ctm.sgml").read_text(encoding="utf-8", errors="replace")
     paths = _SGML_PATH.findall(sgml)
@@ -106,7 +107,8 @@ def test_csl_sentences_match_sclite(source: str, tmp_path: Path, request) -> Non
     size's train split, 200 sentences) and from the original's dev.txt as shipped (5,000 sentences;
     skipped where ../shared/reference/CSL is absent)."""
     if source == "synthetic":
-        split_file = write_csl_split_files(tmp_path, plan_videos("CSL", "demo", 4))[0]
+        csl = dataset_spec("CSL")
+        split_file = write_csl_split_files(csl, tmp_path, plan_videos(csl, "demo", 4))[0]
     else:
         split_file = request.getfixturevalue("shared_dir") / "reference" / "CSL" / "dev.txt"
         if not split_file.is_file():

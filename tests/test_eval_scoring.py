@@ -9,14 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from dataset.registry import dataset_spec
 from evaluation.align import DEL_COST, INS_COST, SUB_COST, align, count, fold_case
 from evaluation.ctm import read_ctm, write_ctm
 from evaluation.original import original_statistics
 from evaluation.sclite import ScliteNotFoundError
 from evaluation.stm import read_stm
-from tests.stm_support import write_stm
 from evaluation.textio import ScoringInputError
 from evaluation.wer import score_files
+from tests.stm_support import write_stm
 
 
 def _stm(path: Path, rows: dict[str, tuple[str, list[str]]]) -> Path:
@@ -85,7 +86,7 @@ def test_bad_ctm_names_file_and_line(tmp_path: Path, content: bytes, message: st
     stm = _stm(tmp_path / "r.stm", {"a": ("s1", ["A"])})
     (tmp_path / "h.ctm").write_bytes(content)
     with pytest.raises(ScoringInputError, match=message):
-        score_files(stm, tmp_path / "h.ctm", "phoenix2014")
+        score_files(stm, tmp_path / "h.ctm", dataset_spec("phoenix2014"))
 
 
 def test_bad_stm_names_file_and_line(tmp_path: Path) -> None:
@@ -99,7 +100,7 @@ def test_bad_stm_names_file_and_line(tmp_path: Path) -> None:
     with pytest.raises(ScoringInputError, match=r"r\.stm:1: expected"):
         read_stm(tmp_path / "r.stm")
     with pytest.raises(FileNotFoundError, match="missing.stm"):
-        score_files(tmp_path / "missing.stm", tmp_path / "h.ctm", "phoenix2014")
+        score_files(tmp_path / "missing.stm", tmp_path / "h.ctm", dataset_spec("phoenix2014"))
 
 
 def test_pipeline_empty_rule_normalisation_and_order(tmp_path: Path) -> None:
@@ -109,7 +110,7 @@ def test_pipeline_empty_rule_normalisation_and_order(tmp_path: Path) -> None:
     # Lines out of order: ids interleaved and times reversed; b only has glosses normalised away.
     (tmp_path / "h.ctm").write_text("c 1 0.01 0.02 loc-REGEN\nb 1 0.00 0.01 __EPENTHESIS__\n"
                                     "c 1 0.00 0.01 S0NNE\nb 1 0.01 0.02 __PU__\n", encoding="utf-8")
-    result = score_files(stm, tmp_path / "h.ctm", "phoenix2014", report_dir=tmp_path / "rep")
+    result = score_files(stm, tmp_path / "h.ctm", dataset_spec("phoenix2014"), report_dir=tmp_path / "rep")
     # a: no hypothesis -> [EMPTY] (1 sub + 2 del); b: emptied -> [EMPTY]; c: correct after rules.
     counts = tuple(result[k] for k in ("words", "correct", "sub", "del", "ins"))
     assert counts == (7, 2, 2, 3, 0)
@@ -121,7 +122,7 @@ def test_pipeline_empty_rule_normalisation_and_order(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "rep" / "scores.json").read_text())["confusions"]["deletions"]
     assert "Sum/Avg" in (tmp_path / "rep" / "summary.txt").read_text()
     # Without normalisation (CSL-Daily) the raw glosses are scored.
-    raw = score_files(stm, tmp_path / "h.ctm", "CSL-Daily")
+    raw = score_files(stm, tmp_path / "h.ctm", dataset_spec("CSL-Daily"))
     assert raw["correct"] == 0
 
 
@@ -136,7 +137,7 @@ def test_original_tool_statistics(tmp_path: Path) -> None:
     stm = _stm(tmp_path / "r.stm", {k: ("s", v) for k, v in refs.items()})
     write_ctm(tmp_path / "p.ctm", primary)
     write_ctm(tmp_path / "a.ctm", auxiliary)
-    result = score_files(stm, tmp_path / "p.ctm", "CSL-Daily", auxiliary_ctm=tmp_path / "a.ctm")
+    result = score_files(stm, tmp_path / "p.ctm", dataset_spec("CSL-Daily"), auxiliary_ctm=tmp_path / "a.ctm")
     assert result["ins"] == 1  # sclite does not merge the repeat
     assert result["original"]["war"] == pytest.approx(40.0)
 
@@ -145,7 +146,7 @@ def test_missing_sclite_is_a_clear_error(tmp_path: Path) -> None:
     stm = _stm(tmp_path / "r.stm", {"a": ("s", ["A"])})
     write_ctm(tmp_path / "h.ctm", {"a": ["A"]})
     with pytest.raises(ScliteNotFoundError, match="apt-get install sctk"):
-        score_files(stm, tmp_path / "h.ctm", "phoenix2014", tool="sclite", sclite_path=tmp_path / "nope")
+        score_files(stm, tmp_path / "h.ctm", dataset_spec("phoenix2014"), tool="sclite", sclite_path=tmp_path / "nope")
 
 
 def test_cli_json_and_error_exit(tmp_path: Path, repo_root: Path) -> None:

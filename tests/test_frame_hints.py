@@ -39,7 +39,7 @@ def data(prepared, tmp_path) -> dict:
     shutil.copytree(prepared, tmp_path, dirs_exist_ok=True)
     for split in ("train", "dev", "test"):  # the copy's info files record the copied download
         info = np.load(tmp_path / "out" / f"{split}_info.npy", allow_pickle=True).item()
-        info["prefix"] = str(raw_frames_root(FMT, tmp_path / "root"))
+        info["prefix"] = str(raw_frames_root(dataset_spec(FMT), tmp_path / "root"))
         np.save(tmp_path / "out" / f"{split}_info.npy", info, allow_pickle=True)
     return {"root": tmp_path / "root", "out": tmp_path / "out", "res": RES, "input_size": 40}
 
@@ -130,7 +130,7 @@ def test_other_resolution_smaller_than_the_crop_is_not_offered(data):
 
 
 def test_never_resized(data):
-    shutil.rmtree(frames_root(FMT, data["root"], RES))
+    shutil.rmtree(frames_root(dataset_spec(FMT), data["root"], RES))
     message = _error(data)
     assert "were never resized to 64x48px" in message and "--redo" not in _command(message)
     _run_in_process(message)
@@ -177,12 +177,13 @@ def test_stale_extra_frames_are_caught_and_the_command_removes_them(data):
 
 @pytest.mark.parametrize("fmt", NAMES)
 def test_layout_helpers_for_every_dataset(fmt, tmp_path):
-    raw = raw_frames_root(fmt, tmp_path)
+    spec = dataset_spec(fmt)
+    raw = raw_frames_root(spec, tmp_path)
     for tag in ("256x256px", "56x56px"):
-        frames_root(fmt, tmp_path, tag).mkdir(parents=True)
+        frames_root(spec, tmp_path, tag).mkdir(parents=True)
     raw.mkdir(parents=True, exist_ok=True)  # CSL: the root itself
-    (frames_root(fmt, tmp_path, "1x1px").parent / "unrelated").mkdir()
-    assert resized_resolutions(fmt, tmp_path) == ["256x256px", "56x56px"]
+    (frames_root(spec, tmp_path, "1x1px").parent / "unrelated").mkdir()
+    assert resized_resolutions(spec, tmp_path) == ["256x256px", "56x56px"]
     other = tmp_path / "x" / "y"  # CSL's raw frames (a table's videos) are its root: any folder is the root of its own
-    assert root_of_raw_frames(fmt, raw) == tmp_path
-    assert root_of_raw_frames(fmt, other) == (other if fmt in ("CSL", "table") else None)
+    assert root_of_raw_frames(spec, raw) == tmp_path
+    assert root_of_raw_frames(spec, other) == (other if fmt in ("CSL", "table") else None)

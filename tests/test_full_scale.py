@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dataset.registry import dataset_spec
 from dataset.synthetic import PHOENIX_GLOSS_COUNTS, SIZES, frame_poses, plan_videos
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "full_scale.py"
@@ -30,7 +31,7 @@ def full_scale():
 def test_phoenix_plan_has_the_real_counts_and_lengths():
     """--size phoenix: PHOENIX-2014's video counts; sentence lengths from the embedded histogram;
     mean video lengths near the published 141 / 139 / 142 frames."""
-    videos = plan_videos("phoenix2014", "phoenix", 0)
+    videos = plan_videos(dataset_spec("phoenix2014"), "phoenix", 0)
     counts = {split: sum(v.split == split for v in videos) for split in ("train", "dev", "test")}
     assert counts == {"train": 5672, "dev": 540, "test": 629}
     allowed = {n for n, _ in PHOENIX_GLOSS_COUNTS}
@@ -46,12 +47,12 @@ def test_phoenix_plan_has_the_real_counts_and_lengths():
 
 def test_fraction_keeps_the_first_videos_of_each_split():
     """A fraction of the plan is a prefix of every split of the whole plan (at least one video)."""
-    whole = plan_videos("phoenix2014", "phoenix", 0)
-    part = plan_videos("phoenix2014", "phoenix", 0, fraction=0.01)
+    whole = plan_videos(dataset_spec("phoenix2014"), "phoenix", 0)
+    part = plan_videos(dataset_spec("phoenix2014"), "phoenix", 0, fraction=0.01)
     for split, count in (("train", 57), ("dev", 5), ("test", 6)):
         first = [v for v in whole if v.split == split][:count]
         assert [v for v in part if v.split == split] == first
-    assert len(plan_videos("phoenix2014", "tiny", 0, fraction=0.01)) == 3  # at least one per split
+    assert len(plan_videos(dataset_spec("phoenix2014"), "tiny", 0, fraction=0.01)) == 3  # at least one per split
 
 
 def test_generator_renders_at_the_frame_size_asked(tmp_path):

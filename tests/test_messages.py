@@ -83,7 +83,7 @@ def test_tuning_notes_name_the_decoding_not_a_temporary_file(tmp_path):
     cfg = DecodeConfig.recipe().updated({"mode": "beam", "lm_path": str(lm), "beam_width": 2})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        tune(split, cfg, [(0.5, 0.0), (1.0, 0.0)], stm, "CSL")
+        tune(split, cfg, [(0.5, 0.0), (1.0, 0.0)], stm, dataset_spec("CSL"))
     notes = [str(w.message) for w in caught if issubclass(w.category, ScoringWarning)]
     assert len(notes) == 1, notes  # one note for the whole grid
     assert "the decoding without LM holds no hypotheses" in notes[0] and "2 more of the 3 decodings" in notes[0]

@@ -91,7 +91,7 @@ def test_outputs_match_annotations(fmt, raw_sets, tmp_path):
     assert sorted(out.glob("*_info.npy")) == [out / f"{split}_info.npy" for split in sorted(rows)]
     for split in dataset_spec(fmt).splits:
         info = _load(out / f"{split}_info.npy")
-        assert info["prefix"] == str(raw_frames_root(fmt, root))
+        assert info["prefix"] == str(raw_frames_root(dataset_spec(fmt), root))
         entries = [info[i] for i in range(len(info) - 1)]
         assert [e["fileid"] for e in entries] == [r[fileid_col] for r in rows[split]]
         assert [e["label"] for e in entries] == [r[label_col] for r in rows[split]]
@@ -99,8 +99,8 @@ def test_outputs_match_annotations(fmt, raw_sets, tmp_path):
             assert set(entry) == {"fileid", "folder", "signer", "label", "num_frames", "original_info"}
             expected_info = "|".join(row[1:]) if fmt == "CSL-Daily" else "|".join(row)  # CSL: id|glosses
             assert entry["original_info"] == expected_info
-            resized = sorted(frames_root(fmt, root, RES).glob(entry["folder"]))
-            raw = sorted(raw_frames_root(fmt, root).glob(entry["folder"]))
+            resized = sorted(frames_root(dataset_spec(fmt), root, RES).glob(entry["folder"]))
+            raw = sorted(raw_frames_root(dataset_spec(fmt), root).glob(entry["folder"]))
             assert entry["num_frames"] == len(raw) == len(resized) > 0
             assert [p.name for p in resized] == [p.name for p in raw]
             assert cv2.imread(str(resized[0])).shape == (48, 64, 3)
@@ -150,7 +150,7 @@ def test_resume_skips_done_videos_and_redoes_interrupted(raw_sets, tmp_path, mon
     monkeypatch.setattr(common, "_encode", _failing_at(15, real_encode, KeyboardInterrupt()))
     with pytest.raises(KeyboardInterrupt):
         _run("phoenix2014", root, out, "--process-image")
-    resized = frames_root("phoenix2014", root, RES)
+    resized = frames_root(dataset_spec("phoenix2014"), root, RES)
     markers = sorted(resized.rglob(MANIFEST))
     assert len(markers) == 1  # only the first video finished
     for frame in resized.rglob("*.png"):  # no half-written frame under a final name
@@ -179,7 +179,7 @@ def test_full_disk_while_resizing_is_one_line_and_a_rerun_finishes(raw_sets, tmp
     monkeypatch.setattr(common, "write_bytes_atomic", _failing_at(15, real_write, full))
     assert _run("phoenix2014", root, out, "--process-image") == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar
-    train_frames = frames_root("phoenix2014", root, RES) / "train"
+    train_frames = frames_root(dataset_spec("phoenix2014"), root, RES) / "train"
     assert err.startswith(f"error: no space left on the disk of {train_frames} "), err
     assert "1 of 4 videos were finished" in err and "rerun" in err
     monkeypatch.setattr(common, "write_bytes_atomic", real_write)
@@ -194,7 +194,7 @@ def test_unreadable_frame_is_skipped_and_counted(fmt, raw_sets, tmp_path, capsys
     info_before = _run(fmt, root, tmp_path / "plain")
     assert info_before == 0
     entry = _load(tmp_path / "plain" / "dev_info.npy")[0]
-    broken = sorted(raw_frames_root(fmt, root).glob(entry["folder"]))[1]
+    broken = sorted(raw_frames_root(dataset_spec(fmt), root).glob(entry["folder"]))[1]
     broken.write_bytes(b"not an image")
     capsys.readouterr()
     assert _run(fmt, root, out, "--process-image") == 0
@@ -252,7 +252,7 @@ def test_empty_video_folder(fmt, raw_sets, tmp_path, capsys):
     assert _run(fmt, root, tmp_path / "first") == 0
     last = dataset_spec(fmt).splits[-1]  # test, or dev for CSL
     entry = _load(tmp_path / "first" / f"{last}_info.npy")[1]
-    for frame in raw_frames_root(fmt, root).glob(entry["folder"]):
+    for frame in raw_frames_root(dataset_spec(fmt), root).glob(entry["folder"]):
         frame.unlink()
     assert _run(fmt, root, tmp_path / "out") == 2
     err = capsys.readouterr().err
@@ -268,12 +268,12 @@ def test_broken_train_row_is_dropped(raw_sets, tmp_path):
     rows = [TableRow(i + 2, (str(i),)) for i in range(2393)]
     kept = drop_rows(rows, PHOENIX2014_BROKEN_TRAIN_ROWS)
     assert len(kept) == 2392 and "2390" not in [r.fields[0] for r in kept] and kept[2390].fields == ("2391",)
-    info = phoenix2014_info(raw_sets["phoenix2014"], "train", broken_rows=(1,))
-    full = phoenix2014_info(raw_sets["phoenix2014"], "train", broken_rows=())
+    info = phoenix2014_info(dataset_spec("phoenix2014"), raw_sets["phoenix2014"], "train", broken_rows=(1,))
+    full = phoenix2014_info(dataset_spec("phoenix2014"), raw_sets["phoenix2014"], "train", broken_rows=())
     assert [info[i]["fileid"] for i in range(len(info) - 1)] == \
         [full[i]["fileid"] for i in range(len(full) - 1) if i != 1]
     rows = _csv_rows("phoenix2014", raw_sets["phoenix2014"])["dev"]
-    assert len(phoenix2014_info(raw_sets["phoenix2014"], "dev")) == len(rows) + 1
+    assert len(phoenix2014_info(dataset_spec("phoenix2014"), raw_sets["phoenix2014"], "dev")) == len(rows) + 1
 
 
 def test_official_stm_is_copied_verbatim(raw_sets, tmp_path):
@@ -289,11 +289,11 @@ def test_official_stm_is_copied_verbatim(raw_sets, tmp_path):
 
 def test_stm_uses_scoring_normalisation():
     info = make_info_dict("p", [{"fileid": "v", "signer": "Signer01", "label": "loc-NORD  __LEFTHAND__ REGEN"}])
-    normalise = common.resolve_scoring_normaliser("phoenix2014")
-    expected = " ".join(normalise_glosses(["loc-NORD", "__LEFTHAND__", "REGEN"], "phoenix2014"))
+    normalise = common.resolve_scoring_normaliser(dataset_spec("phoenix2014"))
+    expected = " ".join(normalise_glosses(["loc-NORD", "__LEFTHAND__", "REGEN"], dataset_spec("phoenix2014")))
     assert stm_lines(info, normalise) == [f"v 1 Signer01 0.0 1.79769e+308 {expected}\n"]
     assert expected == "NORD REGEN"
-    csl = common.resolve_scoring_normaliser("CSL-Daily")
+    csl = common.resolve_scoring_normaliser(dataset_spec("CSL-Daily"))
     assert csl(["loc-今天"]) == ["loc-今天"]
 
 
@@ -311,7 +311,7 @@ def test_stm_writer_reproduces_published_files(name, shared_dir):
     # The published -T files were written raw (two lines keep HABEN2); ours normalise by default so that
     # reference and hypothesis are treated alike, so the byte-for-byte check uses the raw writer there.
     published_normalised = dataset_spec(dataset).stm_normalised and dataset != "phoenix2014-T"
-    normalise = common.resolve_scoring_normaliser(dataset) if published_normalised else None
+    normalise = common.resolve_scoring_normaliser(dataset_spec(dataset)) if published_normalised else None
     written = "".join(stm_lines(make_info_dict("p", entries), normalise))
     assert written.rstrip("\n") == reference.rstrip("\n")  # some published files lack the final newline
 
@@ -325,7 +325,7 @@ def test_gloss_dict_code_point_order():
 def test_marker_records_frames(raw_sets, tmp_path):
     root = _fresh_copy(raw_sets, "CSL-Daily", tmp_path)
     assert _run("CSL-Daily", root, tmp_path / "out", "-p", "-m", "--workers", "2") == 0
-    marker = next(frames_root("CSL-Daily", root, RES).rglob(MANIFEST))
+    marker = next(frames_root(dataset_spec("CSL-Daily"), root, RES).rglob(MANIFEST))
     record = json.loads(marker.read_text())
     assert record["frames"] == len(list(marker.parent.glob("*.jpg"))) and record["unreadable"] == []
 
@@ -384,7 +384,7 @@ def test_empty_split_is_refused_with_the_reason(raw_sets, tmp_path, capsys):
     assert err.count("\n") == 0 and "error: the dev split of phoenix2014 is empty: the annotations in" in err
     assert not (tmp_path / "out" / "dev_info.npy").exists()
     csv.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    for path in (raw_frames_root("phoenix2014", root) / "dev").rglob("*.png"):
+    for path in (raw_frames_root(dataset_spec("phoenix2014"), root) / "dev").rglob("*.png"):
         path.unlink()
     assert _run("phoenix2014", root, tmp_path / "out", "--drop-empty") == 2
     err = capsys.readouterr().err

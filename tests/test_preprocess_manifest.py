@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from dataset.layout import frames_root, raw_frames_root
+from dataset.registry import dataset_spec
 from dataset.synthetic import generate
 from preprocess.cli import main
 from dataset.layout import MANIFEST
@@ -47,7 +48,7 @@ def _entries(out: Path, split: str = "train") -> list[dict]:
 
 def _resized(root: Path) -> dict[str, bytes]:
     """Relative path -> bytes of every resized frame (manifests excluded)."""
-    top = frames_root(FMT, root, RES)
+    top = frames_root(dataset_spec(FMT), root, RES)
     return {str(p.relative_to(top)): p.read_bytes() for p in sorted(top.rglob("*.png"))}
 
 
@@ -61,24 +62,24 @@ def _prepared(raw_pair, seed: int, tmp_path: Path) -> tuple[Path, Path]:
 def _video_dir(root: Path, out: Path, index: int = 0) -> tuple[Path, Path]:
     """(raw folder, resized folder) of train video `index`."""
     folder = Path(_entries(out)[index]["folder"]).parent
-    return raw_frames_root(FMT, root) / folder, frames_root(FMT, root, RES) / folder
+    return raw_frames_root(dataset_spec(FMT), root) / folder, frames_root(dataset_spec(FMT), root, RES) / folder
 
 
 def test_replaced_download_is_redone_to_fresh_frames(raw_pair, tmp_path, capsys):
     """The issue's case: a regenerated download in the same folder (other frames and frame counts)."""
     root, out = _prepared(raw_pair, 3, tmp_path)
     old = _resized(root)
-    shutil.rmtree(raw_frames_root(FMT, root).parent.parent / "annotations")
-    shutil.rmtree(raw_frames_root(FMT, root))
+    shutil.rmtree(raw_frames_root(dataset_spec(FMT), root).parent.parent / "annotations")
+    shutil.rmtree(raw_frames_root(dataset_spec(FMT), root))
     shutil.copytree(raw_pair[4] / "annotations", root / "annotations")
-    shutil.copytree(raw_frames_root(FMT, raw_pair[4]), raw_frames_root(FMT, root))
+    shutil.copytree(raw_frames_root(dataset_spec(FMT), raw_pair[4]), raw_frames_root(dataset_spec(FMT), root))
     capsys.readouterr()
     assert _run(root, out) == 0
     assert "(0 resized, 8 redone, 0 up to date)" in _summary(capsys)
     fresh_root, _ = _prepared(raw_pair, 4, tmp_path / "fresh")
     assert _resized(root) == _resized(fresh_root) != old  # same files, same bytes: no stale frame left
     for entry in _entries(out):
-        assert len(list(frames_root(FMT, root, RES).glob(entry["folder"]))) == entry["num_frames"]
+        assert len(list(frames_root(dataset_spec(FMT), root, RES).glob(entry["folder"]))) == entry["num_frames"]
 
 
 def test_one_changed_source_frame_redoes_only_its_video(raw_pair, tmp_path, capsys):
@@ -99,7 +100,7 @@ def test_one_changed_source_frame_redoes_only_its_video(raw_pair, tmp_path, caps
 def test_touched_sources_are_hashed_not_resized(raw_pair, tmp_path, capsys):
     """A copy that does not keep modification times costs a hash check, not a resize."""
     root, out = _prepared(raw_pair, 3, tmp_path)
-    for frame in raw_frames_root(FMT, root).rglob("*.png"):
+    for frame in raw_frames_root(dataset_spec(FMT), root).rglob("*.png"):
         os.utime(frame, ns=(frame.stat().st_atime_ns, frame.stat().st_mtime_ns + 10**9))
     before = _resized(root)
     capsys.readouterr()
@@ -169,7 +170,7 @@ def test_redo_unknown_id_and_without_resizing(raw_pair, tmp_path, capsys):
 
 def _make_legacy(root: Path) -> None:
     """Turn every manifest into the first version's marker (frame count only), written after the frames."""
-    for marker in frames_root(FMT, root, RES).rglob(MANIFEST):
+    for marker in frames_root(dataset_spec(FMT), root, RES).rglob(MANIFEST):
         record = json.loads(marker.read_text())
         marker.write_text(json.dumps({"frames": record["frames"], "unreadable": [], "size": [48, 40]}))
 
@@ -188,7 +189,7 @@ def test_older_output_is_adopted_when_it_fits_its_sources(raw_pair, tmp_path, ca
     assert "(0 resized, 1 redone, 7 up to date, 7 of them adopted from an older version)" in out_text
     assert "made by an older version and not verifiable: 1" in out_text and newer.name in out_text
     assert _resized(root) == before
-    for marker in frames_root(FMT, root, RES).rglob(MANIFEST):
+    for marker in frames_root(dataset_spec(FMT), root, RES).rglob(MANIFEST):
         assert json.loads(marker.read_text())["version"] == MANIFEST_VERSION
     assert _run(root, out) == 0 and "(0 resized, 0 redone, 8 up to date)" in _summary(capsys)
 
@@ -196,7 +197,7 @@ def test_older_output_is_adopted_when_it_fits_its_sources(raw_pair, tmp_path, ca
 def test_frames_of_the_original_tools_are_adopted_unless_sources_are_newer(raw_pair, tmp_path, capsys):
     """Resized folders with no marker at all (the original CorrNet tools wrote none)."""
     root, out = _prepared(raw_pair, 3, tmp_path)
-    for marker in frames_root(FMT, root, RES).rglob(MANIFEST):
+    for marker in frames_root(dataset_spec(FMT), root, RES).rglob(MANIFEST):
         marker.unlink()
     before = _resized(root)
     src, dst = _video_dir(root, out, 0)

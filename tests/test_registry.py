@@ -31,7 +31,7 @@ def test_every_entry_is_complete(name):
     assert dataset_for_language(spec.language_names[0]) is spec
     assert default_dict_path(spec.language_names[0]) == Path("preprocess") / name / "gloss_dict.npy"
     raw_dir = Path("/r", spec.raw_frames_dir) if spec.raw_frames_dir is not None else None
-    assert raw_frames_root(name, "/r") == (raw_dir or frames_root(name, "/r", spec.raw_frame_tag))
+    assert raw_frames_root(spec, "/r") == (raw_dir or frames_root(spec, "/r", spec.raw_frame_tag))
     assert spec.evaluation_prefix == f"{name}-groundtruth"
 
 
@@ -41,13 +41,13 @@ def test_preprocessing_and_the_generator_cover_the_registry_only():
 
 
 def test_layout_of_the_four_downloads():
-    assert frames_root("phoenix2014", "/r", "256x256px") == Path("/r/features/fullFrame-256x256px")
-    assert frames_root("phoenix2014-T", "/r", "256x256") == Path("/r/features/fullFrame-256x256px")
-    assert raw_frames_root("phoenix2014", "/r") == Path("/r/features/fullFrame-210x260px")
-    assert frames_root("CSL-Daily", "/r", "256x256px") == Path("/r/sentence/frames_256x256")
-    assert raw_frames_root("CSL-Daily", "/r") == Path("/r/sentence/frames_512x512")
-    assert frames_root("CSL", "/r", "256x256px") == Path("/r/features/fullFrame-256x256px")
-    assert raw_frames_root("CSL", "/r") == Path("/r")  # video<N>/ folders in the root itself
+    assert frames_root(dataset_spec("phoenix2014"), "/r", "256x256px") == Path("/r/features/fullFrame-256x256px")
+    assert frames_root(dataset_spec("phoenix2014-T"), "/r", "256x256") == Path("/r/features/fullFrame-256x256px")
+    assert raw_frames_root(dataset_spec("phoenix2014"), "/r") == Path("/r/features/fullFrame-210x260px")
+    assert frames_root(dataset_spec("CSL-Daily"), "/r", "256x256px") == Path("/r/sentence/frames_256x256")
+    assert raw_frames_root(dataset_spec("CSL-Daily"), "/r") == Path("/r/sentence/frames_512x512")
+    assert frames_root(dataset_spec("CSL"), "/r", "256x256px") == Path("/r/features/fullFrame-256x256px")
+    assert raw_frames_root(dataset_spec("CSL"), "/r") == Path("/r")  # video<N>/ folders in the root itself
     assert DATASETS["CSL"].splits == ("train", "dev") and DATASETS["CSL"].evaluation_prefix == "CSL-groundtruth"
 
 
@@ -63,7 +63,7 @@ def test_unknown_names_are_config_errors_with_the_closest_name():
     with pytest.raises(ConfigError, match=r"unknown language 'phenix'.*did you mean 'phoenix'"):
         dataset_for_language("phenix")
     with pytest.raises(ConfigError, match="unknown dataset 'CSL-Dialy'"):
-        normalise_glosses(["A"], "CSL-Dialy")
+        normalise_glosses(["A"], dataset_spec("CSL-Dialy"))
     with pytest.raises(ConfigError, match="bad resolution"):
         parse_resolution("256px")
     assert resolution_tag(" 64x48 ") == "64x48px"
@@ -71,9 +71,10 @@ def test_unknown_names_are_config_errors_with_the_closest_name():
 
 def test_scoring_rules_follow_the_entry():
     glosses = ["loc-REGEN", "__EMOTION__", "S0NNE"]
-    assert normalise_glosses(glosses, "phoenix2014") == normalise_glosses(glosses, "phoenix2014-T") == \
+    assert normalise_glosses(glosses, dataset_spec("phoenix2014")) == \
+        normalise_glosses(glosses, dataset_spec("phoenix2014-T")) == \
         ["REGEN", "SONNE"]
-    assert normalise_glosses(glosses, "CSL-Daily") == glosses
+    assert normalise_glosses(glosses, dataset_spec("CSL-Daily")) == glosses
 
 
 def test_registry_module_imports_nothing_heavy():

@@ -86,7 +86,7 @@ def test_annotation_headers(tmp_path):
 
 
 def test_dev_and_test_signers_are_held_out():
-    videos = plan_videos("phoenix2014", "small", 0)
+    videos = plan_videos(dataset_spec("phoenix2014"), "small", 0)
     signers = {split: {v.signer for v in videos if v.split == split} for split in ("train", "dev", "test")}
     assert signers["train"].isdisjoint(signers["dev"] | signers["test"])
     assert len({s.shirt for s in signers["train"]}) == len(signers["train"])  # appearances differ
@@ -95,26 +95,27 @@ def test_dev_and_test_signers_are_held_out():
 def test_sentences_follow_the_length_range_and_vocabulary():
     rng = np.random.default_rng(0)
     for fmt in ("phoenix2014", "CSL-Daily"):
-        vocab = set(vocabulary(fmt))
+        vocab = set(vocabulary(dataset_spec(fmt)))
         connect = set(CATEGORIES["connect"][1 if fmt == "CSL-Daily" else 0])
         lengths = []
         for _ in range(300):
-            sentence = sample_sentence(rng, (2, 10), fmt)
+            sentence = sample_sentence(rng, (2, 10), dataset_spec(fmt))
             assert set(sentence) <= vocab and sentence[-1] not in connect
             lengths.append(len(sentence))
         assert min(lengths) == 2 and max(lengths) == 10
-    assert 24 <= len(vocabulary("phoenix2014")) == len(set(vocabulary("CSL-Daily"))) <= 48
+    assert 24 <= len(vocabulary(dataset_spec("phoenix2014"))) == len(set(vocabulary(dataset_spec("CSL-Daily")))) \
+        <= 48
 
 
 def test_every_gloss_has_a_distinct_pattern():
-    vocab = vocabulary("phoenix2014")
+    vocab = vocabulary(dataset_spec("phoenix2014"))
     signatures = {(gloss_pose(g, 0.0)[0], gloss_pose(g, 0.0)[1], gloss_pose(g, 0.25)[0], gloss_pose(g, 0.0)[3])
                   for g in range(len(vocab))}
     assert len(signatures) == len(vocab)
 
 
 def test_rendered_video_length_follows_glosses():
-    video = plan_videos("CSL-Daily", "tiny", 0)[0]
+    video = plan_videos(dataset_spec("CSL-Daily"), "tiny", 0)[0]
     frames = render_video(video, 64, 48, (3, 3))
     assert frames[0].shape == (48, 64, 3) and frames[0].dtype == np.uint8
     assert 2 + 2 * len(video.glosses) <= len(frames) <= 2 + 4 * len(video.glosses)
@@ -122,7 +123,7 @@ def test_rendered_video_length_follows_glosses():
 
 def test_camera_style_films_the_same_scene_at_camera_frame_sizes():
     """Camera-like frames: same scene as 'clean', deterministic, and as costly to store as real video."""
-    video = plan_videos("phoenix2014", "tiny", 0)[0]
+    video = plan_videos(dataset_spec("phoenix2014"), "tiny", 0)[0]
     clean = render_video(video, 210, 260, (2, 2))
     camera = render_camera_video(video, 210, 260, (2, 2))
     assert len(camera) == len(clean) and camera[0].shape == clean[0].shape == (260, 210, 3)

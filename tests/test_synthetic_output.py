@@ -16,6 +16,7 @@ import pytest
 
 from dataset.generated import OWNER_RECORD, OutputFolderError
 from dataset.layout import frames_root, raw_frames_root
+from dataset.registry import dataset_spec
 from dataset.synthetic import generate, main
 
 
@@ -47,10 +48,10 @@ def test_non_empty_folder_is_refused(tmp_path, capsys):
 def test_replace_removes_only_generated_files(tmp_path, capsys):
     out = tmp_path / "data"
     assert _cli(out, seed=1) == 0
-    video_dir = next(raw_frames_root("phoenix2014", out).rglob("*.png")).parent
+    video_dir = next(raw_frames_root(dataset_spec("phoenix2014"), out).rglob("*.png")).parent
     (video_dir / "my_notes.txt").write_text("keep")  # a user's file inside a generated folder
     (out / "annotations" / "README").write_text("keep")
-    resized = frames_root("phoenix2014", out, "56x56px") / "x.png"  # a preprocessing output
+    resized = frames_root(dataset_spec("phoenix2014"), out, "56x56px") / "x.png"  # a preprocessing output
     resized.parent.mkdir(parents=True)
     resized.write_bytes(b"resized")
     assert _cli(out, seed=2) == 2  # still refused without --replace
@@ -95,7 +96,7 @@ def _frames_per_video(demo_dir: Path) -> dict[str, list[bytes]]:
         info = np.load(demo_dir / "preprocess" / f"{split}_info.npy", allow_pickle=True).item()
         for key in range(len(info) - 1):
             entry = info[key]
-            frames = sorted(frames_root("phoenix2014", root, "56x56px").glob(entry["folder"]))
+            frames = sorted(frames_root(dataset_spec("phoenix2014"), root, "56x56px").glob(entry["folder"]))
             assert len(frames) == entry["num_frames"]
             videos[entry["fileid"]] = [p.read_bytes() for p in frames]
     return videos

@@ -17,6 +17,7 @@ import pytest
 import main as main_module
 from dataset.feeder import BaseFeeder
 from dataset.packed import PackedFrames, PackError
+from dataset.registry import dataset_spec
 from dataset.synthetic import generate
 from dataset.video_files import available_codecs, write_video
 from preprocess import table_cli
@@ -42,8 +43,8 @@ def copy_corpus(videos: Path, tmp_path: Path) -> Path:
 
 def prepare(table: Path, out: Path, *extra: str) -> int:
     """`python -m preprocess --dataset table ...` in this process."""
-    return table_cli.main(["--table", str(table), "--output-dir", str(out), "--output-res", RES, "--workers", "1",
-                           *extra])
+    return table_cli.main(dataset_spec("table"), ["--table", str(table), "--output-dir", str(out), "--output-res",
+                                                  RES, "--workers", "1", *extra])
 
 
 def pack_bytes(out: Path) -> dict[str, bytes]:
@@ -159,8 +160,9 @@ def killing_note(result, record):
     if len(seen) == {after}:
         os.kill(os.getpid(), signal.SIGKILL)  # right after the video's record was synced
 video_pack._note = killing_note
+from dataset.registry import dataset_spec
 from preprocess.table_cli import main
-sys.exit(main({argv!r}))
+sys.exit(main(dataset_spec("table"), {argv!r}))
 """
 
 

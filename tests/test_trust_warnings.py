@@ -8,6 +8,7 @@ from dataset.vocabulary import vocabulary_differences
 from evaluation import wer
 from evaluation.ctm import write_ctm
 from tests.stm_support import write_stm
+from dataset.registry import dataset_spec
 from inference.loading import resolve_vocabulary
 from utils.checkpoint import CheckpointMismatchError
 
@@ -47,7 +48,7 @@ def test_empty_or_all_unknown_ctm_scores_as_sclite_but_warns(tmp_path, stm, caps
     ctm = tmp_path / "hyp.ctm"
     write_ctm(ctm, hypotheses)
     with pytest.warns(wer.ScoringWarning, match=expected):
-        result = wer.score_files(stm, ctm, dataset="phoenix2014")
+        result = wer.score_files(stm, ctm, dataset_spec("phoenix2014"))
     assert result["wer"] == pytest.approx(wer_value)
     assert wer.main([str(stm), str(ctm)]) == 0
     err = capsys.readouterr().err.strip().splitlines()
@@ -57,5 +58,5 @@ def test_empty_or_all_unknown_ctm_scores_as_sclite_but_warns(tmp_path, stm, caps
 def test_ordinary_ctm_gives_no_warning(tmp_path, stm, recwarn):
     ctm = tmp_path / "hyp.ctm"
     write_ctm(ctm, {"v1": ["HAUS"], "v2": ["SONNE"]})
-    wer.score_files(stm, ctm, dataset="phoenix2014")
+    wer.score_files(stm, ctm, dataset_spec("phoenix2014"))
     assert not [w for w in recwarn if issubclass(w.category, wer.ScoringWarning)]

@@ -12,6 +12,7 @@ from torch import nn
 
 from dataset.feeder import BaseFeeder
 from dataset.feeder_options import FeederOptions
+from dataset.registry import dataset_spec
 from slr_network import SLRModel, register_model
 from utils.config import default_config
 
@@ -145,8 +146,9 @@ class WeightsDumpSLRModel(NoDropoutSLRModel):
 
 
 def make_feeder(prefix: str, gloss_dict: dict, dataset: str, **settings) -> BaseFeeder:
-    """A BaseFeeder whose feeder_args are the recipe's with the `settings` that are feeder_args;
-    the other settings (mode, info_dir, ...) go to the constructor."""
+    """A BaseFeeder of the dataset named `dataset` whose feeder_args are the recipe's with the
+    `settings` that are feeder_args; the other settings (mode, info_dir, ...) go to the constructor."""
     keys = set(default_config()["feeder_args"])
     options = FeederOptions.recipe(**{k: v for k, v in settings.items() if k in keys})
-    return BaseFeeder(prefix, gloss_dict, dataset, options, **{k: v for k, v in settings.items() if k not in keys})
+    return BaseFeeder(prefix, gloss_dict, dataset_spec(dataset), options,
+                      **{k: v for k, v in settings.items() if k not in keys})

@@ -51,11 +51,13 @@ def dataset_paths(cfg: Mapping[str, Any], spec: DatasetSpec, work_dir: Path) -> 
 
 
 class RunData:
-    """The feeders of a run's splits (each built once) and loaders over this process's shard."""
+    """The feeders of a run's splits (each built once) and loaders over this process's shard;
+    `spec` is the dataset's registry entry, resolved once by build_run."""
 
-    def __init__(self, cfg: Mapping[str, Any], paths: Mapping[str, Path], gloss_dict: Mapping[str, Any],
-                 kernel_sizes: Sequence[str], env: DistEnv, device: torch.device) -> None:
-        self.cfg, self.paths, self.gloss_dict = cfg, paths, gloss_dict
+    def __init__(self, cfg: Mapping[str, Any], spec: DatasetSpec, paths: Mapping[str, Path],
+                 gloss_dict: Mapping[str, Any], kernel_sizes: Sequence[str], env: DistEnv,
+                 device: torch.device) -> None:
+        self.cfg, self.spec, self.paths, self.gloss_dict = cfg, spec, paths, gloss_dict
         self.kernel_sizes, self.env, self.device = tuple(kernel_sizes), env, device
         # More loader processes than CPUs only compete for them (PyTorch warns at every loader).
         self.workers = min(int(cfg["num_worker"]), available_cpus())
@@ -84,7 +86,7 @@ class RunData:
                               f"string, null or a list of them)")
         paths = {"info_dir": self.paths["info_dir"], "frames_dir": self.paths["frames_dir"],
                  "features_dir": self.paths["features_dir"]}
-        feeder = feeder_class(str(self.paths["dataset_root"]), self.gloss_dict, self.cfg["dataset"],
+        feeder = feeder_class(str(self.paths["dataset_root"]), self.gloss_dict, self.spec,
                               FeederOptions.from_mapping(section), mode=split, transform_mode=train,
                               kernel_size=self.kernel_sizes,
                               **{key: str(value) for key, value in paths.items() if value is not None})

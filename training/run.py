@@ -11,7 +11,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from dataset.registry import dataset_spec
+from dataset.registry import DatasetSpec
 from dataset.vocabulary import load_gloss_dict
 from decoding.config import DecodeConfig
 from decoding.decoder import Decoder, read_lm
@@ -152,7 +152,7 @@ def build_run(cfg: dict, overwrite: bool = False, unsafe_load: bool = False,
     if refused:
         raise ConfigError(refused)
     try:
-        run = _build_run(cfg, env, device, work_dir, paths, log, overwrite, unsafe_load,
+        run = _build_run(cfg, env, device, work_dir, spec, paths, log, overwrite, unsafe_load,
                          other_vocabulary, config_file, max_param_gib)
     except BaseException:
         lock.release()
@@ -163,12 +163,12 @@ def build_run(cfg: dict, overwrite: bool = False, unsafe_load: bool = False,
     return run
 
 
-def _build_run(cfg: dict, env: DistEnv, device: torch.device, work_dir: Path, paths: dict,
-               log: RunLog, overwrite: bool, unsafe_load: bool, other_vocabulary: bool,
+def _build_run(cfg: dict, env: DistEnv, device: torch.device, work_dir: Path, spec: DatasetSpec,
+               paths: dict, log: RunLog, overwrite: bool, unsafe_load: bool, other_vocabulary: bool,
                config_file: str | None, max_param_gib: float) -> Run:
     """build_run's checks and construction, once the run holds the work dir."""
     decode = DecodeConfig.from_mapping(cfg["decode"])
-    cfg["eval_splits"], note = dataset_eval_splits(cfg)
+    cfg["eval_splits"], note = dataset_eval_splits(cfg, spec)
     if note:
         log(note)
     amp = amp_dtype(cfg["amp"], device)
@@ -178,7 +178,7 @@ def _build_run(cfg: dict, env: DistEnv, device: torch.device, work_dir: Path, pa
         check_overwrite(work_dir, paths, config_file)
     try:
         gloss_dict = load_gloss_dict(paths["dict_path"], hint="set dataset_info.dict_path",
-                                     script=dataset_spec(cfg["dataset"]).preprocess_script)
+                                     script=spec.preprocess_script)
     except BadFileError as exc:  # damaged, malformed or refused as unsafe: one error line
         raise ConfigError(f"dataset_info.dict_path: {exc}") from exc
     # --overwrite with --load-checkpoints X: a fresh work dir continuing X's training state.
@@ -193,7 +193,7 @@ def _build_run(cfg: dict, env: DistEnv, device: torch.device, work_dir: Path, pa
     elif not train and cfg["load_checkpoints"]:
         load_weights_file(core, cfg["load_checkpoints"], [], log, gloss_dict, unsafe_load,
                           other_vocabulary)
-    data = RunData(cfg, paths, gloss_dict, core.kernel_sizes, env, device)
+    data = RunData(cfg, spec, paths, gloss_dict, core.kernel_sizes, env, device)
     if data.workers < int(cfg["num_worker"]):
         log(f"num_worker {cfg['num_worker']} capped at {data.workers}: the CPUs this process may use "
             f"(more loader processes would only compete for them)")

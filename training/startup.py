@@ -54,9 +54,8 @@ def check_dataset_name(name: str) -> DatasetSpec:
     return dataset_spec(name, key="--dataset / key 'dataset'")
 
 
-def dataset_eval_splits(cfg: Mapping[str, Any]) -> tuple[list[str], str | None]:
-    """The configured eval_splits that the dataset has, and a note naming those it lacks (CSL: no test)."""
-    spec = dataset_spec(cfg["dataset"])
+def dataset_eval_splits(cfg: Mapping[str, Any], spec: DatasetSpec) -> tuple[list[str], str | None]:
+    """The configured eval_splits that dataset `spec` has, and a note naming those it lacks (CSL: no test)."""
     wanted = list(cfg["eval_splits"])
     kept = [split for split in wanted if split in spec.splits]
     lacking = [split for split in wanted if split not in spec.splits]
@@ -89,11 +88,11 @@ def check_ground_truth(stm: Path, dataset: SeededDataset, split: str) -> None:
                           f"dataset_info.evaluation_prefix / evaluation_dir")
 
 
-def phase_splits(cfg: Mapping[str, Any]) -> list[tuple[str, bool]]:
-    """(split, training?) of every split the configured phase will read."""
+def phase_splits(cfg: Mapping[str, Any], spec: DatasetSpec) -> list[tuple[str, bool]]:
+    """(split, training?) of every split of dataset `spec` the configured phase will read."""
     phase, evals = cfg["phase"], list(cfg["eval_splits"])
     if phase == "features":
-        return [(split, False) for split in dataset_spec(cfg["dataset"]).splits]
+        return [(split, False) for split in spec.splits]
     if phase == "test":
         return [(split, False) for split in evals]
     return [("train", True)] + [(split, False) for split in evals
@@ -154,7 +153,7 @@ def check_data(data: RunData, cfg: Mapping[str, Any], log: Callable[[str], None]
     """Every split the phase reads: its info files are of the dataset the run claims, it has videos,
     its feeder builds and its first video loads; the ground truth of every split it scores exists
     and covers that split's videos. Videos too short for their glosses are logged as a warning."""
-    splits = phase_splits(cfg)
+    splits = phase_splits(cfg, data.spec)
     unchecked = check_dataset_claim(cfg, data.paths, sorted({split for split, _ in splits}))
     if unchecked:
         log(f"note: {', '.join(str(p) for p in unchecked)}: no record of their dataset (written by the "
@@ -261,7 +260,7 @@ def check_batches(data: RunData, cfg: Mapping[str, Any]) -> None:
 def check_all_frames(data: RunData, cfg: Mapping[str, Any]) -> None:
     """Every video of every split the phase reads has its frame files (as many as its info file
     says, none empty, the first at the feeder's frames_res), checked without decoding."""
-    for split, train in phase_splits(cfg):
+    for split, train in phase_splits(cfg, data.spec):
         feeder = data.dataset(split, train).dataset
         if getattr(feeder, "data_type", None) != "video" or getattr(feeder, "packed", False):
             continue  # features, or a pack (checked when opened)
