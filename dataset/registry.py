@@ -8,7 +8,9 @@ torch, no OpenCV), so that every layer can use it.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from utils.errors import ConfigError, closest_key
 
@@ -113,6 +115,18 @@ def dataset_spec(name: str, key: str = "--dataset / key 'dataset'") -> DatasetSp
     except (KeyError, TypeError):
         raise ConfigError(f"unknown dataset {name!r} ({key}){closest_key(str(name), NAMES)} "
                           f"(valid: {', '.join(NAMES)})") from None
+
+
+def dataset_of_stm(path: str | os.PathLike) -> DatasetSpec:
+    """The dataset a ground-truth STM's file name names (<evaluation_prefix>-<split>.stm, as preprocessing
+    writes it); a ConfigError asking for --dataset when the name does not tell."""
+    name = Path(path).name
+    for spec in DATASETS.values():
+        prefix = f"{spec.evaluation_prefix}-"
+        if name.startswith(prefix) and name.endswith(".stm") and len(name) > len(prefix) + len(".stm"):
+            return spec
+    raise ConfigError(f"{path}: its file name does not tell the dataset (preprocessing names ground truths "
+                      f"<dataset>-groundtruth-<split>.stm); pass --dataset (one of {', '.join(NAMES)})")
 
 
 def language_choices() -> list[str]:

@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 
 from evaluation.ctm import write_ctm
-from dataset.registry import NAMES, DatasetSpec, dataset_spec
-from evaluation.wer import ScoringWarning, score_files
+from dataset.registry import NAMES, DatasetSpec
+from evaluation.wer import ScoringWarning, score_files, scored_dataset
 from decoding.config import DecodeConfig, add_decode_arguments, decode_overrides
 from decoding.decoder import Decoder, read_lm
 from decoding.split_logits import SplitLogits, load_split_logits
@@ -131,8 +131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--stm", required=True, help="ground-truth STM of the same split")
     parser.add_argument("--out", required=True, help="folder for tuning.tsv and best.json")
     parser.add_argument("--force", action="store_true", help="replace tuning.tsv and best.json in --out")
-    parser.add_argument("--dataset", default="phoenix2014", choices=NAMES,
-                        help="gloss normalisation of the scorer")
+    parser.add_argument("--dataset", choices=NAMES,
+                        help="gloss normalisation of the scorer (default: the dataset the --stm file name "
+                        "names, <dataset>-groundtruth-<split>.stm)")
     parser.add_argument("--alphas", type=parse_floats, default=parse_floats("0,0.25,0.5,0.75,1,1.5,2"),
                         help="LM weights of the grid (default 0,0.25,0.5,0.75,1,1.5,2)")
     # A gloss costs alpha * 2-4 nats of LM log-prob: the best bonus grows with alpha (measured on
@@ -158,7 +159,7 @@ def tune_and_report(args: argparse.Namespace) -> None:
         raise ConfigError("--alphas and --betas need at least one value each")
     # The recipe's decoding (config/baseline.yaml) with this command line's options, beam search.
     cfg = DecodeConfig.recipe().updated({**given, "mode": "beam"})
-    spec = dataset_spec(args.dataset, key="--dataset")
+    spec = scored_dataset(args.dataset, args.stm)  # before any file is read: a missing --dataset is said first
     check_output_dir(args.out, OUTPUTS, {"--logits": args.logits, "--lm-path": given.get("lm_path"),
                                          "--stm": args.stm}, args.force)
     split = load_split_logits(args.logits)

@@ -3,9 +3,10 @@
 Pipeline: PHOENIX gloss normalisation of the hypothesis (evaluation.normalise), one ``[EMPTY]``
 word for every reference sentence left without hypothesis, words in (file id, start time)
 order, then alignment and counts exactly as NIST sclite ``-f 0`` (evaluation.align), or the
-real sclite binary with ``tool='sclite'``.
+real sclite binary with ``tool='sclite'``. Without --dataset, the dataset (whose normalisation
+applies) is the one the reference's file name names, <dataset>-groundtruth-<split>.stm.
 
-    python -m evaluation.wer REF.stm HYP.ctm [--dataset phoenix2014] [--json] [--tool python|sclite]
+    python -m evaluation.wer REF.stm HYP.ctm [--dataset NAME] [--json] [--tool python|sclite]
                              [--report-dir DIR] [--original-stats] [--auxiliary HYP2.ctm]
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from dataset.registry import NAMES, DatasetSpec, dataset_spec
+from dataset.registry import NAMES, DatasetSpec, dataset_of_stm, dataset_spec
 from evaluation.align import AlignedPair, Counts, align, count
 from evaluation.ctm import CtmWord, read_ctm
 from evaluation.normalise import normalise_glosses
@@ -159,6 +160,11 @@ def write_reports(report_dir: Path, alignments: Mapping[str, Sequence[AlignedPai
                                             encoding="utf-8")
 
 
+def scored_dataset(name: str | None, stm_path: str | os.PathLike) -> DatasetSpec:
+    """The registry entry of --dataset `name`, else of the dataset the reference STM's file name names."""
+    return dataset_spec(name, key="--dataset") if name is not None else dataset_of_stm(stm_path)
+
+
 def format_summary(result: Mapping[str, Any]) -> str:
     """A few lines for the console."""
     lines = [f"[{result['tool']}] WER {result['wer']:.2f}% (words {result['words']}, correct "
@@ -187,7 +193,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("reference",
                         help="reference STM (the preprocessing's <dataset>-groundtruth-<split>.stm)")
     parser.add_argument("hypothesis", help="hypothesis CTM")
-    parser.add_argument("--dataset", default="phoenix2014", choices=NAMES)
+    parser.add_argument("--dataset", choices=NAMES,
+                        help="whose gloss normalisation applies (default: the one the reference's file name "
+                        "names, <dataset>-groundtruth-<split>.stm)")
     parser.add_argument("--tool", default="python", choices=TOOLS,
                         help="built-in sclite-compatible scorer or the real sclite binary")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -213,7 +221,7 @@ def score_and_print(args: argparse.Namespace) -> None:
         warnings.simplefilter("always", ScoringWarning)
         warnings.showwarning = lambda message, *_args, **_kw: print(f"warning: {message}",
                                                                       file=sys.stderr)
-        result = score_files(args.reference, args.hypothesis, dataset_spec(args.dataset, key="--dataset"),
+        result = score_files(args.reference, args.hypothesis, scored_dataset(args.dataset, args.reference),
                              args.tool, args.report_dir,
                              original_stats=args.original_stats, auxiliary_ctm=args.auxiliary,
                              sclite_path=args.sclite)

@@ -134,7 +134,7 @@ def test_a_pickled_or_truncated_logits_file_is_one_error_line(tmp_path, capsys, 
         path.write_bytes(path.read_bytes()[:200])
     (tmp_path / "lm.arpa").write_text("")
     assert tune_main(["--logits", str(path), "--lm-path", str(tmp_path / "lm.arpa"), "--stm", str(path),
-                      "--out", str(tmp_path / "tune")]) == 2
+                      "--out", str(tmp_path / "tune"), "--dataset", "phoenix2014"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is not a split-logits file of main.py --phase test" in err[0], err
     assert not marker.exists()
@@ -148,7 +148,7 @@ def test_tuning_command_writes_table_and_best_pair(tmp_path, capsys) -> None:
         warnings.simplefilter("ignore")
         write_arpa(estimate_kneser_ney([["G1", "G2", "G3"]] * 3 + [["G2", "G4"]], 3), tmp_path / "lm.arpa")
     args = ["--logits", str(tmp_path / "dev-logits.pt"), "--lm-path", str(tmp_path / "lm.arpa"),
-            "--stm", str(stm), "--out", str(tmp_path / "tune"), "--beam-width", "4"]
+            "--stm", str(stm), "--out", str(tmp_path / "tune"), "--beam-width", "4", "--dataset", "phoenix2014"]
     assert tune_main(args + ["--alphas", "0,1", "--betas", "0,2"]) == 0
     out = capsys.readouterr().out
     assert "4 pairs on 3 videos" in out and "best" in out
@@ -178,6 +178,28 @@ def test_tuning_command_writes_table_and_best_pair(tmp_path, capsys) -> None:
     assert "lm_path" in capsys.readouterr().err
     assert tune_main(args[:2] + args[4:]) == 2
     assert "--lm-path is required" in capsys.readouterr().err
+
+
+def test_tuning_takes_the_dataset_from_the_stm_name_or_asks_for_it(tmp_path, capsys) -> None:
+    _saved_split(tmp_path)
+    lines = "".join(f"{v} 1 S 0.0 1.79769e+308 G1 G2\n" for v in "abc")
+    (tmp_path / "dev.stm").write_text(lines)
+    (tmp_path / "phoenix2014-groundtruth-dev.stm").write_text(lines)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        write_arpa(estimate_kneser_ney([["G1", "G2"], ["G2", "G3"]], 2), tmp_path / "lm.arpa")
+    args = ["--logits", str(tmp_path / "dev-logits.pt"), "--lm-path", str(tmp_path / "lm.arpa"), "--beam-width", "2",
+            "--alphas", "0,1", "--betas", "0"]
+    assert tune_main(args + ["--stm", str(tmp_path / "dev.stm"), "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {tmp_path / 'dev.stm'}: its file name does not tell the "
+                                               f"dataset") and "pass --dataset (one of phoenix2014," in err[0]
+    assert not (tmp_path / "a").exists()  # refused before anything was written
+    named = tmp_path / "phoenix2014-groundtruth-dev.stm"
+    assert tune_main(args + ["--stm", str(named), "--out", str(tmp_path / "b")]) == 0
+    assert tune_main(args + ["--stm", str(tmp_path / "dev.stm"), "--out", str(tmp_path / "c"),
+                             "--dataset", "phoenix2014"]) == 0
+    assert (tmp_path / "b" / "tuning.tsv").read_text() == (tmp_path / "c" / "tuning.tsv").read_text()
 
 
 def test_decoder_takes_every_key_of_the_decode_section(tmp_path) -> None:

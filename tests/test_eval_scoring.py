@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from dataset.registry import dataset_spec
+from dataset.registry import NAMES, dataset_of_stm, dataset_spec
 from evaluation.align import DEL_COST, INS_COST, SUB_COST, align, count, fold_case
 from evaluation.ctm import read_ctm, write_ctm
 from evaluation.original import original_statistics
 from evaluation.sclite import ScliteNotFoundError
 from evaluation.stm import read_stm
 from evaluation.textio import ScoringInputError
+from evaluation.wer import main as wer_main
 from evaluation.wer import score_files
 from tests.stm_support import write_stm
 
@@ -152,13 +153,14 @@ def test_missing_sclite_is_a_clear_error(tmp_path: Path) -> None:
 def test_cli_json_and_error_exit(tmp_path: Path, repo_root: Path) -> None:
     stm = _stm(tmp_path / "r.stm", {"a": ("s", ["A", "B"])})
     write_ctm(tmp_path / "h.ctm", {"a": ["A", "C"]})
-    cmd = [sys.executable, "-m", "evaluation.wer", str(stm), str(tmp_path / "h.ctm"), "--json"]
+    cmd = [sys.executable, "-m", "evaluation.wer", str(stm), str(tmp_path / "h.ctm"), "--json",
+           "--dataset", "phoenix2014"]
     out = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True, check=True).stdout
     result = json.loads(out)
     assert {k: result[k] for k in ("wer", "words", "sub", "del", "ins", "correct")} == {
         "wer": 50.0, "words": 2, "sub": 1, "del": 0, "ins": 0, "correct": 1}
     (tmp_path / "bad.ctm").write_text("a 1 0.0\n")
-    bad = subprocess.run(cmd[:4] + [str(tmp_path / "bad.ctm")], cwd=repo_root, capture_output=True,
+    bad = subprocess.run(cmd[:4] + [str(tmp_path / "bad.ctm"), *cmd[6:]], cwd=repo_root, capture_output=True,
                          text=True)
     assert bad.returncode == 2 and "bad.ctm:1" in bad.stderr
 
@@ -182,3 +184,36 @@ def test_cli_on_synthetic_dataset_outputs(tmp_path: Path, repo_root: Path) -> No
     result = json.loads(out)
     assert result["del"] + result["sub"] == len(segments) and result["ins"] == 0
     assert result["words"] == sum(len(s.words) for s in segments)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_reference_file_name_tells_the_dataset(name: str) -> None:
+    for split in dataset_spec(name).splits:
+        assert dataset_of_stm(Path("out") / f"{name}-groundtruth-{split}.stm") is dataset_spec(name)
+
+
+@pytest.mark.parametrize("name", ["ref.stm", "phoenix2014-groundtruth-.stm", "phoenix2014-groundtruth-dev.ctm",
+                                  "csl-daily-groundtruth-dev.stm", "phoenix2014T-groundtruth-dev.stm"])
+def test_a_reference_name_that_does_not_tell_asks_for_dataset(tmp_path: Path, capsys, name: str) -> None:
+    stm = _stm(tmp_path / name, {"a": ("s", ["A"])})
+    write_ctm(tmp_path / "h.ctm", {"a": ["A"]})
+    assert wer_main([str(stm), str(tmp_path / "h.ctm")]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: {stm}: its file name does not tell the dataset (preprocessing names ground truths "
+        f"<dataset>-groundtruth-<split>.stm); pass --dataset (one of {', '.join(NAMES)})"]
+    assert wer_main([str(stm), str(tmp_path / "h.ctm"), "--dataset", "CSL", "--json"]) == 0
+
+
+def test_cli_without_dataset_scores_a_csl_daily_reference_as_written(tmp_path: Path, repo_root: Path) -> None:
+    """A CSL-Daily STM is scored without PHOENIX's rules, which would strip 'loc-' off the hypothesis."""
+    rows = {"S000001_P0001_T00": ("unknown", ["loc-北", "雨"])}
+    csl, phoenix = _stm(tmp_path / "CSL-Daily-groundtruth-dev.stm", rows), \
+        _stm(tmp_path / "phoenix2014-groundtruth-dev.stm", rows)
+    write_ctm(tmp_path / "h.ctm", {"S000001_P0001_T00": ["loc-北", "雨"]})
+    cli = [sys.executable, "-m", "evaluation.wer", str(csl), str(tmp_path / "h.ctm"), "--json"]
+    out = subprocess.run(cli, cwd=repo_root, capture_output=True, text=True, check=True).stdout
+    assert json.loads(out)["wer"] == 0.0 and json.loads(out)["correct"] == 2
+    as_phoenix = subprocess.run(cli[:3] + [str(phoenix), *cli[4:]], cwd=repo_root, capture_output=True,
+                                text=True, check=True).stdout
+    assert json.loads(as_phoenix)["wer"] == 50.0  # 'loc-北' normalised to '北': one substitution
+    assert score_files(csl, tmp_path / "h.ctm", dataset_spec("phoenix2014"))["wer"] == 50.0

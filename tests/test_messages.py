@@ -62,7 +62,8 @@ def test_scorer_warning_is_one_line_and_names_the_errors_sclite_counts(tmp_path)
     stm, ctm = tmp_path / "ref.stm", tmp_path / "empty.ctm"
     write_stm(stm, [("v1", "s1", ["A", "B", "C"])])
     ctm.write_text("")
-    done = subprocess.run([sys.executable, "-m", "evaluation.wer", str(stm), str(ctm)], cwd=REPO_ROOT,
+    done = subprocess.run([sys.executable, "-m", "evaluation.wer", str(stm), str(ctm), "--dataset", "phoenix2014"],
+                          cwd=REPO_ROOT,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     lines = done.stderr.strip().splitlines()

@@ -50,7 +50,7 @@ def test_empty_or_all_unknown_ctm_scores_as_sclite_but_warns(tmp_path, stm, caps
     with pytest.warns(wer.ScoringWarning, match=expected):
         result = wer.score_files(stm, ctm, dataset_spec("phoenix2014"))
     assert result["wer"] == pytest.approx(wer_value)
-    assert wer.main([str(stm), str(ctm)]) == 0
+    assert wer.main([str(stm), str(ctm), "--dataset", "phoenix2014"]) == 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("warning: ") and expected in err[0]
 
