@@ -25,7 +25,7 @@ class FramesError(MissingFileError):
 class FrameSource:
     """Where a feeder reads resized frames from, as configured."""
 
-    dataset: DatasetSpec
+    spec: DatasetSpec  # the dataset's registry entry
     dataset_root: Path  # dataset_info.dataset_root
     frames_res: str  # feeder_args.frames_res
     info_path: Path  # the split's <split>_info.npy (dataset_info.info_dir or the dict_path folder)
@@ -35,12 +35,12 @@ class FrameSource:
     @property
     def resized(self) -> Path:
         """The folder the preprocess script writes for this root and resolution."""
-        return frames_root(self.dataset, self.dataset_root, self.frames_res)
+        return frames_root(self.spec, self.dataset_root, self.frames_res)
 
 
 def preprocess_command(source: FrameSource, redo: Sequence[str] = ()) -> str:
     """The preprocessing command (run from the repository root) that writes the frames `source` reads."""
-    argv = ["python", source.dataset.preprocess_script, "--dataset-root", str(source.dataset_root),
+    argv = ["python", source.spec.preprocess_script, "--dataset-root", str(source.dataset_root),
             "--output-dir", str(source.info_path.parent), "--output-res", source.frames_res, "--process-image"]
     if redo:
         argv += ["--redo", *redo]
@@ -78,16 +78,16 @@ def _other_resolution_hint(source: FrameSource, others: list[str]) -> str:
 
 def _wrong_root_hint(source: FrameSource) -> str:
     """The root holds no download: point at the one the info files were made from, when it exists."""
-    raw = raw_frames_root(source.dataset, source.dataset_root)
+    raw = raw_frames_root(source.spec, source.dataset_root)
     recorded = info_prefix(source.info_path)
-    made_from = root_of_raw_frames(source.dataset, recorded) if recorded else None
-    problem = f"dataset_info.dataset_root is {source.dataset_root}, which holds no {source.dataset.name} frames " \
+    made_from = root_of_raw_frames(source.spec, recorded) if recorded else None
+    problem = f"dataset_info.dataset_root is {source.dataset_root}, which holds no {source.spec.name} frames " \
               f"({raw} does not exist)"
-    if made_from is not None and raw_frames_root(source.dataset, made_from).is_dir():
+    if made_from is not None and raw_frames_root(source.spec, made_from).is_dir():
         return (f"{problem}; the info files in {source.info_path.parent} were made from {made_from}: set "
                 f"dataset_info.dataset_root: {made_from} (--set dataset_info.dataset_root={made_from})")
     return (f"{problem}: set dataset_info.dataset_root to the folder given to the preprocess script as "
-            f"--dataset-root (its default: {source.dataset.default_root})")
+            f"--dataset-root (its default: {source.spec.default_root})")
 
 
 def missing_frames_hint(source: FrameSource, fileid: str, folder: str) -> str:
@@ -98,9 +98,9 @@ def missing_frames_hint(source: FrameSource, fileid: str, folder: str) -> str:
                 f"a folder of resized frames laid out as the info files name them, or leave it unset to "
                 f"read {source.resized}")
     if not source.resized.is_dir():
-        if not raw_frames_root(source.dataset, source.dataset_root).is_dir():
+        if not raw_frames_root(source.spec, source.dataset_root).is_dir():
             return _wrong_root_hint(source)
-        others = resized_resolutions(source.dataset, source.dataset_root)
+        others = resized_resolutions(source.spec, source.dataset_root)
         if others:
             return _other_resolution_hint(source, others)
         return (f"the frames of {source.dataset_root} were never resized to {source.frames_res} "
