@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from dataset.video_files import frame_rate_arg
 from inference.cli import add_model_arguments, load_model_from_args
 from utils.errors import run_cli
 
@@ -36,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="longest video accepted, in frames (3000 = 2 min at 25 fps)")
     parser.add_argument("--max_frames_num", type=positive(int), default=360,
                         help="frames sampled uniformly for the network at most")
+    parser.add_argument("--fps", type=frame_rate_arg, default=None,
+                        help="resample uploaded video files to this many frames a second before "
+                             "recognising, as test_one_video.py --fps (default: as filmed)")
     parser.add_argument("--record_live", type=Path, default=None, metavar="DIR",
                         help="save every frame the Live tab receives as DIR/session<N>/frame<K>.png "
                              "(replay it with test_one_video.py --stream --speed 0)")
@@ -92,7 +96,7 @@ def serve(args: argparse.Namespace) -> int:
 
         from inference.web import Limits, Recogniser, build_app
 
-        limits = Limits(args.max_upload_mb, args.max_video_frames, args.max_frames_num)
+        limits = Limits(args.max_upload_mb, args.max_video_frames, args.max_frames_num, args.fps)
         app = build_app(Recogniser(loaded, limits, work_dir, args.record_live))
         print(f"serving http://{args.host}:{args.port} (model {args.model_path}; uploads in "
               f"{work_dir}, removed on exit)", flush=True)

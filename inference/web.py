@@ -48,6 +48,7 @@ class Limits:
     max_upload_mb: float = 100.0
     max_video_frames: int = 3000  # two minutes at 25 fps
     max_frames_num: int = 360  # frames sampled for the network, as test_one_video.py
+    fps: float | None = None  # video uploads resampled to this rate first (app.py --fps); None: as filmed
 
     @property
     def max_upload_bytes(self) -> int:
@@ -149,7 +150,9 @@ def read_upload(path: str | os.PathLike, limits: Limits, scratch: Path,
         raise InputError(f"{path.name}: unsupported file type {suffix or '(none)'}; upload a video "
                          f"({' '.join(VIDEO_EXTENSIONS)}) or a .zip of frame images")
     try:
-        return load_frames(source, max_frames=limits.max_frames_num, size=frame_size)
+        # A zip of frames has no timestamps to resample by: it is read as its frames are.
+        return load_frames(source, max_frames=limits.max_frames_num, size=frame_size,
+                           fps=limits.fps if source.is_file() else None)
     except UserError as exc:  # an unreadable video or frame folder
         raise InputError(str(exc).replace(str(source), path.name)) from None
 

@@ -520,3 +520,18 @@ def test_live_tab_in_a_real_browser_with_a_fake_camera(server, cjk, tmp_path, ca
     assert len(sessions) == 1 and len(list(sessions[0].iterdir())) == received
     expected = _cli_stream(cjk["ckpt"], sessions[0], capsys)
     assert final.split() == [g["gloss"] for g in expected]
+
+
+def test_fps_resamples_video_uploads_and_leaves_frame_zips_as_they_are(infer_assets, tmp_path):
+    frames = load_frames(infer_assets["folder"], size=None).frames
+    fast = tmp_path / "filmed at 50 fps.mp4"
+    write_video(fast, np.repeat(frames, 2, axis=0), fps=50)  # each frame twice
+    at_25 = Limits(fps=25)
+    assert np.array_equal(read_upload(fast, at_25, tmp_path, (256, 256)).frames,
+                          read_upload(infer_assets["lossless"], Limits(), tmp_path, (256, 256)).frames)
+    assert len(read_upload(fast, Limits(), tmp_path, (256, 256)).frames) == 2 * len(frames)
+    archive = tmp_path / "frames.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for frame in sorted(infer_assets["folder"].iterdir()):
+            z.write(frame, frame.name)
+    assert len(read_upload(archive, at_25, tmp_path / "zip", (256, 256)).frames) == len(frames)
