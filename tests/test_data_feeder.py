@@ -237,8 +237,6 @@ def test_missing_inputs_have_clear_errors(prepared, tmp_path):
         feeder[0]
     with pytest.raises(FileNotFoundError, match="--pack"):
         _feeder(data, "phoenix2014", packed=True, packed_dir=tmp_path)
-    with pytest.raises(ValueError, match="unknown dataset"):
-        _feeder(data, "phoenix")
 
 
 def test_original_info_files_still_load(prepared, tmp_path):

@@ -30,8 +30,6 @@ def test_sentence_drops_emptied_glosses_and_csl_is_untouched() -> None:
     assert normalise_glosses(glosses, dataset_spec("phoenix2014")) == expected
     assert normalise_glosses(glosses, dataset_spec("phoenix2014-T")) == expected
     assert normalise_glosses(["loc-他", "今天"], dataset_spec("CSL-Daily")) == ["loc-他", "今天"]
-    with pytest.raises(ValueError, match="unknown dataset"):
-        normalise_glosses(["A"], dataset_spec("phoenix"))
 
 
 # The rules of the issue written as sed over CTM lines, the way the official evaluation runs them.
